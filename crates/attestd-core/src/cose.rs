@@ -1,0 +1,224 @@
+//! COSE_Sign1 (RFC 9052) with attestd's policy: `alg` must sit in the
+//! protected header and be one of ES256/ESP256 (P-256) or EdDSA/Ed25519;
+//! ES256 signatures are raw `r || s`; the only tag accepted is 18.
+
+use crate::cbor::{self, Encoder, Limits, Value};
+use crate::error::{Reason, Rejection};
+use crate::keys::{KeyAlg, PublicKey, SigEncoding};
+use crate::reject;
+
+/// CBOR tag of COSE_Sign1.
+pub const TAG_SIGN1: u64 = 18;
+
+/// Limits for the envelope: the payload may be as large as the whole message.
+const ENVELOPE_LIMITS: Limits = Limits {
+    max_depth: 8,
+    max_string: 16 * 1024,
+    max_items: 64,
+};
+
+/// The COSE `alg` values attestd accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CoseAlg {
+    /// -7: ECDSA w/ SHA-256 (P-256 keys only, by attestd policy).
+    Es256,
+    /// -9: ECDSA P-256 w/ SHA-256, fully specified.
+    Esp256,
+    /// -8: EdDSA (Ed25519 keys only, by attestd policy).
+    EdDsa,
+    /// -19: Ed25519, fully specified.
+    Ed25519,
+}
+
+impl CoseAlg {
+    pub fn from_label(v: i128) -> Option<CoseAlg> {
+        match v {
+            -7 => Some(CoseAlg::Es256),
+            -9 => Some(CoseAlg::Esp256),
+            -8 => Some(CoseAlg::EdDsa),
+            -19 => Some(CoseAlg::Ed25519),
+            _ => None,
+        }
+    }
+
+    pub fn label(self) -> i64 {
+        match self {
+            CoseAlg::Es256 => -7,
+            CoseAlg::Esp256 => -9,
+            CoseAlg::EdDsa => -8,
+            CoseAlg::Ed25519 => -19,
+        }
+    }
+
+    /// The key algorithm this COSE algorithm needs.
+    pub fn key_alg(self) -> KeyAlg {
+        match self {
+            CoseAlg::Es256 | CoseAlg::Esp256 => KeyAlg::Es256,
+            CoseAlg::EdDsa | CoseAlg::Ed25519 => KeyAlg::Ed25519,
+        }
+    }
+}
+
+/// A decoded COSE_Sign1 message. Nothing in it is trusted until
+/// [`CoseSign1::verify`] succeeds.
+#[derive(Clone, Debug)]
+pub struct CoseSign1<'a> {
+    /// The protected header exactly as encoded (it is signed as bytes).
+    pub protected: &'a [u8],
+    pub alg: CoseAlg,
+    pub payload: &'a [u8],
+    pub signature: &'a [u8],
+    /// Whether the message carried tag 18.
+    pub tagged: bool,
+}
+
+impl<'a> CoseSign1<'a> {
+    /// Decodes and checks the structure and the header policy.
+    pub fn decode(input: &'a [u8]) -> Result<CoseSign1<'a>, Rejection> {
+        let top = cbor::decode(input, ENVELOPE_LIMITS)
+            .map_err(|e| Rejection::new(Reason::MalformedCose, e.message))?;
+        let (tagged, body) = match top {
+            Value::Tag(TAG_SIGN1, inner) => (true, *inner),
+            Value::Tag(t, _) => {
+                return Err(reject!(MalformedCose, "tag {t} is not COSE_Sign1 (18)"));
+            }
+            other => (false, other),
+        };
+        let items = match body {
+            Value::Array(items) if items.len() == 4 => items,
+            Value::Array(items) => {
+                return Err(reject!(
+                    MalformedCose,
+                    "COSE_Sign1 must be an array of 4 items, got {}",
+                    items.len()
+                ));
+            }
+            other => {
+                return Err(reject!(
+                    MalformedCose,
+                    "COSE_Sign1 must be an array, got {}",
+                    other.type_name()
+                ));
+            }
+        };
+        let mut it = items.into_iter();
+        let (protected, unprotected, payload, signature) = match (it.next(), it.next(), it.next(), it.next()) {
+            (Some(p), Some(u), Some(pl), Some(s)) => (p, u, pl, s),
+            _ => return Err(reject!(MalformedCose, "COSE_Sign1 must be an array of 4 items")),
+        };
+        let protected = match protected {
+            Value::Bytes(b) => b,
+            o => return Err(reject!(MalformedCose, "protected header must be a bstr, got {}", o.type_name())),
+        };
+        if !matches!(unprotected, Value::Map(_)) {
+            return Err(reject!(
+                MalformedCose,
+                "unprotected header must be a map, got {}",
+                unprotected.type_name()
+            ));
+        }
+        let payload = match payload {
+            Value::Bytes(b) => b,
+            Value::Null => return Err(reject!(MalformedCose, "detached payloads are not accepted")),
+            o => return Err(reject!(MalformedCose, "payload must be a bstr, got {}", o.type_name())),
+        };
+        let signature = match signature {
+            Value::Bytes(b) => b,
+            o => return Err(reject!(MalformedCose, "signature must be a bstr, got {}", o.type_name())),
+        };
+        let alg = header_alg(protected, &unprotected)?;
+        Ok(CoseSign1 {
+            protected,
+            alg,
+            payload,
+            signature,
+            tagged,
+        })
+    }
+
+    /// The Sig_structure: `["Signature1", protected, external_aad, payload]`.
+    pub fn to_be_signed(&self, external_aad: &[u8]) -> Vec<u8> {
+        sig_structure(self.protected, external_aad, self.payload)
+    }
+
+    /// Verifies the signature with `key` and empty external AAD. A key of the
+    /// wrong type for `alg` does not verify.
+    pub fn verify(&self, key: &PublicKey) -> bool {
+        self.verify_with_aad(key, &[])
+    }
+
+    pub fn verify_with_aad(&self, key: &PublicKey, external_aad: &[u8]) -> bool {
+        if key.alg() != self.alg.key_alg() {
+            return false;
+        }
+        key.verify(&self.to_be_signed(external_aad), self.signature, SigEncoding::Raw)
+    }
+}
+
+/// Encodes the COSE Sig_structure for COSE_Sign1.
+pub fn sig_structure(protected: &[u8], external_aad: &[u8], payload: &[u8]) -> Vec<u8> {
+    let mut e = Encoder::new();
+    e.array(4)
+        .text("Signature1")
+        .bytes(protected)
+        .bytes(external_aad)
+        .bytes(payload);
+    e.into_bytes()
+}
+
+/// Encodes a protected header holding only `alg`.
+pub fn protected_header(alg: CoseAlg) -> Vec<u8> {
+    let mut e = Encoder::new();
+    e.map(1).uint(1).int(alg.label());
+    e.into_bytes()
+}
+
+/// Assembles a tagged COSE_Sign1 from its parts.
+pub fn encode_sign1(protected: &[u8], payload: &[u8], signature: &[u8]) -> Vec<u8> {
+    let mut e = Encoder::new();
+    e.tag(TAG_SIGN1)
+        .array(4)
+        .bytes(protected)
+        .map(0)
+        .bytes(payload)
+        .bytes(signature);
+    e.into_bytes()
+}
+
+const LABEL_ALG: i128 = 1;
+const LABEL_CRIT: i128 = 2;
+
+fn header_alg(protected: &[u8], unprotected: &Value<'_>) -> Result<CoseAlg, Rejection> {
+    let prot = if protected.is_empty() {
+        Value::Map(Vec::new())
+    } else {
+        cbor::decode(protected, Limits::CLAIMS)
+            .map_err(|e| reject!(MalformedCose, "protected header: {}", e.message))?
+    };
+    if !matches!(prot, Value::Map(_)) {
+        return Err(reject!(MalformedCose, "protected header must encode a map"));
+    }
+    if prot.map_get_int(LABEL_CRIT).is_some() {
+        return Err(reject!(MalformedCose, "critical header parameters are not supported"));
+    }
+    let in_unprotected = unprotected.map_get_int(LABEL_ALG).is_some();
+    match prot.map_get_int(LABEL_ALG) {
+        None if in_unprotected => Err(reject!(
+            AlgNotAllowed,
+            "alg must be in the protected header, not the unprotected one"
+        )),
+        None => Err(reject!(AlgNotAllowed, "protected header has no alg")),
+        Some(_) if in_unprotected => Err(reject!(
+            MalformedCose,
+            "alg appears in both the protected and unprotected headers"
+        )),
+        Some(v) => match v.as_int().and_then(CoseAlg::from_label) {
+            Some(alg) => Ok(alg),
+            None => Err(reject!(
+                AlgNotAllowed,
+                "alg {} is not allowed (ES256 -7, ESP256 -9, EdDSA -8, Ed25519 -19)",
+                v.as_int().map_or_else(|| format!("of type {}", v.type_name()), |i| i.to_string())
+            )),
+        },
+    }
+}

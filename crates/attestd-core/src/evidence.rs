@@ -1,0 +1,408 @@
+//! Device evidence: an EAT (RFC 9711) claims set inside COSE_Sign1, decoded
+//! under the bounds of formats.md §1, and the freshness rules for evidence
+//! that carries no nonce (deferred evidence, RFC 9334 §10.4).
+
+use crate::cbor::{self, Encoder, Limits, Value};
+use crate::cose::CoseSign1;
+use crate::error::{Reason, Rejection};
+use crate::ids::{Digest, Serial};
+use crate::reject;
+use crate::time::UnixTime;
+
+/// The one EAT profile attestd accepts.
+pub const PROFILE: &str = "urn:attestd:profile:device-evidence:v1";
+/// Largest evidence message accepted.
+pub const MAX_EVIDENCE_BYTES: usize = 16 * 1024;
+/// At most this many firmware components.
+pub const MAX_COMPONENTS: usize = 32;
+
+/// Claim keys (RFC 9711 integer keys; text keys are attestd's own).
+pub mod key {
+    pub const NONCE: i64 = 10;
+    pub const IAT: i64 = 6;
+    pub const UEID: i64 = 256;
+    pub const HWMODEL: i64 = 259;
+    pub const HWVERSION: i64 = 260;
+    pub const DBGSTAT: i64 = 263;
+    pub const PROFILE: i64 = 265;
+    pub const BOOTCOUNT: i64 = 267;
+    pub const SERIAL: &str = "serial";
+    pub const SECURE_BOOT: &str = "secure_boot";
+    pub const COMPONENTS: &str = "components";
+    pub const CALIBRATION: &str = "calibration";
+}
+
+/// One measured firmware image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Component {
+    pub name: String,
+    pub version: String,
+    pub svn: u64,
+    pub digest: Digest,
+}
+
+/// The calibration data set a unit reports as loaded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CalibrationClaim {
+    pub id: String,
+    pub digest: Digest,
+}
+
+/// `hwversion`: a version string with an optional version scheme.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HwVersion {
+    pub version: String,
+    pub scheme: Option<i64>,
+}
+
+/// The claims of one piece of evidence, typed and checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claims {
+    pub nonce: Option<Vec<u8>>,
+    pub iat: UnixTime,
+    pub bootcount: u64,
+    pub hwmodel: String,
+    pub hwversion: HwVersion,
+    pub dbgstat: u8,
+    pub ueid: Option<Vec<u8>>,
+    pub serial: Serial,
+    pub secure_boot: bool,
+    pub components: Vec<Component>,
+    pub calibration: Option<CalibrationClaim>,
+}
+
+/// Evidence decoded but not yet verified: the signature has not been checked,
+/// so nothing in `claims` may be trusted or stored until [`Evidence::verify`].
+#[derive(Clone, Debug)]
+pub struct Evidence<'a> {
+    pub cose: CoseSign1<'a>,
+    pub claims: Claims,
+}
+
+impl<'a> Evidence<'a> {
+    /// Decodes a COSE_Sign1 EAT with every bound of formats.md applied before
+    /// any other work.
+    pub fn decode(bytes: &'a [u8]) -> Result<Evidence<'a>, Rejection> {
+        if bytes.len() > MAX_EVIDENCE_BYTES {
+            return Err(reject!(
+                TooLarge,
+                "evidence of {} bytes exceeds the limit of {MAX_EVIDENCE_BYTES}",
+                bytes.len()
+            ));
+        }
+        let cose = CoseSign1::decode(bytes)?;
+        let payload = cbor::decode(cose.payload, Limits::CLAIMS)
+            .map_err(|e| reject!(MalformedCbor, "claims: {}", e.message))?;
+        let claims = Claims::from_value(&payload)?;
+        Ok(Evidence { cose, claims })
+    }
+
+    /// Checks the signature against the unit's enrolled key.
+    pub fn verify(&self, key: &crate::keys::PublicKey) -> Result<(), Rejection> {
+        if self.cose.verify(key) {
+            Ok(())
+        } else {
+            Err(reject!(
+                SignatureInvalid,
+                "signature does not verify with the key enrolled for {}",
+                self.claims.serial
+            ))
+        }
+    }
+}
+
+fn missing(name: &str) -> Rejection {
+    reject!(ClaimMissing, "claim \"{name}\" is required")
+}
+
+fn invalid(path: &str, msg: impl std::fmt::Display) -> Rejection {
+    reject!(ClaimInvalid, "claim {path}: {msg}")
+}
+
+fn expect_uint(v: &Value<'_>, path: &str) -> Result<u64, Rejection> {
+    match v {
+        Value::Unsigned(n) => Ok(*n),
+        o => Err(invalid(path, format!("expected uint, got {}", o.type_name()))),
+    }
+}
+
+fn expect_text<'v>(v: &'v Value<'_>, path: &str) -> Result<&'v str, Rejection> {
+    match v {
+        Value::Text(s) if !s.is_empty() => Ok(s),
+        Value::Text(_) => Err(invalid(path, "must not be empty")),
+        o => Err(invalid(path, format!("expected tstr, got {}", o.type_name()))),
+    }
+}
+
+fn expect_bytes<'v>(v: &'v Value<'_>, path: &str) -> Result<&'v [u8], Rejection> {
+    match v {
+        Value::Bytes(b) => Ok(b),
+        o => Err(invalid(path, format!("expected bstr, got {}", o.type_name()))),
+    }
+}
+
+fn expect_digest(v: &Value<'_>, path: &str) -> Result<Digest, Rejection> {
+    let b = expect_bytes(v, path)?;
+    Digest::from_slice(b).ok_or_else(|| invalid(path, format!("expected 32 bytes, got {}", b.len())))
+}
+
+/// Reads a `{"name": value}` map with only the given text keys, all required.
+fn text_map<'v, 'a>(
+    v: &'v Value<'a>,
+    path: &str,
+    keys: &[&str],
+) -> Result<Vec<&'v Value<'a>>, Rejection> {
+    let Value::Map(entries) = v else {
+        return Err(invalid(path, format!("expected map, got {}", v.type_name())));
+    };
+    for (k, _) in entries {
+        match k {
+            Value::Text(t) if keys.contains(t) => {}
+            Value::Text(t) => return Err(invalid(path, format!("unexpected key \"{t}\""))),
+            o => return Err(invalid(path, format!("unexpected key of type {}", o.type_name()))),
+        }
+    }
+    keys.iter()
+        .map(|k| {
+            v.map_get_text(k)
+                .ok_or_else(|| reject!(ClaimMissing, "claim {path}.{k} is required"))
+        })
+        .collect()
+}
+
+impl Claims {
+    /// Types and checks a decoded claims map. Unknown claims are ignored.
+    pub fn from_value(v: &Value<'_>) -> Result<Claims, Rejection> {
+        if !matches!(v, Value::Map(_)) {
+            return Err(reject!(
+                MalformedCbor,
+                "claims set must be a map, got {}",
+                v.type_name()
+            ));
+        }
+        let int = |k: i64| v.map_get_int(k as i128);
+        let text = |k: &str| v.map_get_text(k);
+
+        let profile = int(key::PROFILE).ok_or_else(|| missing("eat_profile"))?;
+        match profile {
+            Value::Text(p) if *p == PROFILE => {}
+            Value::Text(p) => {
+                return Err(reject!(
+                    ProfileMismatch,
+                    "claim \"eat_profile\": expected {PROFILE}, got {p}"
+                ));
+            }
+            o => return Err(invalid("\"eat_profile\"", format!("expected tstr, got {}", o.type_name()))),
+        }
+
+        let serial_s = expect_text(text(key::SERIAL).ok_or_else(|| missing("serial"))?, "\"serial\"")?;
+        let serial = Serial::parse(serial_s, Reason::ClaimInvalid, "claim \"serial\"")?;
+
+        let nonce = match int(key::NONCE) {
+            None => None,
+            Some(n) => {
+                let b = expect_bytes(n, "\"eat_nonce\"")?;
+                if !(8..=64).contains(&b.len()) {
+                    return Err(invalid("\"eat_nonce\"", format!("expected 8..64 bytes, got {}", b.len())));
+                }
+                Some(b.to_vec())
+            }
+        };
+
+        let iat = match int(key::IAT).ok_or_else(|| missing("iat"))? {
+            Value::Unsigned(n) if *n <= i64::MAX as u64 => UnixTime(*n as i64),
+            Value::Negative(n) if *n < i64::MAX as u64 => UnixTime(-1 - *n as i64),
+            o => return Err(invalid("\"iat\"", format!("expected int seconds, got {}", o.type_name()))),
+        };
+
+        let bootcount = expect_uint(int(key::BOOTCOUNT).ok_or_else(|| missing("bootcount"))?, "\"bootcount\"")?;
+
+        let hwmodel_b = expect_bytes(int(key::HWMODEL).ok_or_else(|| missing("hwmodel"))?, "\"hwmodel\"")?;
+        let hwmodel = std::str::from_utf8(hwmodel_b)
+            .ok()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| invalid("\"hwmodel\"", "expected a non-empty UTF-8 model id"))?
+            .to_owned();
+
+        let hwversion = match int(key::HWVERSION).ok_or_else(|| missing("hwversion"))? {
+            Value::Array(items) if (1..=2).contains(&items.len()) => {
+                let version = expect_text(&items[0], "\"hwversion\"[0]")?.to_owned();
+                let scheme = match items.get(1) {
+                    None => None,
+                    Some(s) => Some(
+                        s.as_int()
+                            .and_then(|i| i64::try_from(i).ok())
+                            .ok_or_else(|| invalid("\"hwversion\"[1]", "expected int"))?,
+                    ),
+                };
+                HwVersion { version, scheme }
+            }
+            o => return Err(invalid("\"hwversion\"", format!("expected [tstr] or [tstr, int], got {}", o.type_name()))),
+        };
+
+        let dbg = expect_uint(int(key::DBGSTAT).ok_or_else(|| missing("dbgstat"))?, "\"dbgstat\"")?;
+        if dbg > 4 {
+            return Err(invalid("\"dbgstat\"", format!("expected 0..4, got {dbg}")));
+        }
+
+        let ueid = match int(key::UEID) {
+            None => None,
+            Some(u) => {
+                let b = expect_bytes(u, "\"ueid\"")?;
+                if !(7..=33).contains(&b.len()) {
+                    return Err(invalid("\"ueid\"", format!("expected 7..33 bytes, got {}", b.len())));
+                }
+                Some(b.to_vec())
+            }
+        };
+
+        let secure_boot = match text(key::SECURE_BOOT).ok_or_else(|| missing("secure_boot"))? {
+            Value::Bool(b) => *b,
+            o => return Err(invalid("\"secure_boot\"", format!("expected bool, got {}", o.type_name()))),
+        };
+
+        let components = match text(key::COMPONENTS).ok_or_else(|| missing("components"))? {
+            Value::Array(items) if (1..=MAX_COMPONENTS).contains(&items.len()) => {
+                let mut out: Vec<Component> = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    let path = format!("\"components\"[{i}]");
+                    let f = text_map(item, &path, &["name", "version", "svn", "digest"])?;
+                    let c = Component {
+                        name: expect_text(f[0], &format!("{path}.name"))?.to_owned(),
+                        version: expect_text(f[1], &format!("{path}.version"))?.to_owned(),
+                        svn: expect_uint(f[2], &format!("{path}.svn"))?,
+                        digest: expect_digest(f[3], &format!("{path}.digest"))?,
+                    };
+                    if out.iter().any(|o| o.name == c.name) {
+                        return Err(invalid(&format!("{path}.name"), format!("component \"{}\" reported twice", c.name)));
+                    }
+                    out.push(c);
+                }
+                out
+            }
+            Value::Array(items) => {
+                return Err(invalid("\"components\"", format!("expected 1..{MAX_COMPONENTS} items, got {}", items.len())));
+            }
+            o => return Err(invalid("\"components\"", format!("expected array, got {}", o.type_name()))),
+        };
+
+        let calibration = match text(key::CALIBRATION) {
+            None => None,
+            Some(c) => {
+                let f = text_map(c, "\"calibration\"", &["id", "digest"])?;
+                Some(CalibrationClaim {
+                    id: expect_text(f[0], "\"calibration\".id")?.to_owned(),
+                    digest: expect_digest(f[1], "\"calibration\".digest")?,
+                })
+            }
+        };
+
+        Ok(Claims {
+            nonce,
+            iat,
+            bootcount,
+            hwmodel,
+            hwversion,
+            dbgstat: dbg as u8,
+            ueid,
+            serial,
+            secure_boot,
+            components,
+            calibration,
+        })
+    }
+
+    /// Encodes the claims as attestd expects them (used by the SDK and tests).
+    pub fn to_cbor(&self) -> Vec<u8> {
+        let mut n = 9;
+        n += usize::from(self.nonce.is_some());
+        n += usize::from(self.ueid.is_some());
+        n += usize::from(self.calibration.is_some());
+        let mut e = Encoder::new();
+        e.map(n);
+        e.uint(key::PROFILE as u64).text(PROFILE);
+        if let Some(nonce) = &self.nonce {
+            e.uint(key::NONCE as u64).bytes(nonce);
+        }
+        e.uint(key::IAT as u64).int(self.iat.0);
+        e.uint(key::BOOTCOUNT as u64).uint(self.bootcount);
+        e.uint(key::HWMODEL as u64).bytes(self.hwmodel.as_bytes());
+        e.uint(key::HWVERSION as u64);
+        match self.hwversion.scheme {
+            None => e.array(1).text(&self.hwversion.version),
+            Some(s) => e.array(2).text(&self.hwversion.version).int(s),
+        };
+        e.uint(key::DBGSTAT as u64).uint(self.dbgstat as u64);
+        if let Some(u) = &self.ueid {
+            e.uint(key::UEID as u64).bytes(u);
+        }
+        e.text(key::SERIAL).text(self.serial.as_str());
+        e.text(key::SECURE_BOOT).bool(self.secure_boot);
+        e.text(key::COMPONENTS).array(self.components.len());
+        for c in &self.components {
+            e.map(4)
+                .text("name")
+                .text(&c.name)
+                .text("version")
+                .text(&c.version)
+                .text("svn")
+                .uint(c.svn)
+                .text("digest")
+                .bytes(&c.digest.0);
+        }
+        if let Some(c) = &self.calibration {
+            e.text(key::CALIBRATION)
+                .map(2)
+                .text("id")
+                .text(&c.id)
+                .text("digest")
+                .bytes(&c.digest.0);
+        }
+        e.into_bytes()
+    }
+}
+
+/// Freshness policy for evidence without a nonce.
+#[derive(Clone, Copy, Debug)]
+pub struct DeferredPolicy {
+    /// How far ahead of attestd's clock `iat` may be.
+    pub clock_skew_secs: i64,
+    /// How old deferred evidence may be.
+    pub max_age_secs: i64,
+}
+
+/// Accepts deferred evidence only with a boot counter above every one
+/// accepted for the unit and an `iat` inside the freshness window; anything
+/// else is a replay (formats.md §1).
+pub fn check_deferred(
+    claims: &Claims,
+    highest_bootcount: Option<u64>,
+    now: UnixTime,
+    policy: DeferredPolicy,
+) -> Result<(), Rejection> {
+    if let Some(h) = highest_bootcount {
+        if claims.bootcount <= h {
+            return Err(reject!(
+                Replayed,
+                "deferred evidence: bootcount {} is not above the highest accepted ({h})",
+                claims.bootcount
+            ));
+        }
+    }
+    if claims.iat > now.plus_seconds(policy.clock_skew_secs) {
+        return Err(reject!(
+            ClockSkew,
+            "deferred evidence: iat {} is in the future (now {now})",
+            claims.iat
+        ));
+    }
+    if claims.iat < now.plus_seconds(-policy.max_age_secs) {
+        return Err(reject!(
+            Replayed,
+            "deferred evidence: iat {} is older than the freshness window of {} s",
+            claims.iat,
+            policy.max_age_secs
+        ));
+    }
+    Ok(())
+}
