@@ -78,6 +78,7 @@ reasons! {
     VersionNotIncreasing => "VERSION_NOT_INCREASING", FailedPrecondition;
     SerialEnrolled => "SERIAL_ENROLLED", AlreadyExists;
     KeyInUse => "KEY_IN_USE", AlreadyExists;
+    StationExists => "STATION_EXISTS", AlreadyExists;
     DeviceNotFound => "DEVICE_NOT_FOUND", NotFound;
     RecordNotFound => "RECORD_NOT_FOUND", NotFound;
     BaselineNotFound => "BASELINE_NOT_FOUND", NotFound;

@@ -1,1 +1,131 @@
+//! attestd's memory. The [`Store`] trait states what the server needs from
+//! storage as domain operations, each one atomic; [`sled_store::SledStore`]
+//! is the embedded backend. A later PostgreSQL backend implements the same
+//! trait and runs the same tests.
+//!
+//! Durability contract: a write returned by a `commit_*` method is atomic but
+//! not yet durable; it is durable once a later [`Store::flush`] returns. The
+//! server's group committer calls `flush` and answers clients only after it.
+
 #![forbid(unsafe_code)]
+
+pub mod model;
+pub mod sled_store;
+
+use attestd_core::Rejection;
+pub use model::*;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A domain rule checked inside the atomic write refused it; nothing was written.
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    /// The unit changed between the caller's snapshot and its write; nothing
+    /// was written. Re-read, decide again, retry.
+    #[error("the unit changed concurrently")]
+    Conflict,
+    /// The storage failed (I/O, corruption). Retryable from the client's view.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// What a provisioning record binds, checked and applied atomically with it.
+#[derive(Clone, Debug)]
+pub struct Enrollment {
+    pub model: String,
+    pub hw_version: String,
+    pub spki_der: Vec<u8>,
+    /// `sha256:<hex>` of `spki_der`.
+    pub key_id: String,
+    /// Record id this provisioning record replaces (a re-key), if any.
+    pub supersedes: Option<String>,
+}
+
+/// A verified station record to store.
+#[derive(Clone, Debug)]
+pub struct RecordCommit {
+    pub entry: RecordEntry,
+    /// Present for provisioning records.
+    pub enrollment: Option<Enrollment>,
+}
+
+/// The result of [`Store::commit_record`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum RecordOutcome {
+    /// Newly stored.
+    Stored(RecordEntry),
+    /// The identical record was already stored; nothing was written.
+    Duplicate(RecordEntry),
+}
+
+/// Verified evidence to store, with the unit revision it was decided on.
+#[derive(Clone, Debug)]
+pub struct EvidenceCommit {
+    pub entry: EvidenceEntry,
+    /// The key that verified the evidence; must still be the enrolled one.
+    pub spki_der: Vec<u8>,
+    /// `DeviceEntry::revision` of the snapshot the decision used.
+    pub expected_revision: u64,
+    /// Deferred evidence: the boot counter must exceed every accepted one.
+    pub deferred: bool,
+}
+
+/// One entry of a unit's history.
+#[derive(Clone, Debug, PartialEq)]
+pub enum HistoryItem {
+    /// Evidence without its raw bytes.
+    Evidence(EvidenceEntry),
+    Record(RecordEntry),
+}
+
+/// Totals kept in the same atomic writes as the things they count.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub stations: u64,
+    pub devices: u64,
+    pub records: u64,
+    pub evidence: u64,
+}
+
+/// A page of results and the key to continue after, if there is more.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
+/// Storage as the server needs it. Every `commit_*`/`register_*`/`revoke_*`
+/// method is one atomic write that either applies whole or not at all.
+pub trait Store: Send + Sync + 'static {
+    /// Adds a station; refuses an id already registered.
+    fn register_station(&self, station: StationEntry) -> Result<StationEntry>;
+    /// Marks a station revoked (idempotent); NOT_FOUND if unknown.
+    fn revoke_station(&self, station_id: &str, reason: &str, at: i64) -> Result<StationEntry>;
+    fn get_station(&self, station_id: &str) -> Result<Option<StationEntry>>;
+    /// Stations in id order, after `after`.
+    fn list_stations(&self, after: Option<&str>, limit: usize) -> Result<Page<StationEntry>>;
+
+    fn get_device(&self, serial: &str) -> Result<Option<DeviceEntry>>;
+
+    /// Stores a record, enforcing per-station sequence, idempotence and, for
+    /// provisioning, one key per serial and one serial per key.
+    fn commit_record(&self, commit: RecordCommit) -> Result<RecordOutcome>;
+    fn get_record(&self, record_id: &str) -> Result<Option<RecordEntry>>;
+    /// A unit's records in the order they were accepted.
+    fn list_records(&self, serial: &str, after: Option<&str>, limit: usize) -> Result<Page<RecordEntry>>;
+
+    /// Stores evidence and updates the unit, if the unit is still at
+    /// `expected_revision` and (deferred) the boot counter still increases.
+    fn commit_evidence(&self, commit: EvidenceCommit) -> Result<DeviceEntry>;
+    fn get_evidence(&self, evidence_id: &str) -> Result<Option<EvidenceEntry>>;
+    /// A unit's evidence and records in the order they were accepted.
+    fn list_history(&self, serial: &str, after: Option<&str>, limit: usize) -> Result<Page<HistoryItem>>;
+
+    fn counts(&self) -> Result<Counts>;
+
+    /// Makes every write that returned before this call durable.
+    fn flush(&self) -> Result<()>;
+}

@@ -1,0 +1,166 @@
+//! What the store keeps, as prost messages (stable, versionable encodings;
+//! formats.md asks for prost rather than serde-bincode). Field numbers are a
+//! storage contract: never reuse one.
+
+use prost::Message;
+
+/// A registered station.
+#[derive(Clone, PartialEq, Message)]
+pub struct StationEntry {
+    #[prost(string, tag = "1")]
+    pub station_id: String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub spki_der: Vec<u8>,
+    /// Record kinds (1 provisioning, 2 calibration, as in the API enum).
+    #[prost(int32, repeated, tag = "3")]
+    pub allowed_kinds: Vec<i32>,
+    /// Models this station may sign for; "*" for any.
+    #[prost(string, repeated, tag = "4")]
+    pub allowed_models: Vec<String>,
+    #[prost(bool, tag = "5")]
+    pub allow_rekey: bool,
+    #[prost(bool, tag = "6")]
+    pub revoked: bool,
+    #[prost(string, tag = "7")]
+    pub revoked_reason: String,
+    #[prost(int64, tag = "8")]
+    pub registered_at: i64,
+    #[prost(int64, tag = "9")]
+    pub revoked_at: i64,
+    /// Highest record sequence accepted; 0 before the first.
+    #[prost(uint64, tag = "10")]
+    pub last_sequence: u64,
+    #[prost(bool, tag = "11")]
+    pub has_sequence: bool,
+}
+
+/// What attestd knows about one enrolled unit.
+#[derive(Clone, PartialEq, Message)]
+pub struct DeviceEntry {
+    #[prost(string, tag = "1")]
+    pub serial: String,
+    #[prost(string, tag = "2")]
+    pub model: String,
+    #[prost(string, tag = "3")]
+    pub hw_version: String,
+    /// The enrolled device key (SPKI DER).
+    #[prost(bytes = "vec", tag = "4")]
+    pub spki_der: Vec<u8>,
+    #[prost(string, tag = "5")]
+    pub provisioning_record_id: String,
+    #[prost(string, tag = "6")]
+    pub calibration_record_id: String,
+    #[prost(bool, tag = "7")]
+    pub has_bootcount: bool,
+    #[prost(uint64, tag = "8")]
+    pub highest_bootcount: u64,
+    #[prost(uint64, tag = "9")]
+    pub evidence_count: u64,
+    #[prost(string, tag = "10")]
+    pub last_evidence_id: String,
+    #[prost(int64, tag = "11")]
+    pub last_seen: i64,
+    #[prost(int64, tag = "12")]
+    pub enrolled_at: i64,
+    /// Bumped by every write to the unit: lets a writer that decided on a
+    /// snapshot detect that the unit changed underneath it.
+    #[prost(uint64, tag = "13")]
+    pub revision: u64,
+}
+
+/// One DSSE signature as received.
+#[derive(Clone, PartialEq, Message)]
+pub struct SignatureEntry {
+    #[prost(bytes = "vec", tag = "1")]
+    pub sig: Vec<u8>,
+    #[prost(string, tag = "2")]
+    pub keyid: String,
+}
+
+/// A stored station record, with its envelope exactly as received.
+#[derive(Clone, PartialEq, Message)]
+pub struct RecordEntry {
+    #[prost(string, tag = "1")]
+    pub record_id: String,
+    #[prost(int32, tag = "2")]
+    pub kind: i32,
+    #[prost(string, tag = "3")]
+    pub serial: String,
+    #[prost(string, tag = "4")]
+    pub station_id: String,
+    #[prost(uint64, tag = "5")]
+    pub sequence: u64,
+    #[prost(int64, tag = "6")]
+    pub performed_at: i64,
+    #[prost(int64, tag = "7")]
+    pub received_at: i64,
+    #[prost(bytes = "vec", tag = "8")]
+    pub payload: Vec<u8>,
+    #[prost(string, tag = "9")]
+    pub payload_type: String,
+    #[prost(message, repeated, tag = "10")]
+    pub signatures: Vec<SignatureEntry>,
+}
+
+/// One reason of an appraisal.
+#[derive(Clone, PartialEq, Message)]
+pub struct FindingEntry {
+    #[prost(string, tag = "1")]
+    pub code: String,
+    #[prost(string, tag = "2")]
+    pub claim: String,
+    #[prost(string, tag = "3")]
+    pub component: String,
+    #[prost(string, tag = "4")]
+    pub expected: String,
+    #[prost(string, tag = "5")]
+    pub actual: String,
+    #[prost(string, tag = "6")]
+    pub detail: String,
+}
+
+/// A stored appraisal.
+#[derive(Clone, PartialEq, Message)]
+pub struct AppraisalEntry {
+    /// 1 none, 2 affirming, 3 warning, 4 contraindicated (the API enum).
+    #[prost(int32, tag = "1")]
+    pub tier: i32,
+    /// The eight AR4SI claims in their fixed order.
+    #[prost(sint32, repeated, tag = "2")]
+    pub vector: Vec<i32>,
+    #[prost(message, repeated, tag = "3")]
+    pub findings: Vec<FindingEntry>,
+    #[prost(string, tag = "4")]
+    pub evidence_id: String,
+    #[prost(string, tag = "5")]
+    pub baseline_model: String,
+    #[prost(uint64, tag = "6")]
+    pub baseline_version: u64,
+    #[prost(string, tag = "7")]
+    pub provisioning_record_id: String,
+    #[prost(string, tag = "8")]
+    pub calibration_record_id: String,
+    #[prost(int64, tag = "9")]
+    pub appraised_at: i64,
+}
+
+/// Accepted evidence, with the COSE_Sign1 bytes exactly as received.
+#[derive(Clone, PartialEq, Message)]
+pub struct EvidenceEntry {
+    #[prost(string, tag = "1")]
+    pub evidence_id: String,
+    #[prost(string, tag = "2")]
+    pub serial: String,
+    #[prost(uint64, tag = "3")]
+    pub bootcount: u64,
+    #[prost(int64, tag = "4")]
+    pub issued_at: i64,
+    #[prost(int64, tag = "5")]
+    pub received_at: i64,
+    #[prost(bool, tag = "6")]
+    pub nonce_fresh: bool,
+    #[prost(bytes = "vec", tag = "7")]
+    pub raw: Vec<u8>,
+    #[prost(message, optional, tag = "8")]
+    pub appraisal: Option<AppraisalEntry>,
+}
