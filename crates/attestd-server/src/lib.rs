@@ -1,1 +1,127 @@
+//! attestd's gRPC front end: the services of `proto/attestd/v1`, the edge
+//! layer that authenticates and authorizes every call, the group committer
+//! that makes acknowledgements durable, and server assembly with health and
+//! reflection. Handlers translate; rules live in `attestd-core`; state lives
+//! behind `attestd_store::Store`.
+
 #![forbid(unsafe_code)]
+
+pub mod app;
+pub mod auth;
+pub mod clock;
+pub mod commit;
+pub mod convert;
+pub mod edge;
+pub mod metrics;
+pub mod nonce;
+pub mod security;
+pub mod service;
+pub mod settings;
+pub mod status;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use attestd_proto::v1 as pb;
+use attestd_store::Store;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::app::App;
+use crate::auth::Authenticator;
+use crate::clock::Clock;
+use crate::commit::GroupCommit;
+use crate::edge::EdgeLayer;
+use crate::metrics::Metrics;
+use crate::nonce::NonceCache;
+use crate::security::SecurityEvents;
+use crate::service::{admin::AdminService, device::DeviceService, factory::FactoryService, fleet::FleetService};
+use crate::settings::Settings;
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Principal(#[from] auth::PrincipalError),
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Everything `serve` needs.
+pub struct ServerParts {
+    pub store: Arc<dyn Store>,
+    pub settings: Settings,
+    pub clock: Arc<dyn Clock>,
+    /// Where to serve `GET /metrics`, if anywhere.
+    pub metrics_listener: Option<TcpListener>,
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then drains
+/// in-flight requests and completes the last group flush.
+pub async fn serve(
+    listener: TcpListener,
+    parts: ServerParts,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let ServerParts {
+        store,
+        settings,
+        clock,
+        metrics_listener,
+    } = parts;
+    let auth = Arc::new(Authenticator::new(&settings.principals)?);
+    let metrics = Arc::new(Metrics::default());
+    let commit = GroupCommit::start(store.clone(), metrics.clone());
+    let limits = settings.limits.clone();
+    let app = Arc::new(App {
+        store: store.clone(),
+        commit: commit.clone(),
+        nonces: NonceCache::new(limits.nonce_lifetime_ms, limits.max_nonces_per_serial, limits.max_nonces_total),
+        metrics: metrics.clone(),
+        security: SecurityEvents::new(metrics.clone()),
+        clock,
+        limits: limits.clone(),
+    });
+
+    let metrics_task = metrics_listener.map(|l| tokio::spawn(metrics::serve_metrics(l, metrics.clone(), store.clone())));
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<pb::device_attestation_server::DeviceAttestationServer<DeviceService>>().await;
+    health.set_serving::<pb::factory_server::FactoryServer<FactoryService>>().await;
+    health.set_serving::<pb::admin_server::AdminServer<AdminService>>().await;
+    health.set_serving::<pb::fleet_server::FleetServer<FleetService>>().await;
+
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(attestd_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+
+    let max = limits.max_request_bytes;
+    let edge = EdgeLayer {
+        auth,
+        metrics: metrics.clone(),
+        max_request_bytes: max,
+    };
+    let result = tonic::transport::Server::builder()
+        .layer(edge)
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(
+            pb::device_attestation_server::DeviceAttestationServer::new(DeviceService { app: app.clone() })
+                .max_decoding_message_size(max),
+        )
+        .add_service(pb::factory_server::FactoryServer::new(FactoryService { app: app.clone() }).max_decoding_message_size(max))
+        .add_service(pb::admin_server::AdminServer::new(AdminService { app: app.clone() }).max_decoding_message_size(max))
+        .add_service(pb::fleet_server::FleetServer::new(FleetService { app: app.clone() }).max_decoding_message_size(max))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await;
+    // In-flight requests have drained: make their writes durable and stop.
+    commit.shutdown();
+    if let Some(t) = metrics_task {
+        t.abort();
+    }
+    tracing::info!("server stopped");
+    Ok(result?)
+}

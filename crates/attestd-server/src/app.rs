@@ -1,0 +1,63 @@
+//! State shared by every service, and the helpers that keep handlers short.
+
+use std::sync::Arc;
+
+use attestd_core::{reject, Rejection};
+use attestd_store::Store;
+use tonic::Status;
+
+use crate::auth::Principal;
+use crate::clock::Clock;
+use crate::commit::GroupCommit;
+use crate::metrics::Metrics;
+use crate::nonce::NonceCache;
+use crate::security::SecurityEvents;
+use crate::settings::Limits;
+use crate::status::{store_rejection, to_status};
+
+pub struct App {
+    pub store: Arc<dyn Store>,
+    pub commit: GroupCommit,
+    pub nonces: NonceCache,
+    pub metrics: Arc<Metrics>,
+    pub security: SecurityEvents,
+    pub clock: Arc<dyn Clock>,
+    pub limits: Limits,
+}
+
+impl App {
+    /// Turns a rejection into the status sent back, counting and logging it.
+    pub fn fail(&self, method: &'static str, r: Rejection) -> Status {
+        self.metrics.count_rejection(r.reason);
+        tracing::warn!(method, reason = r.reason.as_str(), message = %r.message, "request rejected");
+        to_status(&r)
+    }
+
+    /// The store error as a rejection.
+    pub fn store_err(&self, e: attestd_store::StoreError) -> Rejection {
+        store_rejection(e)
+    }
+
+    /// Validates a page size: 0 means the default; larger than the maximum is capped.
+    pub fn page_size(&self, requested: i32) -> Result<usize, Rejection> {
+        match requested {
+            n if n < 0 => Err(reject!(FieldInvalid, "page_size: must not be negative")),
+            0 => Ok(self.limits.default_page_size),
+            n => Ok((n as usize).min(self.limits.max_page_size)),
+        }
+    }
+}
+
+/// The principal the edge layer authenticated for this request. Fails
+/// closed if it is missing (a route wired without the layer).
+pub fn principal<T>(req: &tonic::Request<T>) -> Result<Arc<Principal>, Rejection> {
+    req.extensions()
+        .get::<Arc<Principal>>()
+        .cloned()
+        .ok_or_else(|| reject!(NoCredentials, "this call needs an authorization: Bearer token"))
+}
+
+/// An empty page token means "from the start".
+pub fn page_token(t: &str) -> Option<&str> {
+    (!t.is_empty()).then_some(t)
+}

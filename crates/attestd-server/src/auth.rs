@@ -1,0 +1,251 @@
+//! Who is calling, and may they. Principals come from the configuration
+//! (bearer tokens stored as SHA-256). [`ROUTES`] is the one authorization
+//! matrix: every RPC of the API is listed with the roles allowed to call it,
+//! and a path that is not listed is refused (fail closed).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use attestd_core::ids::{Digest, StationId};
+use attestd_core::{reject, Reason, Rejection};
+
+use crate::settings::PrincipalConfig;
+
+/// The roles of api.md.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    Station,
+    Mes,
+    HospitalIt,
+    SecurityAdmin,
+    Auditor,
+}
+
+impl Role {
+    pub const ALL: [Role; 5] = [
+        Role::Station,
+        Role::Mes,
+        Role::HospitalIt,
+        Role::SecurityAdmin,
+        Role::Auditor,
+    ];
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Some(match s {
+            "station" => Role::Station,
+            "mes" => Role::Mes,
+            "hospital-it" => Role::HospitalIt,
+            "security-admin" => Role::SecurityAdmin,
+            "auditor" => Role::Auditor,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Station => "station",
+            Role::Mes => "mes",
+            Role::HospitalIt => "hospital-it",
+            Role::SecurityAdmin => "security-admin",
+            Role::Auditor => "auditor",
+        }
+    }
+}
+
+/// An authenticated caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    pub name: String,
+    pub role: Role,
+    /// Set for the station role.
+    pub station_id: Option<StationId>,
+    /// Set for the hospital-it role.
+    pub tenant: Option<String>,
+}
+
+/// Who may call a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// No principal needed (device attestation, health, reflection).
+    Public,
+    /// A principal with one of these roles.
+    Roles(&'static [Role]),
+}
+
+use Role::*;
+
+const OPERATORS: &[Role] = &[Station, Mes, HospitalIt, SecurityAdmin, Auditor];
+const RECORD_READERS: &[Role] = &[Station, SecurityAdmin, Auditor, Mes];
+const FLEET_READERS: &[Role] = &[Mes, HospitalIt, SecurityAdmin, Auditor];
+
+/// The authorization matrix: gRPC method path -> access.
+pub const ROUTES: &[(&str, Access)] = &[
+    ("/attestd.v1.DeviceAttestation/GetChallenge", Access::Public),
+    ("/attestd.v1.DeviceAttestation/SubmitEvidence", Access::Public),
+    ("/attestd.v1.Factory/SubmitRecord", Access::Roles(&[Station])),
+    ("/attestd.v1.Factory/GetRecord", Access::Roles(RECORD_READERS)),
+    ("/attestd.v1.Factory/ListRecords", Access::Roles(RECORD_READERS)),
+    ("/attestd.v1.Admin/RegisterStation", Access::Roles(&[SecurityAdmin])),
+    ("/attestd.v1.Admin/RevokeStation", Access::Roles(&[SecurityAdmin])),
+    ("/attestd.v1.Admin/ListStations", Access::Roles(&[SecurityAdmin])),
+    ("/attestd.v1.Fleet/ListDeviceHistory", Access::Roles(FLEET_READERS)),
+    ("/attestd.v1.Fleet/GetEvidence", Access::Roles(&[SecurityAdmin, Auditor])),
+];
+
+/// Services that are public as a whole.
+const PUBLIC_SERVICES: &[&str] = &["/grpc.health.v1.Health/", "/grpc.reflection.v1.ServerReflection/", "/grpc.reflection.v1alpha.ServerReflection/"];
+
+/// Every role, for documentation and the matrix test.
+pub fn operator_roles() -> &'static [Role] {
+    OPERATORS
+}
+
+/// Looks up the access rule of a method path. Unknown paths get `None`.
+pub fn access_for(path: &str) -> Option<Access> {
+    if PUBLIC_SERVICES.iter().any(|p| path.starts_with(p)) {
+        return Some(Access::Public);
+    }
+    ROUTES.iter().find(|(p, _)| *p == path).map(|(_, a)| *a)
+}
+
+/// Why a principal could not be loaded from the configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("principal {name:?}: {problem}")]
+pub struct PrincipalError {
+    pub name: String,
+    pub problem: String,
+}
+
+/// Maps bearer tokens (by their SHA-256) to principals.
+#[derive(Clone, Debug, Default)]
+pub struct Authenticator {
+    by_token: HashMap<[u8; 32], Arc<Principal>>,
+}
+
+impl Authenticator {
+    /// Builds the table, refusing incomplete or ambiguous entries.
+    pub fn new(configs: &[PrincipalConfig]) -> Result<Authenticator, PrincipalError> {
+        let mut by_token = HashMap::new();
+        for c in configs {
+            let err = |problem: &str| PrincipalError {
+                name: c.name.clone(),
+                problem: problem.to_owned(),
+            };
+            let role = Role::parse(&c.role)
+                .ok_or_else(|| err("role must be station, mes, hospital-it, security-admin or auditor"))?;
+            let hash = Digest::from_hex(&c.token_sha256)
+                .ok_or_else(|| err("token_sha256 must be 64 lowercase hex characters"))?;
+            let station_id = match (role, &c.station_id) {
+                (Role::Station, Some(s)) => Some(
+                    StationId::parse(s, Reason::FieldInvalid, "station_id").map_err(|e| err(&e.message))?,
+                ),
+                (Role::Station, None) => return Err(err("the station role needs station_id")),
+                (_, Some(_)) => return Err(err("station_id is only for the station role")),
+                (_, None) => None,
+            };
+            let tenant = match (role, &c.tenant) {
+                (Role::HospitalIt, Some(t)) if !t.is_empty() => Some(t.clone()),
+                (Role::HospitalIt, _) => return Err(err("the hospital-it role needs a tenant")),
+                (_, Some(_)) => return Err(err("tenant is only for the hospital-it role")),
+                (_, None) => None,
+            };
+            let p = Arc::new(Principal {
+                name: c.name.clone(),
+                role,
+                station_id,
+                tenant,
+            });
+            if by_token.insert(hash.0, p).is_some() {
+                return Err(err("two principals share one token"));
+            }
+        }
+        Ok(Authenticator { by_token })
+    }
+
+    /// Authenticates the `authorization` header value, if any.
+    pub fn authenticate(&self, header: Option<&[u8]>) -> Result<Arc<Principal>, Rejection> {
+        let Some(value) = header else {
+            return Err(reject!(NoCredentials, "this call needs an authorization: Bearer token"));
+        };
+        let token = std::str::from_utf8(value)
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| reject!(NoCredentials, "authorization must be \"Bearer <token>\""))?;
+        self.by_token
+            .get(&Digest::of(token.as_bytes()).0)
+            .cloned()
+            .ok_or_else(|| reject!(NoCredentials, "the bearer token is not recognised"))
+    }
+
+    /// Decides a call: `Ok(None)` for public routes, the principal for
+    /// permitted ones, a rejection otherwise.
+    pub fn authorize(&self, path: &str, header: Option<&[u8]>) -> Result<Option<Arc<Principal>>, Rejection> {
+        match access_for(path) {
+            Some(Access::Public) => Ok(None),
+            Some(Access::Roles(roles)) => {
+                let p = self.authenticate(header)?;
+                if roles.contains(&p.role) {
+                    Ok(Some(p))
+                } else {
+                    Err(reject!(
+                        RoleForbidden,
+                        "role {} may not call {path}",
+                        p.role.as_str()
+                    ))
+                }
+            }
+            None => Err(reject!(RoleForbidden, "{path} is not a known method")),
+        }
+    }
+}
+
+/// SHA-256 hex of a token, as the configuration stores it.
+pub fn token_hash(token: &str) -> String {
+    Digest::of(token.as_bytes()).to_hex()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(name: &str, role: &str, token: &str) -> PrincipalConfig {
+        PrincipalConfig {
+            name: name.into(),
+            role: role.into(),
+            token_sha256: token_hash(token),
+            station_id: (role == "station").then(|| "st-1".to_string()),
+            tenant: (role == "hospital-it").then(|| "tenant-a".to_string()),
+        }
+    }
+
+    #[test]
+    fn every_route_is_public_or_has_roles_and_unknown_is_refused() {
+        let auth = Authenticator::new(&[cfg("a", "security-admin", "t-admin"), cfg("h", "hospital-it", "t-h")]).unwrap();
+        let admin = Some(&b"Bearer t-admin"[..]);
+        let hosp = Some(&b"Bearer t-h"[..]);
+        assert!(auth.authorize("/attestd.v1.Admin/RegisterStation", admin).unwrap().is_some());
+        let e = auth.authorize("/attestd.v1.Admin/RegisterStation", hosp).unwrap_err();
+        assert_eq!(e.reason, Reason::RoleForbidden);
+        let e = auth.authorize("/attestd.v1.Admin/RegisterStation", None).unwrap_err();
+        assert_eq!(e.reason, Reason::NoCredentials);
+        let e = auth.authorize("/attestd.v1.Admin/RegisterStation", Some(b"Bearer nope")).unwrap_err();
+        assert_eq!(e.reason, Reason::NoCredentials);
+        assert_eq!(auth.authorize("/attestd.v1.DeviceAttestation/GetChallenge", None).unwrap(), None);
+        assert_eq!(auth.authorize("/grpc.health.v1.Health/Check", None).unwrap(), None);
+        let e = auth.authorize("/attestd.v1.Admin/DropEverything", admin).unwrap_err();
+        assert_eq!(e.reason, Reason::RoleForbidden);
+    }
+
+    #[test]
+    fn config_errors_are_named() {
+        let mut c = cfg("s", "station", "t");
+        c.station_id = None;
+        assert!(Authenticator::new(&[c]).unwrap_err().to_string().contains("station_id"));
+        let c = cfg("x", "root", "t");
+        assert!(Authenticator::new(&[c]).is_err());
+        let dup = [cfg("a", "mes", "same"), cfg("b", "auditor", "same")];
+        assert!(Authenticator::new(&dup).unwrap_err().to_string().contains("share"));
+    }
+}

@@ -1,0 +1,127 @@
+//! Group commit: one flusher thread, many waiters.
+//!
+//! A handler first writes (an atomic store transaction), then calls
+//! [`GroupCommit::durable`] and answers only when it resolves. The flusher
+//! takes every waiter registered so far, *then* flushes, then wakes them: a
+//! waiter registered after its write, so the flush that wakes it began after
+//! that write (design invariant 1). Writers arriving during a flush share the
+//! next one, so under load one flush serves many acknowledgements.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+use attestd_core::{Reason, Rejection};
+use attestd_store::Store;
+use tokio::sync::oneshot;
+
+use crate::metrics::Metrics;
+
+type Waiter = oneshot::Sender<Result<(), ()>>;
+
+#[derive(Default)]
+struct State {
+    waiters: Vec<Waiter>,
+    closing: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    wake: Condvar,
+}
+
+/// Handle to the flusher. Dropping the last handle does not stop it; call
+/// [`GroupCommit::shutdown`] to flush once more and join it.
+#[derive(Clone)]
+pub struct GroupCommit {
+    shared: Arc<Shared>,
+    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl GroupCommit {
+    /// Starts the flusher thread for `store`.
+    pub fn start(store: Arc<dyn Store>, metrics: Arc<Metrics>) -> GroupCommit {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            wake: Condvar::new(),
+        });
+        let s = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("attestd-flusher".into())
+            .spawn(move || flusher(s, store, metrics))
+            .expect("spawning the flusher thread");
+        GroupCommit {
+            shared,
+            thread: Arc::new(Mutex::new(Some(thread))),
+        }
+    }
+
+    /// Resolves once a flush that began after this call has completed.
+    pub async fn durable(&self) -> Result<(), Rejection> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut st = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+            if st.closing {
+                return Err(Rejection::new(Reason::ShuttingDown, "the server is shutting down; retry"));
+            }
+            st.waiters.push(tx);
+        }
+        self.shared.wake.notify_one();
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            // The write happened but may not be on disk: fail the request.
+            _ => Err(Rejection::new(
+                Reason::StoreUnavailable,
+                "the write could not be made durable; retry",
+            )),
+        }
+    }
+
+    /// Serves every waiter registered so far with a final flush and stops
+    /// the flusher. Later calls to `durable` fail with SHUTTING_DOWN.
+    pub fn shutdown(&self) {
+        {
+            let mut st = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+            st.closing = true;
+        }
+        self.shared.wake.notify_one();
+        if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn flusher(shared: Arc<Shared>, store: Arc<dyn Store>, metrics: Arc<Metrics>) {
+    loop {
+        let (batch, closing) = {
+            let mut st = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+            while st.waiters.is_empty() && !st.closing {
+                st = shared.wake.wait(st).unwrap_or_else(|p| p.into_inner());
+            }
+            (std::mem::take(&mut st.waiters), st.closing)
+        };
+        // Flush even with no waiters when closing: it is the last one.
+        let result = store.flush();
+        metrics.flushes.fetch_add(1, Relaxed);
+        if let Err(e) = &result {
+            tracing::error!(error = %e, waiters = batch.len(), "group flush failed");
+        } else {
+            metrics.flushed_writes.fetch_add(batch.len() as u64, Relaxed);
+        }
+        for w in batch {
+            let _ = w.send(result.as_ref().map(|_| ()).map_err(|_| ()));
+        }
+        if closing {
+            // Anyone who registered while the last flush ran gets served too.
+            let late = std::mem::take(&mut shared.state.lock().unwrap_or_else(|p| p.into_inner()).waiters);
+            if !late.is_empty() {
+                let r = store.flush().map_err(|_| ());
+                metrics.flushes.fetch_add(1, Relaxed);
+                for w in late {
+                    let _ = w.send(r);
+                }
+            }
+            return;
+        }
+    }
+}

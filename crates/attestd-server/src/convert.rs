@@ -1,0 +1,156 @@
+//! Stored values to API messages.
+
+use attestd_core::appraisal::{Appraisal, Tier};
+use attestd_proto::v1 as pb;
+use attestd_store::{AppraisalEntry, FindingEntry, RecordEntry, StationEntry, EvidenceEntry};
+
+pub fn timestamp(secs: i64) -> Option<prost_types::Timestamp> {
+    Some(prost_types::Timestamp { seconds: secs, nanos: 0 })
+}
+
+pub fn timestamp_ms(ms: i64) -> Option<prost_types::Timestamp> {
+    Some(prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    })
+}
+
+pub fn tier_code(t: Tier) -> i32 {
+    match t {
+        Tier::None => pb::TrustTier::None as i32,
+        Tier::Affirming => pb::TrustTier::Affirming as i32,
+        Tier::Warning => pb::TrustTier::Warning as i32,
+        Tier::Contraindicated => pb::TrustTier::Contraindicated as i32,
+    }
+}
+
+/// Core appraisal to its stored form.
+pub fn appraisal_entry(a: &Appraisal) -> AppraisalEntry {
+    let v = a.vector;
+    AppraisalEntry {
+        tier: tier_code(a.tier),
+        vector: [
+            v.instance_identity,
+            v.configuration,
+            v.executables,
+            v.file_system,
+            v.hardware,
+            v.runtime_opaque,
+            v.storage_opaque,
+            v.sourced_data,
+        ]
+        .iter()
+        .map(|&x| x as i32)
+        .collect(),
+        findings: a
+            .findings
+            .iter()
+            .map(|f| FindingEntry {
+                code: f.code.to_owned(),
+                claim: f.claim.to_owned(),
+                component: f.component.clone(),
+                expected: f.expected.clone(),
+                actual: f.actual.clone(),
+                detail: f.detail.clone(),
+            })
+            .collect(),
+        evidence_id: a.evidence_id.clone(),
+        baseline_model: a.baseline_model.clone(),
+        baseline_version: a.baseline_version,
+        provisioning_record_id: a.provisioning_record_id.clone(),
+        calibration_record_id: a.calibration_record_id.clone(),
+        appraised_at: a.appraised_at.0,
+    }
+}
+
+pub fn appraisal(a: &AppraisalEntry) -> pb::Appraisal {
+    let v = |i: usize| a.vector.get(i).copied().unwrap_or(0);
+    pb::Appraisal {
+        tier: a.tier,
+        trust_vector: Some(pb::TrustVector {
+            instance_identity: v(0),
+            configuration: v(1),
+            executables: v(2),
+            file_system: v(3),
+            hardware: v(4),
+            runtime_opaque: v(5),
+            storage_opaque: v(6),
+            sourced_data: v(7),
+        }),
+        reasons: a
+            .findings
+            .iter()
+            .map(|f| pb::Reason {
+                code: f.code.clone(),
+                claim: f.claim.clone(),
+                component: f.component.clone(),
+                expected: f.expected.clone(),
+                actual: f.actual.clone(),
+                detail: f.detail.clone(),
+            })
+            .collect(),
+        evidence_id: a.evidence_id.clone(),
+        baseline_model: a.baseline_model.clone(),
+        baseline_version: a.baseline_version,
+        provisioning_record_id: a.provisioning_record_id.clone(),
+        calibration_record_id: a.calibration_record_id.clone(),
+        appraised_at: timestamp(a.appraised_at),
+    }
+}
+
+pub fn record(r: RecordEntry) -> pb::StoredRecord {
+    pb::StoredRecord {
+        record_id: r.record_id,
+        kind: r.kind,
+        serial: r.serial,
+        station_id: r.station_id,
+        sequence: r.sequence,
+        performed_at: timestamp(r.performed_at),
+        received_at: timestamp_ms(r.received_at),
+        envelope: Some(pb::Envelope {
+            payload: r.payload,
+            payload_type: r.payload_type,
+            signatures: r
+                .signatures
+                .into_iter()
+                .map(|s| pb::Signature { sig: s.sig, keyid: s.keyid })
+                .collect(),
+        }),
+    }
+}
+
+pub fn evidence(e: EvidenceEntry) -> pb::StoredEvidence {
+    pb::StoredEvidence {
+        evidence_id: e.evidence_id,
+        serial: e.serial,
+        bootcount: e.bootcount,
+        issued_at: timestamp(e.issued_at),
+        received_at: timestamp_ms(e.received_at),
+        nonce_fresh: e.nonce_fresh,
+        appraisal: e.appraisal.as_ref().map(appraisal),
+        cose_sign1: e.raw,
+    }
+}
+
+pub fn station(s: StationEntry) -> pb::Station {
+    let key_id = attestd_core::keys::PublicKey::from_spki_der(
+        &s.spki_der,
+        attestd_core::Reason::FieldInvalid,
+        "public_key",
+    )
+    .map(|k| k.key_id())
+    .unwrap_or_default();
+    pb::Station {
+        station_id: s.station_id,
+        public_key: s.spki_der,
+        key_id,
+        allowed_kinds: s.allowed_kinds,
+        allowed_models: s.allowed_models,
+        allow_rekey: s.allow_rekey,
+        revoked: s.revoked,
+        revoked_reason: s.revoked_reason,
+        registered_at: timestamp_ms(s.registered_at),
+        revoked_at: if s.revoked { timestamp_ms(s.revoked_at) } else { None },
+        last_sequence: s.last_sequence,
+    }
+}

@@ -1,0 +1,114 @@
+//! Admin: the stations whose records attestd accepts.
+
+use std::sync::Arc;
+
+use attestd_core::ids::{Model, StationId};
+use attestd_core::keys::PublicKey;
+use attestd_core::{reject, Reason, Rejection};
+use attestd_proto::v1 as pb;
+use attestd_store::StationEntry;
+use tonic::{Request, Response, Status};
+
+use crate::app::{page_token, App};
+use crate::convert;
+
+pub struct AdminService {
+    pub app: Arc<App>,
+}
+
+const MAX_MODELS: usize = 64;
+
+impl AdminService {
+    async fn register(&self, req: pb::RegisterStationRequest) -> Result<pb::Station, Rejection> {
+        let app = &self.app;
+        let id = StationId::parse(&req.station_id, Reason::FieldInvalid, "station_id")?;
+        let key = PublicKey::from_spki_der(&req.public_key, Reason::FieldInvalid, "public_key")?;
+        if req.allowed_kinds.is_empty() {
+            return Err(reject!(FieldInvalid, "allowed_kinds: at least one record kind is required"));
+        }
+        let mut kinds = Vec::new();
+        for (i, k) in req.allowed_kinds.iter().enumerate() {
+            match pb::RecordKind::try_from(*k) {
+                Ok(pb::RecordKind::Provisioning) | Ok(pb::RecordKind::Calibration) => {
+                    if !kinds.contains(k) {
+                        kinds.push(*k);
+                    }
+                }
+                _ => return Err(reject!(FieldInvalid, "allowed_kinds[{i}]: expected PROVISIONING or CALIBRATION")),
+            }
+        }
+        if req.allowed_models.is_empty() || req.allowed_models.len() > MAX_MODELS {
+            return Err(reject!(FieldInvalid, "allowed_models: expected 1..{MAX_MODELS} models, or \"*\""));
+        }
+        for (i, m) in req.allowed_models.iter().enumerate() {
+            if m != "*" {
+                Model::parse(m, Reason::FieldInvalid, &format!("allowed_models[{i}]"))?;
+            }
+        }
+        let entry = StationEntry {
+            station_id: id.as_str().to_owned(),
+            spki_der: key.spki_der().to_vec(),
+            allowed_kinds: kinds,
+            allowed_models: req.allowed_models,
+            allow_rekey: req.allow_rekey,
+            registered_at: app.clock.now_ms(),
+            ..StationEntry::default()
+        };
+        let stored = app.store.register_station(entry).map_err(|e| app.store_err(e))?;
+        app.commit.durable().await?;
+        tracing::info!(station = %id, key_id = %key.key_id(), "station registered");
+        Ok(convert::station(stored))
+    }
+
+    async fn revoke(&self, req: pb::RevokeStationRequest) -> Result<pb::Station, Rejection> {
+        let app = &self.app;
+        let id = StationId::parse(&req.station_id, Reason::FieldInvalid, "station_id")?;
+        if req.reason.trim().is_empty() || req.reason.len() > 1024 {
+            return Err(reject!(FieldInvalid, "reason: required, at most 1024 bytes"));
+        }
+        let s = app
+            .store
+            .revoke_station(id.as_str(), &req.reason, app.clock.now_ms())
+            .map_err(|e| app.store_err(e))?;
+        app.commit.durable().await?;
+        tracing::warn!(station = %id, "station revoked");
+        Ok(convert::station(s))
+    }
+
+    fn list(&self, req: pb::ListStationsRequest) -> Result<pb::ListStationsResponse, Rejection> {
+        let app = &self.app;
+        let limit = app.page_size(req.page_size)?;
+        let page = app
+            .store
+            .list_stations(page_token(&req.page_token), limit)
+            .map_err(|e| app.store_err(e))?;
+        Ok(pb::ListStationsResponse {
+            stations: page.items.into_iter().map(convert::station).collect(),
+            next_page_token: page.next.unwrap_or_default(),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl pb::admin_server::Admin for AdminService {
+    async fn register_station(&self, req: Request<pb::RegisterStationRequest>) -> Result<Response<pb::Station>, Status> {
+        self.register(req.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(|r| self.app.fail("RegisterStation", r))
+    }
+
+    async fn revoke_station(&self, req: Request<pb::RevokeStationRequest>) -> Result<Response<pb::Station>, Status> {
+        self.revoke(req.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(|r| self.app.fail("RevokeStation", r))
+    }
+
+    async fn list_stations(
+        &self,
+        req: Request<pb::ListStationsRequest>,
+    ) -> Result<Response<pb::ListStationsResponse>, Status> {
+        self.list(req.into_inner()).map(Response::new).map_err(|r| self.app.fail("ListStations", r))
+    }
+}

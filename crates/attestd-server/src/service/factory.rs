@@ -1,0 +1,197 @@
+//! Factory: station records. The caller must be a station principal, the
+//! record must name that station, and the DSSE signature must verify with
+//! the key registered for it.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use attestd_core::dsse;
+use attestd_core::ids::Serial;
+use attestd_core::keys::PublicKey;
+use attestd_core::record::{record_id, Record, RecordKind};
+use attestd_core::{reject, Reason, Rejection};
+use attestd_proto::v1 as pb;
+use attestd_store::{Enrollment, RecordCommit, RecordEntry, RecordOutcome, SignatureEntry};
+use tonic::{Request, Response, Status};
+
+use crate::app::{page_token, principal, App};
+use crate::auth::Principal;
+use crate::convert;
+
+pub struct FactoryService {
+    pub app: Arc<App>,
+}
+
+pub fn kind_code(k: RecordKind) -> i32 {
+    match k {
+        RecordKind::Provisioning => pb::RecordKind::Provisioning as i32,
+        RecordKind::Calibration => pb::RecordKind::Calibration as i32,
+    }
+}
+
+fn envelope(pb: pb::Envelope) -> dsse::Envelope {
+    dsse::Envelope {
+        payload: pb.payload,
+        payload_type: pb.payload_type,
+        signatures: pb
+            .signatures
+            .into_iter()
+            .map(|s| dsse::Signature { sig: s.sig, keyid: s.keyid })
+            .collect(),
+    }
+}
+
+impl FactoryService {
+    async fn submit(&self, caller: &Principal, req: pb::SubmitRecordRequest) -> Result<pb::SubmitRecordResponse, Rejection> {
+        let app = &self.app;
+        let env = envelope(req.envelope.ok_or_else(|| reject!(FieldInvalid, "envelope: required"))?);
+        env.check_bounds()?;
+        let record = Record::parse(&env.payload_type, &env.payload)?;
+        let sid = record.station_id();
+        if caller.station_id.as_ref() != Some(sid) {
+            return Err(reject!(
+                StationNotAuthorized,
+                "station_id: principal {} may only submit records of its own station",
+                caller.name
+            ));
+        }
+        let station = app
+            .store
+            .get_station(sid.as_str())
+            .map_err(|e| app.store_err(e))?
+            .ok_or_else(|| reject!(UnknownStation, "station {sid} is not registered"))?;
+        let key = PublicKey::from_spki_der(&station.spki_der, Reason::StoreUnavailable, "stored station key")?;
+        let now_ms = app.clock.now_ms();
+        if !env.signed_by(&key) {
+            app.security.raise("station", sid.as_str(), Reason::SignatureInvalid, now_ms);
+            return Err(reject!(SignatureInvalid, "no signature verifies with the key registered for station {sid}"));
+        }
+        if station.revoked {
+            app.security.raise("station", sid.as_str(), Reason::StationRevoked, now_ms);
+            return Err(reject!(StationRevoked, "station {sid} is revoked"));
+        }
+        let kind = record.kind();
+        if !station.allowed_kinds.contains(&kind_code(kind)) {
+            return Err(reject!(
+                StationNotAuthorized,
+                "station {sid} is not allowed to submit {} records",
+                kind.payload_type()
+            ));
+        }
+        let model = match &record {
+            Record::Provisioning(p) => p.model.as_str().to_owned(),
+            Record::Calibration(c) => {
+                app.store
+                    .get_device(c.serial.as_str())
+                    .map_err(|e| app.store_err(e))?
+                    .ok_or_else(|| reject!(DeviceNotFound, "serial: {} is not enrolled", c.serial))?
+                    .model
+            }
+        };
+        if !station.allowed_models.iter().any(|m| m == "*" || *m == model) {
+            return Err(reject!(StationNotAuthorized, "station {sid} is not allowed to handle model {model}"));
+        }
+        let now = app.clock.now();
+        if record.performed_at() > now.plus_seconds(app.limits.clock_skew_secs) {
+            return Err(reject!(ClockSkew, "performed_at: {} is in the future", record.performed_at()));
+        }
+        let id = record_id(&env.payload_type, &env.payload);
+        let enrollment = match &record {
+            Record::Provisioning(p) => Some(Enrollment {
+                model: p.model.as_str().to_owned(),
+                hw_version: p.hw_version.clone(),
+                spki_der: p.device_key.spki_der().to_vec(),
+                key_id: p.device_key.key_id(),
+                supersedes: p.supersedes.clone(),
+            }),
+            Record::Calibration(_) => None,
+        };
+        let entry = RecordEntry {
+            record_id: id.clone(),
+            kind: kind_code(kind),
+            serial: record.serial().as_str().to_owned(),
+            station_id: sid.as_str().to_owned(),
+            sequence: record.sequence(),
+            performed_at: record.performed_at().0,
+            received_at: now_ms,
+            payload: env.payload,
+            payload_type: env.payload_type,
+            signatures: env
+                .signatures
+                .into_iter()
+                .map(|s| SignatureEntry { sig: s.sig, keyid: s.keyid })
+                .collect(),
+        };
+        let outcome = app
+            .store
+            .commit_record(RecordCommit { entry, enrollment })
+            .map_err(|e| app.store_err(e))?;
+        // Also for a duplicate: the original may still be in its flush window.
+        app.commit.durable().await?;
+        let (stored, duplicate) = match outcome {
+            RecordOutcome::Stored(e) => {
+                app.metrics.records_accepted.fetch_add(1, Relaxed);
+                (e, false)
+            }
+            RecordOutcome::Duplicate(e) => {
+                app.metrics.records_duplicate.fetch_add(1, Relaxed);
+                (e, true)
+            }
+        };
+        tracing::info!(record_id = %stored.record_id, serial = %stored.serial, station = %stored.station_id, duplicate, "record accepted");
+        Ok(pb::SubmitRecordResponse {
+            record_id: stored.record_id,
+            serial: stored.serial,
+            kind: stored.kind,
+            duplicate,
+        })
+    }
+
+    fn get(&self, req: pb::GetRecordRequest) -> Result<pb::StoredRecord, Rejection> {
+        let app = &self.app;
+        app.store
+            .get_record(&req.record_id)
+            .map_err(|e| app.store_err(e))?
+            .map(convert::record)
+            .ok_or_else(|| reject!(RecordNotFound, "record_id: no record {}", req.record_id.chars().take(80).collect::<String>()))
+    }
+
+    fn list(&self, req: pb::ListRecordsRequest) -> Result<pb::ListRecordsResponse, Rejection> {
+        let app = &self.app;
+        let serial = Serial::parse(&req.serial, Reason::FieldInvalid, "serial")?;
+        let limit = app.page_size(req.page_size)?;
+        let page = app
+            .store
+            .list_records(serial.as_str(), page_token(&req.page_token), limit)
+            .map_err(|e| app.store_err(e))?;
+        Ok(pb::ListRecordsResponse {
+            records: page.items.into_iter().map(convert::record).collect(),
+            next_page_token: page.next.unwrap_or_default(),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl pb::factory_server::Factory for FactoryService {
+    async fn submit_record(
+        &self,
+        req: Request<pb::SubmitRecordRequest>,
+    ) -> Result<Response<pb::SubmitRecordResponse>, Status> {
+        let run = async {
+            let caller = principal(&req)?;
+            self.submit(&caller, req.into_inner()).await
+        };
+        run.await.map(Response::new).map_err(|r| self.app.fail("SubmitRecord", r))
+    }
+
+    async fn get_record(&self, req: Request<pb::GetRecordRequest>) -> Result<Response<pb::StoredRecord>, Status> {
+        self.get(req.into_inner()).map(Response::new).map_err(|r| self.app.fail("GetRecord", r))
+    }
+
+    async fn list_records(
+        &self,
+        req: Request<pb::ListRecordsRequest>,
+    ) -> Result<Response<pb::ListRecordsResponse>, Status> {
+        self.list(req.into_inner()).map(Response::new).map_err(|r| self.app.fail("ListRecords", r))
+    }
+}

@@ -1,0 +1,64 @@
+//! The server's settings: limits and principals. The binary reads them from
+//! the configuration file (section names below) and flags.
+
+use serde::Deserialize;
+
+/// Limits of api.md, all configurable.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest request message (evidence is further capped at 16 KiB).
+    pub max_request_bytes: usize,
+    /// How long a challenge nonce stays valid.
+    pub nonce_lifetime_ms: u64,
+    /// Outstanding nonces per serial; the oldest is evicted beyond this.
+    pub max_nonces_per_serial: usize,
+    /// Outstanding nonces in total, across all serials.
+    pub max_nonces_total: usize,
+    /// How far ahead of the server's clock a timestamp may be.
+    pub clock_skew_secs: i64,
+    /// How old deferred evidence (no nonce) may be, until baselines set it.
+    pub deferred_max_age_secs: i64,
+    pub default_page_size: usize,
+    pub max_page_size: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_request_bytes: 64 * 1024,
+            nonce_lifetime_ms: 5 * 60 * 1000,
+            max_nonces_per_serial: 4,
+            max_nonces_total: 1_000_000,
+            clock_skew_secs: 5 * 60,
+            deferred_max_age_secs: 24 * 3600,
+            default_page_size: 100,
+            max_page_size: 1000,
+        }
+    }
+}
+
+/// One principal of the configuration file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrincipalConfig {
+    /// Who this is, for logs and (later) the audit trail.
+    pub name: String,
+    /// station, mes, hospital-it, security-admin or auditor.
+    pub role: String,
+    /// SHA-256 of the bearer token, 64 lowercase hex characters.
+    pub token_sha256: String,
+    /// Required for the station role: the station this principal speaks for.
+    #[serde(default)]
+    pub station_id: Option<String>,
+    /// Required for the hospital-it role: the tenant whose units it sees.
+    #[serde(default)]
+    pub tenant: Option<String>,
+}
+
+/// Everything the services need besides the store.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    pub limits: Limits,
+    pub principals: Vec<PrincipalConfig>,
+}

@@ -1,0 +1,59 @@
+//! The configuration file (TOML) and its overrides. Precedence, highest
+//! first: command-line flags, environment variables (ATTESTD_*), the file,
+//! built-in defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use attestd_server::settings::{Limits, PrincipalConfig};
+use serde::Deserialize;
+
+/// The file's shape. Unknown keys are errors: a misspelt limit must not be
+/// silently ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub metrics_listen: Option<SocketAddr>,
+    pub cache_capacity_mb: Option<u64>,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub principals: Vec<PrincipalConfig>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+}
+
+/// The settings the server runs with, after every override.
+#[derive(Debug)]
+pub struct Resolved {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub metrics_listen: Option<SocketAddr>,
+    pub cache_capacity_mb: u64,
+    pub limits: Limits,
+    pub principals: Vec<PrincipalConfig>,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+pub const DEFAULT_DEV_DATA_DIR: &str = "attestd-data";
+pub const DEFAULT_CACHE_MB: u64 = 256;
+
+/// Refuses plaintext gRPC anywhere but loopback: TLS is not built yet, and
+/// bearer tokens must not cross a network in the clear.
+pub fn check_listen(addr: SocketAddr) -> anyhow::Result<()> {
+    if !addr.ip().is_loopback() {
+        bail!(
+            "refusing to serve plaintext gRPC on {addr}: without TLS attestd listens on loopback \
+             only (127.0.0.1 or ::1)"
+        );
+    }
+    Ok(())
+}
