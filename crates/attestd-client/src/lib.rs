@@ -1,1 +1,16 @@
+//! The attestd SDK: generate keys, build and sign device evidence and
+//! station records, and call attestd through typed clients. The tests, the
+//! CLI and the bench use it; device and station teams can use it as a
+//! reference for their own implementations (see tests/vectors).
+
 #![forbid(unsafe_code)]
+
+pub mod client;
+pub mod evidence;
+pub mod keys;
+pub mod record;
+
+pub use attestd_core as core;
+pub use attestd_proto::v1 as pb;
+pub use client::Client;
+pub use keys::SigningKey;

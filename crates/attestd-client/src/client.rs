@@ -1,0 +1,82 @@
+//! Typed gRPC clients with bearer-token authentication.
+
+use attestd_proto::v1 as pb;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Status};
+
+/// Adds `authorization: Bearer <token>` to every call, if a token is set.
+#[derive(Clone)]
+pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+type Authed = InterceptedService<Channel, Bearer>;
+
+/// Why a client could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("invalid endpoint or connection failure: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("the token contains characters not allowed in a header")]
+    Token,
+}
+
+/// One connection to attestd, shared by all service clients.
+#[derive(Clone)]
+pub struct Client {
+    channel: Channel,
+    bearer: Bearer,
+}
+
+impl Client {
+    /// Connects to `endpoint` (e.g. `http://127.0.0.1:50051`).
+    pub async fn connect(endpoint: &str, token: Option<&str>) -> Result<Client, ClientError> {
+        let channel = Endpoint::from_shared(endpoint.to_owned())?.connect().await?;
+        Client::from_channel(channel, token)
+    }
+
+    pub fn from_channel(channel: Channel, token: Option<&str>) -> Result<Client, ClientError> {
+        let bearer = match token {
+            Some(t) => Some(format!("Bearer {t}").parse().map_err(|_| ClientError::Token)?),
+            None => None,
+        };
+        Ok(Client {
+            channel,
+            bearer: Bearer(bearer),
+        })
+    }
+
+    /// The same connection with another token.
+    pub fn with_token(&self, token: Option<&str>) -> Result<Client, ClientError> {
+        Client::from_channel(self.channel.clone(), token)
+    }
+
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    pub fn device(&self) -> pb::device_attestation_client::DeviceAttestationClient<Authed> {
+        pb::device_attestation_client::DeviceAttestationClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+    }
+
+    pub fn factory(&self) -> pb::factory_client::FactoryClient<Authed> {
+        pb::factory_client::FactoryClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+    }
+
+    pub fn admin(&self) -> pb::admin_client::AdminClient<Authed> {
+        pb::admin_client::AdminClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+    }
+
+    pub fn fleet(&self) -> pb::fleet_client::FleetClient<Authed> {
+        pb::fleet_client::FleetClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+    }
+}

@@ -1,0 +1,366 @@
+//! End-to-end harness: starts the real `attestd` binary on a free loopback
+//! port with a temporary data directory and a test configuration, and
+//! speaks gRPC to it through the SDK.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use attestd_client::core::evidence::Claims;
+use attestd_client::core::ids::Serial;
+use attestd_client::core::keys::KeyAlg;
+use attestd_client::core::record::{FirmwareDoc, ProvisioningDoc, DeviceKeyDoc};
+use attestd_client::core::time::UnixTime;
+use attestd_client::evidence::{sample_claims, sign_evidence};
+use attestd_client::pb;
+use attestd_client::record::{sign_provisioning, spki_base64};
+use attestd_client::{Client, SigningKey};
+use tonic::Code;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+pub const MES_TOKEN: &str = "test-mes-token";
+pub const HOSPITAL_TOKEN: &str = "test-hospital-token";
+pub const AUDITOR_TOKEN: &str = "test-auditor-token";
+/// Stations with a principal in the test configuration: (station_id, token).
+pub const STATIONS: &[(&str, &str)] = &[
+    ("line1-prov", "tok-line1-prov"),
+    ("line1-cal", "tok-line1-cal"),
+    ("line2-prov", "tok-line2-prov"),
+    ("unregistered-st", "tok-unregistered"),
+];
+
+pub fn station_token(id: &str) -> &'static str {
+    STATIONS.iter().find(|(s, _)| *s == id).map(|(_, t)| *t).expect("station in test config")
+}
+
+fn sha256_hex(s: &str) -> String {
+    attestd_client::core::ids::Digest::of(s.as_bytes()).to_hex()
+}
+
+/// Extra `[limits]` lines for the test configuration.
+#[derive(Default, Clone)]
+pub struct Options {
+    pub limits: Vec<(&'static str, String)>,
+}
+
+pub struct TestServer {
+    pub dir: tempfile::TempDir,
+    pub addr: String,
+    pub metrics_addr: String,
+    child: Child,
+    opts: Options,
+}
+
+impl TestServer {
+    pub fn start() -> TestServer {
+        TestServer::start_with(Options::default())
+    }
+
+    pub fn start_with(opts: Options) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (child, addr, metrics_addr) = launch(dir.path(), &opts);
+        TestServer {
+            dir,
+            addr,
+            metrics_addr,
+            child,
+            opts,
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// SIGKILL: no shutdown, no final flush.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the binary again on the same data directory (new port).
+    pub fn restart(&mut self) {
+        self.kill9();
+        let (child, addr, metrics_addr) = launch(self.dir.path(), &self.opts);
+        self.child = child;
+        self.addr = addr;
+        self.metrics_addr = metrics_addr;
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn client(&self, token: Option<&str>) -> Client {
+        Client::connect(&self.endpoint(), token).await.expect("connect")
+    }
+
+    pub async fn admin(&self) -> Client {
+        self.client(Some(ADMIN_TOKEN)).await
+    }
+
+    pub async fn station(&self, id: &str) -> Client {
+        self.client(Some(station_token(id))).await
+    }
+
+    /// The Prometheus text of GET /metrics.
+    pub fn metrics(&self) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&self.metrics_addr).expect("metrics connect");
+        s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    /// One metric's value (exact series name, labels included).
+    pub fn metric(&self, series: &str) -> u64 {
+        let text = self.metrics();
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+            .map(|v| v.trim().parse().expect("metric value"))
+            .unwrap_or(0)
+    }
+
+    /// Counts of stored objects: (stations, devices, records, evidence).
+    pub fn stored(&self) -> (u64, u64, u64, u64) {
+        (
+            self.metric("attestd_stored{kind=\"stations\"}"),
+            self.metric("attestd_stored{kind=\"devices\"}"),
+            self.metric("attestd_stored{kind=\"records\"}"),
+            self.metric("attestd_stored{kind=\"evidence\"}"),
+        )
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn launch(dir: &Path, opts: &Options) -> (Child, String, String) {
+    let mut cfg = String::new();
+    cfg.push_str("listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\ncache_capacity_mb = 32\n");
+    cfg.push_str(&format!("data_dir = {:?}\n", dir.join("data").display().to_string()));
+    cfg.push_str("\n[limits]\n");
+    for (k, v) in &opts.limits {
+        cfg.push_str(&format!("{k} = {v}\n"));
+    }
+    let mut principal = |name: &str, role: &str, token: &str, extra: &str| {
+        cfg.push_str(&format!(
+            "\n[[principals]]\nname = \"{name}\"\nrole = \"{role}\"\ntoken_sha256 = \"{}\"\n{extra}",
+            sha256_hex(token)
+        ));
+    };
+    principal("admin", "security-admin", ADMIN_TOKEN, "");
+    principal("mes", "mes", MES_TOKEN, "");
+    principal("hospital", "hospital-it", HOSPITAL_TOKEN, "tenant = \"st-mary\"\n");
+    principal("auditor", "auditor", AUDITOR_TOKEN, "");
+    for (id, tok) in STATIONS {
+        principal(id, "station", tok, &format!("station_id = \"{id}\"\n"));
+    }
+    let cfg_path = dir.join("attestd.toml");
+    std::fs::write(&cfg_path, cfg).expect("write config");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("attestd.log"))
+        .expect("log file");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_attestd"))
+        .args(["serve", "--config"])
+        .arg(&cfg_path)
+        .env("ATTESTD_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("spawn attestd");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let mut addr = None;
+    let mut metrics = None;
+    while addr.is_none() || metrics.is_none() {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("attestd did not start; log: {}", std::fs::read_to_string(dir.join("attestd.log")).unwrap_or_default()));
+        if let Some(a) = line.strip_prefix("attestd listening on ") {
+            addr = Some(a.to_owned());
+        }
+        if let Some(m) = line.strip_prefix("attestd metrics on http://") {
+            metrics = Some(m.trim_end_matches("/metrics").to_owned());
+        }
+    }
+    (child, addr.unwrap(), metrics.unwrap())
+}
+
+/// The attestd reason code carried by a status.
+pub fn reason(status: &tonic::Status) -> String {
+    use tonic_types::StatusExt;
+    status.get_details_error_info().map(|i| i.reason).unwrap_or_default()
+}
+
+/// Asserts a call failed with `code` and `reason`; returns the message.
+#[track_caller]
+pub fn assert_rejected<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Code, want: &str) -> String {
+    match result {
+        Ok(v) => panic!("expected {code:?} {want}, got success: {v:?}"),
+        Err(s) => {
+            assert_eq!((s.code(), reason(&s).as_str()), (code, want), "message: {}", s.message());
+            s.message().to_owned()
+        }
+    }
+}
+
+pub fn now() -> UnixTime {
+    UnixTime(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64,
+    )
+}
+
+/// Registers `station_id` with a fresh key for the given kinds and models.
+pub async fn register_station(
+    admin: &Client,
+    station_id: &str,
+    kinds: &[pb::RecordKind],
+    models: &[&str],
+) -> SigningKey {
+    let key = SigningKey::generate(KeyAlg::Es256).unwrap();
+    admin
+        .admin()
+        .register_station(pb::RegisterStationRequest {
+            station_id: station_id.into(),
+            public_key: key.public_key().spki_der().to_vec(),
+            allowed_kinds: kinds.iter().map(|k| *k as i32).collect(),
+            allowed_models: models.iter().map(|m| m.to_string()).collect(),
+            allow_rekey: false,
+        })
+        .await
+        .expect("register station");
+    key
+}
+
+pub fn provisioning_doc(station_id: &str, sequence: u64, serial: &str, model: &str, device_key: &SigningKey) -> ProvisioningDoc {
+    ProvisioningDoc {
+        station_id: station_id.into(),
+        sequence,
+        performed_at: now().plus_seconds(-60).to_string(),
+        operator_id: "op-1187".into(),
+        work_order: Some("WO-2026-3312".into()),
+        serial: serial.into(),
+        udi: None,
+        model: model.into(),
+        hw_version: "B".into(),
+        device_key: DeviceKeyDoc {
+            alg: device_key.alg().as_str().into(),
+            spki_der: spki_base64(device_key),
+        },
+        firmware: vec![FirmwareDoc {
+            name: "bootloader".into(),
+            version: "2.1.0".into(),
+            svn: 4,
+            digest: attestd_client::core::ids::Digest::of(b"bootloader 2.1.0").to_hex(),
+        }],
+        supersedes: None,
+    }
+}
+
+/// Provisions `serial` through `station` signed by `station_key`; returns the record id.
+pub async fn provision(
+    station: &Client,
+    station_id: &str,
+    station_key: &SigningKey,
+    sequence: u64,
+    serial: &str,
+    device_key: &SigningKey,
+) -> Result<pb::SubmitRecordResponse, tonic::Status> {
+    let doc = provisioning_doc(station_id, sequence, serial, "PM-200", device_key);
+    station
+        .factory()
+        .submit_record(pb::SubmitRecordRequest {
+            envelope: Some(sign_provisioning(&doc, station_key)),
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// Claims for a unit provisioned by [`provisioning_doc`].
+pub fn claims(serial: &str, bootcount: u64) -> Claims {
+    let serial = Serial::parse(serial, attestd_client::core::Reason::FieldInvalid, "serial").unwrap();
+    sample_claims(&serial, "PM-200", "B", bootcount, now())
+}
+
+/// Gets a challenge and returns it.
+pub async fn challenge(client: &Client, serial: &str) -> Vec<u8> {
+    client
+        .device()
+        .get_challenge(pb::GetChallengeRequest { serial: serial.into() })
+        .await
+        .expect("challenge")
+        .into_inner()
+        .nonce
+}
+
+/// A whole boot: challenge, then evidence signed by `key`.
+pub async fn boot(client: &Client, serial: &str, key: &SigningKey, bootcount: u64) -> Result<pb::SubmitEvidenceResponse, tonic::Status> {
+    let nonce = challenge(client, serial).await;
+    let mut c = claims(serial, bootcount);
+    c.nonce = Some(nonce);
+    submit(client, sign_evidence(&c, key)).await
+}
+
+pub async fn submit(client: &Client, evidence: Vec<u8>) -> Result<pb::SubmitEvidenceResponse, tonic::Status> {
+    client
+        .device()
+        .submit_evidence(pb::SubmitEvidenceRequest { evidence })
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// Every history entry of a unit (all pages).
+pub async fn history(client: &Client, serial: &str) -> Vec<pb::HistoryEntry> {
+    let mut out = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .fleet()
+            .list_device_history(pb::ListDeviceHistoryRequest {
+                serial: serial.into(),
+                page_size: 1000,
+                page_token: token.clone(),
+            })
+            .await
+            .expect("history")
+            .into_inner();
+        out.extend(page.entries);
+        if page.next_page_token.is_empty() {
+            return out;
+        }
+        token = page.next_page_token;
+    }
+}
+
+/// Evidence ids in a unit's history.
+pub async fn evidence_ids(client: &Client, serial: &str) -> Vec<String> {
+    history(client, serial)
+        .await
+        .into_iter()
+        .filter_map(|e| match e.entry {
+            Some(pb::history_entry::Entry::Evidence(ev)) => Some(ev.evidence_id),
+            _ => None,
+        })
+        .collect()
+}
