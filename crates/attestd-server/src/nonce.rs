@@ -31,6 +31,9 @@ pub struct NonceCache {
     state: Mutex<State>,
     rng: SystemRandom,
     lifetime_ms: i64,
+    /// How long past expiry a nonce is remembered (to say "expired" or
+    /// "reused" rather than "unknown").
+    grace_ms: i64,
     per_serial: usize,
     total: usize,
 }
@@ -41,6 +44,7 @@ impl NonceCache {
             state: Mutex::new(State::default()),
             rng: SystemRandom::new(),
             lifetime_ms: lifetime_ms.min(i64::MAX as u64 / 4) as i64,
+            grace_ms: (lifetime_ms.min(i64::MAX as u64 / 4) as i64).max(60_000),
             per_serial: per_serial.max(1),
             total: total.max(1),
         }
@@ -55,7 +59,11 @@ impl NonceCache {
             .map_err(|_| reject!(StoreUnavailable, "no randomness available; retry"))?;
         let expires_ms = now_ms + self.lifetime_ms;
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        self.purge(&mut st, now_ms);
+        self.purge(&mut st, now_ms - self.grace_ms);
+        if st.queue.len() >= self.total {
+            // Full: forget expired nonces early before refusing anyone.
+            self.purge(&mut st, now_ms);
+        }
         if st.queue.len() >= self.total {
             return Err(reject!(RateLimited, "too many outstanding challenges; retry later"));
         }
@@ -85,7 +93,7 @@ impl NonceCache {
             return Err(reject!(NonceUnknown, "claim \"eat_nonce\": not a nonce this server issued"));
         };
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        self.purge(&mut st, now_ms);
+        self.purge(&mut st, now_ms - self.grace_ms);
         let Some(issued) = st.by_nonce.get_mut(&key) else {
             return Err(reject!(
                 NonceUnknown,
@@ -111,11 +119,12 @@ impl NonceCache {
         Ok(())
     }
 
-    /// Forgets nonces a full lifetime past their expiry (until then they are
-    /// kept so that late use is reported as expired or reused, not unknown).
-    fn purge(&self, st: &mut State, now_ms: i64) {
+    /// Forgets nonces that expired before `cutoff_ms`. Expired nonces are
+    /// kept for a grace period so that late use is reported as expired or
+    /// reused, not unknown.
+    fn purge(&self, st: &mut State, cutoff_ms: i64) {
         while let Some(&(expires, n)) = st.queue.front() {
-            if expires + self.lifetime_ms >= now_ms {
+            if expires >= cutoff_ms {
                 break;
             }
             st.queue.pop_front();
@@ -153,8 +162,9 @@ mod tests {
         let _ = (y, z);
         assert_eq!(c.consume(&x, "s1", 23).unwrap_err().reason, Reason::NonceUnknown);
         c.consume(&z, "s1", 24).unwrap();
-        // Long expired nonces are forgotten.
-        assert_eq!(c.consume(&y, "s1", 5000).unwrap_err().reason, Reason::NonceUnknown);
+        // Recently expired nonces are reported as expired, long expired ones forgotten.
+        assert_eq!(c.consume(&y, "s1", 5000).unwrap_err().reason, Reason::NonceExpired);
+        assert_eq!(c.consume(&y, "s1", 70_000).unwrap_err().reason, Reason::NonceUnknown);
         assert_eq!(c.consume(&[1, 2, 3], "s1", 0).unwrap_err().reason, Reason::NonceUnknown);
     }
 
@@ -165,7 +175,7 @@ mod tests {
             c.issue(&format!("s{i}"), 0).unwrap();
         }
         assert_eq!(c.issue("s9", 0).unwrap_err().reason, Reason::RateLimited);
-        // Once the old ones are purged there is room again.
-        c.issue("s9", 2001).unwrap();
+        // Once the old ones have expired there is room again.
+        c.issue("s9", 1001).unwrap();
     }
 }
