@@ -1,15 +1,21 @@
 //! Group commit: one flusher thread, many waiters.
 //!
-//! A handler first writes (an atomic store transaction), then calls
-//! [`GroupCommit::durable`] and answers only when it resolves. The flusher
-//! takes every waiter registered so far, *then* flushes, then wakes them: a
-//! waiter registered after its write, so the flush that wakes it began after
-//! that write (design invariant 1). Writers arriving during a flush share the
-//! next one, so under load one flush serves many acknowledgements.
+//! A write request takes a [`Pending`] ticket when it starts, writes (an
+//! atomic store transaction), then calls [`Pending::durable`] and answers
+//! only when it resolves. The flusher takes every waiter registered so far,
+//! *then* flushes, then wakes them: a waiter registered after its write, so
+//! the flush that wakes it began after that write (design invariant 1).
+//!
+//! Writers arriving during a flush share the next one. And when a flush is
+//! due while other write requests are still on their way (tickets taken but
+//! not yet waiting), the flusher lingers for them, at most `max_wait`: under
+//! load one flush then serves many acknowledgements, while a lone writer is
+//! never delayed.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use attestd_core::{Reason, Rejection};
 use attestd_store::Store;
@@ -22,6 +28,8 @@ type Waiter = oneshot::Sender<Result<(), ()>>;
 #[derive(Default)]
 struct State {
     waiters: Vec<Waiter>,
+    /// Write requests under way that have not yet asked to be made durable.
+    in_flight: usize,
     closing: bool,
 }
 
@@ -39,8 +47,9 @@ pub struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the flusher thread for `store`.
-    pub fn start(store: Arc<dyn Store>, metrics: Arc<Metrics>) -> GroupCommit {
+    /// Starts the flusher thread for `store`. `max_wait` bounds how long a
+    /// flush waits for write requests already under way.
+    pub fn start(store: Arc<dyn Store>, metrics: Arc<Metrics>, max_wait: Duration) -> GroupCommit {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
@@ -48,7 +57,7 @@ impl GroupCommit {
         let s = shared.clone();
         let thread = std::thread::Builder::new()
             .name("attestd-flusher".into())
-            .spawn(move || flusher(s, store, metrics))
+            .spawn(move || flusher(s, store, metrics, max_wait))
             .expect("spawning the flusher thread");
         GroupCommit {
             shared,
@@ -56,11 +65,35 @@ impl GroupCommit {
         }
     }
 
+    /// Announces a write request. Take it before the work that leads to the
+    /// write; dropping it without [`Pending::durable`] (a rejection) is fine.
+    pub fn begin(&self) -> Pending {
+        self.lock().in_flight += 1;
+        Pending {
+            shared: self.shared.clone(),
+            open: true,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A write request under way; see [`GroupCommit::begin`].
+pub struct Pending {
+    shared: Arc<Shared>,
+    open: bool,
+}
+
+impl Pending {
     /// Resolves once a flush that began after this call has completed.
-    pub async fn durable(&self) -> Result<(), Rejection> {
+    pub async fn durable(mut self) -> Result<(), Rejection> {
         let (tx, rx) = oneshot::channel();
         {
             let mut st = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+            st.in_flight -= 1;
+            self.open = false;
             if st.closing {
                 return Err(Rejection::new(Reason::ShuttingDown, "the server is shutting down; retry"));
             }
@@ -77,13 +110,24 @@ impl GroupCommit {
         }
     }
 
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if self.open {
+            let mut st = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+            st.in_flight -= 1;
+            drop(st);
+            self.shared.wake.notify_one();
+        }
+    }
+}
+
+impl GroupCommit {
     /// Serves every waiter registered so far with a final flush and stops
     /// the flusher. Later calls to `durable` fail with SHUTTING_DOWN.
     pub fn shutdown(&self) {
-        {
-            let mut st = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
-            st.closing = true;
-        }
+        self.lock().closing = true;
         self.shared.wake.notify_one();
         if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = t.join();
@@ -91,12 +135,21 @@ impl GroupCommit {
     }
 }
 
-fn flusher(shared: Arc<Shared>, store: Arc<dyn Store>, metrics: Arc<Metrics>) {
+fn flusher(shared: Arc<Shared>, store: Arc<dyn Store>, metrics: Arc<Metrics>, max_wait: Duration) {
     loop {
         let (batch, closing) = {
             let mut st = shared.state.lock().unwrap_or_else(|p| p.into_inner());
             while st.waiters.is_empty() && !st.closing {
                 st = shared.wake.wait(st).unwrap_or_else(|p| p.into_inner());
+            }
+            // Linger, boundedly, for writes already under way.
+            let deadline = Instant::now() + max_wait;
+            while st.in_flight > 0 && !st.closing {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                st = shared.wake.wait_timeout(st, left).unwrap_or_else(|p| p.into_inner()).0;
             }
             (std::mem::take(&mut st.waiters), st.closing)
         };

@@ -73,8 +73,12 @@ pub async fn serve(
     } = parts;
     let auth = Arc::new(Authenticator::new(&settings.principals)?);
     let metrics = Arc::new(Metrics::default());
-    let commit = GroupCommit::start(store.clone(), metrics.clone());
     let limits = settings.limits.clone();
+    let commit = GroupCommit::start(
+        store.clone(),
+        metrics.clone(),
+        std::time::Duration::from_micros(limits.group_commit_max_wait_us),
+    );
     let app = Arc::new(App {
         store: store.clone(),
         commit: commit.clone(),

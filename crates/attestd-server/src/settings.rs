@@ -21,6 +21,9 @@ pub struct Limits {
     pub deferred_max_age_secs: i64,
     pub default_page_size: usize,
     pub max_page_size: usize,
+    /// Longest a group flush waits for write requests already under way
+    /// (microseconds). A lone writer is never delayed.
+    pub group_commit_max_wait_us: u64,
 }
 
 impl Default for Limits {
@@ -34,6 +37,7 @@ impl Default for Limits {
             deferred_max_age_secs: 24 * 3600,
             default_page_size: 100,
             max_page_size: 1000,
+            group_commit_max_wait_us: 2000,
         }
     }
 }

@@ -21,6 +21,7 @@ const MAX_MODELS: usize = 64;
 impl AdminService {
     async fn register(&self, req: pb::RegisterStationRequest) -> Result<pb::Station, Rejection> {
         let app = &self.app;
+        let pending = app.commit.begin();
         let id = StationId::parse(&req.station_id, Reason::FieldInvalid, "station_id")?;
         let key = PublicKey::from_spki_der(&req.public_key, Reason::FieldInvalid, "public_key")?;
         if req.allowed_kinds.is_empty() {
@@ -55,13 +56,14 @@ impl AdminService {
             ..StationEntry::default()
         };
         let stored = app.store.register_station(entry).map_err(|e| app.store_err(e))?;
-        app.commit.durable().await?;
+        pending.durable().await?;
         tracing::info!(station = %id, key_id = %key.key_id(), "station registered");
         Ok(convert::station(stored))
     }
 
     async fn revoke(&self, req: pb::RevokeStationRequest) -> Result<pb::Station, Rejection> {
         let app = &self.app;
+        let pending = app.commit.begin();
         let id = StationId::parse(&req.station_id, Reason::FieldInvalid, "station_id")?;
         if req.reason.trim().is_empty() || req.reason.len() > 1024 {
             return Err(reject!(FieldInvalid, "reason: required, at most 1024 bytes"));
@@ -70,7 +72,7 @@ impl AdminService {
             .store
             .revoke_station(id.as_str(), &req.reason, app.clock.now_ms())
             .map_err(|e| app.store_err(e))?;
-        app.commit.durable().await?;
+        pending.durable().await?;
         tracing::warn!(station = %id, "station revoked");
         Ok(convert::station(s))
     }

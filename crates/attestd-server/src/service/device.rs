@@ -42,6 +42,7 @@ impl DeviceService {
 
     async fn submit(&self, req: pb::SubmitEvidenceRequest) -> Result<pb::SubmitEvidenceResponse, Rejection> {
         let app = &self.app;
+        let pending = app.commit.begin();
         let raw = req.evidence;
         // Decode under hard bounds; nothing from it is trusted yet.
         let ev = Evidence::decode(&raw)?;
@@ -109,7 +110,7 @@ impl DeviceService {
             };
             match app.store.commit_evidence(commit) {
                 Ok(_) => {
-                    app.commit.durable().await?;
+                    pending.durable().await?;
                     app.metrics.evidence_accepted.fetch_add(1, Relaxed);
                     tracing::info!(serial, evidence_id = %evidence_id, nonce_fresh, "evidence accepted");
                     return Ok(pb::SubmitEvidenceResponse {

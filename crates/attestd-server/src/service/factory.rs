@@ -44,6 +44,7 @@ fn envelope(pb: pb::Envelope) -> dsse::Envelope {
 impl FactoryService {
     async fn submit(&self, caller: &Principal, req: pb::SubmitRecordRequest) -> Result<pb::SubmitRecordResponse, Rejection> {
         let app = &self.app;
+        let pending = app.commit.begin();
         let env = envelope(req.envelope.ok_or_else(|| reject!(FieldInvalid, "envelope: required"))?);
         env.check_bounds()?;
         let record = Record::parse(&env.payload_type, &env.payload)?;
@@ -127,7 +128,7 @@ impl FactoryService {
             .commit_record(RecordCommit { entry, enrollment })
             .map_err(|e| app.store_err(e))?;
         // Also for a duplicate: the original may still be in its flush window.
-        app.commit.durable().await?;
+        pending.durable().await?;
         let (stored, duplicate) = match outcome {
             RecordOutcome::Stored(e) => {
                 app.metrics.records_accepted.fetch_add(1, Relaxed);
