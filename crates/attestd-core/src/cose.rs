@@ -138,7 +138,7 @@ impl<'a> CoseSign1<'a> {
 
     /// The Sig_structure: `["Signature1", protected, external_aad, payload]`.
     pub fn to_be_signed(&self, external_aad: &[u8]) -> Vec<u8> {
-        sig_structure(self.protected, external_aad, self.payload)
+        sig_structure(signed_protected(self.protected), external_aad, self.payload)
     }
 
     /// Verifies the signature with `key` and empty external AAD. A key of the
@@ -152,6 +152,16 @@ impl<'a> CoseSign1<'a> {
             return false;
         }
         key.verify(&self.to_be_signed(external_aad), self.signature, SigEncoding::Raw)
+    }
+}
+
+/// The protected-header bytes as they enter the Sig_structure: a header that
+/// encodes an empty map means "no protected attributes", which RFC 9052 §4.4
+/// signs as a zero-length bstr.
+pub fn signed_protected(protected: &[u8]) -> &[u8] {
+    match cbor::decode(protected, Limits::CLAIMS) {
+        Ok(Value::Map(m)) if m.is_empty() => &[],
+        _ => protected,
     }
 }
 
