@@ -18,10 +18,16 @@ use clap::{Parser, Subcommand};
 use ring::rand::{SecureRandom, SystemRandom};
 use tokio::net::TcpListener;
 
-use crate::config::{check_listen, FileConfig, Resolved, DEFAULT_CACHE_MB, DEFAULT_DEV_DATA_DIR, DEFAULT_LISTEN};
+use crate::config::{
+    check_listen, FileConfig, Resolved, DEFAULT_CACHE_MB, DEFAULT_DEV_DATA_DIR, DEFAULT_LISTEN,
+};
 
 #[derive(Parser)]
-#[command(name = "attestd", version, about = "Attestation verifier and system of record for a medical-device fleet")]
+#[command(
+    name = "attestd",
+    version,
+    about = "Attestation verifier and system of record for a medical-device fleet"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -62,7 +68,9 @@ struct ServeArgs {
 
 fn random_token() -> anyhow::Result<String> {
     let mut b = [0u8; 32];
-    SystemRandom::new().fill(&mut b).map_err(|_| anyhow::anyhow!("no randomness available"))?;
+    SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| anyhow::anyhow!("no randomness available"))?;
     Ok(format!("atd_{}", attestd_core::ids::hex(&b)))
 }
 
@@ -100,7 +108,10 @@ fn resolve(args: &ServeArgs) -> anyhow::Result<(Resolved, Option<String>)> {
             listen,
             data_dir,
             metrics_listen: args.metrics_listen.or(file.metrics_listen),
-            cache_capacity_mb: args.cache_capacity_mb.or(file.cache_capacity_mb).unwrap_or(DEFAULT_CACHE_MB),
+            cache_capacity_mb: args
+                .cache_capacity_mb
+                .or(file.cache_capacity_mb)
+                .unwrap_or(DEFAULT_CACHE_MB),
             limits: file.limits,
             principals,
         },
@@ -112,13 +123,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},
@@ -131,7 +143,8 @@ async fn shutdown_signal() {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (cfg, dev_token) = resolve(&args)?;
-    std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
     let store = SledStore::open(
         &cfg.data_dir,
         &SledConfig {
@@ -139,10 +152,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
     )
     .with_context(|| format!("opening the database in {}", cfg.data_dir.display()))?;
-    let listener = TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.listen))?;
     let local = listener.local_addr()?;
     let metrics_listener = match cfg.metrics_listen {
-        Some(a) => Some(TcpListener::bind(a).await.with_context(|| format!("binding metrics {a}"))?),
+        Some(a) => Some(
+            TcpListener::bind(a)
+                .await
+                .with_context(|| format!("binding metrics {a}"))?,
+        ),
         None => None,
     };
     // Machine-readable start-up lines on stdout (tests and scripts read them).

@@ -13,13 +13,26 @@ use common::*;
 /// Provisions `units` units and returns (serial, key) pairs.
 async fn enroll(server: &TestServer, units: usize) -> Vec<(String, Arc<SigningKey>)> {
     let admin = server.admin().await;
-    let st_key = register_station(&admin, "line1-prov", &[pb::RecordKind::Provisioning], &["PM-200"]).await;
+    let st_key = register_station(
+        &admin,
+        "line1-prov",
+        &[pb::RecordKind::Provisioning],
+        &["PM-200"],
+    )
+    .await;
     let station = server.station("line1-prov").await;
     let mut out = Vec::new();
     for i in 0..units {
         let serial = format!("PM200-{i:06}");
-        let key = SigningKey::generate(if i % 2 == 0 { KeyAlg::Es256 } else { KeyAlg::Ed25519 }).unwrap();
-        provision(&station, "line1-prov", &st_key, i as u64 + 1, &serial, &key).await.unwrap();
+        let key = SigningKey::generate(if i % 2 == 0 {
+            KeyAlg::Es256
+        } else {
+            KeyAlg::Ed25519
+        })
+        .unwrap();
+        provision(&station, "line1-prov", &st_key, i as u64 + 1, &serial, &key)
+            .await
+            .unwrap();
         out.push((serial, Arc::new(key)));
     }
     out
@@ -27,15 +40,22 @@ async fn enroll(server: &TestServer, units: usize) -> Vec<(String, Arc<SigningKe
 
 /// Each unit boots `boots` times in sequence, all units concurrently.
 /// Returns every acknowledged evidence id with its serial.
-async fn boot_storm(server: &TestServer, units: &[(String, Arc<SigningKey>)], boots: u64) -> Vec<(String, String)> {
+async fn boot_storm(
+    server: &TestServer,
+    units: &[(String, Arc<SigningKey>)],
+    boots: u64,
+) -> Vec<(String, String)> {
     let device = server.client(None).await;
     let mut tasks = Vec::new();
-    for (serial, key) in units.iter().cloned() {
+    for (serial, key) in units {
+        let (serial, key) = (serial.clone(), key.clone());
         let device = device.clone();
         tasks.push(tokio::spawn(async move {
             let mut ids = Vec::new();
             for b in 1..=boots {
-                let r = boot(&device, &serial, &key, b).await.expect("boot accepted");
+                let r = boot(&device, &serial, &key, b)
+                    .await
+                    .expect("boot accepted");
                 ids.push((serial.clone(), r.evidence_id));
             }
             ids
@@ -61,7 +81,11 @@ async fn acknowledged_evidence_survives_sigkill() {
     let auditor = server.client(Some(AUDITOR_TOKEN)).await;
     for (serial, _) in &units {
         let mut have = evidence_ids(&auditor, serial).await;
-        let mut want: Vec<String> = acked.iter().filter(|(s, _)| s == serial).map(|(_, id)| id.clone()).collect();
+        let mut want: Vec<String> = acked
+            .iter()
+            .filter(|(s, _)| s == serial)
+            .map(|(_, id)| id.clone())
+            .collect();
         have.sort();
         want.sort();
         assert_eq!(have, want, "evidence of {serial} after SIGKILL");
@@ -69,7 +93,9 @@ async fn acknowledged_evidence_survives_sigkill() {
     for (_, id) in acked.iter().step_by(17) {
         let e = auditor
             .fleet()
-            .get_evidence(pb::GetEvidenceRequest { evidence_id: id.clone() })
+            .get_evidence(pb::GetEvidenceRequest {
+                evidence_id: id.clone(),
+            })
             .await
             .expect("evidence readable after restart")
             .into_inner();
@@ -79,7 +105,9 @@ async fn acknowledged_evidence_survives_sigkill() {
     // The units keep working after the restart: boot counters continued.
     let device = server.client(None).await;
     let (serial, key) = &units[0];
-    boot(&device, serial, key, 11).await.expect("boot after restart");
+    boot(&device, serial, key, 11)
+        .await
+        .expect("boot after restart");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

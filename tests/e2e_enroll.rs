@@ -12,7 +12,13 @@ use common::*;
 async fn station_enrolls_es256_and_ed25519_units_which_boot_and_are_listed() {
     let server = TestServer::start();
     let admin = server.admin().await;
-    let st_key = register_station(&admin, "line1-prov", &[pb::RecordKind::Provisioning], &["PM-200"]).await;
+    let st_key = register_station(
+        &admin,
+        "line1-prov",
+        &[pb::RecordKind::Provisioning],
+        &["PM-200"],
+    )
+    .await;
     let station = server.station("line1-prov").await;
     let device = server.client(None).await;
     let auditor = server.client(Some(AUDITOR_TOKEN)).await;
@@ -20,21 +26,36 @@ async fn station_enrolls_es256_and_ed25519_units_which_boot_and_are_listed() {
     for (i, alg) in [KeyAlg::Es256, KeyAlg::Ed25519].into_iter().enumerate() {
         let serial = format!("PM200-00000{i}");
         let dkey = SigningKey::generate(alg).unwrap();
-        let rec = provision(&station, "line1-prov", &st_key, 10 + i as u64, &serial, &dkey)
-            .await
-            .expect("provisioning accepted");
+        let rec = provision(
+            &station,
+            "line1-prov",
+            &st_key,
+            10 + i as u64,
+            &serial,
+            &dkey,
+        )
+        .await
+        .expect("provisioning accepted");
         assert_eq!(rec.serial, serial);
         assert_eq!(rec.kind, pb::RecordKind::Provisioning as i32);
         assert!(rec.record_id.starts_with("rec_"));
         assert!(!rec.duplicate);
 
-        let resp = boot(&device, &serial, &dkey, 1).await.expect("evidence accepted");
+        let resp = boot(&device, &serial, &dkey, 1)
+            .await
+            .expect("evidence accepted");
         assert!(resp.evidence_id.starts_with("ev_"), "{}", resp.evidence_id);
         let a = resp.appraisal.expect("appraisal");
         // Honest until baselines exist: identity affirmed, nothing to grade against.
         assert_eq!(a.tier, pb::TrustTier::None as i32);
         assert_eq!(a.trust_vector.unwrap().instance_identity, 2);
-        assert_eq!(a.reasons.iter().map(|r| r.code.as_str()).collect::<Vec<_>>(), ["NO_BASELINE"]);
+        assert_eq!(
+            a.reasons
+                .iter()
+                .map(|r| r.code.as_str())
+                .collect::<Vec<_>>(),
+            ["NO_BASELINE"]
+        );
         assert_eq!(a.provisioning_record_id, rec.record_id);
         assert_eq!(a.evidence_id, resp.evidence_id);
 
@@ -56,22 +77,33 @@ async fn station_enrolls_es256_and_ed25519_units_which_boot_and_are_listed() {
         // The raw bytes are kept for re-verification.
         let stored = auditor
             .fleet()
-            .get_evidence(pb::GetEvidenceRequest { evidence_id: resp.evidence_id.clone() })
+            .get_evidence(pb::GetEvidenceRequest {
+                evidence_id: resp.evidence_id.clone(),
+            })
             .await
             .unwrap()
             .into_inner();
         let decoded = attestd_client::core::evidence::Evidence::decode(&stored.cose_sign1).unwrap();
-        decoded.verify(dkey.public_key()).expect("stored evidence re-verifies");
+        decoded
+            .verify(dkey.public_key())
+            .expect("stored evidence re-verifies");
 
         let recs = auditor
             .factory()
-            .list_records(pb::ListRecordsRequest { serial: serial.clone(), page_size: 0, page_token: String::new() })
+            .list_records(pb::ListRecordsRequest {
+                serial: serial.clone(),
+                page_size: 0,
+                page_token: String::new(),
+            })
             .await
             .unwrap()
             .into_inner();
         assert_eq!(recs.records.len(), 1);
         let env = recs.records[0].envelope.clone().unwrap();
-        assert!(env.payload.starts_with(b"{"), "envelope returned as received");
+        assert!(
+            env.payload.starts_with(b"{"),
+            "envelope returned as received"
+        );
     }
     assert_eq!(server.stored(), (1, 2, 2, 2));
 }
@@ -80,20 +112,30 @@ async fn station_enrolls_es256_and_ed25519_units_which_boot_and_are_listed() {
 async fn identical_record_twice_is_one_record_with_one_id() {
     let server = TestServer::start();
     let admin = server.admin().await;
-    let st_key = register_station(&admin, "line1-prov", &[pb::RecordKind::Provisioning], &["PM-200"]).await;
+    let st_key = register_station(
+        &admin,
+        "line1-prov",
+        &[pb::RecordKind::Provisioning],
+        &["PM-200"],
+    )
+    .await;
     let station = server.station("line1-prov").await;
     let dkey = SigningKey::generate(KeyAlg::Es256).unwrap();
     let doc = provisioning_doc("line1-prov", 1, "PM200-000123", "PM-200", &dkey);
     let env = attestd_client::record::sign_provisioning(&doc, &st_key);
     let first = station
         .factory()
-        .submit_record(pb::SubmitRecordRequest { envelope: Some(env.clone()) })
+        .submit_record(pb::SubmitRecordRequest {
+            envelope: Some(env.clone()),
+        })
         .await
         .unwrap()
         .into_inner();
     let second = station
         .factory()
-        .submit_record(pb::SubmitRecordRequest { envelope: Some(env) })
+        .submit_record(pb::SubmitRecordRequest {
+            envelope: Some(env),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -104,14 +146,20 @@ async fn identical_record_twice_is_one_record_with_one_id() {
     let resigned = attestd_client::record::sign_provisioning(&doc, &st_key);
     let third = station
         .factory()
-        .submit_record(pb::SubmitRecordRequest { envelope: Some(resigned) })
+        .submit_record(pb::SubmitRecordRequest {
+            envelope: Some(resigned),
+        })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(third.record_id, first.record_id);
     let recs = admin
         .factory()
-        .list_records(pb::ListRecordsRequest { serial: "PM200-000123".into(), page_size: 0, page_token: String::new() })
+        .list_records(pb::ListRecordsRequest {
+            serial: "PM200-000123".into(),
+            page_size: 0,
+            page_token: String::new(),
+        })
         .await
         .unwrap()
         .into_inner();

@@ -17,9 +17,17 @@ async fn health_serves_and_reflection_lists_the_api() {
     let channel = server.client(None).await.channel();
 
     let mut health = HealthClient::new(channel.clone());
-    for service in ["", "attestd.v1.DeviceAttestation", "attestd.v1.Factory", "attestd.v1.Admin", "attestd.v1.Fleet"] {
+    for service in [
+        "",
+        "attestd.v1.DeviceAttestation",
+        "attestd.v1.Factory",
+        "attestd.v1.Admin",
+        "attestd.v1.Fleet",
+    ] {
         let r = health
-            .check(HealthCheckRequest { service: service.into() })
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
             .await
             .unwrap_or_else(|e| panic!("health of {service:?}: {e}"))
             .into_inner();
@@ -36,26 +44,45 @@ async fn health_serves_and_reflection_lists_the_api() {
         .await
         .unwrap()
         .into_inner();
-    let resp = stream.message().await.unwrap().expect("a reflection response");
+    let resp = stream
+        .message()
+        .await
+        .unwrap()
+        .expect("a reflection response");
     let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
         panic!("unexpected reflection response {resp:?}");
     };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for want in ["attestd.v1.DeviceAttestation", "attestd.v1.Factory", "attestd.v1.Admin", "attestd.v1.Fleet", "grpc.health.v1.Health"] {
-        assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
+    for want in [
+        "attestd.v1.DeviceAttestation",
+        "attestd.v1.Factory",
+        "attestd.v1.Admin",
+        "attestd.v1.Fleet",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            names.iter().any(|n| n == want),
+            "{want} missing from {names:?}"
+        );
     }
 
     // Reflection can describe a method's messages (what grpcurl needs).
     let req = ServerReflectionRequest {
         host: String::new(),
-        message_request: Some(MessageRequest::FileContainingSymbol("attestd.v1.DeviceAttestation".into())),
+        message_request: Some(MessageRequest::FileContainingSymbol(
+            "attestd.v1.DeviceAttestation".into(),
+        )),
     };
     let mut stream = ServerReflectionClient::new(channel)
         .server_reflection_info(tokio_stream::iter(vec![req]))
         .await
         .unwrap()
         .into_inner();
-    let resp = stream.message().await.unwrap().expect("a reflection response");
+    let resp = stream
+        .message()
+        .await
+        .unwrap()
+        .expect("a reflection response");
     assert!(
         matches!(resp.message_response, Some(MessageResponse::FileDescriptorResponse(ref f)) if !f.file_descriptor_proto.is_empty()),
         "{resp:?}"

@@ -31,14 +31,38 @@ impl World {
     async fn new(opts: Options) -> World {
         let server = TestServer::start_with(opts);
         let admin = server.admin().await;
-        let station_key = register_station(&admin, "line1-prov", &[pb::RecordKind::Provisioning], &["PM-200"]).await;
+        let station_key = register_station(
+            &admin,
+            "line1-prov",
+            &[pb::RecordKind::Provisioning],
+            &["PM-200"],
+        )
+        .await;
         let station = server.station("line1-prov").await;
         let device = server.client(None).await;
         let auditor = server.client(Some(AUDITOR_TOKEN)).await;
         let key = SigningKey::generate(KeyAlg::Es256).unwrap();
         let other_key = SigningKey::generate(KeyAlg::Ed25519).unwrap();
-        provision(&station, "line1-prov", &station_key, 1, "PM200-000001", &key).await.unwrap();
-        provision(&station, "line1-prov", &station_key, 2, "PM200-000002", &other_key).await.unwrap();
+        provision(
+            &station,
+            "line1-prov",
+            &station_key,
+            1,
+            "PM200-000001",
+            &key,
+        )
+        .await
+        .unwrap();
+        provision(
+            &station,
+            "line1-prov",
+            &station_key,
+            2,
+            "PM200-000002",
+            &other_key,
+        )
+        .await
+        .unwrap();
         World {
             server,
             admin,
@@ -86,14 +110,24 @@ async fn bad_evidence_is_refused_and_stores_nothing() {
 
     // Signed by the wrong key (the other unit's).
     let c = w.fresh_claims().await;
-    refused!(w, Code::Unauthenticated, "SIGNATURE_INVALID", submit(&w.device, sign_evidence(&c, &w.other_key)));
+    refused!(
+        w,
+        Code::Unauthenticated,
+        "SIGNATURE_INVALID",
+        submit(&w.device, sign_evidence(&c, &w.other_key))
+    );
 
     // One bit flipped in the signature (the last byte of the token).
     let c = w.fresh_claims().await;
     let mut token = sign_evidence(&c, &w.key);
     let last = token.len() - 1;
     token[last] ^= 0x01;
-    refused!(w, Code::Unauthenticated, "SIGNATURE_INVALID", submit(&w.device, token));
+    refused!(
+        w,
+        Code::Unauthenticated,
+        "SIGNATURE_INVALID",
+        submit(&w.device, token)
+    );
 
     // alg only in the unprotected header, correctly signed otherwise.
     let c = w.fresh_claims().await;
@@ -101,8 +135,20 @@ async fn bad_evidence_is_refused_and_stores_nothing() {
     let protected = [0xa0u8]; // an empty map
     let sig = w.key.sign_raw(&sig_structure(&protected, &[], &payload));
     let mut e = Encoder::new();
-    e.tag(18).array(4).bytes(&protected).map(1).uint(1).int(-7).bytes(&payload).bytes(&sig);
-    let msg = refused!(w, Code::InvalidArgument, "ALG_NOT_ALLOWED", submit(&w.device, e.into_bytes()));
+    e.tag(18)
+        .array(4)
+        .bytes(&protected)
+        .map(1)
+        .uint(1)
+        .int(-7)
+        .bytes(&payload)
+        .bytes(&sig);
+    let msg = refused!(
+        w,
+        Code::InvalidArgument,
+        "ALG_NOT_ALLOWED",
+        submit(&w.device, e.into_bytes())
+    );
     assert!(msg.contains("protected"), "{msg}");
 
     // ES384 (-35).
@@ -110,34 +156,78 @@ async fn bad_evidence_is_refused_and_stores_nothing() {
     let mut p = Encoder::new();
     p.map(1).uint(1).int(-35);
     let protected = p.into_bytes();
-    let sig = w.key.sign_raw(&sig_structure(&protected, &[], &c.to_cbor()));
-    let msg = refused!(w, Code::InvalidArgument, "ALG_NOT_ALLOWED", submit(&w.device, encode_sign1(&protected, &c.to_cbor(), &sig)));
+    let sig = w
+        .key
+        .sign_raw(&sig_structure(&protected, &[], &c.to_cbor()));
+    let msg = refused!(
+        w,
+        Code::InvalidArgument,
+        "ALG_NOT_ALLOWED",
+        submit(&w.device, encode_sign1(&protected, &c.to_cbor(), &sig))
+    );
     assert!(msg.contains("-35"), "{msg}");
 
     // Random bytes, and a truncated token.
-    let noise: Vec<u8> = (0..600u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
-    refused!(w, Code::InvalidArgument, "MALFORMED_COSE", submit(&w.device, noise));
+    let noise: Vec<u8> = (0..600u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    refused!(
+        w,
+        Code::InvalidArgument,
+        "MALFORMED_COSE",
+        submit(&w.device, noise)
+    );
     let c = w.fresh_claims().await;
     let token = sign_evidence(&c, &w.key);
-    refused!(w, Code::InvalidArgument, "MALFORMED_COSE", submit(&w.device, token[..token.len() / 2].to_vec()));
+    refused!(
+        w,
+        Code::InvalidArgument,
+        "MALFORMED_COSE",
+        submit(&w.device, token[..token.len() / 2].to_vec())
+    );
 
     // A 1 MiB request.
-    refused!(w, Code::ResourceExhausted, "TOO_LARGE", submit(&w.device, vec![0u8; 1 << 20]));
+    refused!(
+        w,
+        Code::ResourceExhausted,
+        "TOO_LARGE",
+        submit(&w.device, vec![0u8; 1 << 20])
+    );
     // Evidence over 16 KiB but under the request limit is refused by the evidence bound.
-    refused!(w, Code::ResourceExhausted, "TOO_LARGE", submit(&w.device, vec![0u8; 20 * 1024]));
+    refused!(
+        w,
+        Code::ResourceExhausted,
+        "TOO_LARGE",
+        submit(&w.device, vec![0u8; 20 * 1024])
+    );
 
     // A claim of the wrong shape names the claim.
     let mut c = w.fresh_claims().await;
     c.components[0].name = String::new();
-    let msg = refused!(w, Code::InvalidArgument, "CLAIM_INVALID", submit(&w.device, sign_evidence(&c, &w.key)));
+    let msg = refused!(
+        w,
+        Code::InvalidArgument,
+        "CLAIM_INVALID",
+        submit(&w.device, sign_evidence(&c, &w.key))
+    );
     assert!(msg.contains("\"components\"[0].name"), "{msg}");
 
     // A serial nobody enrolled.
     let mut c = claims("PM200-999999", 1);
     c.nonce = Some(vec![1; 32]);
-    refused!(w, Code::Unauthenticated, "UNKNOWN_DEVICE", submit(&w.device, sign_evidence(&c, &w.key)));
+    refused!(
+        w,
+        Code::Unauthenticated,
+        "UNKNOWN_DEVICE",
+        submit(&w.device, sign_evidence(&c, &w.key))
+    );
     // Signed with a payload that is not a claims set at all.
-    refused!(w, Code::InvalidArgument, "MALFORMED_CBOR", submit(&w.device, sign_payload(b"\xff", &w.key, CoseAlg::Es256)));
+    refused!(
+        w,
+        Code::InvalidArgument,
+        "MALFORMED_CBOR",
+        submit(&w.device, sign_payload(b"\xff", &w.key, CoseAlg::Es256))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,50 +236,106 @@ async fn nonces_are_single_use_per_serial_and_deferred_evidence_must_advance() {
 
     // Nonce reused.
     let c = w.fresh_claims().await;
-    submit(&w.device, sign_evidence(&c, &w.key)).await.expect("first use accepted");
+    submit(&w.device, sign_evidence(&c, &w.key))
+        .await
+        .expect("first use accepted");
     let mut again = c.clone();
     again.bootcount += 1;
-    refused!(w, Code::FailedPrecondition, "NONCE_REUSED", submit(&w.device, sign_evidence(&again, &w.key)));
+    refused!(
+        w,
+        Code::FailedPrecondition,
+        "NONCE_REUSED",
+        submit(&w.device, sign_evidence(&again, &w.key))
+    );
     // The very same token again.
-    refused!(w, Code::FailedPrecondition, "NONCE_REUSED", submit(&w.device, sign_evidence(&c, &w.key)));
+    refused!(
+        w,
+        Code::FailedPrecondition,
+        "NONCE_REUSED",
+        submit(&w.device, sign_evidence(&c, &w.key))
+    );
 
     // A nonce issued for another serial.
     let theirs = challenge(&w.device, &w.other_serial).await;
     let mut c = claims(&w.serial, 9);
     c.nonce = Some(theirs.clone());
-    refused!(w, Code::FailedPrecondition, "NONCE_UNKNOWN", submit(&w.device, sign_evidence(&c, &w.key)));
+    refused!(
+        w,
+        Code::FailedPrecondition,
+        "NONCE_UNKNOWN",
+        submit(&w.device, sign_evidence(&c, &w.key))
+    );
     // ...which the rightful owner can still use.
     let mut mine = claims(&w.other_serial, 1);
     mine.nonce = Some(theirs);
-    submit(&w.device, sign_evidence(&mine, &w.other_key)).await.expect("owner uses its nonce");
+    submit(&w.device, sign_evidence(&mine, &w.other_key))
+        .await
+        .expect("owner uses its nonce");
 
     // A nonce nobody issued.
     let mut c = claims(&w.serial, 9);
     c.nonce = Some(vec![7; 32]);
-    refused!(w, Code::FailedPrecondition, "NONCE_UNKNOWN", submit(&w.device, sign_evidence(&c, &w.key)));
+    refused!(
+        w,
+        Code::FailedPrecondition,
+        "NONCE_UNKNOWN",
+        submit(&w.device, sign_evidence(&c, &w.key))
+    );
 
     // Deferred evidence: bootcount 7 was accepted above.
     let mut d = claims(&w.serial, 7);
     d.nonce = None;
-    refused!(w, Code::FailedPrecondition, "REPLAYED", submit(&w.device, sign_evidence(&d, &w.key)));
+    refused!(
+        w,
+        Code::FailedPrecondition,
+        "REPLAYED",
+        submit(&w.device, sign_evidence(&d, &w.key))
+    );
     d.bootcount = 3;
-    refused!(w, Code::FailedPrecondition, "REPLAYED", submit(&w.device, sign_evidence(&d, &w.key)));
+    refused!(
+        w,
+        Code::FailedPrecondition,
+        "REPLAYED",
+        submit(&w.device, sign_evidence(&d, &w.key))
+    );
     // Too old, and from the future.
     d.bootcount = 8;
     d.iat = now().plus_seconds(-2 * 24 * 3600);
-    refused!(w, Code::FailedPrecondition, "REPLAYED", submit(&w.device, sign_evidence(&d, &w.key)));
+    refused!(
+        w,
+        Code::FailedPrecondition,
+        "REPLAYED",
+        submit(&w.device, sign_evidence(&d, &w.key))
+    );
     d.iat = now().plus_seconds(3600);
-    refused!(w, Code::FailedPrecondition, "CLOCK_SKEW", submit(&w.device, sign_evidence(&d, &w.key)));
+    refused!(
+        w,
+        Code::FailedPrecondition,
+        "CLOCK_SKEW",
+        submit(&w.device, sign_evidence(&d, &w.key))
+    );
     // An advancing boot counter is accepted, once.
     d.iat = now();
     let token = sign_evidence(&d, &w.key);
-    let ok = submit(&w.device, token.clone()).await.expect("deferred evidence accepted");
+    let ok = submit(&w.device, token.clone())
+        .await
+        .expect("deferred evidence accepted");
     assert!(ok.evidence_id.starts_with("ev_"));
-    refused!(w, Code::FailedPrecondition, "REPLAYED", submit(&w.device, token));
+    refused!(
+        w,
+        Code::FailedPrecondition,
+        "REPLAYED",
+        submit(&w.device, token)
+    );
 
     // Unknown serial: no challenge, nothing stored.
     assert_rejected(
-        w.device.device().get_challenge(pb::GetChallengeRequest { serial: "PM200-404".into() }).await,
+        w.device
+            .device()
+            .get_challenge(pb::GetChallengeRequest {
+                serial: "PM200-404".into(),
+            })
+            .await,
         Code::NotFound,
         "DEVICE_NOT_FOUND",
     );
@@ -203,7 +349,12 @@ async fn expired_nonce_is_refused() {
     .await;
     let c = w.fresh_claims().await;
     tokio::time::sleep(std::time::Duration::from_millis(600)).await;
-    refused!(w, Code::FailedPrecondition, "NONCE_EXPIRED", submit(&w.device, sign_evidence(&c, &w.key)));
+    refused!(
+        w,
+        Code::FailedPrecondition,
+        "NONCE_EXPIRED",
+        submit(&w.device, sign_evidence(&c, &w.key))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,53 +363,143 @@ async fn bad_records_are_refused_and_store_nothing() {
 
     // An unknown JSON field, named in the message.
     let k = SigningKey::generate(KeyAlg::Es256).unwrap();
-    let mut v = serde_json::to_value(provisioning_doc("line1-prov", w.next_seq, "PM200-000050", "PM-200", &k)).unwrap();
+    let mut v = serde_json::to_value(provisioning_doc(
+        "line1-prov",
+        w.next_seq,
+        "PM200-000050",
+        "PM-200",
+        &k,
+    ))
+    .unwrap();
     v["firmware"][0]["tolerance"] = serde_json::json!(1);
-    let env = sign_envelope(attestd_client::core::record::PROVISIONING_TYPE, serde_json::to_vec(&v).unwrap(), &w.station_key);
-    let msg = refused!(w, Code::InvalidArgument, "MALFORMED_JSON", w.station.factory().submit_record(pb::SubmitRecordRequest { envelope: Some(env) }));
-    assert!(msg.contains("firmware[0]") && msg.contains("tolerance"), "{msg}");
+    let env = sign_envelope(
+        attestd_client::core::record::PROVISIONING_TYPE,
+        serde_json::to_vec(&v).unwrap(),
+        &w.station_key,
+    );
+    let msg = refused!(
+        w,
+        Code::InvalidArgument,
+        "MALFORMED_JSON",
+        w.station.factory().submit_record(pb::SubmitRecordRequest {
+            envelope: Some(env)
+        })
+    );
+    assert!(
+        msg.contains("firmware[0]") && msg.contains("tolerance"),
+        "{msg}"
+    );
 
     // Signed by a station that was never registered (its principal exists).
     let rogue_key = SigningKey::generate(KeyAlg::Es256).unwrap();
     let rogue = w.server.station("unregistered-st").await;
     let doc = provisioning_doc("unregistered-st", 1, "PM200-000051", "PM-200", &k);
-    refused!(w, Code::Unauthenticated, "UNKNOWN_STATION", rogue.factory().submit_record(pb::SubmitRecordRequest { envelope: Some(sign_provisioning(&doc, &rogue_key)) }));
+    refused!(
+        w,
+        Code::Unauthenticated,
+        "UNKNOWN_STATION",
+        rogue.factory().submit_record(pb::SubmitRecordRequest {
+            envelope: Some(sign_provisioning(&doc, &rogue_key))
+        })
+    );
 
     // A registered station's record signed with some other key.
     let doc = provisioning_doc("line1-prov", w.next_seq, "PM200-000051", "PM-200", &k);
-    refused!(w, Code::Unauthenticated, "SIGNATURE_INVALID", w.station.factory().submit_record(pb::SubmitRecordRequest { envelope: Some(sign_provisioning(&doc, &rogue_key)) }));
+    refused!(
+        w,
+        Code::Unauthenticated,
+        "SIGNATURE_INVALID",
+        w.station.factory().submit_record(pb::SubmitRecordRequest {
+            envelope: Some(sign_provisioning(&doc, &rogue_key))
+        })
+    );
 
     // A station not allowed for the model.
     let doc = provisioning_doc("line1-prov", w.next_seq, "PM200-000052", "IP-900", &k);
-    refused!(w, Code::PermissionDenied, "STATION_NOT_AUTHORIZED", w.station.factory().submit_record(pb::SubmitRecordRequest { envelope: Some(sign_provisioning(&doc, &w.station_key)) }));
+    refused!(
+        w,
+        Code::PermissionDenied,
+        "STATION_NOT_AUTHORIZED",
+        w.station.factory().submit_record(pb::SubmitRecordRequest {
+            envelope: Some(sign_provisioning(&doc, &w.station_key))
+        })
+    );
 
     // A station principal submitting another station's record.
     let doc = provisioning_doc("line1-prov", w.next_seq, "PM200-000053", "PM-200", &k);
     let other = w.server.station("line2-prov").await;
-    refused!(w, Code::PermissionDenied, "STATION_NOT_AUTHORIZED", other.factory().submit_record(pb::SubmitRecordRequest { envelope: Some(sign_provisioning(&doc, &w.station_key)) }));
+    refused!(
+        w,
+        Code::PermissionDenied,
+        "STATION_NOT_AUTHORIZED",
+        other.factory().submit_record(pb::SubmitRecordRequest {
+            envelope: Some(sign_provisioning(&doc, &w.station_key))
+        })
+    );
 
     // A sequence that goes back (2 was used), and one that repeats with other content.
     let doc = provisioning_doc("line1-prov", 1, "PM200-000054", "PM-200", &k);
-    refused!(w, Code::FailedPrecondition, "SEQUENCE_REGRESSED", w.station.factory().submit_record(pb::SubmitRecordRequest { envelope: Some(sign_provisioning(&doc, &w.station_key)) }));
+    refused!(
+        w,
+        Code::FailedPrecondition,
+        "SEQUENCE_REGRESSED",
+        w.station.factory().submit_record(pb::SubmitRecordRequest {
+            envelope: Some(sign_provisioning(&doc, &w.station_key))
+        })
+    );
     let doc = provisioning_doc("line1-prov", 2, "PM200-000054", "PM-200", &k);
-    refused!(w, Code::FailedPrecondition, "SEQUENCE_REGRESSED", w.station.factory().submit_record(pb::SubmitRecordRequest { envelope: Some(sign_provisioning(&doc, &w.station_key)) }));
+    refused!(
+        w,
+        Code::FailedPrecondition,
+        "SEQUENCE_REGRESSED",
+        w.station.factory().submit_record(pb::SubmitRecordRequest {
+            envelope: Some(sign_provisioning(&doc, &w.station_key))
+        })
+    );
 
     // A second key for an enrolled serial.
     let doc = provisioning_doc("line1-prov", w.next_seq, &w.serial, "PM-200", &k);
-    refused!(w, Code::AlreadyExists, "SERIAL_ENROLLED", w.station.factory().submit_record(pb::SubmitRecordRequest { envelope: Some(sign_provisioning(&doc, &w.station_key)) }));
+    refused!(
+        w,
+        Code::AlreadyExists,
+        "SERIAL_ENROLLED",
+        w.station.factory().submit_record(pb::SubmitRecordRequest {
+            envelope: Some(sign_provisioning(&doc, &w.station_key))
+        })
+    );
 
     // The same key for a second serial.
     let doc = provisioning_doc("line1-prov", w.next_seq, "PM200-000055", "PM-200", &w.key);
-    refused!(w, Code::AlreadyExists, "KEY_IN_USE", w.station.factory().submit_record(pb::SubmitRecordRequest { envelope: Some(sign_provisioning(&doc, &w.station_key)) }));
+    refused!(
+        w,
+        Code::AlreadyExists,
+        "KEY_IN_USE",
+        w.station.factory().submit_record(pb::SubmitRecordRequest {
+            envelope: Some(sign_provisioning(&doc, &w.station_key))
+        })
+    );
 
     // An unknown payload type.
     let env = sign_envelope("application/json", b"{}".to_vec(), &w.station_key);
-    refused!(w, Code::InvalidArgument, "UNKNOWN_PAYLOAD_TYPE", w.station.factory().submit_record(pb::SubmitRecordRequest { envelope: Some(env) }));
+    refused!(
+        w,
+        Code::InvalidArgument,
+        "UNKNOWN_PAYLOAD_TYPE",
+        w.station.factory().submit_record(pb::SubmitRecordRequest {
+            envelope: Some(env)
+        })
+    );
 
     // After all that, the station's next sequence still works.
     w.next_seq += 1;
     let doc = provisioning_doc("line1-prov", w.next_seq, "PM200-000056", "PM-200", &k);
-    w.station.factory().submit_record(pb::SubmitRecordRequest { envelope: Some(sign_provisioning(&doc, &w.station_key)) }).await.expect("valid record accepted");
+    w.station
+        .factory()
+        .submit_record(pb::SubmitRecordRequest {
+            envelope: Some(sign_provisioning(&doc, &w.station_key)),
+        })
+        .await
+        .expect("valid record accepted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -273,16 +514,49 @@ async fn callers_without_the_role_are_refused() {
         allow_rekey: false,
     };
     let anonymous = w.admin.with_token(None).unwrap();
-    refused!(w, Code::Unauthenticated, "NO_CREDENTIALS", anonymous.admin().register_station(req()));
+    refused!(
+        w,
+        Code::Unauthenticated,
+        "NO_CREDENTIALS",
+        anonymous.admin().register_station(req())
+    );
     let wrong = w.admin.with_token(Some("not-a-token")).unwrap();
-    refused!(w, Code::Unauthenticated, "NO_CREDENTIALS", wrong.admin().register_station(req()));
+    refused!(
+        w,
+        Code::Unauthenticated,
+        "NO_CREDENTIALS",
+        wrong.admin().register_station(req())
+    );
     let hospital = w.admin.with_token(Some(HOSPITAL_TOKEN)).unwrap();
-    refused!(w, Code::PermissionDenied, "ROLE_FORBIDDEN", hospital.admin().register_station(req()));
+    refused!(
+        w,
+        Code::PermissionDenied,
+        "ROLE_FORBIDDEN",
+        hospital.admin().register_station(req())
+    );
     // A station may not read the station list, nor submit evidence-reading calls.
-    refused!(w, Code::PermissionDenied, "ROLE_FORBIDDEN", w.station.admin().list_stations(pb::ListStationsRequest::default()));
+    refused!(
+        w,
+        Code::PermissionDenied,
+        "ROLE_FORBIDDEN",
+        w.station
+            .admin()
+            .list_stations(pb::ListStationsRequest::default())
+    );
     // Records need a station principal: the admin cannot submit one.
     let doc = provisioning_doc("line1-prov", 99, "PM200-000077", "PM-200", &k);
-    refused!(w, Code::PermissionDenied, "ROLE_FORBIDDEN", w.admin.factory().submit_record(pb::SubmitRecordRequest { envelope: Some(sign_provisioning(&doc, &w.station_key)) }));
+    refused!(
+        w,
+        Code::PermissionDenied,
+        "ROLE_FORBIDDEN",
+        w.admin.factory().submit_record(pb::SubmitRecordRequest {
+            envelope: Some(sign_provisioning(&doc, &w.station_key))
+        })
+    );
     // The admin can.
-    w.admin.admin().register_station(req()).await.expect("security-admin registers");
+    w.admin
+        .admin()
+        .register_station(req())
+        .await
+        .expect("security-admin registers");
 }

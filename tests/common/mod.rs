@@ -13,7 +13,7 @@ use std::time::Duration;
 use attestd_client::core::evidence::Claims;
 use attestd_client::core::ids::Serial;
 use attestd_client::core::keys::KeyAlg;
-use attestd_client::core::record::{FirmwareDoc, ProvisioningDoc, DeviceKeyDoc};
+use attestd_client::core::record::{DeviceKeyDoc, FirmwareDoc, ProvisioningDoc};
 use attestd_client::core::time::UnixTime;
 use attestd_client::evidence::{sample_claims, sign_evidence};
 use attestd_client::pb;
@@ -34,7 +34,11 @@ pub const STATIONS: &[(&str, &str)] = &[
 ];
 
 pub fn station_token(id: &str) -> &'static str {
-    STATIONS.iter().find(|(s, _)| *s == id).map(|(_, t)| *t).expect("station in test config")
+    STATIONS
+        .iter()
+        .find(|(s, _)| *s == id)
+        .map(|(_, t)| *t)
+        .expect("station in test config")
 }
 
 fn sha256_hex(s: &str) -> String {
@@ -96,7 +100,9 @@ impl TestServer {
     }
 
     pub async fn client(&self, token: Option<&str>) -> Client {
-        Client::connect(&self.endpoint(), token).await.expect("connect")
+        Client::connect(&self.endpoint(), token)
+            .await
+            .expect("connect")
     }
 
     pub async fn admin(&self) -> Client {
@@ -111,7 +117,8 @@ impl TestServer {
     pub fn metrics(&self) -> String {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(&self.metrics_addr).expect("metrics connect");
-        s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+            .unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         out
@@ -121,7 +128,10 @@ impl TestServer {
     pub fn metric(&self, series: &str) -> u64 {
         let text = self.metrics();
         text.lines()
-            .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+            .find_map(|l| {
+                l.strip_prefix(series)
+                    .and_then(|rest| rest.strip_prefix(' '))
+            })
             .map(|v| v.trim().parse().expect("metric value"))
             .unwrap_or(0)
     }
@@ -146,8 +156,13 @@ impl Drop for TestServer {
 
 fn launch(dir: &Path, opts: &Options) -> (Child, String, String) {
     let mut cfg = String::new();
-    cfg.push_str("listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\ncache_capacity_mb = 32\n");
-    cfg.push_str(&format!("data_dir = {:?}\n", dir.join("data").display().to_string()));
+    cfg.push_str(
+        "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\ncache_capacity_mb = 32\n",
+    );
+    cfg.push_str(&format!(
+        "data_dir = {:?}\n",
+        dir.join("data").display().to_string()
+    ));
     cfg.push_str("\n[limits]\n");
     for (k, v) in &opts.limits {
         cfg.push_str(&format!("{k} = {v}\n"));
@@ -160,7 +175,12 @@ fn launch(dir: &Path, opts: &Options) -> (Child, String, String) {
     };
     principal("admin", "security-admin", ADMIN_TOKEN, "");
     principal("mes", "mes", MES_TOKEN, "");
-    principal("hospital", "hospital-it", HOSPITAL_TOKEN, "tenant = \"st-mary\"\n");
+    principal(
+        "hospital",
+        "hospital-it",
+        HOSPITAL_TOKEN,
+        "tenant = \"st-mary\"\n",
+    );
     principal("auditor", "auditor", AUDITOR_TOKEN, "");
     for (id, tok) in STATIONS {
         principal(id, "station", tok, &format!("station_id = \"{id}\"\n"));
@@ -193,7 +213,12 @@ fn launch(dir: &Path, opts: &Options) -> (Child, String, String) {
     while addr.is_none() || metrics.is_none() {
         let line = rx
             .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("attestd did not start; log: {}", std::fs::read_to_string(dir.join("attestd.log")).unwrap_or_default()));
+            .unwrap_or_else(|_| {
+                panic!(
+                    "attestd did not start; log: {}",
+                    std::fs::read_to_string(dir.join("attestd.log")).unwrap_or_default()
+                )
+            });
         if let Some(a) = line.strip_prefix("attestd listening on ") {
             addr = Some(a.to_owned());
         }
@@ -207,16 +232,28 @@ fn launch(dir: &Path, opts: &Options) -> (Child, String, String) {
 /// The attestd reason code carried by a status.
 pub fn reason(status: &tonic::Status) -> String {
     use tonic_types::StatusExt;
-    status.get_details_error_info().map(|i| i.reason).unwrap_or_default()
+    status
+        .get_details_error_info()
+        .map(|i| i.reason)
+        .unwrap_or_default()
 }
 
 /// Asserts a call failed with `code` and `reason`; returns the message.
 #[track_caller]
-pub fn assert_rejected<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Code, want: &str) -> String {
+pub fn assert_rejected<T: std::fmt::Debug>(
+    result: Result<T, tonic::Status>,
+    code: Code,
+    want: &str,
+) -> String {
     match result {
         Ok(v) => panic!("expected {code:?} {want}, got success: {v:?}"),
         Err(s) => {
-            assert_eq!((s.code(), reason(&s).as_str()), (code, want), "message: {}", s.message());
+            assert_eq!(
+                (s.code(), reason(&s).as_str()),
+                (code, want),
+                "message: {}",
+                s.message()
+            );
             s.message().to_owned()
         }
     }
@@ -253,7 +290,13 @@ pub async fn register_station(
     key
 }
 
-pub fn provisioning_doc(station_id: &str, sequence: u64, serial: &str, model: &str, device_key: &SigningKey) -> ProvisioningDoc {
+pub fn provisioning_doc(
+    station_id: &str,
+    sequence: u64,
+    serial: &str,
+    model: &str,
+    device_key: &SigningKey,
+) -> ProvisioningDoc {
     ProvisioningDoc {
         station_id: station_id.into(),
         sequence,
@@ -299,7 +342,8 @@ pub async fn provision(
 
 /// Claims for a unit provisioned by [`provisioning_doc`].
 pub fn claims(serial: &str, bootcount: u64) -> Claims {
-    let serial = Serial::parse(serial, attestd_client::core::Reason::FieldInvalid, "serial").unwrap();
+    let serial =
+        Serial::parse(serial, attestd_client::core::Reason::FieldInvalid, "serial").unwrap();
     sample_claims(&serial, "PM-200", "B", bootcount, now())
 }
 
@@ -307,7 +351,9 @@ pub fn claims(serial: &str, bootcount: u64) -> Claims {
 pub async fn challenge(client: &Client, serial: &str) -> Vec<u8> {
     client
         .device()
-        .get_challenge(pb::GetChallengeRequest { serial: serial.into() })
+        .get_challenge(pb::GetChallengeRequest {
+            serial: serial.into(),
+        })
         .await
         .expect("challenge")
         .into_inner()
@@ -315,14 +361,22 @@ pub async fn challenge(client: &Client, serial: &str) -> Vec<u8> {
 }
 
 /// A whole boot: challenge, then evidence signed by `key`.
-pub async fn boot(client: &Client, serial: &str, key: &SigningKey, bootcount: u64) -> Result<pb::SubmitEvidenceResponse, tonic::Status> {
+pub async fn boot(
+    client: &Client,
+    serial: &str,
+    key: &SigningKey,
+    bootcount: u64,
+) -> Result<pb::SubmitEvidenceResponse, tonic::Status> {
     let nonce = challenge(client, serial).await;
     let mut c = claims(serial, bootcount);
     c.nonce = Some(nonce);
     submit(client, sign_evidence(&c, key)).await
 }
 
-pub async fn submit(client: &Client, evidence: Vec<u8>) -> Result<pb::SubmitEvidenceResponse, tonic::Status> {
+pub async fn submit(
+    client: &Client,
+    evidence: Vec<u8>,
+) -> Result<pb::SubmitEvidenceResponse, tonic::Status> {
     client
         .device()
         .submit_evidence(pb::SubmitEvidenceRequest { evidence })

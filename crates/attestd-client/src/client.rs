@@ -40,13 +40,19 @@ pub struct Client {
 impl Client {
     /// Connects to `endpoint` (e.g. `http://127.0.0.1:50051`).
     pub async fn connect(endpoint: &str, token: Option<&str>) -> Result<Client, ClientError> {
-        let channel = Endpoint::from_shared(endpoint.to_owned())?.connect().await?;
+        let channel = Endpoint::from_shared(endpoint.to_owned())?
+            .connect()
+            .await?;
         Client::from_channel(channel, token)
     }
 
     pub fn from_channel(channel: Channel, token: Option<&str>) -> Result<Client, ClientError> {
         let bearer = match token {
-            Some(t) => Some(format!("Bearer {t}").parse().map_err(|_| ClientError::Token)?),
+            Some(t) => Some(
+                format!("Bearer {t}")
+                    .parse()
+                    .map_err(|_| ClientError::Token)?,
+            ),
             None => None,
         };
         Ok(Client {
@@ -65,11 +71,17 @@ impl Client {
     }
 
     pub fn device(&self) -> pb::device_attestation_client::DeviceAttestationClient<Authed> {
-        pb::device_attestation_client::DeviceAttestationClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+        pb::device_attestation_client::DeviceAttestationClient::with_interceptor(
+            self.channel.clone(),
+            self.bearer.clone(),
+        )
     }
 
     pub fn factory(&self) -> pb::factory_client::FactoryClient<Authed> {
-        pb::factory_client::FactoryClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+        pb::factory_client::FactoryClient::with_interceptor(
+            self.channel.clone(),
+            self.bearer.clone(),
+        )
     }
 
     pub fn admin(&self) -> pb::admin_client::AdminClient<Authed> {

@@ -31,7 +31,13 @@ pub fn sign_payload(payload: &[u8], key: &SigningKey, alg: CoseAlg) -> Vec<u8> {
 
 /// A plausible claims set for a unit: one component, secure boot on, debug
 /// disabled. Tests and the simulator adjust fields from here.
-pub fn sample_claims(serial: &Serial, model: &str, hw_version: &str, bootcount: u64, iat: UnixTime) -> Claims {
+pub fn sample_claims(
+    serial: &Serial,
+    model: &str,
+    hw_version: &str,
+    bootcount: u64,
+    iat: UnixTime,
+) -> Claims {
     Claims {
         nonce: None,
         iat,

@@ -16,8 +16,8 @@ pub enum KeyError {
 
 enum Inner {
     Es256 {
-        raw: EcdsaKeyPair,
-        der: EcdsaKeyPair,
+        raw: Box<EcdsaKeyPair>,
+        der: Box<EcdsaKeyPair>,
     },
     Ed25519(Ed25519KeyPair),
 }
@@ -42,9 +42,13 @@ impl SigningKey {
     pub fn generate(alg: KeyAlg) -> Result<SigningKey, KeyError> {
         let rng = SystemRandom::new();
         let pkcs8 = match alg {
-            KeyAlg::Es256 => EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-                .map_err(|_| KeyError::Generate)?,
-            KeyAlg::Ed25519 => Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| KeyError::Generate)?,
+            KeyAlg::Es256 => {
+                EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                    .map_err(|_| KeyError::Generate)?
+            }
+            KeyAlg::Ed25519 => {
+                Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| KeyError::Generate)?
+            }
         };
         SigningKey::from_pkcs8(alg, pkcs8.as_ref())
     }
@@ -54,20 +58,36 @@ impl SigningKey {
         let rng = SystemRandom::new();
         let (inner, raw_pub) = match alg {
             KeyAlg::Es256 => {
-                let raw = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8, &rng)
-                    .map_err(|_| KeyError::Pkcs8("P-256"))?;
-                let der = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8, &rng)
-                    .map_err(|_| KeyError::Pkcs8("P-256"))?;
+                let raw = EcdsaKeyPair::from_pkcs8(
+                    &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                    pkcs8,
+                    &rng,
+                )
+                .map_err(|_| KeyError::Pkcs8("P-256"))?;
+                let der = EcdsaKeyPair::from_pkcs8(
+                    &signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+                    pkcs8,
+                    &rng,
+                )
+                .map_err(|_| KeyError::Pkcs8("P-256"))?;
                 let p = raw.public_key().as_ref().to_vec();
-                (Inner::Es256 { raw, der }, p)
+                (
+                    Inner::Es256 {
+                        raw: Box::new(raw),
+                        der: Box::new(der),
+                    },
+                    p,
+                )
             }
             KeyAlg::Ed25519 => {
-                let k = Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8).map_err(|_| KeyError::Pkcs8("Ed25519"))?;
+                let k = Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8)
+                    .map_err(|_| KeyError::Pkcs8("Ed25519"))?;
                 let p = k.public_key().as_ref().to_vec();
                 (Inner::Ed25519(k), p)
             }
         };
-        let public = PublicKey::from_raw(alg, &raw_pub).map_err(|_| KeyError::Pkcs8(alg.as_str()))?;
+        let public =
+            PublicKey::from_raw(alg, &raw_pub).map_err(|_| KeyError::Pkcs8(alg.as_str()))?;
         Ok(SigningKey {
             inner,
             pkcs8: pkcs8.to_vec(),
@@ -93,7 +113,10 @@ impl SigningKey {
     pub fn sign_raw(&self, msg: &[u8]) -> Vec<u8> {
         match &self.inner {
             // ring fails to sign only without randomness, which SystemRandom always has.
-            Inner::Es256 { raw, .. } => raw.sign(&self.rng, msg).map(|s| s.as_ref().to_vec()).unwrap_or_default(),
+            Inner::Es256 { raw, .. } => raw
+                .sign(&self.rng, msg)
+                .map(|s| s.as_ref().to_vec())
+                .unwrap_or_default(),
             Inner::Ed25519(k) => k.sign(msg).as_ref().to_vec(),
         }
     }
@@ -101,7 +124,10 @@ impl SigningKey {
     /// Signs with DER ECDSA (DSSE) or Ed25519.
     pub fn sign_der(&self, msg: &[u8]) -> Vec<u8> {
         match &self.inner {
-            Inner::Es256 { der, .. } => der.sign(&self.rng, msg).map(|s| s.as_ref().to_vec()).unwrap_or_default(),
+            Inner::Es256 { der, .. } => der
+                .sign(&self.rng, msg)
+                .map(|s| s.as_ref().to_vec())
+                .unwrap_or_default(),
             Inner::Ed25519(k) => k.sign(msg).as_ref().to_vec(),
         }
     }

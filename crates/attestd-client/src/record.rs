@@ -22,12 +22,20 @@ pub fn sign_envelope(payload_type: &str, payload: Vec<u8>, key: &SigningKey) -> 
 
 /// Serializes and signs a provisioning record.
 pub fn sign_provisioning(doc: &ProvisioningDoc, key: &SigningKey) -> pb::Envelope {
-    sign_envelope(PROVISIONING_TYPE, serde_json::to_vec(doc).unwrap_or_default(), key)
+    sign_envelope(
+        PROVISIONING_TYPE,
+        serde_json::to_vec(doc).unwrap_or_default(),
+        key,
+    )
 }
 
 /// Serializes and signs a calibration record.
 pub fn sign_calibration(doc: &CalibrationDoc, key: &SigningKey) -> pb::Envelope {
-    sign_envelope(CALIBRATION_TYPE, serde_json::to_vec(doc).unwrap_or_default(), key)
+    sign_envelope(
+        CALIBRATION_TYPE,
+        serde_json::to_vec(doc).unwrap_or_default(),
+        key,
+    )
 }
 
 /// Base64 SubjectPublicKeyInfo DER of a key, as records carry it.

@@ -122,7 +122,10 @@ struct Decoder<'a> {
 
 impl<'a> Decoder<'a> {
     fn err(&self, msg: String) -> Rejection {
-        Rejection::new(Reason::MalformedCbor, format!("at byte {}: {msg}", self.pos))
+        Rejection::new(
+            Reason::MalformedCbor,
+            format!("at byte {}: {msg}", self.pos),
+        )
     }
 
     fn byte(&mut self) -> Result<u8, Rejection> {
@@ -400,7 +403,9 @@ mod tests {
         assert!(reason(&[0xa2, 0x01, 0x02, 0x18, 0x01, 0x03]).contains("duplicate"));
         assert!(reason(&[0x01, 0x02]).contains("trailing"));
         assert!(reason(&[0x62, 0xff, 0xfe]).contains("UTF-8"));
-        assert!(reason(&[0x5b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]).contains("exceeds"));
+        assert!(
+            reason(&[0x5b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]).contains("exceeds")
+        );
         assert!(reason(&[0x98, 0x48]).contains("limit"));
         assert!(reason(&[0x98, 0x30]).contains("longer than the input"));
         let long = [&[0x59, 0x01, 0x01][..], &[0u8; 257]].concat();
@@ -412,16 +417,28 @@ mod tests {
         assert!(reason(&deep).contains("nesting"));
         assert!(reason(&[]).contains("end of input"));
         assert!(reason(&[0xff]).contains("break"));
-        assert_eq!(decode(&[0x1c], L).unwrap_err().reason, Reason::MalformedCbor);
+        assert_eq!(
+            decode(&[0x1c], L).unwrap_err().reason,
+            Reason::MalformedCbor
+        );
     }
 
     #[test]
     fn encoder_uses_shortest_heads() {
         let mut e = Encoder::new();
-        e.uint(23).uint(24).uint(256).int(-1).int(-500).text("hi").bytes(&[1]);
+        e.uint(23)
+            .uint(24)
+            .uint(256)
+            .int(-1)
+            .int(-500)
+            .text("hi")
+            .bytes(&[1]);
         assert_eq!(
             e.into_bytes(),
-            vec![0x17, 0x18, 0x18, 0x19, 0x01, 0x00, 0x20, 0x39, 0x01, 0xf3, 0x62, b'h', b'i', 0x41, 1]
+            vec![
+                0x17, 0x18, 0x18, 0x19, 0x01, 0x00, 0x20, 0x39, 0x01, 0xf3, 0x62, b'h', b'i', 0x41,
+                1
+            ]
         );
     }
 

@@ -102,13 +102,25 @@ impl<'a> CoseSign1<'a> {
             }
         };
         let mut it = items.into_iter();
-        let (protected, unprotected, payload, signature) = match (it.next(), it.next(), it.next(), it.next()) {
-            (Some(p), Some(u), Some(pl), Some(s)) => (p, u, pl, s),
-            _ => return Err(reject!(MalformedCose, "COSE_Sign1 must be an array of 4 items")),
-        };
+        let (protected, unprotected, payload, signature) =
+            match (it.next(), it.next(), it.next(), it.next()) {
+                (Some(p), Some(u), Some(pl), Some(s)) => (p, u, pl, s),
+                _ => {
+                    return Err(reject!(
+                        MalformedCose,
+                        "COSE_Sign1 must be an array of 4 items"
+                    ))
+                }
+            };
         let protected = match protected {
             Value::Bytes(b) => b,
-            o => return Err(reject!(MalformedCose, "protected header must be a bstr, got {}", o.type_name())),
+            o => {
+                return Err(reject!(
+                    MalformedCose,
+                    "protected header must be a bstr, got {}",
+                    o.type_name()
+                ))
+            }
         };
         if !matches!(unprotected, Value::Map(_)) {
             return Err(reject!(
@@ -119,12 +131,26 @@ impl<'a> CoseSign1<'a> {
         }
         let payload = match payload {
             Value::Bytes(b) => b,
-            Value::Null => return Err(reject!(MalformedCose, "detached payloads are not accepted")),
-            o => return Err(reject!(MalformedCose, "payload must be a bstr, got {}", o.type_name())),
+            Value::Null => {
+                return Err(reject!(MalformedCose, "detached payloads are not accepted"))
+            }
+            o => {
+                return Err(reject!(
+                    MalformedCose,
+                    "payload must be a bstr, got {}",
+                    o.type_name()
+                ))
+            }
         };
         let signature = match signature {
             Value::Bytes(b) => b,
-            o => return Err(reject!(MalformedCose, "signature must be a bstr, got {}", o.type_name())),
+            o => {
+                return Err(reject!(
+                    MalformedCose,
+                    "signature must be a bstr, got {}",
+                    o.type_name()
+                ))
+            }
         };
         let alg = header_alg(protected, &unprotected)?;
         Ok(CoseSign1 {
@@ -151,7 +177,11 @@ impl<'a> CoseSign1<'a> {
         if key.alg() != self.alg.key_alg() {
             return false;
         }
-        key.verify(&self.to_be_signed(external_aad), self.signature, SigEncoding::Raw)
+        key.verify(
+            &self.to_be_signed(external_aad),
+            self.signature,
+            SigEncoding::Raw,
+        )
     }
 }
 
@@ -209,7 +239,10 @@ fn header_alg(protected: &[u8], unprotected: &Value<'_>) -> Result<CoseAlg, Reje
         return Err(reject!(MalformedCose, "protected header must encode a map"));
     }
     if prot.map_get_int(LABEL_CRIT).is_some() {
-        return Err(reject!(MalformedCose, "critical header parameters are not supported"));
+        return Err(reject!(
+            MalformedCose,
+            "critical header parameters are not supported"
+        ));
     }
     let in_unprotected = unprotected.map_get_int(LABEL_ALG).is_some();
     match prot.map_get_int(LABEL_ALG) {
@@ -227,7 +260,8 @@ fn header_alg(protected: &[u8], unprotected: &Value<'_>) -> Result<CoseAlg, Reje
             None => Err(reject!(
                 AlgNotAllowed,
                 "alg {} is not allowed (ES256 -7, ESP256 -9, EdDSA -8, Ed25519 -19)",
-                v.as_int().map_or_else(|| format!("of type {}", v.type_name()), |i| i.to_string())
+                v.as_int()
+                    .map_or_else(|| format!("of type {}", v.type_name()), |i| i.to_string())
             )),
         },
     }

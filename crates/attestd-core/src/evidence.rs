@@ -122,7 +122,10 @@ fn invalid(path: &str, msg: impl std::fmt::Display) -> Rejection {
 fn expect_uint(v: &Value<'_>, path: &str) -> Result<u64, Rejection> {
     match v {
         Value::Unsigned(n) => Ok(*n),
-        o => Err(invalid(path, format!("expected uint, got {}", o.type_name()))),
+        o => Err(invalid(
+            path,
+            format!("expected uint, got {}", o.type_name()),
+        )),
     }
 }
 
@@ -130,20 +133,27 @@ fn expect_text<'v>(v: &'v Value<'_>, path: &str) -> Result<&'v str, Rejection> {
     match v {
         Value::Text(s) if !s.is_empty() => Ok(s),
         Value::Text(_) => Err(invalid(path, "must not be empty")),
-        o => Err(invalid(path, format!("expected tstr, got {}", o.type_name()))),
+        o => Err(invalid(
+            path,
+            format!("expected tstr, got {}", o.type_name()),
+        )),
     }
 }
 
 fn expect_bytes<'v>(v: &'v Value<'_>, path: &str) -> Result<&'v [u8], Rejection> {
     match v {
         Value::Bytes(b) => Ok(b),
-        o => Err(invalid(path, format!("expected bstr, got {}", o.type_name()))),
+        o => Err(invalid(
+            path,
+            format!("expected bstr, got {}", o.type_name()),
+        )),
     }
 }
 
 fn expect_digest(v: &Value<'_>, path: &str) -> Result<Digest, Rejection> {
     let b = expect_bytes(v, path)?;
-    Digest::from_slice(b).ok_or_else(|| invalid(path, format!("expected 32 bytes, got {}", b.len())))
+    Digest::from_slice(b)
+        .ok_or_else(|| invalid(path, format!("expected 32 bytes, got {}", b.len())))
 }
 
 /// Reads a `{"name": value}` map with only the given text keys, all required.
@@ -153,13 +163,21 @@ fn text_map<'v, 'a>(
     keys: &[&str],
 ) -> Result<Vec<&'v Value<'a>>, Rejection> {
     let Value::Map(entries) = v else {
-        return Err(invalid(path, format!("expected map, got {}", v.type_name())));
+        return Err(invalid(
+            path,
+            format!("expected map, got {}", v.type_name()),
+        ));
     };
     for (k, _) in entries {
         match k {
             Value::Text(t) if keys.contains(t) => {}
             Value::Text(t) => return Err(invalid(path, format!("unexpected key \"{t}\""))),
-            o => return Err(invalid(path, format!("unexpected key of type {}", o.type_name()))),
+            o => {
+                return Err(invalid(
+                    path,
+                    format!("unexpected key of type {}", o.type_name()),
+                ))
+            }
         }
     }
     keys.iter()
@@ -192,10 +210,18 @@ impl Claims {
                     "claim \"eat_profile\": expected {PROFILE}, got {p}"
                 ));
             }
-            o => return Err(invalid("\"eat_profile\"", format!("expected tstr, got {}", o.type_name()))),
+            o => {
+                return Err(invalid(
+                    "\"eat_profile\"",
+                    format!("expected tstr, got {}", o.type_name()),
+                ))
+            }
         }
 
-        let serial_s = expect_text(text(key::SERIAL).ok_or_else(|| missing("serial"))?, "\"serial\"")?;
+        let serial_s = expect_text(
+            text(key::SERIAL).ok_or_else(|| missing("serial"))?,
+            "\"serial\"",
+        )?;
         let serial = Serial::parse(serial_s, Reason::ClaimInvalid, "claim \"serial\"")?;
 
         let nonce = match int(key::NONCE) {
@@ -203,7 +229,10 @@ impl Claims {
             Some(n) => {
                 let b = expect_bytes(n, "\"eat_nonce\"")?;
                 if !(8..=64).contains(&b.len()) {
-                    return Err(invalid("\"eat_nonce\"", format!("expected 8..64 bytes, got {}", b.len())));
+                    return Err(invalid(
+                        "\"eat_nonce\"",
+                        format!("expected 8..64 bytes, got {}", b.len()),
+                    ));
                 }
                 Some(b.to_vec())
             }
@@ -212,12 +241,23 @@ impl Claims {
         let iat = match int(key::IAT).ok_or_else(|| missing("iat"))? {
             Value::Unsigned(n) if *n <= i64::MAX as u64 => UnixTime(*n as i64),
             Value::Negative(n) if *n < i64::MAX as u64 => UnixTime(-1 - *n as i64),
-            o => return Err(invalid("\"iat\"", format!("expected int seconds, got {}", o.type_name()))),
+            o => {
+                return Err(invalid(
+                    "\"iat\"",
+                    format!("expected int seconds, got {}", o.type_name()),
+                ))
+            }
         };
 
-        let bootcount = expect_uint(int(key::BOOTCOUNT).ok_or_else(|| missing("bootcount"))?, "\"bootcount\"")?;
+        let bootcount = expect_uint(
+            int(key::BOOTCOUNT).ok_or_else(|| missing("bootcount"))?,
+            "\"bootcount\"",
+        )?;
 
-        let hwmodel_b = expect_bytes(int(key::HWMODEL).ok_or_else(|| missing("hwmodel"))?, "\"hwmodel\"")?;
+        let hwmodel_b = expect_bytes(
+            int(key::HWMODEL).ok_or_else(|| missing("hwmodel"))?,
+            "\"hwmodel\"",
+        )?;
         let hwmodel = std::str::from_utf8(hwmodel_b)
             .ok()
             .filter(|s| !s.is_empty())
@@ -237,10 +277,18 @@ impl Claims {
                 };
                 HwVersion { version, scheme }
             }
-            o => return Err(invalid("\"hwversion\"", format!("expected [tstr] or [tstr, int], got {}", o.type_name()))),
+            o => {
+                return Err(invalid(
+                    "\"hwversion\"",
+                    format!("expected [tstr] or [tstr, int], got {}", o.type_name()),
+                ))
+            }
         };
 
-        let dbg = expect_uint(int(key::DBGSTAT).ok_or_else(|| missing("dbgstat"))?, "\"dbgstat\"")?;
+        let dbg = expect_uint(
+            int(key::DBGSTAT).ok_or_else(|| missing("dbgstat"))?,
+            "\"dbgstat\"",
+        )?;
         if dbg > 4 {
             return Err(invalid("\"dbgstat\"", format!("expected 0..4, got {dbg}")));
         }
@@ -250,7 +298,10 @@ impl Claims {
             Some(u) => {
                 let b = expect_bytes(u, "\"ueid\"")?;
                 if !(7..=33).contains(&b.len()) {
-                    return Err(invalid("\"ueid\"", format!("expected 7..33 bytes, got {}", b.len())));
+                    return Err(invalid(
+                        "\"ueid\"",
+                        format!("expected 7..33 bytes, got {}", b.len()),
+                    ));
                 }
                 Some(b.to_vec())
             }
@@ -258,7 +309,12 @@ impl Claims {
 
         let secure_boot = match text(key::SECURE_BOOT).ok_or_else(|| missing("secure_boot"))? {
             Value::Bool(b) => *b,
-            o => return Err(invalid("\"secure_boot\"", format!("expected bool, got {}", o.type_name()))),
+            o => {
+                return Err(invalid(
+                    "\"secure_boot\"",
+                    format!("expected bool, got {}", o.type_name()),
+                ))
+            }
         };
 
         let components = match text(key::COMPONENTS).ok_or_else(|| missing("components"))? {
@@ -274,16 +330,27 @@ impl Claims {
                         digest: expect_digest(f[3], &format!("{path}.digest"))?,
                     };
                     if out.iter().any(|o| o.name == c.name) {
-                        return Err(invalid(&format!("{path}.name"), format!("component \"{}\" reported twice", c.name)));
+                        return Err(invalid(
+                            &format!("{path}.name"),
+                            format!("component \"{}\" reported twice", c.name),
+                        ));
                     }
                     out.push(c);
                 }
                 out
             }
             Value::Array(items) => {
-                return Err(invalid("\"components\"", format!("expected 1..{MAX_COMPONENTS} items, got {}", items.len())));
+                return Err(invalid(
+                    "\"components\"",
+                    format!("expected 1..{MAX_COMPONENTS} items, got {}", items.len()),
+                ));
             }
-            o => return Err(invalid("\"components\"", format!("expected array, got {}", o.type_name()))),
+            o => {
+                return Err(invalid(
+                    "\"components\"",
+                    format!("expected array, got {}", o.type_name()),
+                ))
+            }
         };
 
         let calibration = match text(key::CALIBRATION) {

@@ -141,7 +141,9 @@ impl PublicKey {
             (KeyAlg::Es256, SigEncoding::Der) => &signature::ECDSA_P256_SHA256_ASN1,
             (KeyAlg::Ed25519, _) => &signature::ED25519,
         };
-        UnparsedPublicKey::new(alg, self.raw()).verify(msg, sig).is_ok()
+        UnparsedPublicKey::new(alg, self.raw())
+            .verify(msg, sig)
+            .is_ok()
     }
 }
 

@@ -209,10 +209,12 @@ impl Record {
     /// Parses and checks a payload of the given type.
     pub fn parse(payload_type: &str, payload: &[u8]) -> Result<Record, Rejection> {
         match RecordKind::from_payload_type(payload_type)? {
-            RecordKind::Provisioning => {
-                Ok(Record::Provisioning(check_provisioning(parse_json(payload)?)?))
-            }
-            RecordKind::Calibration => Ok(Record::Calibration(check_calibration(parse_json(payload)?)?)),
+            RecordKind::Provisioning => Ok(Record::Provisioning(check_provisioning(parse_json(
+                payload,
+            )?)?)),
+            RecordKind::Calibration => Ok(Record::Calibration(check_calibration(parse_json(
+                payload,
+            )?)?)),
         }
     }
 
@@ -255,7 +257,10 @@ impl Record {
 /// The id of a record: derived from what was signed (type and payload), so
 /// the identical record always gets the same id.
 pub fn record_id(payload_type: &str, payload: &[u8]) -> String {
-    crate::ids::object_id(RECORD_ID_PREFIX, &Digest::of(&crate::dsse::pae(payload_type, payload)))
+    crate::ids::object_id(
+        RECORD_ID_PREFIX,
+        &Digest::of(&crate::dsse::pae(payload_type, payload)),
+    )
 }
 
 /// Strict JSON: unknown fields and duplicate fields are errors, and the error
@@ -310,8 +315,12 @@ fn opt_text(path: &str, s: &Option<String>) -> Result<Option<String>, Rejection>
 }
 
 fn timestamp(path: &str, s: &str) -> Result<UnixTime, Rejection> {
-    UnixTime::parse_rfc3339(s)
-        .ok_or_else(|| field(path, "expected an RFC 3339 UTC timestamp like 2026-11-28T09:14:03Z"))
+    UnixTime::parse_rfc3339(s).ok_or_else(|| {
+        field(
+            path,
+            "expected an RFC 3339 UTC timestamp like 2026-11-28T09:14:03Z",
+        )
+    })
 }
 
 fn digest(path: &str, s: &str) -> Result<Digest, Rejection> {
@@ -320,7 +329,10 @@ fn digest(path: &str, s: &str) -> Result<Digest, Rejection> {
 
 fn list_len<T>(path: &str, v: &[T], min: usize) -> Result<(), Rejection> {
     if v.len() < min || v.len() > MAX_LIST {
-        return Err(field(path, format!("expected {min}..{MAX_LIST} entries, got {}", v.len())));
+        return Err(field(
+            path,
+            format!("expected {min}..{MAX_LIST} entries, got {}", v.len()),
+        ));
     }
     Ok(())
 }
@@ -335,7 +347,11 @@ fn check_provisioning(d: ProvisioningDoc) -> Result<Provisioning, Rejection> {
     if device_key.alg() != alg {
         return Err(field(
             "device_key.alg",
-            format!("says {} but the key is {}", alg.as_str(), device_key.alg().as_str()),
+            format!(
+                "says {} but the key is {}",
+                alg.as_str(),
+                device_key.alg().as_str()
+            ),
         ));
     }
     list_len("firmware", &d.firmware, 0)?;
@@ -348,13 +364,19 @@ fn check_provisioning(d: ProvisioningDoc) -> Result<Provisioning, Rejection> {
             digest: digest(&format!("firmware[{i}].digest"), &f.digest)?,
         };
         if firmware.iter().any(|o| o.name == c.name) {
-            return Err(field(&format!("firmware[{i}].name"), format!("\"{}\" listed twice", c.name)));
+            return Err(field(
+                &format!("firmware[{i}].name"),
+                format!("\"{}\" listed twice", c.name),
+            ));
         }
         firmware.push(c);
     }
     if let Some(s) = &d.supersedes {
         if !is_object_id(RECORD_ID_PREFIX, s) {
-            return Err(field("supersedes", "expected a record id (rec_ and 32 hex characters)"));
+            return Err(field(
+                "supersedes",
+                "expected a record id (rec_ and 32 hex characters)",
+            ));
         }
     }
     Ok(Provisioning {
@@ -385,12 +407,20 @@ fn check_calibration(d: CalibrationDoc) -> Result<Calibration, Rejection> {
         let path = format!("parameters[{i}]");
         let name = text(&format!("{path}.name"), &p.name)?;
         if parameters.iter().any(|o| o.name == name) {
-            return Err(field(&format!("{path}.name"), format!("\"{name}\" listed twice")));
+            return Err(field(
+                &format!("{path}.name"),
+                format!("\"{name}\" listed twice"),
+            ));
         }
         if p.tolerance_low > p.tolerance_high {
-            return Err(field(&format!("{path}.tolerance_low"), "is above tolerance_high"));
+            return Err(field(
+                &format!("{path}.tolerance_low"),
+                "is above tolerance_high",
+            ));
         }
-        if result == CalibrationResult::Pass && !(p.tolerance_low..=p.tolerance_high).contains(&p.as_left) {
+        if result == CalibrationResult::Pass
+            && !(p.tolerance_low..=p.tolerance_high).contains(&p.as_left)
+        {
             return Err(field(
                 &format!("{path}.as_left"),
                 format!(

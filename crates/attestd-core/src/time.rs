@@ -125,12 +125,17 @@ mod tests {
 
     #[test]
     fn known_instants() {
-        assert_eq!(UnixTime::parse_rfc3339("1970-01-01T00:00:00Z"), Some(UnixTime(0)));
+        assert_eq!(
+            UnixTime::parse_rfc3339("1970-01-01T00:00:00Z"),
+            Some(UnixTime(0))
+        );
         let t = UnixTime::parse_rfc3339("2026-11-28T09:14:03Z").unwrap();
         assert_eq!(t, UnixTime(1_795_857_243));
         assert_eq!(t.to_string(), "2026-11-28T09:14:03Z");
         assert_eq!(
-            UnixTime::parse_rfc3339("2024-02-29T23:59:59.123Z").unwrap().to_string(),
+            UnixTime::parse_rfc3339("2024-02-29T23:59:59.123Z")
+                .unwrap()
+                .to_string(),
             "2024-02-29T23:59:59Z"
         );
     }

@@ -12,12 +12,17 @@ use base64::Engine as _;
 use serde_json::Value as Json;
 
 fn vector(name: &str) -> Json {
-    let path = format!("{}/tests/vectors/cose-wg/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/tests/vectors/cose-wg/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
     serde_json::from_str(&std::fs::read_to_string(&path).expect(&path)).unwrap()
 }
 
 fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len() / 2).map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap()).collect()
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap())
+        .collect()
 }
 
 fn message(v: &Json) -> Vec<u8> {
@@ -29,7 +34,10 @@ fn to_be_signed(v: &Json) -> Vec<u8> {
 }
 
 fn external_aad(v: &Json) -> Vec<u8> {
-    v["input"]["sign0"]["external"].as_str().map(unhex).unwrap_or_default()
+    v["input"]["sign0"]["external"]
+        .as_str()
+        .map(unhex)
+        .unwrap_or_default()
 }
 
 /// The vector's public key, or the reason attestd refuses it.
@@ -50,19 +58,40 @@ fn key(v: &Json) -> Result<PublicKey, attestd_core::Rejection> {
 
 #[test]
 fn passing_vectors_verify_and_match_the_sig_structure() {
-    for name in ["ecdsa-examples_ecdsa-sig-01", "eddsa-examples_eddsa-sig-01", "sign1-tests_sign-pass-02", "sign1-tests_sign-pass-03"] {
+    for name in [
+        "ecdsa-examples_ecdsa-sig-01",
+        "eddsa-examples_eddsa-sig-01",
+        "sign1-tests_sign-pass-02",
+        "sign1-tests_sign-pass-03",
+    ] {
         let v = vector(name);
         let msg = message(&v);
         let cose = CoseSign1::decode(&msg).unwrap_or_else(|e| panic!("{name}: {e}"));
         let aad = external_aad(&v);
-        assert_eq!(cose.to_be_signed(&aad), to_be_signed(&v), "{name}: Sig_structure");
+        assert_eq!(
+            cose.to_be_signed(&aad),
+            to_be_signed(&v),
+            "{name}: Sig_structure"
+        );
         let key = key(&v).unwrap();
         assert!(cose.verify_with_aad(&key, &aad), "{name}: signature");
         // Evidence is always verified with empty external AAD.
-        assert_eq!(cose.verify(&key), aad.is_empty(), "{name}: empty-AAD verification");
+        assert_eq!(
+            cose.verify(&key),
+            aad.is_empty(),
+            "{name}: empty-AAD verification"
+        );
     }
-    assert!(!CoseSign1::decode(&message(&vector("sign1-tests_sign-pass-03"))).unwrap().tagged);
-    assert!(CoseSign1::decode(&message(&vector("sign1-tests_sign-pass-02"))).unwrap().tagged);
+    assert!(
+        !CoseSign1::decode(&message(&vector("sign1-tests_sign-pass-03")))
+            .unwrap()
+            .tagged
+    );
+    assert!(
+        CoseSign1::decode(&message(&vector("sign1-tests_sign-pass-02")))
+            .unwrap()
+            .tagged
+    );
 }
 
 #[test]
@@ -70,9 +99,17 @@ fn alg_only_in_the_unprotected_header_verifies_but_is_refused_by_policy() {
     let v = vector("sign1-tests_sign-pass-01");
     let msg = message(&v);
     // The plain-COSE view: Sig_structure and signature agree with the vector.
-    let Value::Tag(18, inner) = cbor::decode(&msg, Limits::CLAIMS).unwrap() else { panic!() };
-    let Value::Array(items) = *inner else { panic!() };
-    let (Value::Bytes(prot), Value::Bytes(payload), Value::Bytes(sig)) = (&items[0], &items[2], &items[3]) else { panic!() };
+    let Value::Tag(18, inner) = cbor::decode(&msg, Limits::CLAIMS).unwrap() else {
+        panic!()
+    };
+    let Value::Array(items) = *inner else {
+        panic!()
+    };
+    let (Value::Bytes(prot), Value::Bytes(payload), Value::Bytes(sig)) =
+        (&items[0], &items[2], &items[3])
+    else {
+        panic!()
+    };
     // "Redo protected": h'A0' is an empty map, signed as h'' (RFC 9052 §4.4).
     let tbs = sig_structure(signed_protected(prot), &[], payload);
     assert_eq!(tbs, to_be_signed(&v));
@@ -99,7 +136,11 @@ fn failing_vectors_do_not_pass() {
         assert_eq!(e.reason, Reason::AlgNotAllowed, "{name}: {e}");
     }
     // Changed signature, added or removed protected attribute: do not verify.
-    for name in ["sign1-tests_sign-fail-02", "sign1-tests_sign-fail-06", "sign1-tests_sign-fail-07"] {
+    for name in [
+        "sign1-tests_sign-fail-02",
+        "sign1-tests_sign-fail-06",
+        "sign1-tests_sign-fail-07",
+    ] {
         let v = vector(name);
         let msg = message(&v);
         let cose = CoseSign1::decode(&msg).unwrap_or_else(|e| panic!("{name}: {e}"));

@@ -3,7 +3,7 @@
 //! input; and what the SDK encodes decodes back to the same claims.
 
 use attestd_core::cose::{encode_sign1, protected_header, CoseAlg};
-use attestd_core::evidence::{Claims, Component, Evidence, HwVersion, CalibrationClaim};
+use attestd_core::evidence::{CalibrationClaim, Claims, Component, Evidence, HwVersion};
 use attestd_core::ids::{Digest, Serial};
 use attestd_core::record::{Record, CALIBRATION_TYPE, PROVISIONING_TYPE};
 use attestd_core::time::UnixTime;
@@ -20,30 +20,51 @@ fn claims_strategy() -> impl Strategy<Value = Claims> {
         0u8..=4,
         "[A-Za-z0-9._-]{1,64}",
         any::<bool>(),
-        proptest::collection::vec(("[a-z]{1,12}", "[0-9.]{1,8}", any::<u64>(), any::<[u8; 32]>()), 1..8),
+        proptest::collection::vec(
+            (
+                "[a-z]{1,12}",
+                "[0-9.]{1,8}",
+                any::<u64>(),
+                any::<[u8; 32]>(),
+            ),
+            1..8,
+        ),
         proptest::option::of(("[A-Z0-9-]{1,20}", any::<[u8; 32]>())),
     )
-        .prop_map(|(nonce, iat, bootcount, model, hw, dbg, serial, sb, comps, cal)| {
-            let mut components: Vec<Component> = Vec::new();
-            for (name, version, svn, d) in comps {
-                if !components.iter().any(|c| c.name == name) {
-                    components.push(Component { name, version, svn, digest: Digest(d) });
+        .prop_map(
+            |(nonce, iat, bootcount, model, hw, dbg, serial, sb, comps, cal)| {
+                let mut components: Vec<Component> = Vec::new();
+                for (name, version, svn, d) in comps {
+                    if !components.iter().any(|c| c.name == name) {
+                        components.push(Component {
+                            name,
+                            version,
+                            svn,
+                            digest: Digest(d),
+                        });
+                    }
                 }
-            }
-            Claims {
-                nonce,
-                iat: UnixTime(iat as i64),
-                bootcount,
-                hwmodel: model,
-                hwversion: HwVersion { version: hw, scheme: None },
-                dbgstat: dbg,
-                ueid: None,
-                serial: Serial::parse(&serial, Reason::ClaimInvalid, "serial").unwrap(),
-                secure_boot: sb,
-                components,
-                calibration: cal.map(|(id, d)| CalibrationClaim { id, digest: Digest(d) }),
-            }
-        })
+                Claims {
+                    nonce,
+                    iat: UnixTime(iat as i64),
+                    bootcount,
+                    hwmodel: model,
+                    hwversion: HwVersion {
+                        version: hw,
+                        scheme: None,
+                    },
+                    dbgstat: dbg,
+                    ueid: None,
+                    serial: Serial::parse(&serial, Reason::ClaimInvalid, "serial").unwrap(),
+                    secure_boot: sb,
+                    components,
+                    calibration: cal.map(|(id, d)| CalibrationClaim {
+                        id,
+                        digest: Digest(d),
+                    }),
+                }
+            },
+        )
 }
 
 fn token(c: &Claims) -> Vec<u8> {
@@ -94,8 +115,14 @@ const CALIBRATION: &str = r#"{"station_id":"depot-cal-02","sequence":77,"perform
 
 #[test]
 fn the_format_examples_parse() {
-    assert!(matches!(Record::parse(PROVISIONING_TYPE, PROVISIONING.as_bytes()), Ok(Record::Provisioning(_))));
-    assert!(matches!(Record::parse(CALIBRATION_TYPE, CALIBRATION.as_bytes()), Ok(Record::Calibration(_))));
+    assert!(matches!(
+        Record::parse(PROVISIONING_TYPE, PROVISIONING.as_bytes()),
+        Ok(Record::Provisioning(_))
+    ));
+    assert!(matches!(
+        Record::parse(CALIBRATION_TYPE, CALIBRATION.as_bytes()),
+        Ok(Record::Calibration(_))
+    ));
 }
 
 #[test]
@@ -103,16 +130,32 @@ fn record_errors_name_the_field_path() {
     let bad = CALIBRATION.replace("\"as_left\":0.04", "\"as_left\":\"x\"");
     let e = Record::parse(CALIBRATION_TYPE, bad.as_bytes()).unwrap_err();
     assert_eq!(e.reason, Reason::MalformedJson);
-    assert!(e.message.starts_with("parameters[0].as_left:"), "{}", e.message);
+    assert!(
+        e.message.starts_with("parameters[0].as_left:"),
+        "{}",
+        e.message
+    );
     let bad = CALIBRATION.replace("\"as_left\":0.04", "\"as_left\":0.9");
     let e = Record::parse(CALIBRATION_TYPE, bad.as_bytes()).unwrap_err();
     assert_eq!(e.reason, Reason::FieldInvalid);
-    assert!(e.message.starts_with("parameters[0].as_left:"), "{}", e.message);
+    assert!(
+        e.message.starts_with("parameters[0].as_left:"),
+        "{}",
+        e.message
+    );
     let bad = PROVISIONING.replace("\"model\"", "\"modle\"");
     let e = Record::parse(PROVISIONING_TYPE, bad.as_bytes()).unwrap_err();
     assert!(e.message.contains("modle"), "{}", e.message);
-    let dup = PROVISIONING.replace("\"hw_version\":\"B\"", "\"hw_version\":\"B\",\"hw_version\":\"C\"");
-    assert_eq!(Record::parse(PROVISIONING_TYPE, dup.as_bytes()).unwrap_err().reason, Reason::MalformedJson);
+    let dup = PROVISIONING.replace(
+        "\"hw_version\":\"B\"",
+        "\"hw_version\":\"B\",\"hw_version\":\"C\"",
+    );
+    assert_eq!(
+        Record::parse(PROVISIONING_TYPE, dup.as_bytes())
+            .unwrap_err()
+            .reason,
+        Reason::MalformedJson
+    );
     let bad = PROVISIONING.replace("2026-11-28T09:14:03Z", "2026-11-28T09:14:03+01:00");
     let e = Record::parse(PROVISIONING_TYPE, bad.as_bytes()).unwrap_err();
     assert!(e.message.starts_with("performed_at:"), "{}", e.message);

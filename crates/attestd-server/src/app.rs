@@ -54,7 +54,12 @@ pub fn principal<T>(req: &tonic::Request<T>) -> Result<Arc<Principal>, Rejection
     req.extensions()
         .get::<Arc<Principal>>()
         .cloned()
-        .ok_or_else(|| reject!(NoCredentials, "this call needs an authorization: Bearer token"))
+        .ok_or_else(|| {
+            reject!(
+                NoCredentials,
+                "this call needs an authorization: Bearer token"
+            )
+        })
 }
 
 /// An empty page token means "from the start".

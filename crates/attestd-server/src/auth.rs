@@ -81,19 +81,50 @@ const FLEET_READERS: &[Role] = &[Mes, HospitalIt, SecurityAdmin, Auditor];
 /// The authorization matrix: gRPC method path -> access.
 pub const ROUTES: &[(&str, Access)] = &[
     ("/attestd.v1.DeviceAttestation/GetChallenge", Access::Public),
-    ("/attestd.v1.DeviceAttestation/SubmitEvidence", Access::Public),
-    ("/attestd.v1.Factory/SubmitRecord", Access::Roles(&[Station])),
-    ("/attestd.v1.Factory/GetRecord", Access::Roles(RECORD_READERS)),
-    ("/attestd.v1.Factory/ListRecords", Access::Roles(RECORD_READERS)),
-    ("/attestd.v1.Admin/RegisterStation", Access::Roles(&[SecurityAdmin])),
-    ("/attestd.v1.Admin/RevokeStation", Access::Roles(&[SecurityAdmin])),
-    ("/attestd.v1.Admin/ListStations", Access::Roles(&[SecurityAdmin])),
-    ("/attestd.v1.Fleet/ListDeviceHistory", Access::Roles(FLEET_READERS)),
-    ("/attestd.v1.Fleet/GetEvidence", Access::Roles(&[SecurityAdmin, Auditor])),
+    (
+        "/attestd.v1.DeviceAttestation/SubmitEvidence",
+        Access::Public,
+    ),
+    (
+        "/attestd.v1.Factory/SubmitRecord",
+        Access::Roles(&[Station]),
+    ),
+    (
+        "/attestd.v1.Factory/GetRecord",
+        Access::Roles(RECORD_READERS),
+    ),
+    (
+        "/attestd.v1.Factory/ListRecords",
+        Access::Roles(RECORD_READERS),
+    ),
+    (
+        "/attestd.v1.Admin/RegisterStation",
+        Access::Roles(&[SecurityAdmin]),
+    ),
+    (
+        "/attestd.v1.Admin/RevokeStation",
+        Access::Roles(&[SecurityAdmin]),
+    ),
+    (
+        "/attestd.v1.Admin/ListStations",
+        Access::Roles(&[SecurityAdmin]),
+    ),
+    (
+        "/attestd.v1.Fleet/ListDeviceHistory",
+        Access::Roles(FLEET_READERS),
+    ),
+    (
+        "/attestd.v1.Fleet/GetEvidence",
+        Access::Roles(&[SecurityAdmin, Auditor]),
+    ),
 ];
 
 /// Services that are public as a whole.
-const PUBLIC_SERVICES: &[&str] = &["/grpc.health.v1.Health/", "/grpc.reflection.v1.ServerReflection/", "/grpc.reflection.v1alpha.ServerReflection/"];
+const PUBLIC_SERVICES: &[&str] = &[
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1.ServerReflection/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+];
 
 /// Every role, for documentation and the matrix test.
 pub fn operator_roles() -> &'static [Role] {
@@ -131,13 +162,15 @@ impl Authenticator {
                 name: c.name.clone(),
                 problem: problem.to_owned(),
             };
-            let role = Role::parse(&c.role)
-                .ok_or_else(|| err("role must be station, mes, hospital-it, security-admin or auditor"))?;
+            let role = Role::parse(&c.role).ok_or_else(|| {
+                err("role must be station, mes, hospital-it, security-admin or auditor")
+            })?;
             let hash = Digest::from_hex(&c.token_sha256)
                 .ok_or_else(|| err("token_sha256 must be 64 lowercase hex characters"))?;
             let station_id = match (role, &c.station_id) {
                 (Role::Station, Some(s)) => Some(
-                    StationId::parse(s, Reason::FieldInvalid, "station_id").map_err(|e| err(&e.message))?,
+                    StationId::parse(s, Reason::FieldInvalid, "station_id")
+                        .map_err(|e| err(&e.message))?,
                 ),
                 (Role::Station, None) => return Err(err("the station role needs station_id")),
                 (_, Some(_)) => return Err(err("station_id is only for the station role")),
@@ -165,7 +198,10 @@ impl Authenticator {
     /// Authenticates the `authorization` header value, if any.
     pub fn authenticate(&self, header: Option<&[u8]>) -> Result<Arc<Principal>, Rejection> {
         let Some(value) = header else {
-            return Err(reject!(NoCredentials, "this call needs an authorization: Bearer token"));
+            return Err(reject!(
+                NoCredentials,
+                "this call needs an authorization: Bearer token"
+            ));
         };
         let token = std::str::from_utf8(value)
             .ok()
@@ -181,7 +217,11 @@ impl Authenticator {
 
     /// Decides a call: `Ok(None)` for public routes, the principal for
     /// permitted ones, a rejection otherwise.
-    pub fn authorize(&self, path: &str, header: Option<&[u8]>) -> Result<Option<Arc<Principal>>, Rejection> {
+    pub fn authorize(
+        &self,
+        path: &str,
+        header: Option<&[u8]>,
+    ) -> Result<Option<Arc<Principal>>, Rejection> {
         match access_for(path) {
             Some(Access::Public) => Ok(None),
             Some(Access::Roles(roles)) => {
@@ -222,19 +262,42 @@ mod tests {
 
     #[test]
     fn every_route_is_public_or_has_roles_and_unknown_is_refused() {
-        let auth = Authenticator::new(&[cfg("a", "security-admin", "t-admin"), cfg("h", "hospital-it", "t-h")]).unwrap();
+        let auth = Authenticator::new(&[
+            cfg("a", "security-admin", "t-admin"),
+            cfg("h", "hospital-it", "t-h"),
+        ])
+        .unwrap();
         let admin = Some(&b"Bearer t-admin"[..]);
         let hosp = Some(&b"Bearer t-h"[..]);
-        assert!(auth.authorize("/attestd.v1.Admin/RegisterStation", admin).unwrap().is_some());
-        let e = auth.authorize("/attestd.v1.Admin/RegisterStation", hosp).unwrap_err();
+        assert!(auth
+            .authorize("/attestd.v1.Admin/RegisterStation", admin)
+            .unwrap()
+            .is_some());
+        let e = auth
+            .authorize("/attestd.v1.Admin/RegisterStation", hosp)
+            .unwrap_err();
         assert_eq!(e.reason, Reason::RoleForbidden);
-        let e = auth.authorize("/attestd.v1.Admin/RegisterStation", None).unwrap_err();
+        let e = auth
+            .authorize("/attestd.v1.Admin/RegisterStation", None)
+            .unwrap_err();
         assert_eq!(e.reason, Reason::NoCredentials);
-        let e = auth.authorize("/attestd.v1.Admin/RegisterStation", Some(b"Bearer nope")).unwrap_err();
+        let e = auth
+            .authorize("/attestd.v1.Admin/RegisterStation", Some(b"Bearer nope"))
+            .unwrap_err();
         assert_eq!(e.reason, Reason::NoCredentials);
-        assert_eq!(auth.authorize("/attestd.v1.DeviceAttestation/GetChallenge", None).unwrap(), None);
-        assert_eq!(auth.authorize("/grpc.health.v1.Health/Check", None).unwrap(), None);
-        let e = auth.authorize("/attestd.v1.Admin/DropEverything", admin).unwrap_err();
+        assert_eq!(
+            auth.authorize("/attestd.v1.DeviceAttestation/GetChallenge", None)
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            auth.authorize("/grpc.health.v1.Health/Check", None)
+                .unwrap(),
+            None
+        );
+        let e = auth
+            .authorize("/attestd.v1.Admin/DropEverything", admin)
+            .unwrap_err();
         assert_eq!(e.reason, Reason::RoleForbidden);
     }
 
@@ -242,10 +305,16 @@ mod tests {
     fn config_errors_are_named() {
         let mut c = cfg("s", "station", "t");
         c.station_id = None;
-        assert!(Authenticator::new(&[c]).unwrap_err().to_string().contains("station_id"));
+        assert!(Authenticator::new(&[c])
+            .unwrap_err()
+            .to_string()
+            .contains("station_id"));
         let c = cfg("x", "root", "t");
         assert!(Authenticator::new(&[c]).is_err());
         let dup = [cfg("a", "mes", "same"), cfg("b", "auditor", "same")];
-        assert!(Authenticator::new(&dup).unwrap_err().to_string().contains("share"));
+        assert!(Authenticator::new(&dup)
+            .unwrap_err()
+            .to_string()
+            .contains("share"));
     }
 }

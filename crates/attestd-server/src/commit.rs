@@ -95,7 +95,10 @@ impl Pending {
             st.in_flight -= 1;
             self.open = false;
             if st.closing {
-                return Err(Rejection::new(Reason::ShuttingDown, "the server is shutting down; retry"));
+                return Err(Rejection::new(
+                    Reason::ShuttingDown,
+                    "the server is shutting down; retry",
+                ));
             }
             st.waiters.push(tx);
         }
@@ -109,7 +112,6 @@ impl Pending {
             )),
         }
     }
-
 }
 
 impl Drop for Pending {
@@ -149,7 +151,11 @@ fn flusher(shared: Arc<Shared>, store: Arc<dyn Store>, metrics: Arc<Metrics>, ma
                 if left.is_zero() {
                     break;
                 }
-                st = shared.wake.wait_timeout(st, left).unwrap_or_else(|p| p.into_inner()).0;
+                st = shared
+                    .wake
+                    .wait_timeout(st, left)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
             }
             (std::mem::take(&mut st.waiters), st.closing)
         };
@@ -159,14 +165,22 @@ fn flusher(shared: Arc<Shared>, store: Arc<dyn Store>, metrics: Arc<Metrics>, ma
         if let Err(e) = &result {
             tracing::error!(error = %e, waiters = batch.len(), "group flush failed");
         } else {
-            metrics.flushed_writes.fetch_add(batch.len() as u64, Relaxed);
+            metrics
+                .flushed_writes
+                .fetch_add(batch.len() as u64, Relaxed);
         }
         for w in batch {
             let _ = w.send(result.as_ref().map(|_| ()).map_err(|_| ()));
         }
         if closing {
             // Anyone who registered while the last flush ran gets served too.
-            let late = std::mem::take(&mut shared.state.lock().unwrap_or_else(|p| p.into_inner()).waiters);
+            let late = std::mem::take(
+                &mut shared
+                    .state
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .waiters,
+            );
             if !late.is_empty() {
                 let r = store.flush().map_err(|_| ());
                 metrics.flushes.fetch_add(1, Relaxed);

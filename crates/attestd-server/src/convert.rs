@@ -2,10 +2,13 @@
 
 use attestd_core::appraisal::{Appraisal, Tier};
 use attestd_proto::v1 as pb;
-use attestd_store::{AppraisalEntry, FindingEntry, RecordEntry, StationEntry, EvidenceEntry};
+use attestd_store::{AppraisalEntry, EvidenceEntry, FindingEntry, RecordEntry, StationEntry};
 
 pub fn timestamp(secs: i64) -> Option<prost_types::Timestamp> {
-    Some(prost_types::Timestamp { seconds: secs, nanos: 0 })
+    Some(prost_types::Timestamp {
+        seconds: secs,
+        nanos: 0,
+    })
 }
 
 pub fn timestamp_ms(ms: i64) -> Option<prost_types::Timestamp> {
@@ -113,7 +116,10 @@ pub fn record(r: RecordEntry) -> pb::StoredRecord {
             signatures: r
                 .signatures
                 .into_iter()
-                .map(|s| pb::Signature { sig: s.sig, keyid: s.keyid })
+                .map(|s| pb::Signature {
+                    sig: s.sig,
+                    keyid: s.keyid,
+                })
                 .collect(),
         }),
     }
@@ -150,7 +156,11 @@ pub fn station(s: StationEntry) -> pb::Station {
         revoked: s.revoked,
         revoked_reason: s.revoked_reason,
         registered_at: timestamp_ms(s.registered_at),
-        revoked_at: if s.revoked { timestamp_ms(s.revoked_at) } else { None },
+        revoked_at: if s.revoked {
+            timestamp_ms(s.revoked_at)
+        } else {
+            None
+        },
         last_sequence: s.last_sequence,
     }
 }

@@ -69,7 +69,10 @@ where
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
         let path = req.uri().path().to_owned();
-        let header = req.headers().get(http::header::AUTHORIZATION).map(|v| v.as_bytes());
+        let header = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .map(|v| v.as_bytes());
         match self.layer.auth.authorize(&path, header) {
             Ok(Some(principal)) => {
                 req.extensions_mut().insert(principal);
@@ -84,7 +87,11 @@ where
             let mut resp = fut.await?;
             // tonic refuses an over-long message with OUT_OF_RANGE before
             // reading it; no attestd handler returns OUT_OF_RANGE itself.
-            if resp.headers().get("grpc-status").is_some_and(|v| v.as_bytes() == b"11") {
+            if resp
+                .headers()
+                .get("grpc-status")
+                .is_some_and(|v| v.as_bytes() == b"11")
+            {
                 let r = reject!(TooLarge, "request exceeds the limit of {limit} bytes");
                 metrics.count_rejection(r.reason);
                 tracing::warn!(method = %path, reason = r.reason.as_str(), "call refused");

@@ -35,7 +35,9 @@ use crate::edge::EdgeLayer;
 use crate::metrics::Metrics;
 use crate::nonce::NonceCache;
 use crate::security::SecurityEvents;
-use crate::service::{admin::AdminService, device::DeviceService, factory::FactoryService, fleet::FleetService};
+use crate::service::{
+    admin::AdminService, device::DeviceService, factory::FactoryService, fleet::FleetService,
+};
 use crate::settings::Settings;
 
 /// Why the server could not start or stopped with an error.
@@ -82,20 +84,33 @@ pub async fn serve(
     let app = Arc::new(App {
         store: store.clone(),
         commit: commit.clone(),
-        nonces: NonceCache::new(limits.nonce_lifetime_ms, limits.max_nonces_per_serial, limits.max_nonces_total),
+        nonces: NonceCache::new(
+            limits.nonce_lifetime_ms,
+            limits.max_nonces_per_serial,
+            limits.max_nonces_total,
+        ),
         metrics: metrics.clone(),
         security: SecurityEvents::new(metrics.clone()),
         clock,
         limits: limits.clone(),
     });
 
-    let metrics_task = metrics_listener.map(|l| tokio::spawn(metrics::serve_metrics(l, metrics.clone(), store.clone())));
+    let metrics_task = metrics_listener
+        .map(|l| tokio::spawn(metrics::serve_metrics(l, metrics.clone(), store.clone())));
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<pb::device_attestation_server::DeviceAttestationServer<DeviceService>>().await;
-    health.set_serving::<pb::factory_server::FactoryServer<FactoryService>>().await;
-    health.set_serving::<pb::admin_server::AdminServer<AdminService>>().await;
-    health.set_serving::<pb::fleet_server::FleetServer<FleetService>>().await;
+    health
+        .set_serving::<pb::device_attestation_server::DeviceAttestationServer<DeviceService>>()
+        .await;
+    health
+        .set_serving::<pb::factory_server::FactoryServer<FactoryService>>()
+        .await;
+    health
+        .set_serving::<pb::admin_server::AdminServer<AdminService>>()
+        .await;
+    health
+        .set_serving::<pb::fleet_server::FleetServer<FleetService>>()
+        .await;
 
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(attestd_proto::FILE_DESCRIPTOR_SET)
@@ -113,12 +128,23 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(
-            pb::device_attestation_server::DeviceAttestationServer::new(DeviceService { app: app.clone() })
+            pb::device_attestation_server::DeviceAttestationServer::new(DeviceService {
+                app: app.clone(),
+            })
+            .max_decoding_message_size(max),
+        )
+        .add_service(
+            pb::factory_server::FactoryServer::new(FactoryService { app: app.clone() })
                 .max_decoding_message_size(max),
         )
-        .add_service(pb::factory_server::FactoryServer::new(FactoryService { app: app.clone() }).max_decoding_message_size(max))
-        .add_service(pb::admin_server::AdminServer::new(AdminService { app: app.clone() }).max_decoding_message_size(max))
-        .add_service(pb::fleet_server::FleetServer::new(FleetService { app: app.clone() }).max_decoding_message_size(max))
+        .add_service(
+            pb::admin_server::AdminServer::new(AdminService { app: app.clone() })
+                .max_decoding_message_size(max),
+        )
+        .add_service(
+            pb::fleet_server::FleetServer::new(FleetService { app: app.clone() })
+                .max_decoding_message_size(max),
+        )
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await;
     // In-flight requests have drained: make their writes durable and stop.

@@ -60,23 +60,45 @@ impl Metrics {
     pub fn render(&self, store: &dyn Store) -> String {
         let mut out = String::new();
         let mut counter = |name: &str, help: &str, v: u64| {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"));
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
+            ));
         };
-        counter("attestd_store_flushes_total", "Group-commit flushes of the store.", self.flushes.load(Relaxed));
+        counter(
+            "attestd_store_flushes_total",
+            "Group-commit flushes of the store.",
+            self.flushes.load(Relaxed),
+        );
         counter(
             "attestd_store_flushed_writes_total",
             "Writes acknowledged after a group-commit flush.",
             self.flushed_writes.load(Relaxed),
         );
-        counter("attestd_evidence_accepted_total", "Evidence accepted.", self.evidence_accepted.load(Relaxed));
-        counter("attestd_records_accepted_total", "Station records accepted.", self.records_accepted.load(Relaxed));
+        counter(
+            "attestd_evidence_accepted_total",
+            "Evidence accepted.",
+            self.evidence_accepted.load(Relaxed),
+        );
+        counter(
+            "attestd_records_accepted_total",
+            "Station records accepted.",
+            self.records_accepted.load(Relaxed),
+        );
         counter(
             "attestd_records_duplicate_total",
             "Identical records resubmitted (idempotent).",
             self.records_duplicate.load(Relaxed),
         );
-        counter("attestd_challenges_issued_total", "Nonces issued.", self.challenges_issued.load(Relaxed));
-        counter("attestd_security_events_total", "Security events raised.", self.security_events.load(Relaxed));
+        counter(
+            "attestd_challenges_issued_total",
+            "Nonces issued.",
+            self.challenges_issued.load(Relaxed),
+        );
+        counter(
+            "attestd_security_events_total",
+            "Security events raised.",
+            self.security_events.load(Relaxed),
+        );
         counter(
             "attestd_commit_conflicts_total",
             "Writes re-decided because the unit changed concurrently.",
@@ -86,12 +108,22 @@ impl Metrics {
         for (i, r) in Reason::ALL.iter().enumerate() {
             let v = self.rejected[i].load(Relaxed);
             if v > 0 {
-                out.push_str(&format!("attestd_rejected_total{{reason=\"{}\"}} {v}\n", r.as_str()));
+                out.push_str(&format!(
+                    "attestd_rejected_total{{reason=\"{}\"}} {v}\n",
+                    r.as_str()
+                ));
             }
         }
         if let Ok(c) = store.counts() {
-            out.push_str("# HELP attestd_stored Objects in the store.\n# TYPE attestd_stored gauge\n");
-            for (what, v) in [("stations", c.stations), ("devices", c.devices), ("records", c.records), ("evidence", c.evidence)] {
+            out.push_str(
+                "# HELP attestd_stored Objects in the store.\n# TYPE attestd_stored gauge\n",
+            );
+            for (what, v) in [
+                ("stations", c.stations),
+                ("devices", c.devices),
+                ("records", c.records),
+                ("evidence", c.evidence),
+            ] {
                 out.push_str(&format!("attestd_stored{{kind=\"{what}\"}} {v}\n"));
             }
         }
@@ -129,7 +161,10 @@ pub async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>, store: 
             let (status, body) = if buf[..n].starts_with(b"GET /metrics ") {
                 ("200 OK", metrics.render(store.as_ref()))
             } else {
-                ("404 Not Found", "only GET /metrics is served here\n".to_owned())
+                (
+                    "404 Not Found",
+                    "only GET /metrics is served here\n".to_owned(),
+                )
             };
             let resp = format!(
                 "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",

@@ -65,11 +65,18 @@ impl NonceCache {
             self.purge(&mut st, now_ms);
         }
         if st.queue.len() >= self.total {
-            return Err(reject!(RateLimited, "too many outstanding challenges; retry later"));
+            return Err(reject!(
+                RateLimited,
+                "too many outstanding challenges; retry later"
+            ));
         }
         let q = st.by_serial.entry(serial.to_owned()).or_default();
         q.push_back(nonce);
-        let evicted = if q.len() > self.per_serial { q.pop_front() } else { None };
+        let evicted = if q.len() > self.per_serial {
+            q.pop_front()
+        } else {
+            None
+        };
         if let Some(old) = evicted {
             st.by_nonce.remove(&old);
         }
@@ -90,7 +97,10 @@ impl NonceCache {
     /// it was for its rightful owner.
     pub fn consume(&self, nonce: &[u8], serial: &str, now_ms: i64) -> Result<(), Rejection> {
         let Ok(key) = <[u8; NONCE_LEN]>::try_from(nonce) else {
-            return Err(reject!(NonceUnknown, "claim \"eat_nonce\": not a nonce this server issued"));
+            return Err(reject!(
+                NonceUnknown,
+                "claim \"eat_nonce\": not a nonce this server issued"
+            ));
         };
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         self.purge(&mut st, now_ms - self.grace_ms);
@@ -101,13 +111,22 @@ impl NonceCache {
             ));
         };
         if issued.serial != serial {
-            return Err(reject!(NonceUnknown, "claim \"eat_nonce\": was not issued for serial {serial}"));
+            return Err(reject!(
+                NonceUnknown,
+                "claim \"eat_nonce\": was not issued for serial {serial}"
+            ));
         }
         if issued.used {
-            return Err(reject!(NonceReused, "claim \"eat_nonce\": this nonce was already used"));
+            return Err(reject!(
+                NonceReused,
+                "claim \"eat_nonce\": this nonce was already used"
+            ));
         }
         if now_ms > issued.expires_ms {
-            return Err(reject!(NonceExpired, "claim \"eat_nonce\": the challenge has expired"));
+            return Err(reject!(
+                NonceExpired,
+                "claim \"eat_nonce\": the challenge has expired"
+            ));
         }
         issued.used = true;
         if let Some(q) = st.by_serial.get_mut(serial) {
@@ -150,22 +169,43 @@ mod tests {
         let c = NonceCache::new(1000, 2, 100);
         let (a, exp) = c.issue("s1", 0).unwrap();
         assert_eq!(exp, 1000);
-        assert_eq!(c.consume(&a, "s2", 1).unwrap_err().reason, Reason::NonceUnknown);
+        assert_eq!(
+            c.consume(&a, "s2", 1).unwrap_err().reason,
+            Reason::NonceUnknown
+        );
         c.consume(&a, "s1", 1).unwrap();
-        assert_eq!(c.consume(&a, "s1", 2).unwrap_err().reason, Reason::NonceReused);
+        assert_eq!(
+            c.consume(&a, "s1", 2).unwrap_err().reason,
+            Reason::NonceReused
+        );
         let (b, _) = c.issue("s1", 10).unwrap();
-        assert_eq!(c.consume(&b, "s1", 1011).unwrap_err().reason, Reason::NonceExpired);
+        assert_eq!(
+            c.consume(&b, "s1", 1011).unwrap_err().reason,
+            Reason::NonceExpired
+        );
         // Oldest evicted beyond two outstanding.
         let (x, _) = c.issue("s1", 20).unwrap();
         let (y, _) = c.issue("s1", 21).unwrap();
         let (z, _) = c.issue("s1", 22).unwrap();
         let _ = (y, z);
-        assert_eq!(c.consume(&x, "s1", 23).unwrap_err().reason, Reason::NonceUnknown);
+        assert_eq!(
+            c.consume(&x, "s1", 23).unwrap_err().reason,
+            Reason::NonceUnknown
+        );
         c.consume(&z, "s1", 24).unwrap();
         // Recently expired nonces are reported as expired, long expired ones forgotten.
-        assert_eq!(c.consume(&y, "s1", 5000).unwrap_err().reason, Reason::NonceExpired);
-        assert_eq!(c.consume(&y, "s1", 70_000).unwrap_err().reason, Reason::NonceUnknown);
-        assert_eq!(c.consume(&[1, 2, 3], "s1", 0).unwrap_err().reason, Reason::NonceUnknown);
+        assert_eq!(
+            c.consume(&y, "s1", 5000).unwrap_err().reason,
+            Reason::NonceExpired
+        );
+        assert_eq!(
+            c.consume(&y, "s1", 70_000).unwrap_err().reason,
+            Reason::NonceUnknown
+        );
+        assert_eq!(
+            c.consume(&[1, 2, 3], "s1", 0).unwrap_err().reason,
+            Reason::NonceUnknown
+        );
     }
 
     #[test]

@@ -40,7 +40,10 @@ pub fn store_rejection(e: StoreError) -> Rejection {
             Reason::StoreUnavailable,
             "the unit changed concurrently too often; retry",
         ),
-        StoreError::Unavailable(_) => Rejection::new(Reason::StoreUnavailable, "storage is unavailable; retry later"),
+        StoreError::Unavailable(_) => Rejection::new(
+            Reason::StoreUnavailable,
+            "storage is unavailable; retry later",
+        ),
     }
 }
 

@@ -115,14 +115,24 @@ pub trait Store: Send + Sync + 'static {
     fn commit_record(&self, commit: RecordCommit) -> Result<RecordOutcome>;
     fn get_record(&self, record_id: &str) -> Result<Option<RecordEntry>>;
     /// A unit's records in the order they were accepted.
-    fn list_records(&self, serial: &str, after: Option<&str>, limit: usize) -> Result<Page<RecordEntry>>;
+    fn list_records(
+        &self,
+        serial: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<RecordEntry>>;
 
     /// Stores evidence and updates the unit, if the unit is still at
     /// `expected_revision` and (deferred) the boot counter still increases.
     fn commit_evidence(&self, commit: EvidenceCommit) -> Result<DeviceEntry>;
     fn get_evidence(&self, evidence_id: &str) -> Result<Option<EvidenceEntry>>;
     /// A unit's evidence and records in the order they were accepted.
-    fn list_history(&self, serial: &str, after: Option<&str>, limit: usize) -> Result<Page<HistoryItem>>;
+    fn list_history(
+        &self,
+        serial: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<HistoryItem>>;
 
     fn counts(&self) -> Result<Counts>;
 

@@ -16,8 +16,8 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use sled::{Transactional, Tree};
 
 use crate::{
-    Counts, DeviceEntry, EvidenceCommit, EvidenceEntry, HistoryItem, Page, RecordCommit, RecordEntry,
-    RecordOutcome, StationEntry, Store, StoreError,
+    Counts, DeviceEntry, EvidenceCommit, EvidenceEntry, HistoryItem, Page, RecordCommit,
+    RecordEntry, RecordOutcome, StationEntry, Store, StoreError,
 };
 
 const HISTORY_EVIDENCE: u8 = b'e';
@@ -93,10 +93,15 @@ fn decode<M: Message + Default>(bytes: &[u8], what: &str) -> crate::Result<M> {
 }
 
 fn tx_decode<M: Message + Default>(bytes: &[u8], what: &str) -> TxResult<M> {
-    M::decode(bytes).map_err(|_| ConflictableTransactionError::Abort(Abort::Corrupt(what.to_owned())))
+    M::decode(bytes)
+        .map_err(|_| ConflictableTransactionError::Abort(Abort::Corrupt(what.to_owned())))
 }
 
-fn tx_get<M: Message + Default>(t: &TransactionalTree, key: &[u8], what: &str) -> TxResult<Option<M>> {
+fn tx_get<M: Message + Default>(
+    t: &TransactionalTree,
+    key: &[u8],
+    what: &str,
+) -> TxResult<Option<M>> {
     match t.get(key)? {
         Some(v) => tx_decode(&v, what).map(Some),
         None => Ok(None),
@@ -130,7 +135,10 @@ fn serial_prefix(serial: &str) -> Vec<u8> {
 /// Page tokens are the decimal order of the last item returned.
 fn parse_order(token: &str) -> crate::Result<u64> {
     token.parse().map_err(|_| {
-        StoreError::Rejected(reject!(FieldInvalid, "page_token: not a token this server issued"))
+        StoreError::Rejected(reject!(
+            FieldInvalid,
+            "page_token: not a token this server issued"
+        ))
     })
 }
 
@@ -162,7 +170,12 @@ impl SledStore {
         self.db.generate_id().map_err(unavailable)
     }
 
-    fn read<M: Message + Default>(&self, tree: &Tree, key: &[u8], what: &str) -> crate::Result<Option<M>> {
+    fn read<M: Message + Default>(
+        &self,
+        tree: &Tree,
+        key: &[u8],
+        what: &str,
+    ) -> crate::Result<Option<M>> {
         match tree.get(key).map_err(unavailable)? {
             Some(v) => decode(&v, what).map(Some),
             None => Ok(None),
@@ -197,7 +210,9 @@ impl SledStore {
             if let Some(item) = resolve(&v)? {
                 items.push(item);
             }
-            let order_bytes: [u8; 8] = k[prefix.len()..].try_into().map_err(|_| corrupt("index key"))?;
+            let order_bytes: [u8; 8] = k[prefix.len()..]
+                .try_into()
+                .map_err(|_| corrupt("index key"))?;
             next = Some(u64::from_be_bytes(order_bytes));
         }
         // Only hand out a token when something follows.
@@ -243,10 +258,17 @@ impl Store for SledStore {
         Ok(station)
     }
 
-    fn revoke_station(&self, station_id: &str, reason: &str, at: i64) -> crate::Result<StationEntry> {
+    fn revoke_station(
+        &self,
+        station_id: &str,
+        reason: &str,
+        at: i64,
+    ) -> crate::Result<StationEntry> {
         self.stations
             .transaction(|stations| {
-                let Some(mut s) = tx_get::<StationEntry>(stations, station_id.as_bytes(), "station")? else {
+                let Some(mut s) =
+                    tx_get::<StationEntry>(stations, station_id.as_bytes(), "station")?
+                else {
                     return abort(Abort::Rejected(reject!(
                         StationNotFound,
                         "station {station_id} is not registered"
@@ -267,7 +289,11 @@ impl Store for SledStore {
         self.read(&self.stations, station_id.as_bytes(), "station")
     }
 
-    fn list_stations(&self, after: Option<&str>, limit: usize) -> crate::Result<Page<StationEntry>> {
+    fn list_stations(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> crate::Result<Page<StationEntry>> {
         let iter = match after {
             // Station ids never contain 0x00, so id + 0x00 is the next key after id.
             Some(a) => self.stations.range(serial_prefix(a)..),
@@ -408,7 +434,12 @@ impl Store for SledStore {
         self.read(&self.records, record_id.as_bytes(), "record")
     }
 
-    fn list_records(&self, serial: &str, after: Option<&str>, limit: usize) -> crate::Result<Page<RecordEntry>> {
+    fn list_records(
+        &self,
+        serial: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> crate::Result<Page<RecordEntry>> {
         self.scan_serial(&self.record_index, serial, after, limit, |id| {
             self.read(&self.records, id, "record")
         })
@@ -420,8 +451,12 @@ impl Store for SledStore {
         let serial = entry.serial.as_str();
         (&self.devices, &self.evidence, &self.history, &self.meta)
             .transaction(|(devices, evidence, history, meta)| {
-                let Some(mut d) = tx_get::<DeviceEntry>(devices, serial.as_bytes(), "device")? else {
-                    return abort(Abort::Rejected(reject!(UnknownDevice, "serial {serial} is not enrolled")));
+                let Some(mut d) = tx_get::<DeviceEntry>(devices, serial.as_bytes(), "device")?
+                else {
+                    return abort(Abort::Rejected(reject!(
+                        UnknownDevice,
+                        "serial {serial} is not enrolled"
+                    )));
                 };
                 if d.spki_der != commit.spki_der {
                     return abort(Abort::Rejected(reject!(
@@ -433,7 +468,10 @@ impl Store for SledStore {
                     return abort(Abort::Conflict);
                 }
                 if evidence.get(entry.evidence_id.as_bytes())?.is_some() {
-                    return abort(Abort::Rejected(reject!(Replayed, "this evidence was already accepted")));
+                    return abort(Abort::Rejected(reject!(
+                        Replayed,
+                        "this evidence was already accepted"
+                    )));
                 }
                 if commit.deferred && d.has_bootcount && entry.bootcount <= d.highest_bootcount {
                     return abort(Abort::Rejected(reject!(
@@ -466,7 +504,12 @@ impl Store for SledStore {
         self.read(&self.evidence, evidence_id.as_bytes(), "evidence")
     }
 
-    fn list_history(&self, serial: &str, after: Option<&str>, limit: usize) -> crate::Result<Page<HistoryItem>> {
+    fn list_history(
+        &self,
+        serial: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> crate::Result<Page<HistoryItem>> {
         self.scan_serial(&self.history, serial, after, limit, |v| {
             let (kind, id) = v.split_first().ok_or_else(|| corrupt("history entry"))?;
             Ok(match *kind {
@@ -476,7 +519,9 @@ impl Store for SledStore {
                         e.raw = Vec::new();
                         HistoryItem::Evidence(e)
                     }),
-                HISTORY_RECORD => self.read(&self.records, id, "record")?.map(HistoryItem::Record),
+                HISTORY_RECORD => self
+                    .read(&self.records, id, "record")?
+                    .map(HistoryItem::Record),
                 _ => return Err(corrupt("history entry")),
             })
         })

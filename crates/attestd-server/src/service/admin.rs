@@ -25,7 +25,10 @@ impl AdminService {
         let id = StationId::parse(&req.station_id, Reason::FieldInvalid, "station_id")?;
         let key = PublicKey::from_spki_der(&req.public_key, Reason::FieldInvalid, "public_key")?;
         if req.allowed_kinds.is_empty() {
-            return Err(reject!(FieldInvalid, "allowed_kinds: at least one record kind is required"));
+            return Err(reject!(
+                FieldInvalid,
+                "allowed_kinds: at least one record kind is required"
+            ));
         }
         let mut kinds = Vec::new();
         for (i, k) in req.allowed_kinds.iter().enumerate() {
@@ -35,11 +38,19 @@ impl AdminService {
                         kinds.push(*k);
                     }
                 }
-                _ => return Err(reject!(FieldInvalid, "allowed_kinds[{i}]: expected PROVISIONING or CALIBRATION")),
+                _ => {
+                    return Err(reject!(
+                        FieldInvalid,
+                        "allowed_kinds[{i}]: expected PROVISIONING or CALIBRATION"
+                    ))
+                }
             }
         }
         if req.allowed_models.is_empty() || req.allowed_models.len() > MAX_MODELS {
-            return Err(reject!(FieldInvalid, "allowed_models: expected 1..{MAX_MODELS} models, or \"*\""));
+            return Err(reject!(
+                FieldInvalid,
+                "allowed_models: expected 1..{MAX_MODELS} models, or \"*\""
+            ));
         }
         for (i, m) in req.allowed_models.iter().enumerate() {
             if m != "*" {
@@ -55,7 +66,10 @@ impl AdminService {
             registered_at: app.clock.now_ms(),
             ..StationEntry::default()
         };
-        let stored = app.store.register_station(entry).map_err(|e| app.store_err(e))?;
+        let stored = app
+            .store
+            .register_station(entry)
+            .map_err(|e| app.store_err(e))?;
         pending.durable().await?;
         tracing::info!(station = %id, key_id = %key.key_id(), "station registered");
         Ok(convert::station(stored))
@@ -66,7 +80,10 @@ impl AdminService {
         let pending = app.commit.begin();
         let id = StationId::parse(&req.station_id, Reason::FieldInvalid, "station_id")?;
         if req.reason.trim().is_empty() || req.reason.len() > 1024 {
-            return Err(reject!(FieldInvalid, "reason: required, at most 1024 bytes"));
+            return Err(reject!(
+                FieldInvalid,
+                "reason: required, at most 1024 bytes"
+            ));
         }
         let s = app
             .store
@@ -93,14 +110,20 @@ impl AdminService {
 
 #[tonic::async_trait]
 impl pb::admin_server::Admin for AdminService {
-    async fn register_station(&self, req: Request<pb::RegisterStationRequest>) -> Result<Response<pb::Station>, Status> {
+    async fn register_station(
+        &self,
+        req: Request<pb::RegisterStationRequest>,
+    ) -> Result<Response<pb::Station>, Status> {
         self.register(req.into_inner())
             .await
             .map(Response::new)
             .map_err(|r| self.app.fail("RegisterStation", r))
     }
 
-    async fn revoke_station(&self, req: Request<pb::RevokeStationRequest>) -> Result<Response<pb::Station>, Status> {
+    async fn revoke_station(
+        &self,
+        req: Request<pb::RevokeStationRequest>,
+    ) -> Result<Response<pb::Station>, Status> {
         self.revoke(req.into_inner())
             .await
             .map(Response::new)
@@ -111,6 +134,8 @@ impl pb::admin_server::Admin for AdminService {
         &self,
         req: Request<pb::ListStationsRequest>,
     ) -> Result<Response<pb::ListStationsResponse>, Status> {
-        self.list(req.into_inner()).map(Response::new).map_err(|r| self.app.fail("ListStations", r))
+        self.list(req.into_inner())
+            .map(Response::new)
+            .map_err(|r| self.app.fail("ListStations", r))
     }
 }

@@ -26,10 +26,18 @@ pub struct DeviceService {
 }
 
 impl DeviceService {
-    async fn challenge(&self, req: pb::GetChallengeRequest) -> Result<pb::GetChallengeResponse, Rejection> {
+    async fn challenge(
+        &self,
+        req: pb::GetChallengeRequest,
+    ) -> Result<pb::GetChallengeResponse, Rejection> {
         let app = &self.app;
         let serial = Serial::parse(&req.serial, Reason::FieldInvalid, "serial")?;
-        if app.store.get_device(serial.as_str()).map_err(|e| app.store_err(e))?.is_none() {
+        if app
+            .store
+            .get_device(serial.as_str())
+            .map_err(|e| app.store_err(e))?
+            .is_none()
+        {
             return Err(reject!(DeviceNotFound, "serial {serial} is not enrolled"));
         }
         let (nonce, expires_ms) = app.nonces.issue(serial.as_str(), app.clock.now_ms())?;
@@ -40,7 +48,10 @@ impl DeviceService {
         })
     }
 
-    async fn submit(&self, req: pb::SubmitEvidenceRequest) -> Result<pb::SubmitEvidenceResponse, Rejection> {
+    async fn submit(
+        &self,
+        req: pb::SubmitEvidenceRequest,
+    ) -> Result<pb::SubmitEvidenceResponse, Rejection> {
         let app = &self.app;
         let pending = app.commit.begin();
         let raw = req.evidence;
@@ -52,7 +63,11 @@ impl DeviceService {
             .get_device(serial)
             .map_err(|e| app.store_err(e))?
             .ok_or_else(|| reject!(UnknownDevice, "serial {serial} is not enrolled"))?;
-        let key = PublicKey::from_spki_der(&device.spki_der, Reason::StoreUnavailable, "stored device key")?;
+        let key = PublicKey::from_spki_der(
+            &device.spki_der,
+            Reason::StoreUnavailable,
+            "stored device key",
+        )?;
         let now_ms = app.clock.now_ms();
         if let Err(r) = ev.verify(&key) {
             app.security.raise("device", serial, r.reason, now_ms);

@@ -36,16 +36,26 @@ fn envelope(pb: pb::Envelope) -> dsse::Envelope {
         signatures: pb
             .signatures
             .into_iter()
-            .map(|s| dsse::Signature { sig: s.sig, keyid: s.keyid })
+            .map(|s| dsse::Signature {
+                sig: s.sig,
+                keyid: s.keyid,
+            })
             .collect(),
     }
 }
 
 impl FactoryService {
-    async fn submit(&self, caller: &Principal, req: pb::SubmitRecordRequest) -> Result<pb::SubmitRecordResponse, Rejection> {
+    async fn submit(
+        &self,
+        caller: &Principal,
+        req: pb::SubmitRecordRequest,
+    ) -> Result<pb::SubmitRecordResponse, Rejection> {
         let app = &self.app;
         let pending = app.commit.begin();
-        let env = envelope(req.envelope.ok_or_else(|| reject!(FieldInvalid, "envelope: required"))?);
+        let env = envelope(
+            req.envelope
+                .ok_or_else(|| reject!(FieldInvalid, "envelope: required"))?,
+        );
         env.check_bounds()?;
         let record = Record::parse(&env.payload_type, &env.payload)?;
         let sid = record.station_id();
@@ -61,14 +71,23 @@ impl FactoryService {
             .get_station(sid.as_str())
             .map_err(|e| app.store_err(e))?
             .ok_or_else(|| reject!(UnknownStation, "station {sid} is not registered"))?;
-        let key = PublicKey::from_spki_der(&station.spki_der, Reason::StoreUnavailable, "stored station key")?;
+        let key = PublicKey::from_spki_der(
+            &station.spki_der,
+            Reason::StoreUnavailable,
+            "stored station key",
+        )?;
         let now_ms = app.clock.now_ms();
         if !env.signed_by(&key) {
-            app.security.raise("station", sid.as_str(), Reason::SignatureInvalid, now_ms);
-            return Err(reject!(SignatureInvalid, "no signature verifies with the key registered for station {sid}"));
+            app.security
+                .raise("station", sid.as_str(), Reason::SignatureInvalid, now_ms);
+            return Err(reject!(
+                SignatureInvalid,
+                "no signature verifies with the key registered for station {sid}"
+            ));
         }
         if station.revoked {
-            app.security.raise("station", sid.as_str(), Reason::StationRevoked, now_ms);
+            app.security
+                .raise("station", sid.as_str(), Reason::StationRevoked, now_ms);
             return Err(reject!(StationRevoked, "station {sid} is revoked"));
         }
         let kind = record.kind();
@@ -89,12 +108,23 @@ impl FactoryService {
                     .model
             }
         };
-        if !station.allowed_models.iter().any(|m| m == "*" || *m == model) {
-            return Err(reject!(StationNotAuthorized, "station {sid} is not allowed to handle model {model}"));
+        if !station
+            .allowed_models
+            .iter()
+            .any(|m| m == "*" || *m == model)
+        {
+            return Err(reject!(
+                StationNotAuthorized,
+                "station {sid} is not allowed to handle model {model}"
+            ));
         }
         let now = app.clock.now();
         if record.performed_at() > now.plus_seconds(app.limits.clock_skew_secs) {
-            return Err(reject!(ClockSkew, "performed_at: {} is in the future", record.performed_at()));
+            return Err(reject!(
+                ClockSkew,
+                "performed_at: {} is in the future",
+                record.performed_at()
+            ));
         }
         let id = record_id(&env.payload_type, &env.payload);
         let enrollment = match &record {
@@ -120,7 +150,10 @@ impl FactoryService {
             signatures: env
                 .signatures
                 .into_iter()
-                .map(|s| SignatureEntry { sig: s.sig, keyid: s.keyid })
+                .map(|s| SignatureEntry {
+                    sig: s.sig,
+                    keyid: s.keyid,
+                })
                 .collect(),
         };
         let outcome = app
@@ -154,7 +187,13 @@ impl FactoryService {
             .get_record(&req.record_id)
             .map_err(|e| app.store_err(e))?
             .map(convert::record)
-            .ok_or_else(|| reject!(RecordNotFound, "record_id: no record {}", req.record_id.chars().take(80).collect::<String>()))
+            .ok_or_else(|| {
+                reject!(
+                    RecordNotFound,
+                    "record_id: no record {}",
+                    req.record_id.chars().take(80).collect::<String>()
+                )
+            })
     }
 
     fn list(&self, req: pb::ListRecordsRequest) -> Result<pb::ListRecordsResponse, Rejection> {
@@ -182,17 +221,26 @@ impl pb::factory_server::Factory for FactoryService {
             let caller = principal(&req)?;
             self.submit(&caller, req.into_inner()).await
         };
-        run.await.map(Response::new).map_err(|r| self.app.fail("SubmitRecord", r))
+        run.await
+            .map(Response::new)
+            .map_err(|r| self.app.fail("SubmitRecord", r))
     }
 
-    async fn get_record(&self, req: Request<pb::GetRecordRequest>) -> Result<Response<pb::StoredRecord>, Status> {
-        self.get(req.into_inner()).map(Response::new).map_err(|r| self.app.fail("GetRecord", r))
+    async fn get_record(
+        &self,
+        req: Request<pb::GetRecordRequest>,
+    ) -> Result<Response<pb::StoredRecord>, Status> {
+        self.get(req.into_inner())
+            .map(Response::new)
+            .map_err(|r| self.app.fail("GetRecord", r))
     }
 
     async fn list_records(
         &self,
         req: Request<pb::ListRecordsRequest>,
     ) -> Result<Response<pb::ListRecordsResponse>, Status> {
-        self.list(req.into_inner()).map(Response::new).map_err(|r| self.app.fail("ListRecords", r))
+        self.list(req.into_inner())
+            .map(Response::new)
+            .map_err(|r| self.app.fail("ListRecords", r))
     }
 }

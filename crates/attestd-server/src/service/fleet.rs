@@ -33,7 +33,11 @@ impl FleetService {
         Ok(())
     }
 
-    fn history(&self, caller: &Principal, req: pb::ListDeviceHistoryRequest) -> Result<pb::ListDeviceHistoryResponse, Rejection> {
+    fn history(
+        &self,
+        caller: &Principal,
+        req: pb::ListDeviceHistoryRequest,
+    ) -> Result<pb::ListDeviceHistoryResponse, Rejection> {
         let app = &self.app;
         let serial = Serial::parse(&req.serial, Reason::FieldInvalid, "serial")?;
         self.visible(caller, &serial)?;
@@ -47,7 +51,9 @@ impl FleetService {
             .into_iter()
             .map(|item| pb::HistoryEntry {
                 entry: Some(match item {
-                    HistoryItem::Evidence(e) => pb::history_entry::Entry::Evidence(convert::evidence(e)),
+                    HistoryItem::Evidence(e) => {
+                        pb::history_entry::Entry::Evidence(convert::evidence(e))
+                    }
                     HistoryItem::Record(r) => pb::history_entry::Entry::Record(convert::record(r)),
                 }),
             })
@@ -64,7 +70,13 @@ impl FleetService {
             .get_evidence(&req.evidence_id)
             .map_err(|e| app.store_err(e))?
             .map(convert::evidence)
-            .ok_or_else(|| reject!(EvidenceNotFound, "evidence_id: no evidence {}", req.evidence_id.chars().take(80).collect::<String>()))
+            .ok_or_else(|| {
+                reject!(
+                    EvidenceNotFound,
+                    "evidence_id: no evidence {}",
+                    req.evidence_id.chars().take(80).collect::<String>()
+                )
+            })
     }
 }
 
@@ -78,10 +90,17 @@ impl pb::fleet_server::Fleet for FleetService {
             let caller = principal(&req)?;
             self.history(&caller, req.get_ref().clone())
         };
-        run().map(Response::new).map_err(|r| self.app.fail("ListDeviceHistory", r))
+        run()
+            .map(Response::new)
+            .map_err(|r| self.app.fail("ListDeviceHistory", r))
     }
 
-    async fn get_evidence(&self, req: Request<pb::GetEvidenceRequest>) -> Result<Response<pb::StoredEvidence>, Status> {
-        self.evidence(req.into_inner()).map(Response::new).map_err(|r| self.app.fail("GetEvidence", r))
+    async fn get_evidence(
+        &self,
+        req: Request<pb::GetEvidenceRequest>,
+    ) -> Result<Response<pb::StoredEvidence>, Status> {
+        self.evidence(req.into_inner())
+            .map(Response::new)
+            .map_err(|r| self.app.fail("GetEvidence", r))
     }
 }
