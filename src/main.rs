@@ -61,7 +61,8 @@ struct ServeArgs {
     #[arg(long, env = "ATTESTD_CACHE_CAPACITY_MB")]
     cache_capacity_mb: Option<u64>,
     /// Development mode: no configuration needed; data in ./attestd-data,
-    /// 127.0.0.1:50051, and a fresh security-admin token printed at start.
+    /// 127.0.0.1:50051, and fresh tokens printed at start: a security-admin
+    /// and a station (station_id dev-station).
     #[arg(long)]
     dev: bool,
 }
@@ -74,24 +75,38 @@ fn random_token() -> anyhow::Result<String> {
     Ok(format!("atd_{}", attestd_core::ids::hex(&b)))
 }
 
-fn resolve(args: &ServeArgs) -> anyhow::Result<(Resolved, Option<String>)> {
+/// The station principal `--dev` creates (its key is registered by the user).
+const DEV_STATION: &str = "dev-station";
+
+/// Dev-mode tokens: (what, token).
+type DevTokens = Vec<(&'static str, String)>;
+
+fn resolve(args: &ServeArgs) -> anyhow::Result<(Resolved, DevTokens)> {
     let file = match &args.config {
         Some(p) => FileConfig::load(p)?,
         None if args.dev => FileConfig::default(),
         None => bail!("no configuration: pass --config FILE (or ATTESTD_CONFIG), or --dev to try attestd locally"),
     };
     let mut principals: Vec<PrincipalConfig> = file.principals;
-    let mut dev_token = None;
+    let mut dev_tokens = Vec::new();
     if args.dev {
-        let token = random_token()?;
+        let admin = random_token()?;
         principals.push(PrincipalConfig {
             name: "dev-admin".into(),
             role: "security-admin".into(),
-            token_sha256: token_hash(&token),
+            token_sha256: token_hash(&admin),
             station_id: None,
             tenant: None,
         });
-        dev_token = Some(token);
+        let station = random_token()?;
+        principals.push(PrincipalConfig {
+            name: DEV_STATION.into(),
+            role: "station".into(),
+            token_sha256: token_hash(&station),
+            station_id: Some(DEV_STATION.into()),
+            tenant: None,
+        });
+        dev_tokens = vec![("admin", admin), ("station", station)];
     }
     let data_dir = match args.data_dir.clone().or(file.data_dir) {
         Some(d) => d,
@@ -115,7 +130,7 @@ fn resolve(args: &ServeArgs) -> anyhow::Result<(Resolved, Option<String>)> {
             limits: file.limits,
             principals,
         },
-        dev_token,
+        dev_tokens,
     ))
 }
 
@@ -142,7 +157,7 @@ async fn shutdown_signal() {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let (cfg, dev_token) = resolve(&args)?;
+    let (cfg, dev_tokens) = resolve(&args)?;
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
     let store = SledStore::open(
@@ -169,9 +184,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(m) = &metrics_listener {
         println!("attestd metrics on http://{}/metrics", m.local_addr()?);
     }
-    if let Some(t) = &dev_token {
-        println!("attestd dev admin token: {t}");
-        println!("  (security-admin; a new one is made at every --dev start)");
+    for (what, t) in &dev_tokens {
+        println!("attestd dev {what} token: {t}");
+    }
+    if !dev_tokens.is_empty() {
+        println!("  (admin: role security-admin; station: role station for station_id {DEV_STATION}; new tokens at every --dev start)");
     }
     tracing::info!(listen = %local, data_dir = %cfg.data_dir.display(), principals = cfg.principals.len(), "attestd started");
     let parts = ServerParts {
