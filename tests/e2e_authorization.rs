@@ -23,16 +23,36 @@ async fn call(c: &Client, path: &str) -> tonic::Status {
         };
     }
     match path {
-        "/attestd.v1.DeviceAttestation/GetChallenge" => go!(c.device().get_challenge(pb::GetChallengeRequest::default())),
-        "/attestd.v1.DeviceAttestation/SubmitEvidence" => go!(c.device().submit_evidence(pb::SubmitEvidenceRequest::default())),
-        "/attestd.v1.Factory/SubmitRecord" => go!(c.factory().submit_record(pb::SubmitRecordRequest::default())),
-        "/attestd.v1.Factory/GetRecord" => go!(c.factory().get_record(pb::GetRecordRequest::default())),
-        "/attestd.v1.Factory/ListRecords" => go!(c.factory().list_records(pb::ListRecordsRequest::default())),
-        "/attestd.v1.Admin/RegisterStation" => go!(c.admin().register_station(pb::RegisterStationRequest::default())),
-        "/attestd.v1.Admin/RevokeStation" => go!(c.admin().revoke_station(pb::RevokeStationRequest::default())),
-        "/attestd.v1.Admin/ListStations" => go!(c.admin().list_stations(pb::ListStationsRequest::default())),
-        "/attestd.v1.Fleet/ListDeviceHistory" => go!(c.fleet().list_device_history(pb::ListDeviceHistoryRequest::default())),
-        "/attestd.v1.Fleet/GetEvidence" => go!(c.fleet().get_evidence(pb::GetEvidenceRequest::default())),
+        "/attestd.v1.DeviceAttestation/GetChallenge" => {
+            go!(c.device().get_challenge(pb::GetChallengeRequest::default()))
+        }
+        "/attestd.v1.DeviceAttestation/SubmitEvidence" => go!(c
+            .device()
+            .submit_evidence(pb::SubmitEvidenceRequest::default())),
+        "/attestd.v1.Factory/SubmitRecord" => go!(c
+            .factory()
+            .submit_record(pb::SubmitRecordRequest::default())),
+        "/attestd.v1.Factory/GetRecord" => {
+            go!(c.factory().get_record(pb::GetRecordRequest::default()))
+        }
+        "/attestd.v1.Factory/ListRecords" => {
+            go!(c.factory().list_records(pb::ListRecordsRequest::default()))
+        }
+        "/attestd.v1.Admin/RegisterStation" => go!(c
+            .admin()
+            .register_station(pb::RegisterStationRequest::default())),
+        "/attestd.v1.Admin/RevokeStation" => go!(c
+            .admin()
+            .revoke_station(pb::RevokeStationRequest::default())),
+        "/attestd.v1.Admin/ListStations" => {
+            go!(c.admin().list_stations(pb::ListStationsRequest::default()))
+        }
+        "/attestd.v1.Fleet/ListDeviceHistory" => go!(c
+            .fleet()
+            .list_device_history(pb::ListDeviceHistoryRequest::default())),
+        "/attestd.v1.Fleet/GetEvidence" => {
+            go!(c.fleet().get_evidence(pb::GetEvidenceRequest::default()))
+        }
         other => panic!("the matrix test does not know how to call {other}: add it here"),
     }
 }
@@ -48,7 +68,10 @@ fn token_of(role: Role) -> &'static str {
 }
 
 fn refused_by_authorization(s: &tonic::Status) -> bool {
-    matches!((s.code(), reason(s).as_str()), (Code::PermissionDenied, "ROLE_FORBIDDEN") | (Code::Unauthenticated, "NO_CREDENTIALS"))
+    matches!(
+        (s.code(), reason(s).as_str()),
+        (Code::PermissionDenied, "ROLE_FORBIDDEN") | (Code::Unauthenticated, "NO_CREDENTIALS")
+    )
 }
 
 #[test]
@@ -64,10 +87,16 @@ fn every_rpc_of_the_api_is_in_the_matrix() {
     }
     assert!(methods.len() >= 10);
     for m in &methods {
-        assert!(ROUTES.iter().any(|(p, _)| p == m), "{m} has no entry in auth::ROUTES");
+        assert!(
+            ROUTES.iter().any(|(p, _)| p == m),
+            "{m} has no entry in auth::ROUTES"
+        );
     }
     for (p, _) in ROUTES {
-        assert!(methods.contains(&p.to_string()), "{p} is in ROUTES but not in the API");
+        assert!(
+            methods.contains(&p.to_string()),
+            "{p} is in ROUTES but not in the API"
+        );
     }
 }
 
@@ -80,8 +109,15 @@ async fn every_rpc_times_every_role() {
         // No credentials at all.
         let s = call(&anonymous, path).await;
         match access {
-            Access::Public => assert!(!refused_by_authorization(&s), "{path} is public but was refused: {s:?}"),
-            Access::Roles(_) => assert_eq!((s.code(), reason(&s).as_str()), (Code::Unauthenticated, "NO_CREDENTIALS"), "{path} without a token"),
+            Access::Public => assert!(
+                !refused_by_authorization(&s),
+                "{path} is public but was refused: {s:?}"
+            ),
+            Access::Roles(_) => assert_eq!(
+                (s.code(), reason(&s).as_str()),
+                (Code::Unauthenticated, "NO_CREDENTIALS"),
+                "{path} without a token"
+            ),
         }
         for role in Role::ALL {
             let c = anonymous.with_token(Some(token_of(role))).unwrap();
@@ -91,7 +127,11 @@ async fn every_rpc_times_every_role() {
                 Access::Roles(roles) => roles.contains(&role),
             };
             if allowed {
-                assert!(!refused_by_authorization(&s), "{path} as {}: allowed but refused: {s:?}", role.as_str());
+                assert!(
+                    !refused_by_authorization(&s),
+                    "{path} as {}: allowed but refused: {s:?}",
+                    role.as_str()
+                );
             } else {
                 assert_eq!(
                     (s.code(), reason(&s).as_str()),

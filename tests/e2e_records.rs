@@ -12,7 +12,13 @@ use attestd_client::{Client, SigningKey};
 use common::*;
 use tonic::Code;
 
-fn calibration_doc(station_id: &str, sequence: u64, serial: &str, as_left: f64, result: &str) -> CalibrationDoc {
+fn calibration_doc(
+    station_id: &str,
+    sequence: u64,
+    serial: &str,
+    as_left: f64,
+    result: &str,
+) -> CalibrationDoc {
     CalibrationDoc {
         station_id: station_id.into(),
         sequence,
@@ -20,7 +26,10 @@ fn calibration_doc(station_id: &str, sequence: u64, serial: &str, as_left: f64, 
         operator_id: "tech-5521".into(),
         serial: serial.into(),
         calibration_id: format!("CAL-{serial}-{sequence:04}"),
-        procedure: ProcedureDoc { id: "CP-SPO2-7".into(), version: "3".into() },
+        procedure: ProcedureDoc {
+            id: "CP-SPO2-7".into(),
+            version: "3".into(),
+        },
         result: result.into(),
         parameters: vec![ParameterDoc {
             name: "spo2_offset".into(),
@@ -31,23 +40,36 @@ fn calibration_doc(station_id: &str, sequence: u64, serial: &str, as_left: f64, 
             as_found: 0.31,
             as_left,
         }],
-        reference_instruments: vec![InstrumentDoc { id: "REF-ProSim8-4471".into(), due_at: "2027-03-01T00:00:00Z".into() }],
+        reference_instruments: vec![InstrumentDoc {
+            id: "REF-ProSim8-4471".into(),
+            due_at: "2027-03-01T00:00:00Z".into(),
+        }],
         calibration_digest: Digest::of(format!("cal {serial} {sequence}").as_bytes()).to_hex(),
         next_due_at: "2027-11-28T00:00:00Z".into(),
         supersedes: None,
     }
 }
 
-async fn submit_cal(c: &Client, doc: &CalibrationDoc, key: &SigningKey) -> Result<pb::SubmitRecordResponse, tonic::Status> {
+async fn submit_cal(
+    c: &Client,
+    doc: &CalibrationDoc,
+    key: &SigningKey,
+) -> Result<pb::SubmitRecordResponse, tonic::Status> {
     c.factory()
-        .submit_record(pb::SubmitRecordRequest { envelope: Some(sign_calibration(doc, key)) })
+        .submit_record(pb::SubmitRecordRequest {
+            envelope: Some(sign_calibration(doc, key)),
+        })
         .await
         .map(|r| r.into_inner())
 }
 
 async fn records(c: &Client, serial: &str) -> Vec<pb::StoredRecord> {
     c.factory()
-        .list_records(pb::ListRecordsRequest { serial: serial.into(), page_size: 0, page_token: String::new() })
+        .list_records(pb::ListRecordsRequest {
+            serial: serial.into(),
+            page_size: 0,
+            page_token: String::new(),
+        })
         .await
         .unwrap()
         .into_inner()
@@ -58,46 +80,115 @@ async fn records(c: &Client, serial: &str) -> Vec<pb::StoredRecord> {
 async fn calibration_records_follow_the_rules() {
     let server = TestServer::start();
     let admin = server.admin().await;
-    let prov_key = register_station(&admin, "line1-prov", &[pb::RecordKind::Provisioning], &["PM-200"]).await;
-    let cal_key = register_station(&admin, "line1-cal", &[pb::RecordKind::Calibration], &["PM-200"]).await;
+    let prov_key = register_station(
+        &admin,
+        "line1-prov",
+        &[pb::RecordKind::Provisioning],
+        &["PM-200"],
+    )
+    .await;
+    let cal_key = register_station(
+        &admin,
+        "line1-cal",
+        &[pb::RecordKind::Calibration],
+        &["PM-200"],
+    )
+    .await;
     let prov = server.station("line1-prov").await;
     let cal = server.station("line1-cal").await;
     let unit = SigningKey::generate(KeyAlg::Es256).unwrap();
-    let p = provision(&prov, "line1-prov", &prov_key, 1, "PM200-000001", &unit).await.unwrap();
+    let p = provision(&prov, "line1-prov", &prov_key, 1, "PM200-000001", &unit)
+        .await
+        .unwrap();
 
-    let c = submit_cal(&cal, &calibration_doc("line1-cal", 1, "PM200-000001", 0.04, "PASS"), &cal_key).await.expect("calibration accepted");
+    let c = submit_cal(
+        &cal,
+        &calibration_doc("line1-cal", 1, "PM200-000001", 0.04, "PASS"),
+        &cal_key,
+    )
+    .await
+    .expect("calibration accepted");
     assert_eq!(c.kind, pb::RecordKind::Calibration as i32);
     let recs = records(&admin, "PM200-000001").await;
-    assert_eq!(recs.iter().map(|r| r.record_id.clone()).collect::<Vec<_>>(), vec![p.record_id, c.record_id.clone()]);
+    assert_eq!(
+        recs.iter().map(|r| r.record_id.clone()).collect::<Vec<_>>(),
+        vec![p.record_id, c.record_id.clone()]
+    );
     assert_eq!(recs[1].station_id, "line1-cal");
     // GetRecord returns the envelope as received.
-    let got = admin.factory().get_record(pb::GetRecordRequest { record_id: c.record_id.clone() }).await.unwrap().into_inner();
-    assert_eq!(got.envelope.unwrap().payload, recs[1].envelope.clone().unwrap().payload);
-    assert_rejected(admin.factory().get_record(pb::GetRecordRequest { record_id: "rec_nope".into() }).await, Code::NotFound, "RECORD_NOT_FOUND");
+    let got = admin
+        .factory()
+        .get_record(pb::GetRecordRequest {
+            record_id: c.record_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        got.envelope.unwrap().payload,
+        recs[1].envelope.clone().unwrap().payload
+    );
+    assert_rejected(
+        admin
+            .factory()
+            .get_record(pb::GetRecordRequest {
+                record_id: "rec_nope".into(),
+            })
+            .await,
+        Code::NotFound,
+        "RECORD_NOT_FOUND",
+    );
 
     // The unit's evidence is appraised with the calibration record it now has.
-    let ev = boot(&server.client(None).await, "PM200-000001", &unit, 1).await.unwrap();
+    let ev = boot(&server.client(None).await, "PM200-000001", &unit, 1)
+        .await
+        .unwrap();
     assert_eq!(ev.appraisal.unwrap().calibration_record_id, c.record_id);
 
     let before = server.stored();
     // PASS with as_left outside its own tolerance is inconsistent.
     let msg = assert_rejected(
-        submit_cal(&cal, &calibration_doc("line1-cal", 2, "PM200-000001", 0.9, "PASS"), &cal_key).await,
+        submit_cal(
+            &cal,
+            &calibration_doc("line1-cal", 2, "PM200-000001", 0.9, "PASS"),
+            &cal_key,
+        )
+        .await,
         Code::InvalidArgument,
         "FIELD_INVALID",
     );
     assert!(msg.starts_with("parameters[0].as_left"), "{msg}");
     // Calibration of a unit nobody enrolled.
-    assert_rejected(submit_cal(&cal, &calibration_doc("line1-cal", 2, "PM200-999999", 0.0, "PASS"), &cal_key).await, Code::NotFound, "DEVICE_NOT_FOUND");
+    assert_rejected(
+        submit_cal(
+            &cal,
+            &calibration_doc("line1-cal", 2, "PM200-999999", 0.0, "PASS"),
+            &cal_key,
+        )
+        .await,
+        Code::NotFound,
+        "DEVICE_NOT_FOUND",
+    );
     // A provisioning-only station may not calibrate.
     assert_rejected(
-        submit_cal(&prov, &calibration_doc("line1-prov", 2, "PM200-000001", 0.0, "PASS"), &prov_key).await,
+        submit_cal(
+            &prov,
+            &calibration_doc("line1-prov", 2, "PM200-000001", 0.0, "PASS"),
+            &prov_key,
+        )
+        .await,
         Code::PermissionDenied,
         "STATION_NOT_AUTHORIZED",
     );
     assert_eq!(server.stored(), before);
     // A FAIL result is a fact worth recording, out-of-tolerance values and all.
-    submit_cal(&cal, &calibration_doc("line1-cal", 2, "PM200-000001", 0.9, "FAIL"), &cal_key).await.expect("FAIL recorded");
+    submit_cal(
+        &cal,
+        &calibration_doc("line1-cal", 2, "PM200-000001", 0.9, "FAIL"),
+        &cal_key,
+    )
+    .await
+    .expect("FAIL recorded");
     assert_eq!(records(&admin, "PM200-000001").await.len(), 3);
 }
 
@@ -105,7 +196,13 @@ async fn calibration_records_follow_the_rules() {
 async fn a_repaired_unit_is_rekeyed_only_by_a_station_allowed_to() {
     let server = TestServer::start();
     let admin = server.admin().await;
-    let prov_key = register_station(&admin, "line1-prov", &[pb::RecordKind::Provisioning], &["PM-200"]).await;
+    let prov_key = register_station(
+        &admin,
+        "line1-prov",
+        &[pb::RecordKind::Provisioning],
+        &["PM-200"],
+    )
+    .await;
     let depot_key = SigningKey::generate(KeyAlg::Ed25519).unwrap();
     admin
         .admin()
@@ -122,7 +219,9 @@ async fn a_repaired_unit_is_rekeyed_only_by_a_station_allowed_to() {
     let depot = server.station("line2-prov").await;
     let device = server.client(None).await;
     let old = SigningKey::generate(KeyAlg::Es256).unwrap();
-    let first = provision(&prov, "line1-prov", &prov_key, 1, "PM200-000001", &old).await.unwrap();
+    let first = provision(&prov, "line1-prov", &prov_key, 1, "PM200-000001", &old)
+        .await
+        .unwrap();
     boot(&device, "PM200-000001", &old, 1).await.unwrap();
 
     let new = SigningKey::generate(KeyAlg::Es256).unwrap();
@@ -134,39 +233,85 @@ async fn a_repaired_unit_is_rekeyed_only_by_a_station_allowed_to() {
     // Not allowed to re-key, even naming the right record.
     let d = rekey("line1-prov", 2, Some(first.record_id.clone()));
     assert_rejected(
-        prov.factory().submit_record(pb::SubmitRecordRequest { envelope: Some(sign_provisioning(&d, &prov_key)) }).await,
+        prov.factory()
+            .submit_record(pb::SubmitRecordRequest {
+                envelope: Some(sign_provisioning(&d, &prov_key)),
+            })
+            .await,
         Code::AlreadyExists,
         "SERIAL_ENROLLED",
     );
     // Allowed, but naming no record or the wrong one.
-    for sup in [None, Some("rec_00000000000000000000000000000000".to_string())] {
+    for sup in [
+        None,
+        Some("rec_00000000000000000000000000000000".to_string()),
+    ] {
         let d = rekey("line2-prov", 1, sup);
         assert_rejected(
-            depot.factory().submit_record(pb::SubmitRecordRequest { envelope: Some(sign_provisioning(&d, &depot_key)) }).await,
+            depot
+                .factory()
+                .submit_record(pb::SubmitRecordRequest {
+                    envelope: Some(sign_provisioning(&d, &depot_key)),
+                })
+                .await,
             Code::AlreadyExists,
             "SERIAL_ENROLLED",
         );
     }
     // Allowed and naming the current provisioning record.
     let d = rekey("line2-prov", 1, Some(first.record_id.clone()));
-    depot.factory().submit_record(pb::SubmitRecordRequest { envelope: Some(sign_provisioning(&d, &depot_key)) }).await.expect("re-key accepted");
+    depot
+        .factory()
+        .submit_record(pb::SubmitRecordRequest {
+            envelope: Some(sign_provisioning(&d, &depot_key)),
+        })
+        .await
+        .expect("re-key accepted");
     // The old key no longer speaks for the unit; the new one does.
-    assert_rejected(boot(&device, "PM200-000001", &old, 2).await, Code::Unauthenticated, "SIGNATURE_INVALID");
-    boot(&device, "PM200-000001", &new, 2).await.expect("new key boots");
+    assert_rejected(
+        boot(&device, "PM200-000001", &old, 2).await,
+        Code::Unauthenticated,
+        "SIGNATURE_INVALID",
+    );
+    boot(&device, "PM200-000001", &new, 2)
+        .await
+        .expect("new key boots");
     // The old key is free again (a replacement board may carry it elsewhere).
-    provision(&prov, "line1-prov", &prov_key, 3, "PM200-000002", &old).await.expect("old key reusable");
+    provision(&prov, "line1-prov", &prov_key, 3, "PM200-000002", &old)
+        .await
+        .expect("old key reusable");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoked_stations_are_refused_and_listed() {
     let server = TestServer::start();
     let admin = server.admin().await;
-    let prov_key = register_station(&admin, "line1-prov", &[pb::RecordKind::Provisioning], &["PM-200"]).await;
-    register_station(&admin, "line1-cal", &[pb::RecordKind::Calibration], &["PM-200"]).await;
-    register_station(&admin, "line2-prov", &[pb::RecordKind::Provisioning], &["*"]).await;
+    let prov_key = register_station(
+        &admin,
+        "line1-prov",
+        &[pb::RecordKind::Provisioning],
+        &["PM-200"],
+    )
+    .await;
+    register_station(
+        &admin,
+        "line1-cal",
+        &[pb::RecordKind::Calibration],
+        &["PM-200"],
+    )
+    .await;
+    register_station(
+        &admin,
+        "line2-prov",
+        &[pb::RecordKind::Provisioning],
+        &["*"],
+    )
+    .await;
     let prov = server.station("line1-prov").await;
     let unit = SigningKey::generate(KeyAlg::Es256).unwrap();
-    provision(&prov, "line1-prov", &prov_key, 1, "PM200-000001", &unit).await.unwrap();
+    provision(&prov, "line1-prov", &prov_key, 1, "PM200-000001", &unit)
+        .await
+        .unwrap();
 
     // Registering an id twice is refused.
     let dup = admin
@@ -199,19 +344,32 @@ async fn revoked_stations_are_refused_and_listed() {
 
     let revoked = admin
         .admin()
-        .revoke_station(pb::RevokeStationRequest { station_id: "line1-prov".into(), reason: "key leaked".into() })
+        .revoke_station(pb::RevokeStationRequest {
+            station_id: "line1-prov".into(),
+            reason: "key leaked".into(),
+        })
         .await
         .unwrap()
         .into_inner();
     assert!(revoked.revoked);
     assert_rejected(
-        admin.admin().revoke_station(pb::RevokeStationRequest { station_id: "nope".into(), reason: "x".into() }).await,
+        admin
+            .admin()
+            .revoke_station(pb::RevokeStationRequest {
+                station_id: "nope".into(),
+                reason: "x".into(),
+            })
+            .await,
         Code::NotFound,
         "STATION_NOT_FOUND",
     );
     let unit2 = SigningKey::generate(KeyAlg::Es256).unwrap();
     let before = server.stored();
-    assert_rejected(provision(&prov, "line1-prov", &prov_key, 2, "PM200-000002", &unit2).await, Code::PermissionDenied, "STATION_REVOKED");
+    assert_rejected(
+        provision(&prov, "line1-prov", &prov_key, 2, "PM200-000002", &unit2).await,
+        Code::PermissionDenied,
+        "STATION_REVOKED",
+    );
     assert_eq!(server.stored(), before);
 
     // Listing pages through all three, in id order.
@@ -220,7 +378,10 @@ async fn revoked_stations_are_refused_and_listed() {
     loop {
         let page = admin
             .admin()
-            .list_stations(pb::ListStationsRequest { page_size: 1, page_token: token.clone() })
+            .list_stations(pb::ListStationsRequest {
+                page_size: 1,
+                page_token: token.clone(),
+            })
             .await
             .unwrap()
             .into_inner();

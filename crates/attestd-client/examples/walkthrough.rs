@@ -22,11 +22,18 @@ use attestd_client::{Client, SigningKey};
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [admin_token, station_token] = args.as_slice() else {
-        eprintln!("usage: walkthrough <admin-token> <station-token>   (printed by `attestd serve --dev`)");
+        eprintln!(
+            "usage: walkthrough <admin-token> <station-token>   (printed by `attestd serve --dev`)"
+        );
         std::process::exit(2);
     };
-    let endpoint = std::env::var("ATTESTD_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:50051".into());
-    let now = UnixTime(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64);
+    let endpoint =
+        std::env::var("ATTESTD_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:50051".into());
+    let now = UnixTime(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs() as i64,
+    );
     let admin = Client::connect(&endpoint, Some(admin_token)).await?;
     let station = admin.with_token(Some(station_token))?;
     let device = admin.with_token(None)?;
@@ -39,13 +46,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .register_station(pb::RegisterStationRequest {
             station_id: station_id.into(),
             public_key: station_key.public_key().spki_der().to_vec(),
-            allowed_kinds: vec![pb::RecordKind::Provisioning as i32, pb::RecordKind::Calibration as i32],
+            allowed_kinds: vec![
+                pb::RecordKind::Provisioning as i32,
+                pb::RecordKind::Calibration as i32,
+            ],
             allowed_models: vec!["PM-200".into()],
             allow_rekey: false,
         })
         .await;
     match registered {
-        Ok(s) => println!("1. registered station {} (key {})", station_id, s.into_inner().key_id),
+        Ok(s) => println!(
+            "1. registered station {} (key {})",
+            station_id,
+            s.into_inner().key_id
+        ),
         Err(e) => {
             eprintln!("registering {station_id} failed: {} (this walk-through needs a fresh --dev data directory)", e.message());
             std::process::exit(1);
@@ -65,7 +79,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         udi: None,
         model: "PM-200".into(),
         hw_version: "B".into(),
-        device_key: DeviceKeyDoc { alg: "ES256".into(), spki_der: spki_base64(&device_key) },
+        device_key: DeviceKeyDoc {
+            alg: "ES256".into(),
+            spki_der: spki_base64(&device_key),
+        },
         firmware: vec![FirmwareDoc {
             name: "bootloader".into(),
             version: "2.1.0".into(),
@@ -76,7 +93,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let rec = station
         .factory()
-        .submit_record(pb::SubmitRecordRequest { envelope: Some(sign_provisioning(&doc, &station_key)) })
+        .submit_record(pb::SubmitRecordRequest {
+            envelope: Some(sign_provisioning(&doc, &station_key)),
+        })
         .await?
         .into_inner();
     println!("2. enrolled {serial}: record {}", rec.record_id);
@@ -84,15 +103,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 3. The unit boots: challenge, then signed evidence.
     let nonce = device
         .device()
-        .get_challenge(pb::GetChallengeRequest { serial: serial.clone() })
+        .get_challenge(pb::GetChallengeRequest {
+            serial: serial.clone(),
+        })
         .await?
         .into_inner()
         .nonce;
-    let mut claims: Claims = sample_claims(&Serial::parse(&serial, Reason::FieldInvalid, "serial")?, "PM-200", "B", 1, now);
+    let mut claims: Claims = sample_claims(
+        &Serial::parse(&serial, Reason::FieldInvalid, "serial")?,
+        "PM-200",
+        "B",
+        1,
+        now,
+    );
     claims.nonce = Some(nonce);
     let resp = device
         .device()
-        .submit_evidence(pb::SubmitEvidenceRequest { evidence: sign_evidence(&claims, &device_key) })
+        .submit_evidence(pb::SubmitEvidenceRequest {
+            evidence: sign_evidence(&claims, &device_key),
+        })
         .await?
         .into_inner();
     let a = resp.appraisal.unwrap_or_default();
@@ -106,7 +135,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 4. Replaying the same evidence is refused and changes nothing.
     let replay = device
         .device()
-        .submit_evidence(pb::SubmitEvidenceRequest { evidence: sign_evidence(&claims, &device_key) })
+        .submit_evidence(pb::SubmitEvidenceRequest {
+            evidence: sign_evidence(&claims, &device_key),
+        })
         .await;
     if let Err(e) = replay {
         println!("4. replay refused: {:?} {}", e.code(), e.message());
@@ -115,14 +146,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 5. The unit's history, as an auditor or admin sees it.
     let h = admin
         .fleet()
-        .list_device_history(pb::ListDeviceHistoryRequest { serial: serial.clone(), page_size: 0, page_token: String::new() })
+        .list_device_history(pb::ListDeviceHistoryRequest {
+            serial: serial.clone(),
+            page_size: 0,
+            page_token: String::new(),
+        })
         .await?
         .into_inner();
     println!("5. history of {serial}:");
     for e in h.entries {
         match e.entry {
-            Some(pb::history_entry::Entry::Record(r)) => println!("   record   {} (station {}, sequence {})", r.record_id, r.station_id, r.sequence),
-            Some(pb::history_entry::Entry::Evidence(ev)) => println!("   evidence {} (bootcount {}, nonce-fresh {})", ev.evidence_id, ev.bootcount, ev.nonce_fresh),
+            Some(pb::history_entry::Entry::Record(r)) => println!(
+                "   record   {} (station {}, sequence {})",
+                r.record_id, r.station_id, r.sequence
+            ),
+            Some(pb::history_entry::Entry::Evidence(ev)) => println!(
+                "   evidence {} (bootcount {}, nonce-fresh {})",
+                ev.evidence_id, ev.bootcount, ev.nonce_fresh
+            ),
             None => {}
         }
     }
