@@ -108,13 +108,21 @@ macro_rules! refused {
 async fn bad_evidence_is_refused_and_stores_nothing() {
     let w = World::new(Options::default()).await;
 
-    // Signed by the wrong key (the other unit's).
+    // Signed by the wrong key (the other unit's): also a security event, since
+    // someone is forging evidence for an enrolled unit.
+    let events = w.server.metric("attestd_security_events_total");
     let c = w.fresh_claims().await;
     refused!(
         w,
         Code::Unauthenticated,
         "SIGNATURE_INVALID",
         submit(&w.device, sign_evidence(&c, &w.other_key))
+    );
+    assert_eq!(w.server.metric("attestd_security_events_total"), events + 1);
+    assert!(
+        w.server
+            .metric("attestd_rejected_total{reason=\"SIGNATURE_INVALID\"}")
+            >= 1
     );
 
     // One bit flipped in the signature (the last byte of the token).
@@ -215,11 +223,17 @@ async fn bad_evidence_is_refused_and_stores_nothing() {
     // A serial nobody enrolled.
     let mut c = claims("PM200-999999", 1);
     c.nonce = Some(vec![1; 32]);
+    let events = w.server.metric("attestd_security_events_total");
     refused!(
         w,
         Code::Unauthenticated,
         "UNKNOWN_DEVICE",
         submit(&w.device, sign_evidence(&c, &w.key))
+    );
+    assert_eq!(
+        w.server.metric("attestd_security_events_total"),
+        events,
+        "no unit to warn about"
     );
     // Signed with a payload that is not a claims set at all.
     refused!(
