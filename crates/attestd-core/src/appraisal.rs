@@ -1,19 +1,145 @@
-//! Appraisal: the verdict on one piece of evidence, as a pure function of
-//! its inputs (design invariant 4). This first version evaluates instance
-//! identity; baselines, and with them firmware and calibration checks, come
-//! next. Until then every verdict honestly says `NO_BASELINE`.
+//! Appraisal: the verdict on a unit's evidence as a pure function of
+//! (evidence, the unit's records, baseline, history, now) — design
+//! invariant 4. Every failing check is collected, in a fixed order, so the
+//! same inputs always give the same verdict and the same reasons.
+//! The rules are those of `appraisal.md`.
 
+use crate::baseline::Baseline;
 use crate::evidence::Claims;
+use crate::ids::Digest;
+use crate::record::{Calibration, CalibrationResult};
 use crate::time::UnixTime;
 
 /// AR4SI overall tier.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Tier {
     /// Nothing to appraise against.
     None,
     Affirming,
     Warning,
     Contraindicated,
+}
+
+impl Tier {
+    /// The tier band of one trust-claim value.
+    pub fn of_value(v: i8) -> Tier {
+        match v {
+            0 | 1 | -1 => Tier::None,
+            2..=31 | -32..=-2 => Tier::Affirming,
+            32..=95 | -96..=-33 => Tier::Warning,
+            _ => Tier::Contraindicated,
+        }
+    }
+}
+
+/// The device status of the fleet view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Status {
+    Trusted,
+    Warning,
+    Untrusted,
+    Stale,
+    Unknown,
+    Quarantined,
+}
+
+impl Status {
+    pub const ALL: [Status; 6] = [
+        Status::Trusted,
+        Status::Warning,
+        Status::Untrusted,
+        Status::Stale,
+        Status::Unknown,
+        Status::Quarantined,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Trusted => "TRUSTED",
+            Status::Warning => "WARNING",
+            Status::Untrusted => "UNTRUSTED",
+            Status::Stale => "STALE",
+            Status::Unknown => "UNKNOWN",
+            Status::Quarantined => "QUARANTINED",
+        }
+    }
+}
+
+/// The AR4SI claims attestd evaluates, in reason order; `Freshness` is the
+/// pseudo-claim of `FRESHNESS_UNVERIFIED`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Claim {
+    InstanceIdentity,
+    Hardware,
+    Executables,
+    Configuration,
+    SourcedData,
+    Freshness,
+}
+
+impl Claim {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Claim::InstanceIdentity => "instance_identity",
+            Claim::Hardware => "hardware",
+            Claim::Executables => "executables",
+            Claim::Configuration => "configuration",
+            Claim::SourcedData => "sourced_data",
+            Claim::Freshness => "freshness",
+        }
+    }
+}
+
+macro_rules! codes {
+    ($($variant:ident => $text:literal, $claim:ident, $value:expr;)*) => {
+        /// The reason codes of appraisal.md, each with its claim and value.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Code { $($variant,)* }
+
+        impl Code {
+            pub const ALL: &'static [Code] = &[$(Code::$variant,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $(Code::$variant => $text,)* }
+            }
+
+            pub fn claim(self) -> Claim {
+                match self { $(Code::$variant => Claim::$claim,)* }
+            }
+
+            /// The trust-claim value this finding sets (0 for freshness).
+            pub fn value(self) -> i8 {
+                match self { $(Code::$variant => $value,)* }
+            }
+
+            pub fn parse(s: &str) -> Option<Code> {
+                match s { $($text => Some(Code::$variant),)* _ => None }
+            }
+        }
+    };
+}
+
+codes! {
+    IdentityMismatch => "IDENTITY_MISMATCH", InstanceIdentity, 96;
+    BootcountRegressed => "BOOTCOUNT_REGRESSED", InstanceIdentity, 96;
+    DeviceRevoked => "DEVICE_REVOKED", InstanceIdentity, 96;
+    NoBaseline => "NO_BASELINE", Hardware, 0;
+    FirmwareUnapproved => "FIRMWARE_UNAPPROVED", Executables, 96;
+    FirmwareRevoked => "FIRMWARE_REVOKED", Executables, 96;
+    FirmwareRollback => "FIRMWARE_ROLLBACK", Executables, 96;
+    ComponentMissing => "COMPONENT_MISSING", Executables, 96;
+    ComponentUnexpected => "COMPONENT_UNEXPECTED", Executables, 96;
+    SecureBootDisabled => "SECURE_BOOT_DISABLED", Configuration, 96;
+    DebugEnabled => "DEBUG_ENABLED", Configuration, 96;
+    CalibrationMismatch => "CALIBRATION_MISMATCH", Configuration, -97;
+    CalibrationMissing => "CALIBRATION_MISSING", Configuration, -98;
+    CalibrationFailed => "CALIBRATION_FAILED", Configuration, -99;
+    CalibrationOutOfRange => "CALIBRATION_OUT_OF_RANGE", Configuration, -100;
+    CalibrationOverdue => "CALIBRATION_OVERDUE", Configuration, 32;
+    CalibrationUnconfirmed => "CALIBRATION_UNCONFIRMED", Configuration, 32;
+    StationRevoked => "STATION_REVOKED", SourcedData, 96;
+    CalibrationReferenceExpired => "CALIBRATION_REFERENCE_EXPIRED", SourcedData, 32;
+    FreshnessUnverified => "FRESHNESS_UNVERIFIED", Freshness, 0;
 }
 
 /// The eight AR4SI trust claims.
@@ -30,7 +156,8 @@ pub struct TrustVector {
 }
 
 impl TrustVector {
-    fn values(&self) -> [i8; 8] {
+    /// In the fixed AR4SI order.
+    pub fn values(&self) -> [i8; 8] {
         [
             self.instance_identity,
             self.configuration,
@@ -43,21 +170,74 @@ impl TrustVector {
         ]
     }
 
+    pub fn from_values(v: [i8; 8]) -> TrustVector {
+        TrustVector {
+            instance_identity: v[0],
+            configuration: v[1],
+            executables: v[2],
+            file_system: v[3],
+            hardware: v[4],
+            runtime_opaque: v[5],
+            storage_opaque: v[6],
+            sourced_data: v[7],
+        }
+    }
+
+    fn set(&mut self, c: Claim, v: i8) {
+        match c {
+            Claim::InstanceIdentity => self.instance_identity = v,
+            Claim::Hardware => self.hardware = v,
+            Claim::Executables => self.executables = v,
+            Claim::Configuration => self.configuration = v,
+            Claim::SourcedData => self.sourced_data = v,
+            Claim::Freshness => {}
+        }
+    }
+
     /// Whether any claim is in a contraindicated range (96..127, -97..-128).
     pub fn any_contraindicated(&self) -> bool {
-        self.values().iter().any(|&v| v >= 96 || v <= -97)
+        self.values()
+            .iter()
+            .any(|&v| Tier::of_value(v) == Tier::Contraindicated)
+    }
+
+    pub fn any_warning(&self) -> bool {
+        self.values()
+            .iter()
+            .any(|&v| Tier::of_value(v) == Tier::Warning)
     }
 }
 
 /// One reason an appraisal is not AFFIRMING.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finding {
-    pub code: &'static str,
-    pub claim: &'static str,
+    pub code: Code,
     pub component: String,
     pub expected: String,
     pub actual: String,
     pub detail: String,
+}
+
+impl Finding {
+    fn new(
+        code: Code,
+        expected: impl Into<String>,
+        actual: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Finding {
+        Finding {
+            code,
+            component: String::new(),
+            expected: expected.into(),
+            actual: actual.into(),
+            detail: detail.into(),
+        }
+    }
+
+    fn component(mut self, c: &str) -> Finding {
+        self.component = c.to_owned();
+        self
+    }
 }
 
 /// A verdict and the ids of the inputs it was computed from.
@@ -74,88 +254,479 @@ pub struct Appraisal {
     pub appraised_at: UnixTime,
 }
 
-/// What attestd knows about a unit when its evidence is appraised.
-#[derive(Clone, Debug)]
-pub struct UnitContext<'a> {
-    pub model: &'a str,
-    pub hw_version: &'a str,
-    pub provisioning_record_id: &'a str,
-    /// Latest calibration record id, empty if none.
-    pub calibration_record_id: &'a str,
-    /// Highest boot counter accepted before this evidence.
-    pub highest_bootcount: Option<u64>,
+impl Appraisal {
+    pub fn has(&self, code: Code) -> bool {
+        self.findings.iter().any(|f| f.code == code)
+    }
 }
 
-/// Appraises `claims` (already authenticated) for the unit in `ctx`.
-pub fn appraise(
-    claims: &Claims,
-    nonce_fresh: bool,
-    ctx: &UnitContext<'_>,
-    evidence_id: &str,
-    now: UnixTime,
-) -> Appraisal {
-    let mut findings = Vec::new();
-    let mut vector = TrustVector {
-        instance_identity: 2,
-        ..TrustVector::default()
-    };
-    if claims.hwmodel != ctx.model {
-        vector.instance_identity = 96;
-        findings.push(Finding {
-            code: "IDENTITY_MISMATCH",
-            claim: "instance_identity",
-            component: String::new(),
-            expected: ctx.model.to_owned(),
-            actual: claims.hwmodel.clone(),
-            detail: "hwmodel differs from the provisioning record".into(),
-        });
-    }
-    if claims.hwversion.version != ctx.hw_version {
-        vector.instance_identity = 96;
-        findings.push(Finding {
-            code: "IDENTITY_MISMATCH",
-            claim: "instance_identity",
-            component: String::new(),
-            expected: ctx.hw_version.to_owned(),
-            actual: claims.hwversion.version.clone(),
-            detail: "hwversion differs from the provisioning record".into(),
-        });
-    }
-    if let Some(h) = ctx.highest_bootcount {
-        if nonce_fresh && claims.bootcount < h {
-            vector.instance_identity = 96;
-            findings.push(Finding {
-                code: "BOOTCOUNT_REGRESSED",
-                claim: "instance_identity",
-                component: String::new(),
-                expected: format!(">= {h}"),
-                actual: claims.bootcount.to_string(),
-                detail: "boot counter went backwards: a cloned key or a reset counter".into(),
-            });
+/// What the latest calibration record says, as appraisal needs it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CalibrationFacts {
+    pub record_id: String,
+    pub station_id: String,
+    pub result: CalibrationResult,
+    pub performed_at: UnixTime,
+    /// When attestd accepted the record (its clock), to order it against evidence.
+    pub received_at_ms: i64,
+    pub next_due_at: UnixTime,
+    pub digest: Digest,
+    /// (name, as_left) of each parameter.
+    pub parameters: Vec<(String, f64)>,
+    /// (id, due_at) of each reference instrument.
+    pub instruments: Vec<(String, UnixTime)>,
+}
+
+impl CalibrationFacts {
+    pub fn from_record(c: &Calibration, record_id: &str, received_at_ms: i64) -> CalibrationFacts {
+        CalibrationFacts {
+            record_id: record_id.to_owned(),
+            station_id: c.station_id.as_str().to_owned(),
+            result: c.result,
+            performed_at: c.performed_at,
+            received_at_ms,
+            next_due_at: c.next_due_at,
+            digest: c.calibration_digest,
+            parameters: c
+                .parameters
+                .iter()
+                .map(|p| (p.name.clone(), p.as_left))
+                .collect(),
+            instruments: c
+                .reference_instruments
+                .iter()
+                .map(|i| (i.id.clone(), i.due_at))
+                .collect(),
         }
     }
-    findings.push(Finding {
-        code: "NO_BASELINE",
-        claim: "hardware",
-        component: String::new(),
-        expected: format!("an active baseline for {} {}", ctx.model, ctx.hw_version),
-        actual: "none".into(),
-        detail: "no baseline covers this model and hardware version".into(),
-    });
+}
+
+/// What attestd knows about a unit, from its records and admin actions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UnitFacts {
+    pub model: String,
+    pub hw_version: String,
+    pub provisioning_record_id: String,
+    pub provisioning_station_id: String,
+    /// Revoked by a security admin.
+    pub revoked: bool,
+    pub calibration: Option<CalibrationFacts>,
+    /// Stations relied on (provisioning, calibration) that are revoked now.
+    pub revoked_stations: Vec<String>,
+}
+
+/// One piece of authenticated evidence and the unit's history when it was accepted.
+#[derive(Clone, Debug)]
+pub struct EvidenceFacts<'a> {
+    pub claims: &'a Claims,
+    pub evidence_id: &'a str,
+    pub nonce_fresh: bool,
+    pub received_at_ms: i64,
+    /// Highest boot counter accepted before this evidence.
+    pub prior_bootcount: Option<u64>,
+    /// Highest svn accepted before this evidence, per component name.
+    pub prior_svns: &'a [(String, u64)],
+}
+
+/// Appraises one piece of evidence. Pure: everything it depends on is an argument.
+pub fn appraise(
+    ev: &EvidenceFacts<'_>,
+    unit: &UnitFacts,
+    baseline: Option<&Baseline>,
+    now: UnixTime,
+) -> Appraisal {
+    let c = ev.claims;
+    let mut findings: Vec<Finding> = Vec::new();
+
+    // instance_identity
+    if c.hwmodel != unit.model {
+        findings.push(Finding::new(
+            Code::IdentityMismatch,
+            &unit.model,
+            &c.hwmodel,
+            "hwmodel differs from the provisioning record",
+        ));
+    }
+    if c.hwversion.version != unit.hw_version {
+        findings.push(Finding::new(
+            Code::IdentityMismatch,
+            &unit.hw_version,
+            &c.hwversion.version,
+            "hwversion differs from the provisioning record",
+        ));
+    }
+    if let Some(h) = ev.prior_bootcount {
+        if ev.nonce_fresh && c.bootcount < h {
+            findings.push(Finding::new(
+                Code::BootcountRegressed,
+                format!(">= {h}"),
+                c.bootcount.to_string(),
+                "boot counter went backwards: a cloned key or a reset counter",
+            ));
+        }
+    }
+    if unit.revoked {
+        findings.push(Finding::new(
+            Code::DeviceRevoked,
+            "not revoked",
+            "revoked",
+            "the unit was revoked by a security admin",
+        ));
+    }
+
+    // hardware
+    let baseline = baseline.filter(|b| b.covers(&unit.model, &unit.hw_version));
+    if baseline.is_none() {
+        findings.push(Finding::new(
+            Code::NoBaseline,
+            format!("an active baseline for {} {}", unit.model, unit.hw_version),
+            "none",
+            "no active baseline covers this model and hardware version",
+        ));
+    }
+
+    if let Some(b) = baseline {
+        executables(c, ev.prior_svns, b, &mut findings);
+        configuration(ev, unit, b, now, &mut findings);
+    }
+    sourced_data(unit, &mut findings);
+    if let Some(b) = baseline {
+        if !ev.nonce_fresh && b.nonce_required {
+            findings.push(Finding::new(
+                Code::FreshnessUnverified,
+                "nonce-fresh evidence",
+                "deferred evidence (no nonce)",
+                "the baseline requires a nonce; deferred evidence is capped at WARNING",
+            ));
+        }
+    }
+
+    // Reasons in claim order, then component name; checks keep their order within.
+    findings.sort_by(|a, b| (a.code.claim(), &a.component).cmp(&(b.code.claim(), &b.component)));
+
+    let mut vector = TrustVector {
+        instance_identity: 2,
+        hardware: if baseline.is_some() { 2 } else { 0 },
+        executables: if baseline.is_some() { 3 } else { 0 },
+        configuration: if baseline.is_some() { 2 } else { 0 },
+        sourced_data: 2,
+        ..TrustVector::default()
+    };
+    for claim in [
+        Claim::InstanceIdentity,
+        Claim::Hardware,
+        Claim::Executables,
+        Claim::Configuration,
+        Claim::SourcedData,
+    ] {
+        // The most severe finding of the claim sets its value; the first one among equals.
+        let mut worst: Option<&Finding> = None;
+        for f in findings.iter().filter(|f| f.code.claim() == claim) {
+            if worst.is_none_or(|w| Tier::of_value(f.code.value()) > Tier::of_value(w.code.value()))
+            {
+                worst = Some(f);
+            }
+        }
+        if let Some(f) = worst {
+            vector.set(claim, f.code.value());
+        }
+    }
+    let freshness_unverified = findings.iter().any(|f| f.code == Code::FreshnessUnverified);
     let tier = if vector.any_contraindicated() {
         Tier::Contraindicated
-    } else {
+    } else if baseline.is_none() {
         Tier::None
+    } else if vector.any_warning() || freshness_unverified {
+        Tier::Warning
+    } else {
+        Tier::Affirming
     };
     Appraisal {
         tier,
         vector,
         findings,
-        evidence_id: evidence_id.to_owned(),
-        baseline_model: String::new(),
-        baseline_version: 0,
-        provisioning_record_id: ctx.provisioning_record_id.to_owned(),
-        calibration_record_id: ctx.calibration_record_id.to_owned(),
+        evidence_id: ev.evidence_id.to_owned(),
+        baseline_model: baseline
+            .map(|b| b.model.as_str().to_owned())
+            .unwrap_or_default(),
+        baseline_version: baseline.map_or(0, |b| b.version),
+        provisioning_record_id: unit.provisioning_record_id.clone(),
+        calibration_record_id: unit
+            .calibration
+            .as_ref()
+            .map(|c| c.record_id.clone())
+            .unwrap_or_default(),
         appraised_at: now,
     }
+}
+
+fn executables(c: &Claims, prior_svns: &[(String, u64)], b: &Baseline, out: &mut Vec<Finding>) {
+    for comp in &c.components {
+        let Some(policy) = b.components.iter().find(|p| p.name == comp.name) else {
+            out.push(
+                Finding::new(
+                    Code::ComponentUnexpected,
+                    "a component named in the baseline",
+                    &comp.name,
+                    "the baseline has no such component",
+                )
+                .component(&comp.name),
+            );
+            continue;
+        };
+        if let Some(why) = b.revoked_reason(&comp.digest) {
+            out.push(
+                Finding::new(
+                    Code::FirmwareRevoked,
+                    "a digest not revoked",
+                    comp.digest.to_hex(),
+                    format!("revoked: {why}"),
+                )
+                .component(&comp.name),
+            );
+        } else if !policy
+            .approved
+            .iter()
+            .any(|a| a.digest == comp.digest && a.svn == comp.svn)
+        {
+            let expected = policy
+                .approved
+                .iter()
+                .map(|a| format!("{} (svn {})", a.version, a.svn))
+                .collect::<Vec<_>>()
+                .join(", ");
+            out.push(
+                Finding::new(
+                    Code::FirmwareUnapproved,
+                    expected,
+                    format!("{} svn {} {}", comp.version, comp.svn, comp.digest.to_hex()),
+                    "the measured image is not an approved build of this component",
+                )
+                .component(&comp.name),
+            );
+        }
+        if comp.svn < policy.min_svn {
+            out.push(
+                Finding::new(
+                    Code::FirmwareRollback,
+                    format!("svn >= {}", policy.min_svn),
+                    comp.svn.to_string(),
+                    "below the baseline's min_svn",
+                )
+                .component(&comp.name),
+            );
+        } else if let Some((_, prior)) = prior_svns.iter().find(|(n, _)| *n == comp.name) {
+            if comp.svn < *prior {
+                out.push(
+                    Finding::new(
+                        Code::FirmwareRollback,
+                        format!("svn >= {prior}"),
+                        comp.svn.to_string(),
+                        "below the highest svn this unit ran",
+                    )
+                    .component(&comp.name),
+                );
+            }
+        }
+    }
+    for policy in &b.components {
+        if !c.components.iter().any(|x| x.name == policy.name) {
+            out.push(
+                Finding::new(
+                    Code::ComponentMissing,
+                    &policy.name,
+                    "absent",
+                    "a component of the baseline was not reported",
+                )
+                .component(&policy.name),
+            );
+        }
+    }
+}
+
+fn configuration(
+    ev: &EvidenceFacts<'_>,
+    unit: &UnitFacts,
+    b: &Baseline,
+    now: UnixTime,
+    out: &mut Vec<Finding>,
+) {
+    let c = ev.claims;
+    if b.require_secure_boot && !c.secure_boot {
+        out.push(Finding::new(
+            Code::SecureBootDisabled,
+            "true",
+            "false",
+            "the baseline requires secure boot",
+        ));
+    }
+    if c.dbgstat < b.min_dbgstat {
+        out.push(Finding::new(
+            Code::DebugEnabled,
+            format!("dbgstat >= {}", b.min_dbgstat),
+            c.dbgstat.to_string(),
+            "debug access is more open than the baseline allows",
+        ));
+    }
+    if !b.calibration_required {
+        return;
+    }
+    let (Some(rec), Some(claim)) = (&unit.calibration, &c.calibration) else {
+        let detail = if unit.calibration.is_none() {
+            "no calibration record for this unit"
+        } else {
+            "the evidence reports no calibration data set"
+        };
+        out.push(Finding::new(
+            Code::CalibrationMissing,
+            "a calibration record and claim",
+            "none",
+            detail,
+        ));
+        return;
+    };
+    if claim.digest != rec.digest {
+        if ev.received_at_ms > rec.received_at_ms {
+            out.push(Finding::new(
+                Code::CalibrationMismatch,
+                rec.digest.to_hex(),
+                claim.digest.to_hex(),
+                format!(
+                    "calibration changed outside an authorised calibration (record {})",
+                    rec.record_id
+                ),
+            ));
+        } else {
+            out.push(Finding::new(
+                Code::CalibrationUnconfirmed,
+                rec.digest.to_hex(),
+                claim.digest.to_hex(),
+                "a newer calibration record awaits the unit's next boot",
+            ));
+        }
+    }
+    if rec.result == CalibrationResult::Fail {
+        out.push(Finding::new(
+            Code::CalibrationFailed,
+            "PASS",
+            "FAIL",
+            format!("record {}", rec.record_id),
+        ));
+    }
+    for bound in &b.parameters {
+        match rec.parameters.iter().find(|(n, _)| *n == bound.name) {
+            None => out.push(
+                Finding::new(
+                    Code::CalibrationOutOfRange,
+                    format!("[{}, {}]", bound.min, bound.max),
+                    "absent",
+                    "a required parameter is not in the record",
+                )
+                .component(&bound.name),
+            ),
+            Some((_, v)) if !(bound.min..=bound.max).contains(v) => out.push(
+                Finding::new(
+                    Code::CalibrationOutOfRange,
+                    format!("[{}, {}]", bound.min, bound.max),
+                    v.to_string(),
+                    "as_left outside the baseline's bounds",
+                )
+                .component(&bound.name),
+            ),
+            Some(_) => {}
+        }
+    }
+    let due = calibration_due(rec, b);
+    if now > due {
+        out.push(Finding::new(
+            Code::CalibrationOverdue,
+            format!("by {due}"),
+            now.to_string(),
+            "calibration is overdue",
+        ));
+    }
+}
+
+/// When the unit's calibration falls due under this baseline.
+pub fn calibration_due(rec: &CalibrationFacts, b: &Baseline) -> UnixTime {
+    rec.next_due_at.min(
+        rec.performed_at
+            .plus_seconds(b.max_interval_days as i64 * 86_400),
+    )
+}
+
+fn sourced_data(unit: &UnitFacts, out: &mut Vec<Finding>) {
+    for s in &unit.revoked_stations {
+        out.push(Finding::new(
+            Code::StationRevoked,
+            "a registered, unrevoked station",
+            s,
+            "a record relied on comes from a station revoked since",
+        ));
+    }
+    if let Some(rec) = &unit.calibration {
+        for (id, due) in &rec.instruments {
+            if *due < rec.performed_at {
+                out.push(Finding::new(
+                    Code::CalibrationReferenceExpired,
+                    format!("due after {}", rec.performed_at),
+                    format!("{id} due {due}"),
+                    "a reference instrument was out of calibration when used",
+                ));
+            }
+        }
+    }
+}
+
+/// The fleet status of a unit (precedence QUARANTINED > UNTRUSTED > STALE >
+/// WARNING > UNKNOWN > TRUSTED).
+pub fn status(
+    appraisal: Option<&Appraisal>,
+    last_evidence_ms: Option<i64>,
+    baseline: Option<&Baseline>,
+    quarantined: bool,
+    now: UnixTime,
+) -> Status {
+    if quarantined {
+        return Status::Quarantined;
+    }
+    let Some(a) = appraisal else {
+        return Status::Unknown;
+    };
+    if a.tier == Tier::Contraindicated {
+        return Status::Untrusted;
+    }
+    if let (Some(b), Some(last)) = (baseline, last_evidence_ms) {
+        if now.0 > last.div_euclid(1000) + b.max_evidence_age_secs() {
+            return Status::Stale;
+        }
+    }
+    match a.tier {
+        Tier::Warning => Status::Warning,
+        Tier::Affirming => Status::Trusted,
+        _ => Status::Unknown,
+    }
+}
+
+/// The first moment after `now` at which time alone can change the unit's
+/// verdict or status (evidence going stale, calibration falling due).
+pub fn next_check(
+    unit: &UnitFacts,
+    baseline: Option<&Baseline>,
+    last_evidence_ms: Option<i64>,
+    now: UnixTime,
+) -> Option<UnixTime> {
+    let b = baseline?;
+    let mut candidates = Vec::new();
+    if let Some(last) = last_evidence_ms {
+        candidates.push(UnixTime(
+            last.div_euclid(1000) + b.max_evidence_age_secs() + 1,
+        ));
+    }
+    if b.calibration_required {
+        if let Some(rec) = &unit.calibration {
+            candidates.push(calibration_due(rec, b).plus_seconds(1));
+        }
+    }
+    candidates.into_iter().filter(|t| *t > now).min()
 }

@@ -1,0 +1,342 @@
+//! Baselines (formats.md §2.3): reference values and appraisal policy for
+//! one model, published by release engineering as a DSSE envelope that needs
+//! signatures from at least `t` of the `n` configured release keys.
+
+use serde::{Deserialize, Serialize};
+
+use crate::dsse::{pae, Envelope};
+use crate::error::{Reason, Rejection};
+use crate::ids::{Digest, Model};
+use crate::keys::{PublicKey, SigEncoding};
+use crate::record::parse_json;
+use crate::reject;
+use crate::time::UnixTime;
+
+pub const BASELINE_TYPE: &str = "application/vnd.attestd.baseline.v1+json";
+const MAX_LIST: usize = 64;
+
+// ---- JSON, as release engineering writes it ---------------------------------
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovedDoc {
+    pub version: String,
+    pub svn: u64,
+    pub digest: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentDoc {
+    pub name: String,
+    pub min_svn: u64,
+    pub approved: Vec<ApprovedDoc>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RevokedDoc {
+    pub digest: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FirmwareDoc {
+    pub components: Vec<ComponentDoc>,
+    #[serde(default)]
+    pub revoked: Vec<RevokedDoc>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BoundDoc {
+    pub name: String,
+    pub min: f64,
+    pub max: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CalibrationPolicyDoc {
+    pub required: bool,
+    pub max_interval_days: u32,
+    #[serde(default)]
+    pub parameters: Vec<BoundDoc>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityDoc {
+    pub require_secure_boot: bool,
+    pub min_dbgstat: u8,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FreshnessDoc {
+    pub max_evidence_age_hours: u32,
+    pub nonce_required: bool,
+}
+
+/// `application/vnd.attestd.baseline.v1+json`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BaselineDoc {
+    pub model: String,
+    pub hw_versions: Vec<String>,
+    pub version: u64,
+    pub effective_at: String,
+    #[serde(default)]
+    pub description: String,
+    pub firmware: FirmwareDoc,
+    pub calibration: CalibrationPolicyDoc,
+    pub security: SecurityDoc,
+    pub freshness: FreshnessDoc,
+}
+
+// ---- Checked baseline -----------------------------------------------------------
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Approved {
+    pub version: String,
+    pub svn: u64,
+    pub digest: Digest,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ComponentPolicy {
+    pub name: String,
+    pub min_svn: u64,
+    pub approved: Vec<Approved>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Bound {
+    pub name: String,
+    pub min: f64,
+    pub max: f64,
+}
+
+/// A checked baseline.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Baseline {
+    pub model: Model,
+    pub hw_versions: Vec<String>,
+    pub version: u64,
+    pub effective_at: UnixTime,
+    pub description: String,
+    /// Sorted by name.
+    pub components: Vec<ComponentPolicy>,
+    /// Revoked digests with their reasons.
+    pub revoked: Vec<(Digest, String)>,
+    pub calibration_required: bool,
+    pub max_interval_days: u32,
+    pub parameters: Vec<Bound>,
+    pub require_secure_boot: bool,
+    pub min_dbgstat: u8,
+    pub max_evidence_age_hours: u32,
+    pub nonce_required: bool,
+}
+
+impl Baseline {
+    /// Parses and checks a baseline payload.
+    pub fn parse(payload: &[u8]) -> Result<Baseline, Rejection> {
+        check(parse_json(payload)?)
+    }
+
+    pub fn covers(&self, model: &str, hw_version: &str) -> bool {
+        self.model.as_str() == model && self.hw_versions.iter().any(|h| h == hw_version)
+    }
+
+    pub fn revoked_reason(&self, d: &Digest) -> Option<&str> {
+        self.revoked
+            .iter()
+            .find(|(r, _)| r == d)
+            .map(|(_, why)| why.as_str())
+    }
+
+    /// Evidence older than this is stale.
+    pub fn max_evidence_age_secs(&self) -> i64 {
+        self.max_evidence_age_hours as i64 * 3600
+    }
+}
+
+fn field(path: &str, msg: impl std::fmt::Display) -> Rejection {
+    reject!(FieldInvalid, "{path}: {msg}")
+}
+
+fn text(path: &str, s: &str) -> Result<String, Rejection> {
+    if s.is_empty() || s.len() > 256 || s.chars().any(char::is_control) {
+        return Err(field(
+            path,
+            "expected 1..256 characters without control characters",
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+fn digest(path: &str, s: &str) -> Result<Digest, Rejection> {
+    Digest::from_hex(s).ok_or_else(|| field(path, "expected 64 lowercase hex characters"))
+}
+
+fn bounded<T>(path: &str, v: &[T], min: usize) -> Result<(), Rejection> {
+    if v.len() < min || v.len() > MAX_LIST {
+        return Err(field(
+            path,
+            format!("expected {min}..{MAX_LIST} entries, got {}", v.len()),
+        ));
+    }
+    Ok(())
+}
+
+fn check(d: BaselineDoc) -> Result<Baseline, Rejection> {
+    let model = Model::parse(&d.model, Reason::FieldInvalid, "model")?;
+    bounded("hw_versions", &d.hw_versions, 1)?;
+    let hw_versions = d
+        .hw_versions
+        .iter()
+        .enumerate()
+        .map(|(i, h)| text(&format!("hw_versions[{i}]"), h))
+        .collect::<Result<Vec<_>, _>>()?;
+    if d.version == 0 {
+        return Err(field("version", "must be at least 1"));
+    }
+    let effective_at = UnixTime::parse_rfc3339(&d.effective_at)
+        .ok_or_else(|| field("effective_at", "expected an RFC 3339 UTC timestamp"))?;
+    if d.description.len() > 1024 {
+        return Err(field("description", "longer than 1024 bytes"));
+    }
+    bounded("firmware.components", &d.firmware.components, 1)?;
+    let mut components: Vec<ComponentPolicy> = Vec::new();
+    for (i, c) in d.firmware.components.iter().enumerate() {
+        let path = format!("firmware.components[{i}]");
+        let name = text(&format!("{path}.name"), &c.name)?;
+        if components.iter().any(|o| o.name == name) {
+            return Err(field(
+                &format!("{path}.name"),
+                format!("\"{name}\" listed twice"),
+            ));
+        }
+        bounded(&format!("{path}.approved"), &c.approved, 1)?;
+        let approved = c
+            .approved
+            .iter()
+            .enumerate()
+            .map(|(j, a)| {
+                Ok(Approved {
+                    version: text(&format!("{path}.approved[{j}].version"), &a.version)?,
+                    svn: a.svn,
+                    digest: digest(&format!("{path}.approved[{j}].digest"), &a.digest)?,
+                })
+            })
+            .collect::<Result<Vec<_>, Rejection>>()?;
+        components.push(ComponentPolicy {
+            name,
+            min_svn: c.min_svn,
+            approved,
+        });
+    }
+    components.sort_by(|a, b| a.name.cmp(&b.name));
+    bounded("firmware.revoked", &d.firmware.revoked, 0)?;
+    let revoked = d
+        .firmware
+        .revoked
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            Ok((
+                digest(&format!("firmware.revoked[{i}].digest"), &r.digest)?,
+                text(&format!("firmware.revoked[{i}].reason"), &r.reason)?,
+            ))
+        })
+        .collect::<Result<Vec<_>, Rejection>>()?;
+    if d.calibration.max_interval_days == 0 {
+        return Err(field("calibration.max_interval_days", "must be at least 1"));
+    }
+    bounded("calibration.parameters", &d.calibration.parameters, 0)?;
+    let mut parameters: Vec<Bound> = Vec::new();
+    for (i, p) in d.calibration.parameters.iter().enumerate() {
+        let path = format!("calibration.parameters[{i}]");
+        let name = text(&format!("{path}.name"), &p.name)?;
+        if parameters.iter().any(|o| o.name == name) {
+            return Err(field(
+                &format!("{path}.name"),
+                format!("\"{name}\" listed twice"),
+            ));
+        }
+        if p.min > p.max {
+            return Err(field(&format!("{path}.min"), "is above max"));
+        }
+        parameters.push(Bound {
+            name,
+            min: p.min,
+            max: p.max,
+        });
+    }
+    if d.security.min_dbgstat > 4 {
+        return Err(field("security.min_dbgstat", "expected 0..4"));
+    }
+    if d.freshness.max_evidence_age_hours == 0 {
+        return Err(field(
+            "freshness.max_evidence_age_hours",
+            "must be at least 1",
+        ));
+    }
+    Ok(Baseline {
+        model,
+        hw_versions,
+        version: d.version,
+        effective_at,
+        description: d.description,
+        components,
+        revoked,
+        calibration_required: d.calibration.required,
+        max_interval_days: d.calibration.max_interval_days,
+        parameters,
+        require_secure_boot: d.security.require_secure_boot,
+        min_dbgstat: d.security.min_dbgstat,
+        max_evidence_age_hours: d.freshness.max_evidence_age_hours,
+        nonce_required: d.freshness.nonce_required,
+    })
+}
+
+/// The release keys and how many of them must sign a baseline.
+#[derive(Clone, Debug)]
+pub struct TrustRoot {
+    pub keys: Vec<PublicKey>,
+    pub threshold: usize,
+}
+
+impl TrustRoot {
+    /// Counts the distinct release keys with a valid signature over the
+    /// envelope and refuses fewer than the threshold. A key signing twice
+    /// counts once; signatures by unknown keys count for nothing.
+    pub fn verify(&self, env: &Envelope) -> Result<usize, Rejection> {
+        if self.threshold == 0 || self.keys.is_empty() {
+            return Err(reject!(
+                ThresholdNotMet,
+                "no release keys are configured: baselines cannot be accepted"
+            ));
+        }
+        let msg = pae(&env.payload_type, &env.payload);
+        let signed = self
+            .keys
+            .iter()
+            .filter(|k| {
+                env.signatures
+                    .iter()
+                    .any(|s| k.verify(&msg, &s.sig, SigEncoding::Der))
+            })
+            .count();
+        if signed < self.threshold {
+            return Err(reject!(
+                ThresholdNotMet,
+                "{signed} valid release signature(s); {} of {} required",
+                self.threshold,
+                self.keys.len()
+            ));
+        }
+        Ok(signed)
+    }
+}
