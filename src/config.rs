@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use attestd_server::settings::{Limits, PrincipalConfig};
+use attestd_server::settings::{Limits, PrincipalConfig, ReleaseConfig};
 use serde::Deserialize;
 
 /// The file's shape. Unknown keys are errors: a misspelt limit must not be
@@ -22,6 +22,20 @@ pub struct FileConfig {
     pub limits: Limits,
     #[serde(default)]
     pub principals: Vec<PrincipalConfig>,
+    /// Release keys and threshold for baselines.
+    #[serde(default)]
+    pub release: ReleaseConfig,
+    #[serde(default)]
+    pub testing: TestingConfig,
+}
+
+/// Settings for end-to-end tests only. Never set them in production.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestingConfig {
+    /// A file holding a clock offset in milliseconds, read at every clock
+    /// reading, so tests can move time forward without sleeping.
+    pub clock_offset_file: Option<PathBuf>,
 }
 
 impl FileConfig {
@@ -41,6 +55,8 @@ pub struct Resolved {
     pub cache_capacity_mb: u64,
     pub limits: Limits,
     pub principals: Vec<PrincipalConfig>,
+    pub release: ReleaseConfig,
+    pub clock_offset_file: Option<PathBuf>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use attestd_server::auth::token_hash;
-use attestd_server::clock::SystemClock;
+use attestd_server::clock::{Clock, OffsetFileClock, SystemClock};
 use attestd_server::settings::{PrincipalConfig, Settings};
 use attestd_server::ServerParts;
 use attestd_store::sled_store::{SledConfig, SledStore};
@@ -129,6 +129,8 @@ fn resolve(args: &ServeArgs) -> anyhow::Result<(Resolved, DevTokens)> {
                 .unwrap_or(DEFAULT_CACHE_MB),
             limits: file.limits,
             principals,
+            release: file.release,
+            clock_offset_file: file.testing.clock_offset_file,
         },
         dev_tokens,
     ))
@@ -191,13 +193,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         println!("  (admin: role security-admin; station: role station for station_id {DEV_STATION}; new tokens at every --dev start)");
     }
     tracing::info!(listen = %local, data_dir = %cfg.data_dir.display(), principals = cfg.principals.len(), "attestd started");
+    let clock: Arc<dyn Clock> = match &cfg.clock_offset_file {
+        Some(path) => {
+            tracing::warn!(file = %path.display(), "TEST CLOCK: time is read with an offset from this file; never use in production");
+            Arc::new(OffsetFileClock { path: path.clone() })
+        }
+        None => Arc::new(SystemClock),
+    };
     let parts = ServerParts {
         store: Arc::new(store),
         settings: Settings {
             limits: cfg.limits,
             principals: cfg.principals,
+            release: cfg.release,
         },
-        clock: Arc::new(SystemClock),
+        clock,
         metrics_listener,
     };
     attestd_server::serve(listener, parts, shutdown_signal()).await?;

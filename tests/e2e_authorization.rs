@@ -53,6 +53,25 @@ async fn call(c: &Client, path: &str) -> tonic::Status {
         "/attestd.v1.Fleet/GetEvidence" => {
             go!(c.fleet().get_evidence(pb::GetEvidenceRequest::default()))
         }
+        "/attestd.v1.Admin/RevokeDevice" => {
+            go!(c.admin().revoke_device(pb::RevokeDeviceRequest::default()))
+        }
+        "/attestd.v1.Baselines/PublishBaseline" => {
+            go!(c
+                .baselines()
+                .publish_baseline(pb::PublishBaselineRequest::default()))
+        }
+        "/attestd.v1.Baselines/GetBaseline" => {
+            go!(c
+                .baselines()
+                .get_baseline(pb::GetBaselineRequest::default()))
+        }
+        "/attestd.v1.Baselines/ListBaselines" => {
+            go!(c
+                .baselines()
+                .list_baselines(pb::ListBaselinesRequest::default()))
+        }
+        "/attestd.v1.Fleet/GetDevice" => go!(c.fleet().get_device(pb::GetDeviceRequest::default())),
         other => panic!("the matrix test does not know how to call {other}: add it here"),
     }
 }

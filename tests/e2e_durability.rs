@@ -115,9 +115,12 @@ async fn group_commit_shares_flushes_between_concurrent_writers() {
     // A wider linger window than the 2 ms default keeps the ratio far from
     // the threshold on a loaded 2-core CI machine; the mechanism is the same.
     let server = TestServer::start_with(Options {
-        limits: vec![("group_commit_max_wait_us", "10000".into())],
+        limits: vec![("group_commit_max_wait_us", "50000".into())],
     });
     let units = enroll(&server, 64).await;
+    // Let the re-appraisal job finish the 64 new units first: its flushes
+    // are not the submitters'.
+    server.wait_metric("attestd_reappraisals_total", 64).await;
     let device = server.client(None).await;
     let flushes_before = server.metric("attestd_store_flushes_total");
     let writes_before = server.metric("attestd_store_flushed_writes_total");

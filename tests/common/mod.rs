@@ -136,6 +136,23 @@ impl TestServer {
             .unwrap_or(0)
     }
 
+    /// Waits until the metric reaches at least `want` (the re-appraisal job
+    /// works in the background); fails after 20 s.
+    pub async fn wait_metric(&self, series: &str, want: u64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let v = self.metric(series);
+            if v >= want {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{series} stuck at {v}, wanted {want}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Counts of stored objects: (stations, devices, records, evidence).
     pub fn stored(&self) -> (u64, u64, u64, u64) {
         (

@@ -88,6 +88,13 @@ impl Client {
         pb::admin_client::AdminClient::with_interceptor(self.channel.clone(), self.bearer.clone())
     }
 
+    pub fn baselines(&self) -> pb::baselines_client::BaselinesClient<Authed> {
+        pb::baselines_client::BaselinesClient::with_interceptor(
+            self.channel.clone(),
+            self.bearer.clone(),
+        )
+    }
+
     pub fn fleet(&self) -> pb::fleet_client::FleetClient<Authed> {
         pb::fleet_client::FleetClient::with_interceptor(self.channel.clone(), self.bearer.clone())
     }

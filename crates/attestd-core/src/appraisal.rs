@@ -24,7 +24,7 @@ impl Tier {
     /// The tier band of one trust-claim value.
     pub fn of_value(v: i8) -> Tier {
         match v {
-            0 | 1 | -1 => Tier::None,
+            -1..=1 => Tier::None,
             2..=31 | -32..=-2 => Tier::Affirming,
             32..=95 | -96..=-33 => Tier::Warning,
             _ => Tier::Contraindicated,

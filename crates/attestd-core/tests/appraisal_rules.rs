@@ -181,7 +181,10 @@ fn a_unit_that_matches_everything_is_affirming() {
 type Mutation = fn(&mut Inputs);
 
 /// (mutation, code, claim, claim value after, overall tier)
-fn table() -> Vec<(&'static str, Mutation, Code, Option<Claim>, i8, Tier)> {
+/// (what, mutation, code, claim, claim value after, overall tier)
+type Row = (&'static str, Mutation, Code, Option<Claim>, i8, Tier);
+
+fn table() -> Vec<Row> {
     vec![
         (
             "hwmodel differs",
@@ -676,7 +679,7 @@ fn oracle_all_pass(i: &Inputs) -> bool {
             return false;
         }
     }
-    !(b.nonce_required && !i.nonce_fresh)
+    !b.nonce_required || i.nonce_fresh
 }
 
 proptest! {

@@ -14,6 +14,8 @@ use crate::nonce::NonceCache;
 use crate::security::SecurityEvents;
 use crate::settings::Limits;
 use crate::status::{store_rejection, to_status};
+use crate::verdict::BaselineCache;
+use attestd_core::baseline::TrustRoot;
 
 pub struct App {
     pub store: Arc<dyn Store>,
@@ -23,6 +25,11 @@ pub struct App {
     pub security: SecurityEvents,
     pub clock: Arc<dyn Clock>,
     pub limits: Limits,
+    /// Release keys and threshold for baselines.
+    pub trust_root: TrustRoot,
+    pub baselines: BaselineCache,
+    /// Wakes the re-appraisal job after a write that created work for it.
+    pub work: tokio::sync::Notify,
 }
 
 impl App {

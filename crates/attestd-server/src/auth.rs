@@ -110,6 +110,23 @@ pub const ROUTES: &[(&str, Access)] = &[
         Access::Roles(&[SecurityAdmin]),
     ),
     (
+        "/attestd.v1.Admin/RevokeDevice",
+        Access::Roles(&[SecurityAdmin]),
+    ),
+    (
+        "/attestd.v1.Baselines/PublishBaseline",
+        Access::Roles(&[SecurityAdmin]),
+    ),
+    (
+        "/attestd.v1.Baselines/GetBaseline",
+        Access::Roles(OPERATORS),
+    ),
+    (
+        "/attestd.v1.Baselines/ListBaselines",
+        Access::Roles(OPERATORS),
+    ),
+    ("/attestd.v1.Fleet/GetDevice", Access::Roles(FLEET_READERS)),
+    (
         "/attestd.v1.Fleet/ListDeviceHistory",
         Access::Roles(FLEET_READERS),
     ),

@@ -28,3 +28,22 @@ impl Clock for SystemClock {
             .unwrap_or(0)
     }
 }
+
+/// A clock for end-to-end tests of time-based rules: the system clock plus
+/// an offset in milliseconds read from a file at every call (a missing or
+/// unreadable file means no offset). Enabled only by the `[testing]`
+/// section of the configuration, and announced loudly at start-up.
+#[derive(Clone, Debug)]
+pub struct OffsetFileClock {
+    pub path: std::path::PathBuf,
+}
+
+impl Clock for OffsetFileClock {
+    fn now_ms(&self) -> i64 {
+        let offset = std::fs::read_to_string(&self.path)
+            .ok()
+            .and_then(|s| s.trim().parse::<i64>().ok())
+            .unwrap_or(0);
+        SystemClock.now_ms().saturating_add(offset)
+    }
+}

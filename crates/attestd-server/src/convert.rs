@@ -2,7 +2,10 @@
 
 use attestd_core::appraisal::{Appraisal, Tier};
 use attestd_proto::v1 as pb;
-use attestd_store::{AppraisalEntry, EvidenceEntry, FindingEntry, RecordEntry, StationEntry};
+use attestd_store::{
+    AppraisalEntry, BaselineEntry, DeviceEntry, EvidenceEntry, FindingEntry, RecordEntry,
+    StationEntry,
+};
 
 pub fn timestamp(secs: i64) -> Option<prost_types::Timestamp> {
     Some(prost_types::Timestamp {
@@ -49,8 +52,8 @@ pub fn appraisal_entry(a: &Appraisal) -> AppraisalEntry {
             .findings
             .iter()
             .map(|f| FindingEntry {
-                code: f.code.to_owned(),
-                claim: f.claim.to_owned(),
+                code: f.code.as_str().to_owned(),
+                claim: f.code.claim().as_str().to_owned(),
                 component: f.component.clone(),
                 expected: f.expected.clone(),
                 actual: f.actual.clone(),
@@ -162,5 +165,74 @@ pub fn station(s: StationEntry) -> pb::Station {
             None
         },
         last_sequence: s.last_sequence,
+    }
+}
+
+/// A stored baseline with its state relative to the model's active version.
+pub fn baseline(b: BaselineEntry, active: Option<u64>) -> pb::Baseline {
+    let state = match active {
+        Some(a) if a == b.version => pb::BaselineState::Active,
+        Some(a) if a > b.version => pb::BaselineState::Superseded,
+        _ => pb::BaselineState::Pending,
+    };
+    pb::Baseline {
+        model: b.model,
+        version: b.version,
+        effective_at: timestamp(b.effective_at),
+        description: b.description,
+        state: state as i32,
+        published_at: timestamp_ms(b.published_at),
+        published_by: b.published_by,
+        envelope: Some(pb::Envelope {
+            payload: b.payload,
+            payload_type: b.payload_type,
+            signatures: b
+                .signatures
+                .into_iter()
+                .map(|s| pb::Signature {
+                    sig: s.sig,
+                    keyid: s.keyid,
+                })
+                .collect(),
+        }),
+    }
+}
+
+pub fn device(d: DeviceEntry) -> pb::Device {
+    let hex = attestd_core::ids::hex;
+    pb::Device {
+        serial: d.serial,
+        model: d.model,
+        hw_version: d.hw_version,
+        status: d.status,
+        status_changed_at: timestamp_ms(d.status_changed_at),
+        appraisal: d.appraisal.as_ref().map(appraisal),
+        firmware: d
+            .firmware
+            .iter()
+            .map(|f| pb::FirmwareComponent {
+                name: f.name.clone(),
+                version: f.version.clone(),
+                svn: f.svn,
+                digest: hex(&f.digest),
+            })
+            .collect(),
+        calibration_digest: hex(&d.calibration_digest),
+        provisioning_record_id: d.provisioning_record_id,
+        calibration_record_id: d.calibration_record_id,
+        last_evidence_id: d.last_evidence_id,
+        last_seen: if d.last_seen > 0 {
+            timestamp_ms(d.last_seen)
+        } else {
+            None
+        },
+        enrolled_at: timestamp_ms(d.enrolled_at),
+        revoked: d.revoked,
+        revoked_reason: d.revoked_reason,
+        next_check_at: if d.next_check_at > 0 {
+            timestamp(d.next_check_at)
+        } else {
+            None
+        },
     }
 }

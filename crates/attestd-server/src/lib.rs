@@ -14,10 +14,12 @@ pub mod convert;
 pub mod edge;
 pub mod metrics;
 pub mod nonce;
+pub mod reappraisal;
 pub mod security;
 pub mod service;
 pub mod settings;
 pub mod status;
+pub mod verdict;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -36,7 +38,8 @@ use crate::metrics::Metrics;
 use crate::nonce::NonceCache;
 use crate::security::SecurityEvents;
 use crate::service::{
-    admin::AdminService, device::DeviceService, factory::FactoryService, fleet::FleetService,
+    admin::AdminService, baselines::BaselinesService, device::DeviceService,
+    factory::FactoryService, fleet::FleetService,
 };
 use crate::settings::Settings;
 
@@ -49,6 +52,8 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("configuration: {0}")]
+    Config(String),
 }
 
 /// Everything `serve` needs.
@@ -74,6 +79,7 @@ pub async fn serve(
         metrics_listener,
     } = parts;
     let auth = Arc::new(Authenticator::new(&settings.principals)?);
+    let trust_root = settings.release.trust_root().map_err(ServeError::Config)?;
     let metrics = Arc::new(Metrics::default());
     let limits = settings.limits.clone();
     let commit = GroupCommit::start(
@@ -93,7 +99,12 @@ pub async fn serve(
         security: SecurityEvents::new(metrics.clone()),
         clock,
         limits: limits.clone(),
+        trust_root,
+        baselines: verdict::BaselineCache::default(),
+        work: tokio::sync::Notify::new(),
     });
+    let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
+    let reappraisal = tokio::spawn(reappraisal::run(app.clone(), jobs_stopped));
 
     let metrics_task = metrics_listener
         .map(|l| tokio::spawn(metrics::serve_metrics(l, metrics.clone(), store.clone())));
@@ -110,6 +121,9 @@ pub async fn serve(
         .await;
     health
         .set_serving::<pb::fleet_server::FleetServer<FleetService>>()
+        .await;
+    health
+        .set_serving::<pb::baselines_server::BaselinesServer<BaselinesService>>()
         .await;
 
     let reflection = tonic_reflection::server::Builder::configure()
@@ -145,9 +159,16 @@ pub async fn serve(
             pb::fleet_server::FleetServer::new(FleetService { app: app.clone() })
                 .max_decoding_message_size(max),
         )
+        .add_service(
+            pb::baselines_server::BaselinesServer::new(BaselinesService { app: app.clone() })
+                .max_decoding_message_size(max),
+        )
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await;
-    // In-flight requests have drained: make their writes durable and stop.
+    // In-flight requests have drained: stop the job (it finishes its batch,
+    // flush included), then make the last writes durable and stop.
+    let _ = stop_jobs.send(true);
+    let _ = reappraisal.await;
     commit.shutdown();
     if let Some(t) = metrics_task {
         t.abort();

@@ -23,6 +23,9 @@ pub struct Metrics {
     pub security_events: AtomicU64,
     /// Transactions retried because the unit changed underneath.
     pub commit_conflicts: AtomicU64,
+    /// Units re-appraised without new evidence.
+    pub reappraisals: AtomicU64,
+    pub baselines_accepted: AtomicU64,
     rejected: Vec<AtomicU64>,
 }
 
@@ -37,6 +40,8 @@ impl Default for Metrics {
             challenges_issued: AtomicU64::new(0),
             security_events: AtomicU64::new(0),
             commit_conflicts: AtomicU64::new(0),
+            reappraisals: AtomicU64::new(0),
+            baselines_accepted: AtomicU64::new(0),
             rejected: Reason::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
         }
     }
@@ -103,6 +108,16 @@ impl Metrics {
             "attestd_commit_conflicts_total",
             "Writes re-decided because the unit changed concurrently.",
             self.commit_conflicts.load(Relaxed),
+        );
+        counter(
+            "attestd_reappraisals_total",
+            "Units re-appraised without new evidence.",
+            self.reappraisals.load(Relaxed),
+        );
+        counter(
+            "attestd_baselines_accepted_total",
+            "Baselines accepted.",
+            self.baselines_accepted.load(Relaxed),
         );
         out.push_str("# HELP attestd_rejected_total Requests rejected, by reason.\n# TYPE attestd_rejected_total counter\n");
         for (i, r) in Reason::ALL.iter().enumerate() {

@@ -24,6 +24,11 @@ pub struct Limits {
     /// Longest a group flush waits for write requests already under way
     /// (microseconds). A lone writer is never delayed.
     pub group_commit_max_wait_us: u64,
+    /// Units re-appraised per batch (one flush per batch).
+    pub reappraisal_batch: usize,
+    /// How often the re-appraisal job looks for due work it was not told of
+    /// (time passing), in milliseconds.
+    pub reappraisal_interval_ms: u64,
 }
 
 impl Default for Limits {
@@ -38,6 +43,8 @@ impl Default for Limits {
             default_page_size: 100,
             max_page_size: 1000,
             group_commit_max_wait_us: 2000,
+            reappraisal_batch: 256,
+            reappraisal_interval_ms: 500,
         }
     }
 }
@@ -60,9 +67,57 @@ pub struct PrincipalConfig {
     pub tenant: Option<String>,
 }
 
+/// The trust root for baselines: release keys and how many must sign.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseConfig {
+    /// Signatures required from distinct keys (t of n).
+    #[serde(default)]
+    pub threshold: usize,
+    /// Release public keys, base64 SubjectPublicKeyInfo DER (ES256 or Ed25519).
+    #[serde(default)]
+    pub keys: Vec<String>,
+}
+
 /// Everything the services need besides the store.
 #[derive(Clone, Debug, Default)]
 pub struct Settings {
     pub limits: Limits,
     pub principals: Vec<PrincipalConfig>,
+    pub release: ReleaseConfig,
+}
+
+impl ReleaseConfig {
+    /// Builds the trust root, refusing keys that do not parse, duplicates,
+    /// and thresholds that cannot be met or would accept anything.
+    pub fn trust_root(&self) -> Result<attestd_core::baseline::TrustRoot, String> {
+        use base64::Engine as _;
+        let mut keys: Vec<attestd_core::keys::PublicKey> = Vec::new();
+        for (i, k) in self.keys.iter().enumerate() {
+            let der = base64::engine::general_purpose::STANDARD
+                .decode(k.trim())
+                .map_err(|_| format!("release.keys[{i}]: not base64"))?;
+            let key = attestd_core::keys::PublicKey::from_spki_der(
+                &der,
+                attestd_core::Reason::FieldInvalid,
+                &format!("release.keys[{i}]"),
+            )
+            .map_err(|e| e.message)?;
+            if keys.contains(&key) {
+                return Err(format!("release.keys[{i}]: listed twice"));
+            }
+            keys.push(key);
+        }
+        if !keys.is_empty() && (self.threshold == 0 || self.threshold > keys.len()) {
+            return Err(format!(
+                "release.threshold must be between 1 and the number of keys ({}), got {}",
+                keys.len(),
+                self.threshold
+            ));
+        }
+        Ok(attestd_core::baseline::TrustRoot {
+            keys,
+            threshold: self.threshold,
+        })
+    }
 }

@@ -61,6 +61,25 @@ pub enum RecordOutcome {
     Duplicate(RecordEntry),
 }
 
+/// Sweep kinds: which index a re-appraisal sweep walks.
+pub const SWEEP_MODEL: i32 = 1;
+pub const SWEEP_STATION: i32 = 2;
+
+/// Status code of a freshly enrolled unit (UNKNOWN in the API enum).
+pub const STATUS_UNKNOWN: i32 = 5;
+
+/// A unit's verdict, decided on a snapshot of the unit.
+#[derive(Clone, Debug, Default)]
+pub struct UnitVerdict {
+    pub appraisal: Option<AppraisalEntry>,
+    /// API status code.
+    pub status: i32,
+    /// When time alone next changes the verdict (seconds); 0 for never.
+    pub next_check_at: i64,
+    /// The decision's time, for `status_changed_at`.
+    pub now_ms: i64,
+}
+
 /// Verified evidence to store, with the unit revision it was decided on.
 #[derive(Clone, Debug)]
 pub struct EvidenceCommit {
@@ -71,6 +90,23 @@ pub struct EvidenceCommit {
     pub expected_revision: u64,
     /// Deferred evidence: the boot counter must exceed every accepted one.
     pub deferred: bool,
+    /// The active baseline version of the unit's model the decision used.
+    pub expected_baseline: Option<u64>,
+    /// Highest svn per component after this evidence.
+    pub svns: Vec<SvnEntry>,
+    /// What the evidence reports: firmware and calibration digest.
+    pub firmware: Vec<FirmwareEntry>,
+    pub calibration_digest: Vec<u8>,
+    pub verdict: UnitVerdict,
+}
+
+/// A new verdict for a unit without new evidence (re-appraisal).
+#[derive(Clone, Debug)]
+pub struct ReappraisalCommit {
+    pub serial: String,
+    pub expected_revision: u64,
+    pub expected_baseline: Option<u64>,
+    pub verdict: UnitVerdict,
 }
 
 /// One entry of a unit's history.
@@ -88,6 +124,9 @@ pub struct Counts {
     pub devices: u64,
     pub records: u64,
     pub evidence: u64,
+    pub baselines: u64,
+    /// Units per status code (index = API status code, 0 unused).
+    pub by_status: [u64; 7],
 }
 
 /// A page of results and the key to continue after, if there is more.
@@ -122,9 +161,44 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Page<RecordEntry>>;
 
-    /// Stores evidence and updates the unit, if the unit is still at
-    /// `expected_revision` and (deferred) the boot counter still increases.
+    /// Marks a unit revoked and queues its re-appraisal; NOT_FOUND if unknown.
+    fn revoke_device(&self, serial: &str, reason: &str, at: i64) -> Result<DeviceEntry>;
+
+    /// Stores evidence and the unit's new verdict, if the unit is still at
+    /// `expected_revision`, the model's active baseline is still the one
+    /// decided on, and (deferred) the boot counter still increases.
     fn commit_evidence(&self, commit: EvidenceCommit) -> Result<DeviceEntry>;
+
+    /// Stores a re-appraised verdict under the same conditions, and clears
+    /// the unit's re-appraisal mark.
+    fn commit_reappraisal(&self, commit: ReappraisalCommit) -> Result<DeviceEntry>;
+
+    /// Stores a baseline whose signatures were verified. Versions strictly
+    /// increase per model. Returns whether it is active now (otherwise it
+    /// activates at its `effective_at`); activation queues a sweep of the model.
+    fn publish_baseline(&self, baseline: BaselineEntry, now_secs: i64) -> Result<bool>;
+    fn get_baseline(&self, model: &str, version: u64) -> Result<Option<BaselineEntry>>;
+    fn active_baseline_version(&self, model: &str) -> Result<Option<u64>>;
+    /// A model's baselines, newest first.
+    fn list_baselines(
+        &self,
+        model: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<BaselineEntry>>;
+    /// Activates pending baselines whose time has come; returns (model, version).
+    fn activate_due_baselines(&self, now_secs: i64) -> Result<Vec<(String, u64)>>;
+
+    /// Units marked for re-appraisal (a record arrived, a revocation).
+    fn dirty_units(&self, limit: usize) -> Result<Vec<String>>;
+    /// Units whose next time-based check is at or before `now_secs`.
+    fn due_units(&self, now_secs: i64, limit: usize) -> Result<Vec<String>>;
+    /// Open re-appraisal sweeps.
+    fn sweeps(&self) -> Result<Vec<SweepEntry>>;
+    /// The next units of a sweep after its cursor.
+    fn sweep_units(&self, sweep: &SweepEntry, limit: usize) -> Result<Vec<String>>;
+    /// Moves a sweep's cursor, or closes it (`None`).
+    fn advance_sweep(&self, sweep: &SweepEntry, cursor: Option<&str>) -> Result<()>;
     fn get_evidence(&self, evidence_id: &str) -> Result<Option<EvidenceEntry>>;
     /// A unit's evidence and records in the order they were accepted.
     fn list_history(

@@ -66,6 +66,98 @@ pub struct DeviceEntry {
     /// snapshot detect that the unit changed underneath it.
     #[prost(uint64, tag = "13")]
     pub revision: u64,
+    #[prost(string, tag = "14")]
+    pub provisioning_station_id: String,
+    #[prost(string, tag = "15")]
+    pub calibration_station_id: String,
+    /// Revoked by a security admin (`Admin.RevokeDevice`).
+    #[prost(bool, tag = "16")]
+    pub revoked: bool,
+    #[prost(string, tag = "17")]
+    pub revoked_reason: String,
+    /// Highest svn accepted per component.
+    #[prost(message, repeated, tag = "18")]
+    pub svns: Vec<SvnEntry>,
+    /// The current verdict (of the latest evidence), if appraised.
+    #[prost(message, optional, tag = "19")]
+    pub appraisal: Option<AppraisalEntry>,
+    /// Status code (1 TRUSTED .. 6 QUARANTINED, the API enum); 0 before the first decision.
+    #[prost(int32, tag = "20")]
+    pub status: i32,
+    #[prost(int64, tag = "21")]
+    pub status_changed_at: i64,
+    /// When time alone next changes the verdict (seconds); 0 for never.
+    #[prost(int64, tag = "22")]
+    pub next_check_at: i64,
+    #[prost(bool, tag = "23")]
+    pub quarantined: bool,
+    /// Firmware the unit last reported.
+    #[prost(message, repeated, tag = "24")]
+    pub firmware: Vec<FirmwareEntry>,
+    /// Calibration data set digest the unit last reported (empty if none).
+    #[prost(bytes = "vec", tag = "25")]
+    pub calibration_digest: Vec<u8>,
+}
+
+/// One reported firmware component.
+#[derive(Clone, PartialEq, Message)]
+pub struct FirmwareEntry {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(string, tag = "2")]
+    pub version: String,
+    #[prost(uint64, tag = "3")]
+    pub svn: u64,
+    #[prost(bytes = "vec", tag = "4")]
+    pub digest: Vec<u8>,
+}
+
+/// Highest svn of one component.
+#[derive(Clone, PartialEq, Message)]
+pub struct SvnEntry {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(uint64, tag = "2")]
+    pub svn: u64,
+}
+
+/// A published baseline with its envelope as received.
+#[derive(Clone, PartialEq, Message)]
+pub struct BaselineEntry {
+    #[prost(string, tag = "1")]
+    pub model: String,
+    #[prost(uint64, tag = "2")]
+    pub version: u64,
+    #[prost(int64, tag = "3")]
+    pub effective_at: i64,
+    #[prost(string, tag = "4")]
+    pub description: String,
+    #[prost(bytes = "vec", tag = "5")]
+    pub payload: Vec<u8>,
+    #[prost(string, tag = "6")]
+    pub payload_type: String,
+    #[prost(message, repeated, tag = "7")]
+    pub signatures: Vec<SignatureEntry>,
+    #[prost(int64, tag = "8")]
+    pub published_at: i64,
+    #[prost(string, tag = "9")]
+    pub published_by: String,
+}
+
+/// A re-appraisal sweep over one index (all units of a model, or all units
+/// relying on a station), resumable from its cursor.
+#[derive(Clone, PartialEq, Message)]
+pub struct SweepEntry {
+    /// 1 by model, 2 by station.
+    #[prost(int32, tag = "1")]
+    pub kind: i32,
+    #[prost(string, tag = "2")]
+    pub key: String,
+    /// Last serial processed; empty before the first.
+    #[prost(string, tag = "3")]
+    pub cursor: String,
+    #[prost(string, tag = "4")]
+    pub reason: String,
 }
 
 /// One DSSE signature as received.
@@ -163,4 +255,12 @@ pub struct EvidenceEntry {
     pub raw: Vec<u8>,
     #[prost(message, optional, tag = "8")]
     pub appraisal: Option<AppraisalEntry>,
+    /// The unit's history when this evidence was accepted, so that a later
+    /// re-appraisal of it is reproducible.
+    #[prost(bool, tag = "9")]
+    pub has_prior_bootcount: bool,
+    #[prost(uint64, tag = "10")]
+    pub prior_bootcount: u64,
+    #[prost(message, repeated, tag = "11")]
+    pub prior_svns: Vec<SvnEntry>,
 }

@@ -69,7 +69,32 @@ fn evidence(serial: &str, bootcount: u64, dev: &DeviceEntry, deferred: bool) -> 
         spki_der: dev.spki_der.clone(),
         expected_revision: dev.revision,
         deferred,
+        expected_baseline: None,
+        svns: vec![],
+        firmware: vec![],
+        calibration_digest: vec![],
+        verdict: UnitVerdict {
+            appraisal: None,
+            status: STATUS_UNKNOWN,
+            next_check_at: 0,
+            now_ms: 1,
+        },
     }
+}
+
+fn baseline(model: &str, version: u64, effective_at: i64) -> BaselineEntry {
+    BaselineEntry {
+        model: model.into(),
+        version,
+        effective_at,
+        payload: b"{}".to_vec(),
+        ..BaselineEntry::default()
+    }
+}
+
+fn totals(s: &dyn Store) -> (u64, u64, u64, u64) {
+    let c = s.counts().unwrap();
+    (c.stations, c.devices, c.records, c.evidence)
 }
 
 fn rejected(r: Result<impl std::fmt::Debug>) -> Reason {
@@ -112,15 +137,14 @@ fn contract(s: &dyn Store) {
         rejected(s.commit_record(provisioning("st-zz", 2, "U9", &key(9), None))),
         Reason::UnknownStation
     );
+    assert_eq!(totals(s), (1, 1, 1, 0));
     assert_eq!(
-        s.counts().unwrap(),
-        Counts {
-            stations: 1,
-            devices: 1,
-            records: 1,
-            evidence: 0
-        }
+        s.counts().unwrap().by_status[STATUS_UNKNOWN as usize],
+        1,
+        "a new unit counts as UNKNOWN"
     );
+    // The new record queued the unit for re-appraisal, and indexed it.
+    assert_eq!(s.dirty_units(10).unwrap(), vec!["U1".to_string()]);
 
     // Evidence: revision check, deferred boot counter, duplicates.
     let dev = s.get_device("U1").unwrap().unwrap();
@@ -170,6 +194,114 @@ fn contract(s: &dyn Store) {
         Reason::FieldInvalid
     );
 
+    // A verdict moves the status counters and the due index.
+    let d = s.get_device("U1").unwrap().unwrap();
+    let v = UnitVerdict {
+        appraisal: None,
+        status: 1,
+        next_check_at: 500,
+        now_ms: 9,
+    };
+    let commit = |d: &DeviceEntry, v: &UnitVerdict| ReappraisalCommit {
+        serial: "U1".into(),
+        expected_revision: d.revision,
+        expected_baseline: None,
+        verdict: v.clone(),
+    };
+    let d = s.commit_reappraisal(commit(&d, &v)).unwrap();
+    assert!(
+        s.dirty_units(10).unwrap().is_empty(),
+        "re-appraisal clears the mark"
+    );
+    let c = s.counts().unwrap();
+    assert_eq!(
+        (c.by_status[1], c.by_status[STATUS_UNKNOWN as usize]),
+        (1, 0)
+    );
+    assert!(s.due_units(499, 10).unwrap().is_empty());
+    assert_eq!(s.due_units(500, 10).unwrap(), vec!["U1".to_string()]);
+    let stale = d.clone();
+    let d = s
+        .commit_reappraisal(commit(
+            &d,
+            &UnitVerdict {
+                next_check_at: 900,
+                ..v.clone()
+            },
+        ))
+        .unwrap();
+    assert!(
+        s.due_units(800, 10).unwrap().is_empty(),
+        "the old due entry is gone"
+    );
+    assert!(matches!(
+        s.commit_reappraisal(commit(&stale, &v)),
+        Err(StoreError::Conflict)
+    ));
+
+    // Baselines: versions increase; activation now or later opens a sweep of the model.
+    assert!(s
+        .publish_baseline(baseline("PM-200", 1, 100), 1000)
+        .unwrap());
+    assert_eq!(s.active_baseline_version("PM-200").unwrap(), Some(1));
+    assert_eq!(
+        rejected(s.publish_baseline(baseline("PM-200", 1, 100), 1000)),
+        Reason::VersionNotIncreasing
+    );
+    assert!(!s
+        .publish_baseline(baseline("PM-200", 2, 5000), 1000)
+        .unwrap());
+    assert_eq!(
+        s.active_baseline_version("PM-200").unwrap(),
+        Some(1),
+        "pending until effective"
+    );
+    // The unit was decided on no baseline: that decision is now stale.
+    assert!(matches!(
+        s.commit_reappraisal(commit(&d, &v)),
+        Err(StoreError::Conflict)
+    ));
+    let sweeps = s.sweeps().unwrap();
+    assert_eq!(sweeps.len(), 1);
+    assert_eq!(
+        (sweeps[0].kind, sweeps[0].key.as_str()),
+        (SWEEP_MODEL, "PM-200")
+    );
+    assert_eq!(
+        s.sweep_units(&sweeps[0], 10).unwrap(),
+        vec!["U1".to_string()]
+    );
+    s.advance_sweep(&sweeps[0], None).unwrap();
+    assert!(s.sweeps().unwrap().is_empty());
+    assert!(s.activate_due_baselines(4999).unwrap().is_empty());
+    assert_eq!(
+        s.activate_due_baselines(5000).unwrap(),
+        vec![("PM-200".to_string(), 2)]
+    );
+    assert_eq!(s.active_baseline_version("PM-200").unwrap(), Some(2));
+    assert_eq!(s.sweeps().unwrap().len(), 1);
+    let listed: Vec<u64> = s
+        .list_baselines("PM-200", None, 10)
+        .unwrap()
+        .items
+        .iter()
+        .map(|b| b.version)
+        .collect();
+    assert_eq!(listed, vec![2, 1], "newest first");
+    assert!(s
+        .list_baselines("PM-20", None, 10)
+        .unwrap()
+        .items
+        .is_empty());
+
+    // Device revocation marks the unit for re-appraisal.
+    assert!(s.revoke_device("U1", "stolen", 3).unwrap().revoked);
+    assert_eq!(s.dirty_units(10).unwrap(), vec!["U1".to_string()]);
+    assert_eq!(
+        rejected(s.revoke_device("U404", "x", 3)),
+        Reason::DeviceNotFound
+    );
+
     // Revocation.
     let r = s.revoke_station("st-a", "leak", 7).unwrap();
     assert!(r.revoked && r.last_sequence == 1);
@@ -180,6 +312,16 @@ fn contract(s: &dyn Store) {
     assert_eq!(
         rejected(s.revoke_station("nope", "x", 1)),
         Reason::StationNotFound
+    );
+    let station_sweep = s
+        .sweeps()
+        .unwrap()
+        .into_iter()
+        .find(|w| w.kind == SWEEP_STATION)
+        .expect("a station sweep");
+    assert_eq!(
+        s.sweep_units(&station_sweep, 10).unwrap(),
+        vec!["U1".to_string()]
     );
     s.flush().unwrap();
 }
@@ -204,15 +346,8 @@ fn sled_store_keeps_the_contract_and_its_data_across_reopen() {
         },
     )
     .unwrap();
-    assert_eq!(
-        s.counts().unwrap(),
-        Counts {
-            stations: 1,
-            devices: 1,
-            records: 1,
-            evidence: 2
-        }
-    );
+    assert_eq!(totals(&s), (1, 1, 1, 2));
+    assert_eq!(s.counts().unwrap().baselines, 2);
     assert!(s.get_station("st-a").unwrap().unwrap().revoked);
     assert_eq!(s.list_records("U1", None, 10).unwrap().items.len(), 1);
 }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use attestd_core::ids::{Model, StationId};
+use attestd_core::ids::{Model, Serial, StationId};
 use attestd_core::keys::PublicKey;
 use attestd_core::{reject, Reason, Rejection};
 use attestd_proto::v1 as pb;
@@ -90,8 +90,37 @@ impl AdminService {
             .revoke_station(id.as_str(), &req.reason, app.clock.now_ms())
             .map_err(|e| app.store_err(e))?;
         pending.durable().await?;
+        // Units relying on its records are re-appraised.
+        app.work.notify_one();
         tracing::warn!(station = %id, "station revoked");
         Ok(convert::station(s))
+    }
+
+    async fn revoke_device(
+        &self,
+        req: pb::RevokeDeviceRequest,
+    ) -> Result<pb::RevokeDeviceResponse, Rejection> {
+        let app = &self.app;
+        let pending = app.commit.begin();
+        let serial = Serial::parse(&req.serial, Reason::FieldInvalid, "serial")?;
+        if req.reason.trim().is_empty() || req.reason.len() > 1024 {
+            return Err(reject!(
+                FieldInvalid,
+                "reason: required, at most 1024 bytes"
+            ));
+        }
+        let d = app
+            .store
+            .revoke_device(serial.as_str(), &req.reason, app.clock.now_ms())
+            .map_err(|e| app.store_err(e))?;
+        pending.durable().await?;
+        app.work.notify_one();
+        tracing::warn!(serial = %serial, "device revoked");
+        Ok(pb::RevokeDeviceResponse {
+            serial: d.serial,
+            revoked: d.revoked,
+            reason: d.revoked_reason,
+        })
     }
 
     fn list(&self, req: pb::ListStationsRequest) -> Result<pb::ListStationsResponse, Rejection> {
@@ -128,6 +157,16 @@ impl pb::admin_server::Admin for AdminService {
             .await
             .map(Response::new)
             .map_err(|r| self.app.fail("RevokeStation", r))
+    }
+
+    async fn revoke_device(
+        &self,
+        req: Request<pb::RevokeDeviceRequest>,
+    ) -> Result<Response<pb::RevokeDeviceResponse>, Status> {
+        self.revoke_device(req.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(|r| self.app.fail("RevokeDevice", r))
     }
 
     async fn list_stations(

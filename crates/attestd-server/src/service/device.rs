@@ -4,17 +4,18 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use attestd_core::appraisal::{appraise, UnitContext};
+use attestd_core::appraisal::{appraise, EvidenceFacts};
 use attestd_core::evidence::{check_deferred, DeferredPolicy, Evidence};
 use attestd_core::ids::{object_id, Digest, Serial};
 use attestd_core::keys::PublicKey;
 use attestd_core::{reject, Reason, Rejection};
 use attestd_proto::v1 as pb;
-use attestd_store::{EvidenceCommit, EvidenceEntry, StoreError};
+use attestd_store::{EvidenceCommit, EvidenceEntry, FirmwareEntry, StoreError};
 use tonic::{Request, Response, Status};
 
 use crate::app::App;
 use crate::convert;
+use crate::verdict::{merged_svns, svn_pairs, unit_facts, verdict};
 
 /// Prefix of evidence ids.
 pub const EVIDENCE_ID_PREFIX: &str = "ev_";
@@ -86,27 +87,45 @@ impl DeviceService {
             None => false,
         };
         let evidence_id = object_id(EVIDENCE_ID_PREFIX, &Digest::of(&raw));
-        let policy = DeferredPolicy {
-            clock_skew_secs: app.limits.clock_skew_secs,
-            max_age_secs: app.limits.deferred_max_age_secs,
-        };
         let mut device = device;
         for _ in 0..MAX_ATTEMPTS {
+            let (baseline_version, baseline) =
+                app.baselines.active(app.store.as_ref(), &device.model)?;
             let highest = device.has_bootcount.then_some(device.highest_bootcount);
             if !nonce_fresh {
+                let max_age_secs = baseline
+                    .as_deref()
+                    .map_or(app.limits.deferred_max_age_secs, |b| {
+                        b.max_evidence_age_secs()
+                    });
+                let policy = DeferredPolicy {
+                    clock_skew_secs: app.limits.clock_skew_secs,
+                    max_age_secs,
+                };
                 if let Err(r) = check_deferred(&ev.claims, highest, now, policy) {
                     app.security.raise("device", serial, r.reason, now_ms);
                     return Err(r);
                 }
             }
-            let ctx = UnitContext {
-                model: &device.model,
-                hw_version: &device.hw_version,
-                provisioning_record_id: &device.provisioning_record_id,
-                calibration_record_id: &device.calibration_record_id,
-                highest_bootcount: highest,
+            let facts = unit_facts(app.store.as_ref(), &device)?;
+            let prior_svns = svn_pairs(&device.svns);
+            let ev_facts = EvidenceFacts {
+                claims: &ev.claims,
+                evidence_id: &evidence_id,
+                nonce_fresh,
+                received_at_ms: now_ms,
+                prior_bootcount: highest,
+                prior_svns: &prior_svns,
             };
-            let appraisal = appraise(&ev.claims, nonce_fresh, &ctx, &evidence_id, now);
+            let appraisal = appraise(&ev_facts, &facts, baseline.as_deref(), now);
+            let v = verdict(
+                Some(&appraisal),
+                Some(now_ms),
+                &facts,
+                baseline.as_deref(),
+                device.quarantined,
+                now_ms,
+            );
             let entry = EvidenceEntry {
                 evidence_id: evidence_id.clone(),
                 serial: serial.to_owned(),
@@ -115,19 +134,42 @@ impl DeviceService {
                 received_at: now_ms,
                 nonce_fresh,
                 raw: raw.clone(),
-                appraisal: Some(convert::appraisal_entry(&appraisal)),
+                appraisal: v.appraisal.clone(),
+                has_prior_bootcount: highest.is_some(),
+                prior_bootcount: highest.unwrap_or(0),
+                prior_svns: device.svns.clone(),
             };
             let commit = EvidenceCommit {
                 entry,
                 spki_der: device.spki_der.clone(),
                 expected_revision: device.revision,
                 deferred: !nonce_fresh,
+                expected_baseline: baseline_version,
+                svns: merged_svns(&device.svns, &ev.claims),
+                firmware: ev
+                    .claims
+                    .components
+                    .iter()
+                    .map(|c| FirmwareEntry {
+                        name: c.name.clone(),
+                        version: c.version.clone(),
+                        svn: c.svn,
+                        digest: c.digest.0.to_vec(),
+                    })
+                    .collect(),
+                calibration_digest: ev
+                    .claims
+                    .calibration
+                    .as_ref()
+                    .map(|c| c.digest.0.to_vec())
+                    .unwrap_or_default(),
+                verdict: v,
             };
             match app.store.commit_evidence(commit) {
                 Ok(_) => {
                     pending.durable().await?;
                     app.metrics.evidence_accepted.fetch_add(1, Relaxed);
-                    tracing::info!(serial, evidence_id = %evidence_id, nonce_fresh, "evidence accepted");
+                    tracing::info!(serial, evidence_id = %evidence_id, nonce_fresh, tier = ?appraisal.tier, "evidence accepted");
                     return Ok(pb::SubmitEvidenceResponse {
                         evidence_id,
                         appraisal: Some(convert::appraisal(&convert::appraisal_entry(&appraisal))),

@@ -29,7 +29,8 @@ pub fn kind_code(k: RecordKind) -> i32 {
     }
 }
 
-fn envelope(pb: pb::Envelope) -> dsse::Envelope {
+/// The API envelope as the core type.
+pub fn envelope(pb: pb::Envelope) -> dsse::Envelope {
     dsse::Envelope {
         payload: pb.payload,
         payload_type: pb.payload_type,
@@ -162,6 +163,8 @@ impl FactoryService {
             .map_err(|e| app.store_err(e))?;
         // Also for a duplicate: the original may still be in its flush window.
         pending.durable().await?;
+        // The unit's verdict follows its new record.
+        app.work.notify_one();
         let (stored, duplicate) = match outcome {
             RecordOutcome::Stored(e) => {
                 app.metrics.records_accepted.fetch_add(1, Relaxed);

@@ -1,6 +1,6 @@
-//! Fleet (first part): a unit's history and raw evidence. A hospital-it
-//! principal sees only units assigned to its tenant; assignment arrives with
-//! the fleet views, so until then it sees none (fail closed).
+//! Fleet: a unit's current verdict, its history and its raw evidence. A
+//! hospital-it principal sees only units assigned to its tenant; assignment
+//! arrives with the fleet views, so until then it sees none (fail closed).
 
 use std::sync::Arc;
 
@@ -64,6 +64,21 @@ impl FleetService {
         })
     }
 
+    fn device(
+        &self,
+        caller: &Principal,
+        req: pb::GetDeviceRequest,
+    ) -> Result<pb::Device, Rejection> {
+        let app = &self.app;
+        let serial = Serial::parse(&req.serial, Reason::FieldInvalid, "serial")?;
+        self.visible(caller, &serial)?;
+        app.store
+            .get_device(serial.as_str())
+            .map_err(|e| app.store_err(e))?
+            .map(convert::device)
+            .ok_or_else(|| reject!(DeviceNotFound, "serial {serial} is not enrolled"))
+    }
+
     fn evidence(&self, req: pb::GetEvidenceRequest) -> Result<pb::StoredEvidence, Rejection> {
         let app = &self.app;
         app.store
@@ -82,6 +97,19 @@ impl FleetService {
 
 #[tonic::async_trait]
 impl pb::fleet_server::Fleet for FleetService {
+    async fn get_device(
+        &self,
+        req: Request<pb::GetDeviceRequest>,
+    ) -> Result<Response<pb::Device>, Status> {
+        let run = || {
+            let caller = principal(&req)?;
+            self.device(&caller, req.get_ref().clone())
+        };
+        run()
+            .map(Response::new)
+            .map_err(|r| self.app.fail("GetDevice", r))
+    }
+
     async fn list_device_history(
         &self,
         req: Request<pb::ListDeviceHistoryRequest>,

@@ -1,0 +1,184 @@
+//! The re-appraisal job: keeps every unit's verdict true as the world
+//! changes without new evidence (appraisal.md, "When a verdict changes
+//! without new evidence").
+//!
+//! Work is found only through indices, never by scanning the fleet:
+//! `dirty` (a record arrived, a unit was revoked), sweeps over `by_model`
+//! (a baseline became active) and `by_station` (a station was revoked), and
+//! `due` (time: calibration due dates, evidence going stale). Pending
+//! baselines are activated when their `effective_at` passes. Each unit is
+//! re-decided from its stored evidence and written with the same checks as
+//! any write; each batch ends with a group flush, so the job's writes are as
+//! durable as a client's. Handlers wake the job after the writes that create
+//! work; a timer catches what only time creates.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use attestd_core::Rejection;
+use attestd_store::{ReappraisalCommit, StoreError, SweepEntry};
+use tokio::sync::watch;
+
+use crate::app::App;
+use crate::verdict::{reappraise_evidence, unit_facts, verdict};
+
+/// Attempts per unit when it keeps changing underneath the job.
+const MAX_ATTEMPTS: usize = 5;
+
+/// Runs until `shutdown` turns true.
+pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
+    let interval = Duration::from_millis(app.limits.reappraisal_interval_ms.max(10));
+    loop {
+        // Drain everything there is, then wait for a nudge or the timer.
+        loop {
+            match step(&app).await {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(reason = e.reason.as_str(), message = %e.message, "re-appraisal paused");
+                    break;
+                }
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+        }
+        tokio::select! {
+            _ = app.work.notified() => {}
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// One bounded round of work; returns how much progressed.
+pub async fn step(app: &App) -> Result<usize, Rejection> {
+    let store = app.store.as_ref();
+    let batch = app.limits.reappraisal_batch.max(1);
+    let pending = app.commit.begin();
+    let now_ms = app.clock.now_ms();
+    let now_s = now_ms.div_euclid(1000);
+    let mut progress = 0;
+
+    for (model, version) in store
+        .activate_due_baselines(now_s)
+        .map_err(|e| app.store_err(e))?
+    {
+        tracing::info!(model, version, "baseline became active");
+        progress += 1;
+    }
+    for serial in store.dirty_units(batch).map_err(|e| app.store_err(e))? {
+        if reappraise_unit(app, &serial, now_ms) {
+            progress += 1;
+        }
+    }
+    for sweep in store.sweeps().map_err(|e| app.store_err(e))? {
+        progress += run_sweep(app, &sweep, batch, now_ms)?;
+    }
+    for serial in store
+        .due_units(now_s, batch)
+        .map_err(|e| app.store_err(e))?
+    {
+        if reappraise_unit(app, &serial, now_ms) {
+            progress += 1;
+        }
+    }
+    if progress > 0 {
+        pending.durable().await?;
+    }
+    Ok(progress)
+}
+
+/// Re-appraises the next batch of a sweep and moves its cursor past the
+/// units done. A unit that fails stops the batch there, to be retried.
+fn run_sweep(app: &App, sweep: &SweepEntry, batch: usize, now_ms: i64) -> Result<usize, Rejection> {
+    let store = app.store.as_ref();
+    let units = store
+        .sweep_units(sweep, batch)
+        .map_err(|e| app.store_err(e))?;
+    let mut done: Option<&str> = None;
+    let mut failed = false;
+    for serial in &units {
+        if !reappraise_unit(app, serial, now_ms) {
+            failed = true;
+            break;
+        }
+        done = Some(serial);
+    }
+    let cursor = if !failed && units.len() < batch {
+        None
+    } else {
+        done
+    };
+    if cursor.is_none() && failed {
+        return Ok(0);
+    }
+    store
+        .advance_sweep(sweep, cursor)
+        .map_err(|e| app.store_err(e))?;
+    if cursor.is_none() {
+        tracing::info!(kind = sweep.kind, key = %sweep.key, reason = %sweep.reason, "re-appraisal sweep finished");
+    }
+    Ok(units.len().max(1))
+}
+
+/// Re-decides one unit from its stored evidence and writes the verdict.
+/// Returns whether it was written.
+pub fn reappraise_unit(app: &App, serial: &str, now_ms: i64) -> bool {
+    match try_reappraise(app, serial, now_ms) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(serial, reason = e.reason.as_str(), message = %e.message, "re-appraisal failed");
+            false
+        }
+    }
+}
+
+fn try_reappraise(app: &App, serial: &str, now_ms: i64) -> Result<(), Rejection> {
+    let store = app.store.as_ref();
+    for _ in 0..MAX_ATTEMPTS {
+        let Some(d) = store.get_device(serial).map_err(|e| app.store_err(e))? else {
+            return Ok(());
+        };
+        let (version, baseline) = app.baselines.active(store, &d.model)?;
+        let facts = unit_facts(store, &d)?;
+        let evidence = if d.last_evidence_id.is_empty() {
+            None
+        } else {
+            store
+                .get_evidence(&d.last_evidence_id)
+                .map_err(|e| app.store_err(e))?
+        };
+        let appraisal = match &evidence {
+            Some(e) => Some(reappraise_evidence(e, &facts, baseline.as_deref(), now_ms)?),
+            None => None,
+        };
+        let last = evidence.as_ref().map(|e| e.received_at);
+        let v = verdict(
+            appraisal.as_ref(),
+            last,
+            &facts,
+            baseline.as_deref(),
+            d.quarantined,
+            now_ms,
+        );
+        let commit = ReappraisalCommit {
+            serial: serial.to_owned(),
+            expected_revision: d.revision,
+            expected_baseline: version,
+            verdict: v,
+        };
+        match store.commit_reappraisal(commit) {
+            Ok(_) => {
+                app.metrics.reappraisals.fetch_add(1, Relaxed);
+                return Ok(());
+            }
+            Err(StoreError::Conflict) => {
+                app.metrics.commit_conflicts.fetch_add(1, Relaxed);
+            }
+            Err(e) => return Err(app.store_err(e)),
+        }
+    }
+    Err(app.store_err(StoreError::Conflict))
+}

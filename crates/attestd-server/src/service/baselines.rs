@@ -1,0 +1,168 @@
+//! Baselines: accepted only from a security-admin principal AND with valid
+//! signatures from at least `t` of the `n` configured release keys, so a
+//! compromised admin account alone cannot approve firmware.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use attestd_core::baseline::{Baseline, BASELINE_TYPE};
+use attestd_core::ids::Model;
+use attestd_core::{reject, Reason, Rejection};
+use attestd_proto::v1 as pb;
+use attestd_store::{BaselineEntry, SignatureEntry};
+use tonic::{Request, Response, Status};
+
+use crate::app::{page_token, principal, App};
+use crate::auth::Principal;
+use crate::convert;
+use crate::service::factory::envelope;
+
+pub struct BaselinesService {
+    pub app: Arc<App>,
+}
+
+impl BaselinesService {
+    async fn publish(
+        &self,
+        caller: &Principal,
+        req: pb::PublishBaselineRequest,
+    ) -> Result<pb::PublishBaselineResponse, Rejection> {
+        let app = &self.app;
+        let pending = app.commit.begin();
+        let env = envelope(
+            req.envelope
+                .ok_or_else(|| reject!(FieldInvalid, "envelope: required"))?,
+        );
+        env.check_bounds()?;
+        if env.payload_type != BASELINE_TYPE {
+            return Err(reject!(
+                UnknownPayloadType,
+                "payload_type must be {BASELINE_TYPE}"
+            ));
+        }
+        // Signatures before content: unsigned bytes are not even parsed.
+        let signed = app.trust_root.verify(&env)?;
+        let b = Baseline::parse(&env.payload)?;
+        let entry = BaselineEntry {
+            model: b.model.as_str().to_owned(),
+            version: b.version,
+            effective_at: b.effective_at.0,
+            description: b.description.clone(),
+            payload: env.payload,
+            payload_type: env.payload_type,
+            signatures: env
+                .signatures
+                .into_iter()
+                .map(|s| SignatureEntry {
+                    sig: s.sig,
+                    keyid: s.keyid,
+                })
+                .collect(),
+            published_at: app.clock.now_ms(),
+            published_by: caller.name.clone(),
+        };
+        let active = app
+            .store
+            .publish_baseline(entry, app.clock.now().0)
+            .map_err(|e| app.store_err(e))?;
+        pending.durable().await?;
+        app.metrics.baselines_accepted.fetch_add(1, Relaxed);
+        app.work.notify_one();
+        tracing::info!(model = %b.model, version = b.version, signatures = signed, active, by = %caller.name, "baseline accepted");
+        Ok(pb::PublishBaselineResponse {
+            model: b.model.as_str().to_owned(),
+            version: b.version,
+            effective_at: convert::timestamp(b.effective_at.0),
+            state: if active {
+                pb::BaselineState::Active as i32
+            } else {
+                pb::BaselineState::Pending as i32
+            },
+        })
+    }
+
+    fn get(&self, req: pb::GetBaselineRequest) -> Result<pb::Baseline, Rejection> {
+        let app = &self.app;
+        let model = Model::parse(&req.model, Reason::FieldInvalid, "model")?;
+        let active = app
+            .store
+            .active_baseline_version(model.as_str())
+            .map_err(|e| app.store_err(e))?;
+        let version = match (req.version, active) {
+            (0, Some(v)) => v,
+            (0, None) => {
+                return Err(reject!(
+                    BaselineNotFound,
+                    "model {model} has no active baseline"
+                ))
+            }
+            (v, _) => v,
+        };
+        app.store
+            .get_baseline(model.as_str(), version)
+            .map_err(|e| app.store_err(e))?
+            .map(|b| convert::baseline(b, active))
+            .ok_or_else(|| {
+                reject!(
+                    BaselineNotFound,
+                    "model {model} has no baseline version {version}"
+                )
+            })
+    }
+
+    fn list(&self, req: pb::ListBaselinesRequest) -> Result<pb::ListBaselinesResponse, Rejection> {
+        let app = &self.app;
+        let model = Model::parse(&req.model, Reason::FieldInvalid, "model")?;
+        let limit = app.page_size(req.page_size)?;
+        let active = app
+            .store
+            .active_baseline_version(model.as_str())
+            .map_err(|e| app.store_err(e))?;
+        let page = app
+            .store
+            .list_baselines(model.as_str(), page_token(&req.page_token), limit)
+            .map_err(|e| app.store_err(e))?;
+        Ok(pb::ListBaselinesResponse {
+            baselines: page
+                .items
+                .into_iter()
+                .map(|b| convert::baseline(b, active))
+                .collect(),
+            next_page_token: page.next.unwrap_or_default(),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl pb::baselines_server::Baselines for BaselinesService {
+    async fn publish_baseline(
+        &self,
+        req: Request<pb::PublishBaselineRequest>,
+    ) -> Result<Response<pb::PublishBaselineResponse>, Status> {
+        let run = async {
+            let caller = principal(&req)?;
+            self.publish(&caller, req.into_inner()).await
+        };
+        run.await
+            .map(Response::new)
+            .map_err(|r| self.app.fail("PublishBaseline", r))
+    }
+
+    async fn get_baseline(
+        &self,
+        req: Request<pb::GetBaselineRequest>,
+    ) -> Result<Response<pb::Baseline>, Status> {
+        self.get(req.into_inner())
+            .map(Response::new)
+            .map_err(|r| self.app.fail("GetBaseline", r))
+    }
+
+    async fn list_baselines(
+        &self,
+        req: Request<pb::ListBaselinesRequest>,
+    ) -> Result<Response<pb::ListBaselinesResponse>, Status> {
+        self.list(req.into_inner())
+            .map(Response::new)
+            .map_err(|r| self.app.fail("ListBaselines", r))
+    }
+}

@@ -1,0 +1,206 @@
+//! Gathering what appraisal needs about a unit (its records, the stations
+//! behind them, the active baseline of its model) and turning an appraisal
+//! into the unit's stored verdict. Shared by evidence submission and the
+//! re-appraisal job, so both decide the same way.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use attestd_core::appraisal::{
+    self, Appraisal, CalibrationFacts, EvidenceFacts, Status, UnitFacts,
+};
+use attestd_core::baseline::Baseline;
+use attestd_core::evidence::{Claims, Evidence};
+use attestd_core::record::Record;
+use attestd_core::time::UnixTime;
+use attestd_core::{reject, Rejection};
+use attestd_store::{DeviceEntry, EvidenceEntry, Store, SvnEntry, UnitVerdict};
+
+use crate::convert;
+use crate::status::store_rejection;
+
+/// Parsed baselines by (model, version). Baselines are immutable, so entries
+/// never go stale; the map is bounded by the number of published versions.
+#[derive(Default)]
+pub struct BaselineCache {
+    map: Mutex<HashMap<(String, u64), Arc<Baseline>>>,
+}
+
+/// The active baseline of a model: its version (for the commit's check) and
+/// the parsed baseline.
+pub type Active = (Option<u64>, Option<Arc<Baseline>>);
+
+impl BaselineCache {
+    pub fn active(&self, store: &dyn Store, model: &str) -> Result<Active, Rejection> {
+        let Some(version) = store
+            .active_baseline_version(model)
+            .map_err(store_rejection)?
+        else {
+            return Ok((None, None));
+        };
+        let key = (model.to_owned(), version);
+        if let Some(b) = self.map.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok((Some(version), Some(b.clone())));
+        }
+        let entry = store
+            .get_baseline(model, version)
+            .map_err(store_rejection)?
+            .ok_or_else(|| {
+                reject!(
+                    StoreUnavailable,
+                    "active baseline {model} v{version} is missing"
+                )
+            })?;
+        let b = Arc::new(Baseline::parse(&entry.payload).map_err(|e| {
+            reject!(
+                StoreUnavailable,
+                "stored baseline {model} v{version} does not parse: {e}"
+            )
+        })?);
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, b.clone());
+        Ok((Some(version), Some(b)))
+    }
+}
+
+/// What the unit's records and the stations behind them say.
+pub fn unit_facts(store: &dyn Store, d: &DeviceEntry) -> Result<UnitFacts, Rejection> {
+    let calibration = if d.calibration_record_id.is_empty() {
+        None
+    } else {
+        let r = store
+            .get_record(&d.calibration_record_id)
+            .map_err(store_rejection)?
+            .ok_or_else(|| {
+                reject!(
+                    StoreUnavailable,
+                    "calibration record {} is missing",
+                    d.calibration_record_id
+                )
+            })?;
+        match Record::parse(&r.payload_type, &r.payload) {
+            Ok(Record::Calibration(c)) => Some(CalibrationFacts::from_record(
+                &c,
+                &r.record_id,
+                r.received_at,
+            )),
+            _ => {
+                return Err(reject!(
+                    StoreUnavailable,
+                    "stored record {} is not a calibration record",
+                    r.record_id
+                ))
+            }
+        }
+    };
+    let mut revoked_stations = Vec::new();
+    for sid in [&d.provisioning_station_id, &d.calibration_station_id] {
+        if sid.is_empty() || revoked_stations.contains(sid) {
+            continue;
+        }
+        if store
+            .get_station(sid)
+            .map_err(store_rejection)?
+            .is_some_and(|s| s.revoked)
+        {
+            revoked_stations.push(sid.clone());
+        }
+    }
+    Ok(UnitFacts {
+        model: d.model.clone(),
+        hw_version: d.hw_version.clone(),
+        provisioning_record_id: d.provisioning_record_id.clone(),
+        provisioning_station_id: d.provisioning_station_id.clone(),
+        revoked: d.revoked,
+        calibration,
+        revoked_stations,
+    })
+}
+
+/// The API status code of a status.
+pub fn status_code(s: Status) -> i32 {
+    match s {
+        Status::Trusted => 1,
+        Status::Warning => 2,
+        Status::Untrusted => 3,
+        Status::Stale => 4,
+        Status::Unknown => 5,
+        Status::Quarantined => 6,
+    }
+}
+
+/// The stored verdict for an appraisal (or none) at `now`.
+pub fn verdict(
+    appraisal: Option<&Appraisal>,
+    last_evidence_ms: Option<i64>,
+    facts: &UnitFacts,
+    baseline: Option<&Baseline>,
+    quarantined: bool,
+    now_ms: i64,
+) -> UnitVerdict {
+    let now = UnixTime(now_ms.div_euclid(1000));
+    let baseline = baseline.filter(|b| b.covers(&facts.model, &facts.hw_version));
+    let status = appraisal::status(appraisal, last_evidence_ms, baseline, quarantined, now);
+    let next = appraisal::next_check(facts, baseline, last_evidence_ms, now);
+    UnitVerdict {
+        appraisal: appraisal.map(convert::appraisal_entry),
+        status: status_code(status),
+        next_check_at: next.map_or(0, |t| t.0),
+        now_ms,
+    }
+}
+
+/// History entries as appraisal takes them.
+pub fn svn_pairs(svns: &[SvnEntry]) -> Vec<(String, u64)> {
+    svns.iter().map(|s| (s.name.clone(), s.svn)).collect()
+}
+
+/// The highest svn per component after accepting `claims`.
+pub fn merged_svns(prior: &[SvnEntry], claims: &Claims) -> Vec<SvnEntry> {
+    let mut out: Vec<SvnEntry> = prior.to_vec();
+    for c in &claims.components {
+        match out.iter_mut().find(|s| s.name == c.name) {
+            Some(s) => s.svn = s.svn.max(c.svn),
+            None => out.push(SvnEntry {
+                name: c.name.clone(),
+                svn: c.svn,
+            }),
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// Re-appraises stored evidence: decodes its bytes again (they were verified
+/// when accepted) and appraises them with the unit's history of that time.
+pub fn reappraise_evidence(
+    e: &EvidenceEntry,
+    facts: &UnitFacts,
+    baseline: Option<&Baseline>,
+    now_ms: i64,
+) -> Result<Appraisal, Rejection> {
+    let ev = Evidence::decode(&e.raw).map_err(|r| {
+        reject!(
+            StoreUnavailable,
+            "stored evidence {} does not decode: {r}",
+            e.evidence_id
+        )
+    })?;
+    let prior_svns = svn_pairs(&e.prior_svns);
+    let facts_ev = EvidenceFacts {
+        claims: &ev.claims,
+        evidence_id: &e.evidence_id,
+        nonce_fresh: e.nonce_fresh,
+        received_at_ms: e.received_at,
+        prior_bootcount: e.has_prior_bootcount.then_some(e.prior_bootcount),
+        prior_svns: &prior_svns,
+    };
+    Ok(appraisal::appraise(
+        &facts_ev,
+        facts,
+        baseline,
+        UnixTime(now_ms.div_euclid(1000)),
+    ))
+}
