@@ -116,6 +116,7 @@ async fn group_commit_shares_flushes_between_concurrent_writers() {
     // the threshold on a loaded 2-core CI machine; the mechanism is the same.
     let server = TestServer::start_with(Options {
         limits: vec![("group_commit_max_wait_us", "50000".into())],
+        ..Options::default()
     });
     let units = enroll(&server, 64).await;
     // Let the re-appraisal job finish the 64 new units first: its flushes

@@ -3,52 +3,13 @@
 
 mod common;
 
-use attestd_client::core::ids::Digest;
 use attestd_client::core::keys::KeyAlg;
-use attestd_client::core::record::{CalibrationDoc, InstrumentDoc, ParameterDoc, ProcedureDoc};
+use attestd_client::core::record::CalibrationDoc;
 use attestd_client::pb;
 use attestd_client::record::{sign_calibration, sign_provisioning};
 use attestd_client::{Client, SigningKey};
 use common::*;
 use tonic::Code;
-
-fn calibration_doc(
-    station_id: &str,
-    sequence: u64,
-    serial: &str,
-    as_left: f64,
-    result: &str,
-) -> CalibrationDoc {
-    CalibrationDoc {
-        station_id: station_id.into(),
-        sequence,
-        performed_at: now().plus_seconds(-30).to_string(),
-        operator_id: "tech-5521".into(),
-        serial: serial.into(),
-        calibration_id: format!("CAL-{serial}-{sequence:04}"),
-        procedure: ProcedureDoc {
-            id: "CP-SPO2-7".into(),
-            version: "3".into(),
-        },
-        result: result.into(),
-        parameters: vec![ParameterDoc {
-            name: "spo2_offset".into(),
-            unit: "%".into(),
-            nominal: 0.0,
-            tolerance_low: -0.5,
-            tolerance_high: 0.5,
-            as_found: 0.31,
-            as_left,
-        }],
-        reference_instruments: vec![InstrumentDoc {
-            id: "REF-ProSim8-4471".into(),
-            due_at: "2027-03-01T00:00:00Z".into(),
-        }],
-        calibration_digest: Digest::of(format!("cal {serial} {sequence}").as_bytes()).to_hex(),
-        next_due_at: "2027-11-28T00:00:00Z".into(),
-        supersedes: None,
-    }
-}
 
 async fn submit_cal(
     c: &Client,

@@ -359,6 +359,7 @@ async fn nonces_are_single_use_per_serial_and_deferred_evidence_must_advance() {
 async fn expired_nonce_is_refused() {
     let w = World::new(Options {
         limits: vec![("nonce_lifetime_ms", "300".into())],
+        ..Options::default()
     })
     .await;
     let c = w.fresh_claims().await;

@@ -13,7 +13,10 @@ use std::time::Duration;
 use attestd_client::core::evidence::Claims;
 use attestd_client::core::ids::Serial;
 use attestd_client::core::keys::KeyAlg;
-use attestd_client::core::record::{DeviceKeyDoc, FirmwareDoc, ProvisioningDoc};
+use attestd_client::core::record::{
+    CalibrationDoc, DeviceKeyDoc, FirmwareDoc, InstrumentDoc, ParameterDoc, ProcedureDoc,
+    ProvisioningDoc,
+};
 use attestd_client::core::time::UnixTime;
 use attestd_client::evidence::{sample_claims, sign_evidence};
 use attestd_client::pb;
@@ -30,6 +33,7 @@ pub const STATIONS: &[(&str, &str)] = &[
     ("line1-prov", "tok-line1-prov"),
     ("line1-cal", "tok-line1-cal"),
     ("line2-prov", "tok-line2-prov"),
+    ("depot-cal", "tok-depot-cal"),
     ("unregistered-st", "tok-unregistered"),
 ];
 
@@ -45,10 +49,15 @@ fn sha256_hex(s: &str) -> String {
     attestd_client::core::ids::Digest::of(s.as_bytes()).to_hex()
 }
 
-/// Extra `[limits]` lines for the test configuration.
+/// Extra settings for the test configuration.
 #[derive(Default, Clone)]
 pub struct Options {
+    /// Extra `[limits]` lines.
     pub limits: Vec<(&'static str, String)>,
+    /// Release keys (base64 SPKI) and threshold for baselines.
+    pub release: Option<(usize, Vec<String>)>,
+    /// Run the server on the test clock (see [`TestServer::advance_clock`]).
+    pub test_clock: bool,
 }
 
 pub struct TestServer {
@@ -78,6 +87,28 @@ impl TestServer {
 
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
+    }
+
+    /// Moves the server's clock forward (needs `Options::test_clock`).
+    pub fn advance_clock(&self, by: Duration) {
+        assert!(self.opts.test_clock, "start the server with test_clock");
+        let path = self.dir.path().join("clock_offset_ms");
+        let now: i64 = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        std::fs::write(&path, (now + by.as_millis() as i64).to_string()).unwrap();
+    }
+
+    /// The server's clock offset, to build timestamps on its timeline.
+    pub fn clock_offset(&self) -> Duration {
+        let path = self.dir.path().join("clock_offset_ms");
+        Duration::from_millis(
+            std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0),
+        )
     }
 
     /// SIGKILL: no shutdown, no final flush.
@@ -153,6 +184,19 @@ impl TestServer {
         }
     }
 
+    /// Waits until the re-appraisal job has been idle for a while (its
+    /// counter unchanged over 300 ms).
+    pub async fn wait_idle(&self) {
+        let mut last = self.metric("attestd_reappraisals_total");
+        let mut quiet = 0;
+        while quiet < 3 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let now = self.metric("attestd_reappraisals_total");
+            quiet = if now == last { quiet + 1 } else { 0 };
+            last = now;
+        }
+    }
+
     /// Counts of stored objects: (stations, devices, records, evidence).
     pub fn stored(&self) -> (u64, u64, u64, u64) {
         (
@@ -183,6 +227,17 @@ fn launch(dir: &Path, opts: &Options) -> (Child, String, String) {
     cfg.push_str("\n[limits]\n");
     for (k, v) in &opts.limits {
         cfg.push_str(&format!("{k} = {v}\n"));
+    }
+    if let Some((threshold, keys)) = &opts.release {
+        cfg.push_str(&format!(
+            "\n[release]\nthreshold = {threshold}\nkeys = {keys:?}\n"
+        ));
+    }
+    if opts.test_clock {
+        cfg.push_str(&format!(
+            "\n[testing]\nclock_offset_file = {:?}\n",
+            dir.join("clock_offset_ms").display().to_string()
+        ));
     }
     let mut principal = |name: &str, role: &str, token: &str, extra: &str| {
         cfg.push_str(&format!(
@@ -434,4 +489,46 @@ pub async fn evidence_ids(client: &Client, serial: &str) -> Vec<String> {
             _ => None,
         })
         .collect()
+}
+
+/// A calibration record of `serial` (digest derived from serial and sequence).
+pub fn calibration_doc(
+    station_id: &str,
+    sequence: u64,
+    serial: &str,
+    as_left: f64,
+    result: &str,
+) -> CalibrationDoc {
+    CalibrationDoc {
+        station_id: station_id.into(),
+        sequence,
+        performed_at: now().plus_seconds(-30).to_string(),
+        operator_id: "tech-5521".into(),
+        serial: serial.into(),
+        calibration_id: format!("CAL-{serial}-{sequence:04}"),
+        procedure: ProcedureDoc {
+            id: "CP-SPO2-7".into(),
+            version: "3".into(),
+        },
+        result: result.into(),
+        parameters: vec![ParameterDoc {
+            name: "spo2_offset".into(),
+            unit: "%".into(),
+            nominal: 0.0,
+            tolerance_low: -0.5,
+            tolerance_high: 0.5,
+            as_found: 0.31,
+            as_left,
+        }],
+        reference_instruments: vec![InstrumentDoc {
+            id: "REF-ProSim8-4471".into(),
+            due_at: "2027-03-01T00:00:00Z".into(),
+        }],
+        calibration_digest: attestd_client::core::ids::Digest::of(
+            format!("cal {serial} {sequence}").as_bytes(),
+        )
+        .to_hex(),
+        next_due_at: "2027-11-28T00:00:00Z".into(),
+        supersedes: None,
+    }
 }
