@@ -158,3 +158,33 @@ async fn dev_mode_with_env_overrides_then_sigterm_shuts_down_cleanly() {
     };
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn the_example_configuration_starts_a_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/attestd.example.toml");
+    let mut child = attestd()
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .env("ATTESTD_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let first = BufReader::new(child.stdout.take().unwrap()).lines().next();
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = first.expect("a start-up line").unwrap();
+    assert!(
+        line.starts_with("attestd listening on 127.0.0.1:"),
+        "{line}"
+    );
+}
