@@ -527,6 +527,41 @@ async fn the_tamper_story() {
     );
     let i = f.index(&f.units[0].serial.clone());
     assert_eq!(f.status(i).await, pb::DeviceStatus::Trusted);
+
+    // A security admin revokes unit 42 (say its key leaked): UNTRUSTED at
+    // once, without booting, and booting does not wash it clean.
+    let r = f
+        .admin
+        .admin()
+        .revoke_device(pb::RevokeDeviceRequest {
+            serial: f.units[42].serial.clone(),
+            reason: "key leaked".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.revoked);
+    let dev = f
+        .wait_for(
+            42,
+            pb::DeviceStatus::Untrusted,
+            Some("DEVICE_REVOKED"),
+            Duration::from_secs(5),
+        )
+        .await;
+    assert!(dev.revoked);
+    assert_eq!(
+        dev.appraisal
+            .unwrap()
+            .trust_vector
+            .unwrap()
+            .instance_identity,
+        96
+    );
+    let a = f.boot(42).await;
+    assert!(codes(&a).contains(&"DEVICE_REVOKED"), "{:?}", codes(&a));
+    assert_eq!(f.status(42).await, pb::DeviceStatus::Untrusted);
+    assert_eq!(f.status(43).await, pb::DeviceStatus::Trusted);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
