@@ -104,6 +104,25 @@ pub fn appraisal(a: &AppraisalEntry) -> pb::Appraisal {
     }
 }
 
+/// A stored envelope, exactly as it was received.
+fn envelope(
+    payload: Vec<u8>,
+    payload_type: String,
+    signatures: Vec<SignatureEntry>,
+) -> pb::Envelope {
+    pb::Envelope {
+        payload,
+        payload_type,
+        signatures: signatures
+            .into_iter()
+            .map(|s| pb::Signature {
+                sig: s.sig,
+                keyid: s.keyid,
+            })
+            .collect(),
+    }
+}
+
 pub fn record(r: RecordEntry) -> pb::StoredRecord {
     pb::StoredRecord {
         record_id: r.record_id,
@@ -113,18 +132,7 @@ pub fn record(r: RecordEntry) -> pb::StoredRecord {
         sequence: r.sequence,
         performed_at: timestamp(r.performed_at),
         received_at: timestamp_ms(r.received_at),
-        envelope: Some(pb::Envelope {
-            payload: r.payload,
-            payload_type: r.payload_type,
-            signatures: r
-                .signatures
-                .into_iter()
-                .map(|s| pb::Signature {
-                    sig: s.sig,
-                    keyid: s.keyid,
-                })
-                .collect(),
-        }),
+        envelope: Some(envelope(r.payload, r.payload_type, r.signatures)),
     }
 }
 
@@ -183,18 +191,7 @@ pub fn baseline(b: BaselineEntry, active: Option<u64>) -> pb::Baseline {
         state: state as i32,
         published_at: timestamp_ms(b.published_at),
         published_by: b.published_by,
-        envelope: Some(pb::Envelope {
-            payload: b.payload,
-            payload_type: b.payload_type,
-            signatures: b
-                .signatures
-                .into_iter()
-                .map(|s| pb::Signature {
-                    sig: s.sig,
-                    keyid: s.keyid,
-                })
-                .collect(),
-        }),
+        envelope: Some(envelope(b.payload, b.payload_type, b.signatures)),
     }
 }
 
