@@ -4,7 +4,7 @@ use attestd_core::appraisal::{Appraisal, Tier};
 use attestd_proto::v1 as pb;
 use attestd_store::{
     AppraisalEntry, BaselineEntry, DeviceEntry, EvidenceEntry, FindingEntry, RecordEntry,
-    StationEntry,
+    SignatureEntry, StationEntry,
 };
 
 pub fn timestamp(secs: i64) -> Option<prost_types::Timestamp> {
