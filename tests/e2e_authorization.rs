@@ -72,6 +72,40 @@ async fn call(c: &Client, path: &str) -> tonic::Status {
                 .list_baselines(pb::ListBaselinesRequest::default()))
         }
         "/attestd.v1.Fleet/GetDevice" => go!(c.fleet().get_device(pb::GetDeviceRequest::default())),
+        "/attestd.v1.Admin/AssignDevice" => {
+            go!(c.admin().assign_device(pb::AssignDeviceRequest::default()))
+        }
+        "/attestd.v1.Fleet/ListDevices" => {
+            go!(c.fleet().list_devices(pb::ListDevicesRequest::default()))
+        }
+        "/attestd.v1.Fleet/GetFleetSummary" => {
+            go!(c
+                .fleet()
+                .get_fleet_summary(pb::GetFleetSummaryRequest::default()))
+        }
+        "/attestd.v1.Fleet/WatchFleet" => {
+            go!(c.fleet().watch_fleet(pb::WatchFleetRequest::default()))
+        }
+        "/attestd.v1.Release/CheckRelease" => {
+            go!(c
+                .release()
+                .check_release(pb::CheckReleaseRequest::default()))
+        }
+        "/attestd.v1.Release/CheckReleaseBatch" => {
+            go!(c
+                .release()
+                .check_release_batch(pb::CheckReleaseBatchRequest::default()))
+        }
+        "/attestd.v1.Release/SetQuarantine" => {
+            go!(c
+                .release()
+                .set_quarantine(pb::SetQuarantineRequest::default()))
+        }
+        "/attestd.v1.Release/GrantConcession" => {
+            go!(c
+                .release()
+                .grant_concession(pb::GrantConcessionRequest::default()))
+        }
         other => panic!("the matrix test does not know how to call {other}: add it here"),
     }
 }

@@ -164,7 +164,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "   evidence {} (bootcount {}, nonce-fresh {})",
                 ev.evidence_id, ev.bootcount, ev.nonce_fresh
             ),
-            None => {}
+            _ => {}
         }
     }
     Ok(())

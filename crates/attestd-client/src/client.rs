@@ -95,6 +95,13 @@ impl Client {
         )
     }
 
+    pub fn release(&self) -> pb::release_client::ReleaseClient<Authed> {
+        pb::release_client::ReleaseClient::with_interceptor(
+            self.channel.clone(),
+            self.bearer.clone(),
+        )
+    }
+
     pub fn fleet(&self) -> pb::fleet_client::FleetClient<Authed> {
         pb::fleet_client::FleetClient::with_interceptor(self.channel.clone(), self.bearer.clone())
     }

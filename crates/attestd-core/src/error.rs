@@ -23,6 +23,8 @@ pub enum Class {
     NotFound,
     /// Retry later.
     Unavailable,
+    /// The operation was cut short (a watch that fell behind); resume.
+    Aborted,
 }
 
 macro_rules! reasons {
@@ -84,6 +86,8 @@ reasons! {
     BaselineNotFound => "BASELINE_NOT_FOUND", NotFound;
     StationNotFound => "STATION_NOT_FOUND", NotFound;
     EvidenceNotFound => "EVIDENCE_NOT_FOUND", NotFound;
+    CursorExpired => "CURSOR_EXPIRED", FailedPrecondition;
+    WatchLagged => "WATCH_LAGGED", Aborted;
     StoreUnavailable => "STORE_UNAVAILABLE", Unavailable;
     ShuttingDown => "SHUTTING_DOWN", Unavailable;
 }

@@ -14,6 +14,7 @@ pub mod evidence;
 pub mod ids;
 pub mod keys;
 pub mod record;
+pub mod release;
 pub mod time;
 
 pub use error::{Class, Reason, Rejection};

@@ -79,61 +79,31 @@ const RECORD_READERS: &[Role] = &[Station, SecurityAdmin, Auditor, Mes];
 const FLEET_READERS: &[Role] = &[Mes, HospitalIt, SecurityAdmin, Auditor];
 
 /// The authorization matrix: gRPC method path -> access.
+#[rustfmt::skip]
 pub const ROUTES: &[(&str, Access)] = &[
     ("/attestd.v1.DeviceAttestation/GetChallenge", Access::Public),
-    (
-        "/attestd.v1.DeviceAttestation/SubmitEvidence",
-        Access::Public,
-    ),
-    (
-        "/attestd.v1.Factory/SubmitRecord",
-        Access::Roles(&[Station]),
-    ),
-    (
-        "/attestd.v1.Factory/GetRecord",
-        Access::Roles(RECORD_READERS),
-    ),
-    (
-        "/attestd.v1.Factory/ListRecords",
-        Access::Roles(RECORD_READERS),
-    ),
-    (
-        "/attestd.v1.Admin/RegisterStation",
-        Access::Roles(&[SecurityAdmin]),
-    ),
-    (
-        "/attestd.v1.Admin/RevokeStation",
-        Access::Roles(&[SecurityAdmin]),
-    ),
-    (
-        "/attestd.v1.Admin/ListStations",
-        Access::Roles(&[SecurityAdmin]),
-    ),
-    (
-        "/attestd.v1.Admin/RevokeDevice",
-        Access::Roles(&[SecurityAdmin]),
-    ),
-    (
-        "/attestd.v1.Baselines/PublishBaseline",
-        Access::Roles(&[SecurityAdmin]),
-    ),
-    (
-        "/attestd.v1.Baselines/GetBaseline",
-        Access::Roles(OPERATORS),
-    ),
-    (
-        "/attestd.v1.Baselines/ListBaselines",
-        Access::Roles(OPERATORS),
-    ),
+    ("/attestd.v1.DeviceAttestation/SubmitEvidence", Access::Public),
+    ("/attestd.v1.Factory/SubmitRecord", Access::Roles(&[Station])),
+    ("/attestd.v1.Factory/GetRecord", Access::Roles(RECORD_READERS)),
+    ("/attestd.v1.Factory/ListRecords", Access::Roles(RECORD_READERS)),
+    ("/attestd.v1.Admin/RegisterStation", Access::Roles(&[SecurityAdmin])),
+    ("/attestd.v1.Admin/RevokeStation", Access::Roles(&[SecurityAdmin])),
+    ("/attestd.v1.Admin/ListStations", Access::Roles(&[SecurityAdmin])),
+    ("/attestd.v1.Admin/RevokeDevice", Access::Roles(&[SecurityAdmin])),
+    ("/attestd.v1.Admin/AssignDevice", Access::Roles(&[SecurityAdmin, Mes])),
+    ("/attestd.v1.Baselines/PublishBaseline", Access::Roles(&[SecurityAdmin])),
+    ("/attestd.v1.Baselines/GetBaseline", Access::Roles(OPERATORS)),
+    ("/attestd.v1.Baselines/ListBaselines", Access::Roles(OPERATORS)),
     ("/attestd.v1.Fleet/GetDevice", Access::Roles(FLEET_READERS)),
-    (
-        "/attestd.v1.Fleet/ListDeviceHistory",
-        Access::Roles(FLEET_READERS),
-    ),
-    (
-        "/attestd.v1.Fleet/GetEvidence",
-        Access::Roles(&[SecurityAdmin, Auditor]),
-    ),
+    ("/attestd.v1.Fleet/ListDevices", Access::Roles(FLEET_READERS)),
+    ("/attestd.v1.Fleet/GetFleetSummary", Access::Roles(FLEET_READERS)),
+    ("/attestd.v1.Fleet/WatchFleet", Access::Roles(FLEET_READERS)),
+    ("/attestd.v1.Fleet/ListDeviceHistory", Access::Roles(FLEET_READERS)),
+    ("/attestd.v1.Fleet/GetEvidence", Access::Roles(&[SecurityAdmin, Auditor])),
+    ("/attestd.v1.Release/CheckRelease", Access::Roles(&[Mes])),
+    ("/attestd.v1.Release/CheckReleaseBatch", Access::Roles(&[Mes])),
+    ("/attestd.v1.Release/SetQuarantine", Access::Roles(&[SecurityAdmin])),
+    ("/attestd.v1.Release/GrantConcession", Access::Roles(&[SecurityAdmin])),
 ];
 
 /// Services that are public as a whole.

@@ -3,8 +3,8 @@
 use attestd_core::appraisal::{Appraisal, Tier};
 use attestd_proto::v1 as pb;
 use attestd_store::{
-    AppraisalEntry, BaselineEntry, DeviceEntry, EvidenceEntry, FindingEntry, RecordEntry,
-    SignatureEntry, StationEntry,
+    AppraisalEntry, BaselineEntry, ChangeEntry, DeviceEntry, EvidenceEntry, FindingEntry,
+    ReappraisalEntry, RecordEntry, ReleaseDecisionEntry, SignatureEntry, StationEntry,
 };
 
 pub fn timestamp(secs: i64) -> Option<prost_types::Timestamp> {
@@ -231,5 +231,96 @@ pub fn device(d: DeviceEntry) -> pb::Device {
         } else {
             None
         },
+        assignment: (!d.tenant.is_empty() || !d.site.is_empty()).then(|| pb::Assignment {
+            tenant: d.tenant.clone(),
+            site: d.site.clone(),
+            department: d.department.clone(),
+            asset_tag: d.asset_tag.clone(),
+        }),
+        quarantined: d.quarantined,
+        quarantine_reason: d.quarantine_reason,
     }
+}
+
+pub fn reappraisal(r: ReappraisalEntry) -> pb::Reappraisal {
+    pb::Reappraisal {
+        appraisal: r.appraisal.as_ref().map(appraisal),
+        status: r.status,
+        at: timestamp_ms(r.at),
+    }
+}
+
+pub fn decision(d: ReleaseDecisionEntry) -> pb::ReleaseDecision {
+    pb::ReleaseDecision {
+        decision_id: d.decision_id,
+        serial: d.serial,
+        decision: d.decision,
+        reasons: d
+            .reasons
+            .into_iter()
+            .map(|r| pb::GateReason {
+                code: r.code,
+                detail: r.detail,
+                waived: r.waived,
+            })
+            .collect(),
+        baseline_version: d.baseline_version,
+        evidence_id: d.evidence_id,
+        provisioning_record_id: d.provisioning_record_id,
+        calibration_record_id: d.calibration_record_id,
+        concession_id: d.concession_id,
+        under_concession: d.under_concession,
+        decided_at: timestamp_ms(d.decided_at),
+        decided_for: d.decided_for,
+    }
+}
+
+pub fn change(c: ChangeEntry) -> pb::DeviceChange {
+    pb::DeviceChange {
+        cursor: c.seq.to_string(),
+        serial: c.serial,
+        old_status: c.old_status,
+        new_status: c.new_status,
+        at: timestamp_ms(c.at),
+        model: c.model,
+        tenant: c.tenant,
+        site: c.site,
+        reasons: c.reasons,
+    }
+}
+
+/// Summary counters (group key, status, count) to the API shape.
+pub fn summary(counts: &[attestd_store::SummaryCount], grouped: bool) -> pb::FleetSummary {
+    let mut out = pb::FleetSummary::default();
+    let add = |list: &mut Vec<pb::StatusCount>, status: i32, n: u64| match list
+        .iter_mut()
+        .find(|c| c.status == status)
+    {
+        Some(c) => c.count += n,
+        None => list.push(pb::StatusCount { status, count: n }),
+    };
+    for (key, status, n) in counts {
+        add(&mut out.counts, *status, *n);
+        out.total += n;
+        if grouped {
+            let g = match out.groups.iter_mut().position(|g| g.key == *key) {
+                Some(i) => &mut out.groups[i],
+                None => {
+                    out.groups.push(pb::SummaryGroupCounts {
+                        key: key.clone(),
+                        ..Default::default()
+                    });
+                    out.groups.last_mut().expect("just pushed")
+                }
+            };
+            add(&mut g.counts, *status, *n);
+            g.total += n;
+        }
+    }
+    out.counts.sort_by_key(|c| c.status);
+    for g in &mut out.groups {
+        g.counts.sort_by_key(|c| c.status);
+    }
+    out.groups.sort_by(|a, b| a.key.cmp(&b.key));
+    out
 }

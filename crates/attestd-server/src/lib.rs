@@ -39,7 +39,7 @@ use crate::nonce::NonceCache;
 use crate::security::SecurityEvents;
 use crate::service::{
     admin::AdminService, baselines::BaselinesService, device::DeviceService,
-    factory::FactoryService, fleet::FleetService,
+    factory::FactoryService, fleet::FleetService, release::ReleaseService,
 };
 use crate::settings::Settings;
 
@@ -56,7 +56,7 @@ pub enum ServeError {
     Config(String),
 }
 
-/// Everything `serve` needs.
+/// Everything a server needs.
 pub struct ServerParts {
     pub store: Arc<dyn Store>,
     pub settings: Settings,
@@ -65,114 +65,169 @@ pub struct ServerParts {
     pub metrics_listener: Option<TcpListener>,
 }
 
-/// Serves the API on `listener` until `shutdown` resolves, then drains
-/// in-flight requests and completes the last group flush.
+/// A built server: its shared state, ready to run. Tests in this workspace
+/// can reach the state (`app`) to drive background work by hand.
+pub struct Server {
+    app: Arc<App>,
+    auth: Arc<Authenticator>,
+    metrics_listener: Option<TcpListener>,
+}
+
+impl Server {
+    /// Checks the settings and builds the shared state; starts the flusher.
+    pub fn new(parts: ServerParts) -> Result<Server, ServeError> {
+        let ServerParts {
+            store,
+            settings,
+            clock,
+            metrics_listener,
+        } = parts;
+        let auth = Arc::new(Authenticator::new(&settings.principals)?);
+        let trust_root = settings.release.trust_root().map_err(ServeError::Config)?;
+        let metrics = Arc::new(Metrics::default());
+        let limits = settings.limits.clone();
+        let commit = GroupCommit::start(
+            store.clone(),
+            metrics.clone(),
+            std::time::Duration::from_micros(limits.group_commit_max_wait_us),
+        );
+        let app = Arc::new(App {
+            store,
+            commit,
+            nonces: NonceCache::new(
+                limits.nonce_lifetime_ms,
+                limits.max_nonces_per_serial,
+                limits.max_nonces_total,
+            ),
+            security: SecurityEvents::new(metrics.clone()),
+            metrics,
+            clock,
+            limits,
+            trust_root,
+            baselines: verdict::BaselineCache::default(),
+            work: tokio::sync::Notify::new(),
+        });
+        Ok(Server {
+            app,
+            auth,
+            metrics_listener,
+        })
+    }
+
+    /// The shared state of the services.
+    pub fn app(&self) -> Arc<App> {
+        self.app.clone()
+    }
+
+    /// Serves the API on `listener` until `shutdown` resolves, then drains
+    /// in-flight requests and completes the last group flush. With
+    /// `background` the re-appraisal job runs beside the handlers.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+        background: bool,
+    ) -> Result<(), ServeError> {
+        let Server {
+            app,
+            auth,
+            metrics_listener,
+        } = self;
+        let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
+        let reappraisal =
+            background.then(|| tokio::spawn(reappraisal::run(app.clone(), jobs_stopped)));
+        let metrics_task = metrics_listener.map(|l| {
+            tokio::spawn(metrics::serve_metrics(
+                l,
+                app.metrics.clone(),
+                app.store.clone(),
+            ))
+        });
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_serving::<pb::device_attestation_server::DeviceAttestationServer<DeviceService>>()
+            .await;
+        health
+            .set_serving::<pb::factory_server::FactoryServer<FactoryService>>()
+            .await;
+        health
+            .set_serving::<pb::admin_server::AdminServer<AdminService>>()
+            .await;
+        health
+            .set_serving::<pb::fleet_server::FleetServer<FleetService>>()
+            .await;
+        health
+            .set_serving::<pb::baselines_server::BaselinesServer<BaselinesService>>()
+            .await;
+        health
+            .set_serving::<pb::release_server::ReleaseServer<ReleaseService>>()
+            .await;
+
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(attestd_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+
+        let max = app.limits.max_request_bytes;
+        let edge = EdgeLayer {
+            auth,
+            metrics: app.metrics.clone(),
+            max_request_bytes: max,
+        };
+        let a = || app.clone();
+        let result = tonic::transport::Server::builder()
+            .layer(edge)
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(
+                pb::device_attestation_server::DeviceAttestationServer::new(DeviceService {
+                    app: a(),
+                })
+                .max_decoding_message_size(max),
+            )
+            .add_service(
+                pb::factory_server::FactoryServer::new(FactoryService { app: a() })
+                    .max_decoding_message_size(max),
+            )
+            .add_service(
+                pb::admin_server::AdminServer::new(AdminService { app: a() })
+                    .max_decoding_message_size(max),
+            )
+            .add_service(
+                pb::fleet_server::FleetServer::new(FleetService { app: a() })
+                    .max_decoding_message_size(max),
+            )
+            .add_service(
+                pb::baselines_server::BaselinesServer::new(BaselinesService { app: a() })
+                    .max_decoding_message_size(max),
+            )
+            .add_service(
+                pb::release_server::ReleaseServer::new(ReleaseService { app: a() })
+                    .max_decoding_message_size(max),
+            )
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            .await;
+        // In-flight requests have drained: stop the job (it finishes its batch,
+        // flush included), then make the last writes durable and stop.
+        let _ = stop_jobs.send(true);
+        if let Some(job) = reappraisal {
+            let _ = job.await;
+        }
+        app.commit.shutdown();
+        if let Some(t) = metrics_task {
+            t.abort();
+        }
+        tracing::info!("server stopped");
+        Ok(result?)
+    }
+}
+
+/// Builds and runs a server with its background jobs (what the binary does).
 pub async fn serve(
     listener: TcpListener,
     parts: ServerParts,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let ServerParts {
-        store,
-        settings,
-        clock,
-        metrics_listener,
-    } = parts;
-    let auth = Arc::new(Authenticator::new(&settings.principals)?);
-    let trust_root = settings.release.trust_root().map_err(ServeError::Config)?;
-    let metrics = Arc::new(Metrics::default());
-    let limits = settings.limits.clone();
-    let commit = GroupCommit::start(
-        store.clone(),
-        metrics.clone(),
-        std::time::Duration::from_micros(limits.group_commit_max_wait_us),
-    );
-    let app = Arc::new(App {
-        store: store.clone(),
-        commit: commit.clone(),
-        nonces: NonceCache::new(
-            limits.nonce_lifetime_ms,
-            limits.max_nonces_per_serial,
-            limits.max_nonces_total,
-        ),
-        metrics: metrics.clone(),
-        security: SecurityEvents::new(metrics.clone()),
-        clock,
-        limits: limits.clone(),
-        trust_root,
-        baselines: verdict::BaselineCache::default(),
-        work: tokio::sync::Notify::new(),
-    });
-    let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
-    let reappraisal = tokio::spawn(reappraisal::run(app.clone(), jobs_stopped));
-
-    let metrics_task = metrics_listener
-        .map(|l| tokio::spawn(metrics::serve_metrics(l, metrics.clone(), store.clone())));
-
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<pb::device_attestation_server::DeviceAttestationServer<DeviceService>>()
-        .await;
-    health
-        .set_serving::<pb::factory_server::FactoryServer<FactoryService>>()
-        .await;
-    health
-        .set_serving::<pb::admin_server::AdminServer<AdminService>>()
-        .await;
-    health
-        .set_serving::<pb::fleet_server::FleetServer<FleetService>>()
-        .await;
-    health
-        .set_serving::<pb::baselines_server::BaselinesServer<BaselinesService>>()
-        .await;
-
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(attestd_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-
-    let max = limits.max_request_bytes;
-    let edge = EdgeLayer {
-        auth,
-        metrics: metrics.clone(),
-        max_request_bytes: max,
-    };
-    let result = tonic::transport::Server::builder()
-        .layer(edge)
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(
-            pb::device_attestation_server::DeviceAttestationServer::new(DeviceService {
-                app: app.clone(),
-            })
-            .max_decoding_message_size(max),
-        )
-        .add_service(
-            pb::factory_server::FactoryServer::new(FactoryService { app: app.clone() })
-                .max_decoding_message_size(max),
-        )
-        .add_service(
-            pb::admin_server::AdminServer::new(AdminService { app: app.clone() })
-                .max_decoding_message_size(max),
-        )
-        .add_service(
-            pb::fleet_server::FleetServer::new(FleetService { app: app.clone() })
-                .max_decoding_message_size(max),
-        )
-        .add_service(
-            pb::baselines_server::BaselinesServer::new(BaselinesService { app: app.clone() })
-                .max_decoding_message_size(max),
-        )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await;
-    // In-flight requests have drained: stop the job (it finishes its batch,
-    // flush included), then make the last writes durable and stop.
-    let _ = stop_jobs.send(true);
-    let _ = reappraisal.await;
-    commit.shutdown();
-    if let Some(t) = metrics_task {
-        t.abort();
-    }
-    tracing::info!("server stopped");
-    Ok(result?)
+    Server::new(parts)?.run(listener, shutdown, true).await
 }

@@ -29,6 +29,14 @@ pub struct Limits {
     /// How often the re-appraisal job looks for due work it was not told of
     /// (time passing), in milliseconds.
     pub reappraisal_interval_ms: u64,
+    /// How old a unit's final attestation may be for the release gate.
+    pub release_window_secs: i64,
+    /// Serials in one CheckReleaseBatch.
+    pub max_release_batch: usize,
+    /// Status changes the change feed keeps for WatchFleet resumption.
+    pub change_feed_retention: u64,
+    /// How often a WatchFleet stream looks for new changes, in milliseconds.
+    pub watch_poll_ms: u64,
 }
 
 impl Default for Limits {
@@ -45,6 +53,10 @@ impl Default for Limits {
             group_commit_max_wait_us: 2000,
             reappraisal_batch: 256,
             reappraisal_interval_ms: 500,
+            release_window_secs: 72 * 3600,
+            max_release_batch: 1000,
+            change_feed_retention: 1_000_000,
+            watch_poll_ms: 100,
         }
     }
 }

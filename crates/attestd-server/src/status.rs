@@ -20,6 +20,7 @@ pub fn code_for(class: Class) -> Code {
         Class::AlreadyExists => Code::AlreadyExists,
         Class::NotFound => Code::NotFound,
         Class::Unavailable => Code::Unavailable,
+        Class::Aborted => Code::Aborted,
     }
 }
 

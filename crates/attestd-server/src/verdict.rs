@@ -144,10 +144,15 @@ pub fn verdict(
     let baseline = baseline.filter(|b| b.covers(&facts.model, &facts.hw_version));
     let status = appraisal::status(appraisal, last_evidence_ms, baseline, quarantined, now);
     let next = appraisal::next_check(facts, baseline, last_evidence_ms, now);
+    let calibration_due = match (baseline, &facts.calibration) {
+        (Some(b), Some(rec)) => appraisal::calibration_due(rec, b).0,
+        _ => 0,
+    };
     UnitVerdict {
         appraisal: appraisal.map(convert::appraisal_entry),
         status: status_code(status),
         next_check_at: next.map_or(0, |t| t.0),
+        calibration_due_at: calibration_due,
         now_ms,
     }
 }

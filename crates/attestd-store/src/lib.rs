@@ -76,9 +76,57 @@ pub struct UnitVerdict {
     pub status: i32,
     /// When time alone next changes the verdict (seconds); 0 for never.
     pub next_check_at: i64,
+    /// When calibration falls due under the active baseline (seconds; 0 unknown).
+    pub calibration_due_at: i64,
     /// The decision's time, for `status_changed_at`.
     pub now_ms: i64,
 }
+
+/// Where a unit is placed: a tenant (hospital), site, department, asset tag.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Assignment {
+    pub tenant: String,
+    pub site: String,
+    pub department: String,
+    pub asset_tag: String,
+}
+
+/// The index that drives a device listing; the filter does the rest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeviceIndex {
+    /// Every unit, by serial.
+    All,
+    /// Units with one of these status codes, by (status, serial).
+    Status(Vec<i32>),
+    /// One tenant's units, by serial.
+    Tenant(String),
+    /// One model's units, by serial.
+    Model(String),
+}
+
+/// A bounded device listing.
+pub struct DeviceQuery<'a> {
+    pub index: DeviceIndex,
+    /// The page token of the previous page.
+    pub after: Option<&'a str>,
+    /// Units to return at most.
+    pub limit: usize,
+    /// Index entries to examine at most (a page may come back short).
+    pub budget: usize,
+    pub filter: &'a dyn Fn(&DeviceEntry) -> bool,
+}
+
+/// How a summary groups its counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Group {
+    All,
+    Model,
+    Site,
+    Firmware,
+}
+
+/// One summary counter: (group key, status code, units).
+pub type SummaryCount = (String, i32, u64);
 
 /// Verified evidence to store, with the unit revision it was decided on.
 #[derive(Clone, Debug)]
@@ -115,6 +163,8 @@ pub enum HistoryItem {
     /// Evidence without its raw bytes.
     Evidence(EvidenceEntry),
     Record(RecordEntry),
+    Reappraisal(ReappraisalEntry),
+    Decision(ReleaseDecisionEntry),
 }
 
 /// Totals kept in the same atomic writes as the things they count.
@@ -207,6 +257,32 @@ pub trait Store: Send + Sync + 'static {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Page<HistoryItem>>;
+
+    /// Places a unit with a tenant, site, department and asset tag.
+    fn assign_device(&self, serial: &str, a: &Assignment, now_ms: i64) -> Result<DeviceEntry>;
+    /// Holds or releases a unit; its status follows through re-appraisal.
+    fn set_quarantine(
+        &self,
+        serial: &str,
+        on: bool,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<DeviceEntry>;
+    /// Stores a unit's concession (replacing an earlier one).
+    fn grant_concession(&self, c: ConcessionEntry) -> Result<DeviceEntry>;
+    /// Appends a release decision to the unit's history.
+    fn record_decision(&self, d: ReleaseDecisionEntry) -> Result<()>;
+
+    /// Units matching a query, in index order; the page token is opaque.
+    fn list_devices(&self, q: DeviceQuery<'_>) -> Result<Page<DeviceEntry>>;
+    /// Counters by (group key, status), for one tenant or all.
+    fn summary(&self, group: Group, tenant: Option<&str>) -> Result<Vec<SummaryCount>>;
+    /// Status changes after `after` (a change sequence), oldest first.
+    fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<ChangeEntry>>;
+    /// The oldest and newest change sequences kept, if any.
+    fn change_bounds(&self) -> Result<Option<(u64, u64)>>;
+    /// Drops the oldest changes so that at most `keep` remain; returns how many went.
+    fn trim_changes(&self, keep: u64, max: usize) -> Result<usize>;
 
     fn counts(&self) -> Result<Counts>;
 

@@ -97,6 +97,116 @@ pub struct DeviceEntry {
     /// Calibration data set digest the unit last reported (empty if none).
     #[prost(bytes = "vec", tag = "25")]
     pub calibration_digest: Vec<u8>,
+    #[prost(string, tag = "26")]
+    pub tenant: String,
+    #[prost(string, tag = "27")]
+    pub site: String,
+    #[prost(string, tag = "28")]
+    pub department: String,
+    #[prost(string, tag = "29")]
+    pub asset_tag: String,
+    #[prost(string, tag = "30")]
+    pub quarantine_reason: String,
+    /// The unit's current concession, if one was granted.
+    #[prost(message, optional, tag = "31")]
+    pub concession: Option<ConcessionEntry>,
+    /// When the active baseline says calibration falls due (seconds; 0 unknown).
+    #[prost(int64, tag = "32")]
+    pub calibration_due_at: i64,
+}
+
+/// Waived reason codes for one unit.
+#[derive(Clone, PartialEq, Message)]
+pub struct ConcessionEntry {
+    #[prost(string, tag = "1")]
+    pub concession_id: String,
+    #[prost(string, tag = "2")]
+    pub serial: String,
+    #[prost(string, repeated, tag = "3")]
+    pub waived_codes: Vec<String>,
+    #[prost(string, tag = "4")]
+    pub justification: String,
+    #[prost(string, tag = "5")]
+    pub meaning: String,
+    #[prost(string, tag = "6")]
+    pub granted_by: String,
+    #[prost(int64, tag = "7")]
+    pub granted_at: i64,
+}
+
+/// One status change, as the change feed keeps it.
+#[derive(Clone, PartialEq, Message)]
+pub struct ChangeEntry {
+    #[prost(uint64, tag = "1")]
+    pub seq: u64,
+    #[prost(string, tag = "2")]
+    pub serial: String,
+    #[prost(int32, tag = "3")]
+    pub old_status: i32,
+    #[prost(int32, tag = "4")]
+    pub new_status: i32,
+    #[prost(int64, tag = "5")]
+    pub at: i64,
+    #[prost(string, tag = "6")]
+    pub model: String,
+    #[prost(string, tag = "7")]
+    pub tenant: String,
+    #[prost(string, tag = "8")]
+    pub site: String,
+    #[prost(string, repeated, tag = "9")]
+    pub reasons: Vec<String>,
+}
+
+/// One reason of a release decision.
+#[derive(Clone, PartialEq, Message)]
+pub struct GateReasonEntry {
+    #[prost(string, tag = "1")]
+    pub code: String,
+    #[prost(string, tag = "2")]
+    pub detail: String,
+    #[prost(bool, tag = "3")]
+    pub waived: bool,
+}
+
+/// A release decision, kept in the unit's history.
+#[derive(Clone, PartialEq, Message)]
+pub struct ReleaseDecisionEntry {
+    #[prost(string, tag = "1")]
+    pub decision_id: String,
+    #[prost(string, tag = "2")]
+    pub serial: String,
+    /// 1 RELEASE, 2 HOLD (the API enum).
+    #[prost(int32, tag = "3")]
+    pub decision: i32,
+    #[prost(message, repeated, tag = "4")]
+    pub reasons: Vec<GateReasonEntry>,
+    #[prost(uint64, tag = "5")]
+    pub baseline_version: u64,
+    #[prost(string, tag = "6")]
+    pub evidence_id: String,
+    #[prost(string, tag = "7")]
+    pub provisioning_record_id: String,
+    #[prost(string, tag = "8")]
+    pub calibration_record_id: String,
+    #[prost(string, tag = "9")]
+    pub concession_id: String,
+    #[prost(bool, tag = "10")]
+    pub under_concession: bool,
+    #[prost(int64, tag = "11")]
+    pub decided_at: i64,
+    #[prost(string, tag = "12")]
+    pub decided_for: String,
+}
+
+/// A verdict reached without new evidence, kept in the unit's history.
+#[derive(Clone, PartialEq, Message)]
+pub struct ReappraisalEntry {
+    #[prost(message, optional, tag = "1")]
+    pub appraisal: Option<AppraisalEntry>,
+    #[prost(int32, tag = "2")]
+    pub status: i32,
+    #[prost(int64, tag = "3")]
+    pub at: i64,
 }
 
 /// One reported firmware component.

@@ -1,15 +1,18 @@
 //! The embedded backend: sled 0.34.7.
 //!
-//! Trees: `stations` (id), `devices` (serial), `keys` (key id -> serial),
-//! `records` (record id), `record_index` (serial 0x00 order -> record id),
-//! `evidence` (evidence id), `history` (serial 0x00 order -> kind byte + id),
-//! `meta` (counters), `baselines` (model 0x00 version), `baseline_active`
-//! (model -> version), `baseline_pending` (effective_at, model 0x00 version),
-//! `by_model` / `by_station` (key 0x00 serial: the re-appraisal indices),
-//! `dirty` (serial), `due` (time, serial), `sweeps`. Every domain write is one
-//! multi-tree transaction, so a crash leaves all of it or none of it. Orders
-//! come from `generate_id`, which is unique and increasing, so per-unit lists
-//! come back in the order writes were accepted without a hot counter key.
+//! Every domain write is one transaction over all trees, so a crash leaves
+//! all of it or none of it (sled serializes transactions with one lock, so
+//! closures stay short: decoding and deciding happen before, in the server).
+//! A unit is always written through [`put_device`], which keeps every index,
+//! counter and the change feed in step with the unit in that same write.
+//!
+//! Trees (see ARCHITECTURE.md for the full table): entities (`stations`,
+//! `devices`, `records`, `evidence`, `baselines`), per-unit lists (`history`,
+//! `record_index`), uniqueness (`keys`), re-appraisal work (`by_model`,
+//! `by_station`, `dirty`, `due`, `sweeps`, `baseline_pending`), fleet views
+//! (`by_status`, `by_tenant`, `summary`, `changes`) and `meta` counters.
+//! Per-unit list orders come from `generate_id`, which is unique and
+//! increasing, so they read back in acceptance order without a hot key.
 
 use std::path::Path;
 
@@ -19,23 +22,68 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use sled::{Transactional, Tree};
 
 use crate::{
-    BaselineEntry, Counts, DeviceEntry, EvidenceCommit, EvidenceEntry, HistoryItem, Page,
-    ReappraisalCommit, RecordCommit, RecordEntry, RecordOutcome, StationEntry, Store, StoreError,
-    SweepEntry, UnitVerdict, STATUS_UNKNOWN, SWEEP_MODEL, SWEEP_STATION,
+    Assignment, BaselineEntry, ChangeEntry, ConcessionEntry, Counts, DeviceEntry, DeviceIndex,
+    DeviceQuery, EvidenceCommit, EvidenceEntry, Group, HistoryItem, Page, ReappraisalCommit,
+    ReappraisalEntry, RecordCommit, RecordEntry, RecordOutcome, ReleaseDecisionEntry, StationEntry,
+    Store, StoreError, SummaryCount, SweepEntry, UnitVerdict, STATUS_UNKNOWN, SWEEP_MODEL,
+    SWEEP_STATION,
 };
 
 const HISTORY_EVIDENCE: u8 = b'e';
 const HISTORY_RECORD: u8 = b'r';
+const HISTORY_REAPPRAISAL: u8 = b'a';
+const HISTORY_DECISION: u8 = b'd';
 
 const COUNT_STATIONS: &[u8] = b"count/stations";
 const COUNT_DEVICES: &[u8] = b"count/devices";
 const COUNT_RECORDS: &[u8] = b"count/records";
 const COUNT_EVIDENCE: &[u8] = b"count/evidence";
 const COUNT_BASELINES: &[u8] = b"count/baselines";
+const SEQ_CHANGES: &[u8] = b"seq/changes";
 
-fn status_key(status: i32) -> Vec<u8> {
-    format!("status/{status}").into_bytes()
-}
+// Tree positions in `SledStore::trees`.
+const STATIONS: usize = 0;
+const DEVICES: usize = 1;
+const KEYS: usize = 2;
+const RECORDS: usize = 3;
+const RECORD_INDEX: usize = 4;
+const EVIDENCE: usize = 5;
+const HISTORY: usize = 6;
+const META: usize = 7;
+const BASELINES: usize = 8;
+const BASELINE_ACTIVE: usize = 9;
+const BASELINE_PENDING: usize = 10;
+const BY_MODEL: usize = 11;
+const BY_STATION: usize = 12;
+const DIRTY: usize = 13;
+const DUE: usize = 14;
+const SWEEPS: usize = 15;
+const BY_STATUS: usize = 16;
+const BY_TENANT: usize = 17;
+const SUMMARY: usize = 18;
+const CHANGES: usize = 19;
+const TREE_NAMES: [&str; 20] = [
+    "stations",
+    "devices",
+    "keys",
+    "records",
+    "record_index",
+    "evidence",
+    "history",
+    "meta",
+    "baselines",
+    "baseline_active",
+    "baseline_pending",
+    "by_model",
+    "by_station",
+    "dirty",
+    "due",
+    "sweeps",
+    "by_status",
+    "by_tenant",
+    "summary",
+    "changes",
+];
 
 /// Settings of the sled backend.
 #[derive(Clone, Debug)]
@@ -55,22 +103,7 @@ impl Default for SledConfig {
 /// The sled-backed [`Store`].
 pub struct SledStore {
     db: sled::Db,
-    stations: Tree,
-    devices: Tree,
-    keys: Tree,
-    records: Tree,
-    record_index: Tree,
-    evidence: Tree,
-    history: Tree,
-    meta: Tree,
-    baselines: Tree,
-    baseline_active: Tree,
-    baseline_pending: Tree,
-    by_model: Tree,
-    by_station: Tree,
-    dirty: Tree,
-    due: Tree,
-    sweeps: Tree,
+    trees: Vec<Tree>,
 }
 
 /// Why a transaction closure stopped.
@@ -84,6 +117,10 @@ type TxResult<T> = std::result::Result<T, ConflictableTransactionError<Abort>>;
 
 fn abort<T>(a: Abort) -> TxResult<T> {
     Err(ConflictableTransactionError::Abort(a))
+}
+
+fn rejected<T>(r: Rejection) -> TxResult<T> {
+    abort(Abort::Rejected(r))
 }
 
 fn unavailable(e: sled::Error) -> StoreError {
@@ -109,40 +146,302 @@ fn decode<M: Message + Default>(bytes: &[u8], what: &str) -> crate::Result<M> {
     M::decode(bytes).map_err(|_| corrupt(what))
 }
 
-fn tx_decode<M: Message + Default>(bytes: &[u8], what: &str) -> TxResult<M> {
-    M::decode(bytes)
-        .map_err(|_| ConflictableTransactionError::Abort(Abort::Corrupt(what.to_owned())))
+fn tx_corrupt(what: &str) -> ConflictableTransactionError<Abort> {
+    ConflictableTransactionError::Abort(Abort::Corrupt(what.to_owned()))
 }
 
-fn tx_get<M: Message + Default>(
-    t: &TransactionalTree,
-    key: &[u8],
-    what: &str,
-) -> TxResult<Option<M>> {
-    match t.get(key)? {
-        Some(v) => tx_decode(&v, what).map(Some),
-        None => Ok(None),
+fn u64_of(v: &[u8]) -> Option<u64> {
+    <[u8; 8]>::try_from(v).ok().map(u64::from_be_bytes)
+}
+
+/// The transaction's view of every tree.
+struct Tx<'a>(&'a [TransactionalTree]);
+
+impl Tx<'_> {
+    fn t(&self, i: usize) -> &TransactionalTree {
+        &self.0[i]
+    }
+
+    fn get<M: Message + Default>(
+        &self,
+        tree: usize,
+        key: &[u8],
+        what: &str,
+    ) -> TxResult<Option<M>> {
+        match self.t(tree).get(key)? {
+            Some(v) => M::decode(v.as_ref())
+                .map(Some)
+                .map_err(|_| tx_corrupt(what)),
+            None => Ok(None),
+        }
+    }
+
+    fn put<M: Message>(&self, tree: usize, key: impl AsRef<[u8]>, value: &M) -> TxResult<()> {
+        self.t(tree).insert(key.as_ref(), value.encode_to_vec())?;
+        Ok(())
+    }
+
+    fn device(&self, serial: &str) -> TxResult<Option<DeviceEntry>> {
+        self.get(DEVICES, serial.as_bytes(), "device")
+    }
+
+    fn add(&self, tree: usize, key: &[u8], delta: i64) -> TxResult<u64> {
+        let n = match self.t(tree).get(key)? {
+            Some(v) => u64_of(&v).unwrap_or(0),
+            None => 0,
+        };
+        let next = n.saturating_add_signed(delta);
+        if next == 0 && tree == SUMMARY {
+            self.t(tree).remove(key)?;
+        } else {
+            self.t(tree).insert(key, &next.to_be_bytes())?;
+        }
+        Ok(next)
+    }
+
+    fn bump(&self, key: &[u8]) -> TxResult<u64> {
+        self.add(META, key, 1)
+    }
+
+    fn active_version(&self, model: &str) -> TxResult<Option<u64>> {
+        Ok(self
+            .t(BASELINE_ACTIVE)
+            .get(model.as_bytes())?
+            .and_then(|v| u64_of(&v)))
+    }
+
+    fn mark_dirty(&self, serial: &str) -> TxResult<()> {
+        self.t(DIRTY).insert(serial.as_bytes(), &[])?;
+        Ok(())
+    }
+
+    /// Opens a sweep of `kind` over `key` (restarting one already open).
+    fn open_sweep(&self, kind: i32, key: &str, reason: &str) -> TxResult<()> {
+        let s = SweepEntry {
+            kind,
+            key: key.to_owned(),
+            cursor: String::new(),
+            reason: reason.to_owned(),
+        };
+        self.put(SWEEPS, sweep_key(kind, key), &s)
+    }
+
+    /// Makes `version` the model's active baseline unless a newer one
+    /// already is, and queues a sweep of the model's units.
+    fn activate(&self, model: &str, version: u64) -> TxResult<()> {
+        if self.active_version(model)?.is_some_and(|v| v >= version) {
+            return Ok(());
+        }
+        self.t(BASELINE_ACTIVE)
+            .insert(model.as_bytes(), &version.to_be_bytes())?;
+        self.open_sweep(
+            SWEEP_MODEL,
+            model,
+            &format!("baseline {model} v{version} active"),
+        )
+    }
+
+    /// Appends to a unit's history: the kind byte and `body`.
+    fn history(&self, serial: &str, order: u64, kind: u8, body: &[u8]) -> TxResult<()> {
+        let mut h = Vec::with_capacity(body.len() + 1);
+        h.push(kind);
+        h.extend_from_slice(body);
+        self.t(HISTORY).insert(indexed_key(serial, order), h)?;
+        Ok(())
     }
 }
 
-fn add(meta: &TransactionalTree, key: &[u8], delta: i64) -> TxResult<()> {
-    let n = match meta.get(key)? {
-        Some(v) => u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8])),
-        None => 0,
+/// Writes a unit and keeps everything derived from it in step: the status,
+/// tenant and model indices, the summary counters, the due index, and the
+/// change feed (one entry per status change). Every write of a unit goes
+/// through here, inside the transaction that changes it.
+fn put_device(t: &Tx<'_>, old: Option<&DeviceEntry>, new: &DeviceEntry) -> TxResult<()> {
+    let serial = new.serial.as_str();
+    let old_status = old.map_or(0, |o| o.status);
+    // Summary counters and the status index.
+    let old_keys = old
+        .filter(|o| o.status != 0)
+        .map(summary_keys)
+        .unwrap_or_default();
+    let new_keys = if new.status != 0 {
+        summary_keys(new)
+    } else {
+        Vec::new()
     };
-    meta.insert(key, &n.saturating_add_signed(delta).to_be_bytes())?;
-    Ok(())
+    for k in old_keys.iter().filter(|k| !new_keys.contains(k)) {
+        t.add(SUMMARY, k, -1)?;
+    }
+    for k in new_keys.iter().filter(|k| !old_keys.contains(k)) {
+        t.add(SUMMARY, k, 1)?;
+    }
+    if old_status != new.status {
+        if old_status != 0 {
+            t.t(BY_STATUS).remove(status_key(old_status, serial))?;
+        }
+        if new.status != 0 {
+            t.t(BY_STATUS).insert(status_key(new.status, serial), &[])?;
+        }
+    }
+    let old_tenant = old.map_or("", |o| o.tenant.as_str());
+    if old_tenant != new.tenant {
+        if !old_tenant.is_empty() {
+            t.t(BY_TENANT).remove(len_key(old_tenant, serial))?;
+        }
+        if !new.tenant.is_empty() {
+            t.t(BY_TENANT).insert(len_key(&new.tenant, serial), &[])?;
+        }
+    }
+    let old_model = old.map_or("", |o| o.model.as_str());
+    if old_model != new.model {
+        if !old_model.is_empty() {
+            t.t(BY_MODEL).remove(pair_key(old_model, serial))?;
+        }
+        if !new.model.is_empty() {
+            t.t(BY_MODEL).insert(pair_key(&new.model, serial), &[])?;
+        }
+    }
+    let old_due = old.map_or(0, |o| o.next_check_at);
+    if old_due != new.next_check_at {
+        if old_due != 0 {
+            t.t(DUE).remove(due_key(old_due, serial))?;
+        }
+        if new.next_check_at != 0 {
+            t.t(DUE).insert(due_key(new.next_check_at, serial), &[])?;
+        }
+    }
+    if old_status != new.status {
+        let seq = t.bump(SEQ_CHANGES)?;
+        let change = ChangeEntry {
+            seq,
+            serial: serial.to_owned(),
+            old_status,
+            new_status: new.status,
+            at: new.status_changed_at,
+            model: new.model.clone(),
+            tenant: new.tenant.clone(),
+            site: new.site.clone(),
+            reasons: new
+                .appraisal
+                .as_ref()
+                .map(|a| a.findings.iter().map(|f| f.code.clone()).collect())
+                .unwrap_or_default(),
+        };
+        t.put(CHANGES, seq.to_be_bytes(), &change)?;
+    }
+    t.put(DEVICES, serial.as_bytes(), new)
 }
 
-fn bump(meta: &TransactionalTree, key: &[u8]) -> TxResult<()> {
-    add(meta, key, 1)
+/// Whether two states of a unit carry the same verdict, ignoring when the
+/// appraisal was computed.
+fn same_verdict(a: &DeviceEntry, b: &DeviceEntry) -> bool {
+    let strip = |d: &DeviceEntry| {
+        d.appraisal.clone().map(|mut x| {
+            x.appraised_at = 0;
+            x
+        })
+    };
+    a.status == b.status
+        && a.next_check_at == b.next_check_at
+        && a.calibration_due_at == b.calibration_due_at
+        && strip(a) == strip(b)
+}
+
+/// Applies a verdict to a unit (status, due time, appraisal).
+fn apply_verdict(d: &mut DeviceEntry, v: &UnitVerdict) {
+    if d.status != v.status {
+        d.status = v.status;
+        d.status_changed_at = v.now_ms;
+    }
+    d.next_check_at = v.next_check_at;
+    d.calibration_due_at = v.calibration_due_at;
+    if v.appraisal.is_some() {
+        d.appraisal = v.appraisal.clone();
+    }
+}
+
+/// The firmware a unit reports as one group key: "name=version" pairs, sorted.
+pub fn firmware_key(d: &DeviceEntry) -> String {
+    let mut parts: Vec<String> = d
+        .firmware
+        .iter()
+        .map(|f| format!("{}={}", f.name, f.version))
+        .collect();
+    parts.sort();
+    parts.join(",")
+}
+
+fn group_byte(g: Group) -> u8 {
+    match g {
+        Group::All => b'a',
+        Group::Model => b'm',
+        Group::Site => b's',
+        Group::Firmware => b'f',
+    }
+}
+
+/// Summary counter key: group, len-prefixed key, len-prefixed tenant, status.
+fn summary_key(g: Group, key: &str, tenant: &str, status: i32) -> Vec<u8> {
+    let mut k = vec![group_byte(g)];
+    push_len(&mut k, key);
+    push_len(&mut k, tenant);
+    k.push(status as u8);
+    k
+}
+
+fn summary_keys(d: &DeviceEntry) -> Vec<Vec<u8>> {
+    vec![
+        summary_key(Group::All, "", &d.tenant, d.status),
+        summary_key(Group::Model, &d.model, &d.tenant, d.status),
+        summary_key(Group::Site, &d.site, &d.tenant, d.status),
+        summary_key(Group::Firmware, &firmware_key(d), &d.tenant, d.status),
+    ]
+}
+
+fn push_len(k: &mut Vec<u8>, s: &str) {
+    let len = s.len().min(u16::MAX as usize);
+    k.extend_from_slice(&(len as u16).to_be_bytes());
+    k.extend_from_slice(&s.as_bytes()[..len]);
+}
+
+fn read_len(k: &[u8]) -> Option<(String, &[u8])> {
+    let len = u16::from_be_bytes(k.get(..2)?.try_into().ok()?) as usize;
+    let s = std::str::from_utf8(k.get(2..2 + len)?).ok()?.to_owned();
+    Some((s, &k[2 + len..]))
+}
+
+/// `status serial`: the status index.
+fn status_key(status: i32, serial: &str) -> Vec<u8> {
+    let mut k = vec![status as u8];
+    k.extend_from_slice(serial.as_bytes());
+    k
+}
+
+/// `len-prefixed key, serial`: the tenant index.
+fn len_key(key: &str, serial: &str) -> Vec<u8> {
+    let mut k = Vec::new();
+    push_len(&mut k, key);
+    k.extend_from_slice(serial.as_bytes());
+    k
+}
+
+/// `serial 0x00 order` (big-endian, so keys sort by order).
+fn indexed_key(serial: &str, order: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(serial.len() + 9);
+    k.extend_from_slice(serial.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&order.to_be_bytes());
+    k
+}
+
+fn serial_prefix(serial: &str) -> Vec<u8> {
+    let mut k = serial.as_bytes().to_vec();
+    k.push(0);
+    k
 }
 
 /// `key 0x00 serial`: an entry of a re-appraisal index.
 fn pair_key(key: &str, serial: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(key.len() + serial.len() + 1);
-    k.extend_from_slice(key.as_bytes());
-    k.push(0);
+    let mut k = serial_prefix(key);
     k.extend_from_slice(serial.as_bytes());
     k
 }
@@ -166,79 +465,32 @@ fn sweep_key(kind: i32, key: &str) -> Vec<u8> {
     k
 }
 
-/// Applies a new verdict to `d`, keeping the status counters and the due
-/// index in step. Call inside a transaction that writes `d` afterwards.
-fn apply_verdict(
-    d: &mut DeviceEntry,
-    v: &UnitVerdict,
-    meta: &TransactionalTree,
-    due: &TransactionalTree,
-) -> TxResult<()> {
-    if d.status != v.status {
-        if d.status != 0 {
-            add(meta, &status_key(d.status), -1)?;
-        }
-        add(meta, &status_key(v.status), 1)?;
-        d.status = v.status;
-        d.status_changed_at = v.now_ms;
-    }
-    if d.next_check_at != v.next_check_at {
-        if d.next_check_at != 0 {
-            due.remove(due_key(d.next_check_at, &d.serial))?;
-        }
-        if v.next_check_at != 0 {
-            due.insert(due_key(v.next_check_at, &d.serial), &[])?;
-        }
-        d.next_check_at = v.next_check_at;
-    }
-    if v.appraisal.is_some() {
-        d.appraisal = v.appraisal.clone();
-    }
-    Ok(())
-}
-
-fn active_version(active: &TransactionalTree, model: &str) -> TxResult<Option<u64>> {
-    Ok(active
-        .get(model.as_bytes())?
-        .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-        .map(u64::from_be_bytes))
-}
-
-/// Opens a sweep of `kind` over `key` (restarting one already open).
-fn open_sweep(sweeps: &TransactionalTree, kind: i32, key: &str, reason: &str) -> TxResult<()> {
-    let s = SweepEntry {
-        kind,
-        key: key.to_owned(),
-        cursor: String::new(),
-        reason: reason.to_owned(),
-    };
-    sweeps.insert(sweep_key(kind, key), s.encode_to_vec())?;
-    Ok(())
-}
-
-/// `serial 0x00 order` (big-endian, so keys sort by order).
-fn indexed_key(serial: &str, order: u64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(serial.len() + 9);
-    k.extend_from_slice(serial.as_bytes());
-    k.push(0);
-    k.extend_from_slice(&order.to_be_bytes());
-    k
-}
-
-fn serial_prefix(serial: &str) -> Vec<u8> {
-    let mut k = serial.as_bytes().to_vec();
-    k.push(0);
-    k
-}
-
-/// Page tokens are the decimal order of the last item returned.
+/// Page tokens of per-unit lists are the decimal order of the last item.
 fn parse_order(token: &str) -> crate::Result<u64> {
-    token.parse().map_err(|_| {
-        StoreError::Rejected(reject!(
-            FieldInvalid,
-            "page_token: not a token this server issued"
-        ))
-    })
+    token.parse().map_err(|_| bad_token())
+}
+
+fn bad_token() -> StoreError {
+    StoreError::Rejected(reject!(
+        FieldInvalid,
+        "page_token: not a token this server issued"
+    ))
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
+}
+
+/// The key just after `k` in byte order.
+fn successor(k: &[u8]) -> Vec<u8> {
+    let mut v = k.to_vec();
+    v.push(0);
+    v
 }
 
 impl SledStore {
@@ -251,26 +503,21 @@ impl SledStore {
             .mode(sled::Mode::HighThroughput)
             .open()
             .map_err(unavailable)?;
-        let t = |name: &str| db.open_tree(name).map_err(unavailable);
-        Ok(SledStore {
-            stations: t("stations")?,
-            devices: t("devices")?,
-            keys: t("keys")?,
-            records: t("records")?,
-            record_index: t("record_index")?,
-            evidence: t("evidence")?,
-            history: t("history")?,
-            meta: t("meta")?,
-            baselines: t("baselines")?,
-            baseline_active: t("baseline_active")?,
-            baseline_pending: t("baseline_pending")?,
-            by_model: t("by_model")?,
-            by_station: t("by_station")?,
-            dirty: t("dirty")?,
-            due: t("due")?,
-            sweeps: t("sweeps")?,
-            db,
-        })
+        let trees = TREE_NAMES
+            .iter()
+            .map(|n| db.open_tree(n).map_err(unavailable))
+            .collect::<crate::Result<Vec<_>>>()?;
+        Ok(SledStore { db, trees })
+    }
+
+    fn tree(&self, i: usize) -> &Tree {
+        &self.trees[i]
+    }
+
+    /// Runs `f` as one transaction over every tree.
+    fn tx<A>(&self, f: impl Fn(&Tx<'_>) -> TxResult<A>) -> crate::Result<A> {
+        <[Tree] as Transactional<Abort>>::transaction(&self.trees[..], |view| f(&Tx(view)))
+            .map_err(map_tx_error)
     }
 
     fn next_order(&self) -> crate::Result<u64> {
@@ -279,11 +526,11 @@ impl SledStore {
 
     fn read<M: Message + Default>(
         &self,
-        tree: &Tree,
+        tree: usize,
         key: &[u8],
         what: &str,
     ) -> crate::Result<Option<M>> {
-        match tree.get(key).map_err(unavailable)? {
+        match self.tree(tree).get(key).map_err(unavailable)? {
             Some(v) => decode(&v, what).map(Some),
             None => Ok(None),
         }
@@ -293,55 +540,66 @@ impl SledStore {
     /// entry with `resolve`; returns up to `limit` items.
     fn scan_serial<T>(
         &self,
-        index: &Tree,
+        index: usize,
         serial: &str,
         after: Option<&str>,
         limit: usize,
         mut resolve: impl FnMut(&[u8]) -> crate::Result<Option<T>>,
     ) -> crate::Result<Page<T>> {
+        let index = self.tree(index);
         let prefix = serial_prefix(serial);
         let start = match after {
             Some(tok) => indexed_key(serial, parse_order(tok)?.saturating_add(1)),
             None => prefix.clone(),
         };
         let mut items = Vec::new();
-        let mut next = None;
+        let mut last = None;
+        let mut more = false;
         for kv in index.range(start..) {
             let (k, v) = kv.map_err(unavailable)?;
             if !k.starts_with(&prefix) {
                 break;
             }
             if items.len() == limit {
+                more = true;
                 break;
             }
             if let Some(item) = resolve(&v)? {
                 items.push(item);
             }
-            let order_bytes: [u8; 8] = k[prefix.len()..]
-                .try_into()
-                .map_err(|_| corrupt("index key"))?;
-            next = Some(u64::from_be_bytes(order_bytes));
+            last = Some(u64_of(&k[prefix.len()..]).ok_or_else(|| corrupt("index key"))?);
         }
-        // Only hand out a token when something follows.
-        let next = match next {
-            Some(o) if items.len() == limit => {
-                let more = index
-                    .range(indexed_key(serial, o.saturating_add(1))..)
-                    .next()
-                    .transpose()
-                    .map_err(unavailable)?
-                    .is_some_and(|(k, _)| k.starts_with(&prefix));
-                more.then(|| o.to_string())
-            }
-            _ => None,
+        let next = if more {
+            last.map(|o| o.to_string())
+        } else {
+            None
         };
         Ok(Page { items, next })
     }
 
     fn count(&self, key: &[u8]) -> crate::Result<u64> {
-        Ok(match self.meta.get(key).map_err(unavailable)? {
-            Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(|_| corrupt("counter"))?),
+        Ok(match self.tree(META).get(key).map_err(unavailable)? {
+            Some(v) => u64_of(&v).ok_or_else(|| corrupt("counter"))?,
             None => 0,
+        })
+    }
+
+    /// Changes a unit with `f` (which sees the current entry) and writes it
+    /// through `put_device`.
+    fn update_device(
+        &self,
+        serial: &str,
+        f: impl Fn(&Tx<'_>, &mut DeviceEntry) -> TxResult<()>,
+    ) -> crate::Result<DeviceEntry> {
+        self.tx(|t| {
+            let Some(old) = t.device(serial)? else {
+                return rejected(reject!(DeviceNotFound, "serial {serial} is not enrolled"));
+            };
+            let mut d = old.clone();
+            f(t, &mut d)?;
+            d.revision += 1;
+            put_device(t, Some(&old), &d)?;
+            Ok(d)
         })
     }
 }
@@ -349,19 +607,17 @@ impl SledStore {
 impl Store for SledStore {
     fn register_station(&self, station: StationEntry) -> crate::Result<StationEntry> {
         let key = station.station_id.clone();
-        (&self.stations, &self.meta)
-            .transaction(|(stations, meta)| {
-                if stations.get(key.as_bytes())?.is_some() {
-                    return abort(Abort::Rejected(reject!(
-                        StationExists,
-                        "station {key} is already registered"
-                    )));
-                }
-                stations.insert(key.as_bytes(), station.encode_to_vec())?;
-                bump(meta, COUNT_STATIONS)?;
-                Ok(())
-            })
-            .map_err(map_tx_error)?;
+        self.tx(|t| {
+            if t.t(STATIONS).get(key.as_bytes())?.is_some() {
+                return rejected(reject!(
+                    StationExists,
+                    "station {key} is already registered"
+                ));
+            }
+            t.put(STATIONS, key.as_bytes(), &station)?;
+            t.bump(COUNT_STATIONS)?;
+            Ok(())
+        })?;
         Ok(station)
     }
 
@@ -371,31 +627,28 @@ impl Store for SledStore {
         reason: &str,
         at: i64,
     ) -> crate::Result<StationEntry> {
-        (&self.stations, &self.sweeps)
-            .transaction(|(stations, sweeps)| {
-                let Some(mut s) =
-                    tx_get::<StationEntry>(stations, station_id.as_bytes(), "station")?
-                else {
-                    return abort(Abort::Rejected(reject!(
-                        StationNotFound,
-                        "station {station_id} is not registered"
-                    )));
-                };
-                if !s.revoked {
-                    s.revoked = true;
-                    s.revoked_reason = reason.to_owned();
-                    s.revoked_at = at;
-                    stations.insert(station_id.as_bytes(), s.encode_to_vec())?;
-                    // Every unit relying on its records is re-appraised.
-                    open_sweep(sweeps, SWEEP_STATION, station_id, "station revoked")?;
-                }
-                Ok(s)
-            })
-            .map_err(map_tx_error)
+        self.tx(|t| {
+            let Some(mut s) = t.get::<StationEntry>(STATIONS, station_id.as_bytes(), "station")?
+            else {
+                return rejected(reject!(
+                    StationNotFound,
+                    "station {station_id} is not registered"
+                ));
+            };
+            if !s.revoked {
+                s.revoked = true;
+                s.revoked_reason = reason.to_owned();
+                s.revoked_at = at;
+                t.put(STATIONS, station_id.as_bytes(), &s)?;
+                // Every unit relying on its records is re-appraised.
+                t.open_sweep(SWEEP_STATION, station_id, "station revoked")?;
+            }
+            Ok(s)
+        })
     }
 
     fn get_station(&self, station_id: &str) -> crate::Result<Option<StationEntry>> {
-        self.read(&self.stations, station_id.as_bytes(), "station")
+        self.read(STATIONS, station_id.as_bytes(), "station")
     }
 
     fn list_stations(
@@ -404,9 +657,8 @@ impl Store for SledStore {
         limit: usize,
     ) -> crate::Result<Page<StationEntry>> {
         let iter = match after {
-            // Station ids never contain 0x00, so id + 0x00 is the next key after id.
-            Some(a) => self.stations.range(serial_prefix(a)..),
-            None => self.stations.iter(),
+            Some(a) => self.tree(STATIONS).range(successor(a.as_bytes())..),
+            None => self.tree(STATIONS).iter(),
         };
         let mut items = Vec::new();
         let mut more = false;
@@ -427,138 +679,121 @@ impl Store for SledStore {
     }
 
     fn get_device(&self, serial: &str) -> crate::Result<Option<DeviceEntry>> {
-        self.read(&self.devices, serial.as_bytes(), "device")
+        self.read(DEVICES, serial.as_bytes(), "device")
     }
 
     fn commit_record(&self, commit: RecordCommit) -> crate::Result<RecordOutcome> {
         let order = self.next_order()?;
         let entry = &commit.entry;
-        let trees = (
-            &self.stations,
-            &self.devices,
-            &self.keys,
-            &self.records,
-            &self.record_index,
-            &self.history,
-            &self.meta,
-            &self.by_model,
-            &self.by_station,
-            &self.dirty,
-        );
-        trees
-            .transaction(
-                |(stations, devices, keys, records, record_index, history, meta, by_model, by_station, dirty)| {
-                    if let Some(existing) = tx_get::<RecordEntry>(records, entry.record_id.as_bytes(), "record")? {
-                        return Ok(RecordOutcome::Duplicate(existing));
-                    }
-                    let sid = entry.station_id.as_str();
-                    let Some(mut station) = tx_get::<StationEntry>(stations, sid.as_bytes(), "station")? else {
-                        return abort(Abort::Rejected(reject!(UnknownStation, "station {sid} is not registered")));
-                    };
-                    if station.revoked {
-                        return abort(Abort::Rejected(reject!(StationRevoked, "station {sid} is revoked")));
-                    }
-                    if station.has_sequence && entry.sequence <= station.last_sequence {
-                        return abort(Abort::Rejected(reject!(
-                            SequenceRegressed,
-                            "sequence {} of station {sid} is not above its last accepted sequence {}",
-                            entry.sequence,
-                            station.last_sequence
-                        )));
-                    }
-                    let serial = entry.serial.as_str();
-                    let existing = tx_get::<DeviceEntry>(devices, serial.as_bytes(), "device")?;
-                    let mut device = match (&commit.enrollment, existing) {
-                        (Some(en), existing) => {
-                            if let Some(owner) = keys.get(en.key_id.as_bytes())? {
-                                if owner.as_ref() != serial.as_bytes() {
-                                    return abort(Abort::Rejected(reject!(
-                                        KeyInUse,
-                                        "device_key: this key is already enrolled for another unit"
-                                    )));
-                                }
-                            }
-                            let mut d = match existing {
-                                None => {
-                                    bump(meta, COUNT_DEVICES)?;
-                                    add(meta, &status_key(STATUS_UNKNOWN), 1)?;
-                                    DeviceEntry {
-                                        serial: serial.to_owned(),
-                                        enrolled_at: entry.received_at,
-                                        status: STATUS_UNKNOWN,
-                                        status_changed_at: entry.received_at,
-                                        ..DeviceEntry::default()
-                                    }
-                                }
-                                Some(d) if d.spki_der == en.spki_der => d,
-                                Some(d) => {
-                                    let rekey_ok = station.allow_rekey
-                                        && en.supersedes.as_deref() == Some(d.provisioning_record_id.as_str());
-                                    if !rekey_ok {
-                                        return abort(Abort::Rejected(reject!(
-                                            SerialEnrolled,
-                                            "serial {serial} is enrolled with another key; a re-key needs \
-                                             \"supersedes\": \"{}\" from a station allowed to re-key",
-                                            d.provisioning_record_id
-                                        )));
-                                    }
-                                    let old_kid = attestd_core::keys::PublicKey::from_spki_der(
-                                        &d.spki_der,
-                                        attestd_core::Reason::FieldInvalid,
-                                        "stored key",
-                                    )
-                                    .map(|k| k.key_id())
-                                    .map_err(|_| ConflictableTransactionError::Abort(Abort::Corrupt("device key".into())))?;
-                                    keys.remove(old_kid.as_bytes())?;
-                                    d
-                                }
-                            };
-                            if !d.model.is_empty() && d.model != en.model {
-                                by_model.remove(pair_key(&d.model, serial))?;
-                            }
-                            by_model.insert(pair_key(&en.model, serial), &[])?;
-                            keys.insert(en.key_id.as_bytes(), serial.as_bytes())?;
-                            let old_station = std::mem::take(&mut d.provisioning_station_id);
-                            d.provisioning_station_id = sid.to_owned();
-                            unlink_station(by_station, &old_station, &d, serial)?;
-                            d.with_enrollment(en, &entry.record_id)
+        self.tx(|t| {
+            if let Some(existing) =
+                t.get::<RecordEntry>(RECORDS, entry.record_id.as_bytes(), "record")?
+            {
+                return Ok(RecordOutcome::Duplicate(existing));
+            }
+            let sid = entry.station_id.as_str();
+            let Some(mut station) = t.get::<StationEntry>(STATIONS, sid.as_bytes(), "station")?
+            else {
+                return rejected(reject!(UnknownStation, "station {sid} is not registered"));
+            };
+            if station.revoked {
+                return rejected(reject!(StationRevoked, "station {sid} is revoked"));
+            }
+            if station.has_sequence && entry.sequence <= station.last_sequence {
+                return rejected(reject!(
+                    SequenceRegressed,
+                    "sequence {} of station {sid} is not above its last accepted sequence {}",
+                    entry.sequence,
+                    station.last_sequence
+                ));
+            }
+            let serial = entry.serial.as_str();
+            let old = t.device(serial)?;
+            let mut d = match (&commit.enrollment, &old) {
+                (Some(en), old) => {
+                    if let Some(owner) = t.t(KEYS).get(en.key_id.as_bytes())? {
+                        if owner.as_ref() != serial.as_bytes() {
+                            return rejected(reject!(
+                                KeyInUse,
+                                "device_key: this key is already enrolled for another unit"
+                            ));
                         }
-                        (None, Some(mut d)) => {
-                            d.calibration_record_id = entry.record_id.clone();
-                            let old_station = std::mem::take(&mut d.calibration_station_id);
-                            d.calibration_station_id = sid.to_owned();
-                            unlink_station(by_station, &old_station, &d, serial)?;
-                            d
+                    }
+                    let mut d = match old {
+                        None => {
+                            t.bump(COUNT_DEVICES)?;
+                            DeviceEntry {
+                                serial: serial.to_owned(),
+                                enrolled_at: entry.received_at,
+                                status: STATUS_UNKNOWN,
+                                status_changed_at: entry.received_at,
+                                ..DeviceEntry::default()
+                            }
                         }
-                        (None, None) => {
-                            return abort(Abort::Rejected(reject!(
-                                DeviceNotFound,
-                                "serial {serial} is not enrolled"
-                            )));
+                        Some(d) if d.spki_der == en.spki_der => d.clone(),
+                        Some(d) => {
+                            let rekey_ok = station.allow_rekey
+                                && en.supersedes.as_deref()
+                                    == Some(d.provisioning_record_id.as_str());
+                            if !rekey_ok {
+                                return rejected(reject!(
+                                    SerialEnrolled,
+                                    "serial {serial} is enrolled with another key; a re-key needs \
+                                     \"supersedes\": \"{}\" from a station allowed to re-key",
+                                    d.provisioning_record_id
+                                ));
+                            }
+                            let old_kid = attestd_core::keys::PublicKey::from_spki_der(
+                                &d.spki_der,
+                                attestd_core::Reason::FieldInvalid,
+                                "stored key",
+                            )
+                            .map(|k| k.key_id())
+                            .map_err(|_| tx_corrupt("device key"))?;
+                            t.t(KEYS).remove(old_kid.as_bytes())?;
+                            d.clone()
                         }
                     };
-                    by_station.insert(pair_key(sid, serial), &[])?;
-                    // The unit's verdict must follow its new record.
-                    dirty.insert(serial.as_bytes(), &[])?;
-                    device.revision += 1;
-                    devices.insert(serial.as_bytes(), device.encode_to_vec())?;
-                    station.last_sequence = entry.sequence;
-                    station.has_sequence = true;
-                    stations.insert(sid.as_bytes(), station.encode_to_vec())?;
-                    records.insert(entry.record_id.as_bytes(), entry.encode_to_vec())?;
-                    record_index.insert(indexed_key(serial, order), entry.record_id.as_bytes())?;
-                    let mut h = vec![HISTORY_RECORD];
-                    h.extend_from_slice(entry.record_id.as_bytes());
-                    history.insert(indexed_key(serial, order), h)?;
-                    bump(meta, COUNT_RECORDS)?;
-                    Ok(RecordOutcome::Stored(entry.clone()))
-                },
-            )
-            .map_err(map_tx_error)
+                    t.t(KEYS).insert(en.key_id.as_bytes(), serial.as_bytes())?;
+                    let previous =
+                        std::mem::replace(&mut d.provisioning_station_id, sid.to_owned());
+                    unlink_station(t, &previous, &d)?;
+                    d.model = en.model.clone();
+                    d.hw_version = en.hw_version.clone();
+                    d.spki_der = en.spki_der.clone();
+                    d.provisioning_record_id = entry.record_id.clone();
+                    d
+                }
+                (None, Some(d)) => {
+                    let mut d = d.clone();
+                    d.calibration_record_id = entry.record_id.clone();
+                    let previous = std::mem::replace(&mut d.calibration_station_id, sid.to_owned());
+                    unlink_station(t, &previous, &d)?;
+                    d
+                }
+                (None, None) => {
+                    return rejected(reject!(DeviceNotFound, "serial {serial} is not enrolled"));
+                }
+            };
+            t.t(BY_STATION).insert(pair_key(sid, serial), &[])?;
+            // The unit's verdict must follow its new record.
+            t.mark_dirty(serial)?;
+            d.revision += 1;
+            put_device(t, old.as_ref(), &d)?;
+            station.last_sequence = entry.sequence;
+            station.has_sequence = true;
+            t.put(STATIONS, sid.as_bytes(), &station)?;
+            t.put(RECORDS, entry.record_id.as_bytes(), entry)?;
+            t.t(RECORD_INDEX)
+                .insert(indexed_key(serial, order), entry.record_id.as_bytes())?;
+            t.history(serial, order, HISTORY_RECORD, entry.record_id.as_bytes())?;
+            t.bump(COUNT_RECORDS)?;
+            Ok(RecordOutcome::Stored(entry.clone()))
+        })
     }
 
     fn get_record(&self, record_id: &str) -> crate::Result<Option<RecordEntry>> {
-        self.read(&self.records, record_id.as_bytes(), "record")
+        self.read(RECORDS, record_id.as_bytes(), "record")
     }
 
     fn list_records(
@@ -567,185 +802,150 @@ impl Store for SledStore {
         after: Option<&str>,
         limit: usize,
     ) -> crate::Result<Page<RecordEntry>> {
-        self.scan_serial(&self.record_index, serial, after, limit, |id| {
-            self.read(&self.records, id, "record")
+        self.scan_serial(RECORD_INDEX, serial, after, limit, |id| {
+            self.read(RECORDS, id, "record")
         })
     }
 
     fn revoke_device(&self, serial: &str, reason: &str, at: i64) -> crate::Result<DeviceEntry> {
-        (&self.devices, &self.dirty)
-            .transaction(|(devices, dirty)| {
-                let Some(mut d) = tx_get::<DeviceEntry>(devices, serial.as_bytes(), "device")?
-                else {
-                    return abort(Abort::Rejected(reject!(
-                        DeviceNotFound,
-                        "serial {serial} is not enrolled"
-                    )));
-                };
-                if !d.revoked {
-                    d.revoked = true;
-                    d.revoked_reason = reason.to_owned();
-                    d.status_changed_at = at;
-                    d.revision += 1;
-                    devices.insert(serial.as_bytes(), d.encode_to_vec())?;
-                    dirty.insert(serial.as_bytes(), &[])?;
-                }
-                Ok(d)
-            })
-            .map_err(map_tx_error)
+        self.update_device(serial, |t, d| {
+            if !d.revoked {
+                d.revoked = true;
+                d.revoked_reason = reason.to_owned();
+                d.status_changed_at = d.status_changed_at.max(at);
+                t.mark_dirty(&d.serial)?;
+            }
+            Ok(())
+        })
     }
 
     fn commit_evidence(&self, commit: EvidenceCommit) -> crate::Result<DeviceEntry> {
         let order = self.next_order()?;
         let entry = &commit.entry;
         let serial = entry.serial.as_str();
-        (
-            &self.devices,
-            &self.evidence,
-            &self.history,
-            &self.meta,
-            &self.due,
-            &self.baseline_active,
-        )
-            .transaction(|(devices, evidence, history, meta, due, active)| {
-                let Some(mut d) = tx_get::<DeviceEntry>(devices, serial.as_bytes(), "device")?
-                else {
-                    return abort(Abort::Rejected(reject!(
-                        UnknownDevice,
-                        "serial {serial} is not enrolled"
-                    )));
-                };
-                if d.spki_der != commit.spki_der {
-                    return abort(Abort::Rejected(reject!(
-                        SignatureInvalid,
-                        "the key enrolled for {serial} changed while the evidence was checked"
-                    )));
-                }
-                if d.revision != commit.expected_revision
-                    || active_version(active, &d.model)? != commit.expected_baseline
-                {
-                    return abort(Abort::Conflict);
-                }
-                if evidence.get(entry.evidence_id.as_bytes())?.is_some() {
-                    return abort(Abort::Rejected(reject!(
-                        Replayed,
-                        "this evidence was already accepted"
-                    )));
-                }
-                if commit.deferred && d.has_bootcount && entry.bootcount <= d.highest_bootcount {
-                    return abort(Abort::Rejected(reject!(
-                        Replayed,
-                        "deferred evidence: bootcount {} is not above the highest accepted ({})",
-                        entry.bootcount,
-                        d.highest_bootcount
-                    )));
-                }
-                if !d.has_bootcount || entry.bootcount > d.highest_bootcount {
-                    d.highest_bootcount = entry.bootcount;
-                    d.has_bootcount = true;
-                }
-                d.svns = commit.svns.clone();
-                d.firmware = commit.firmware.clone();
-                d.calibration_digest = commit.calibration_digest.clone();
-                d.evidence_count += 1;
-                d.last_evidence_id = entry.evidence_id.clone();
-                d.last_seen = entry.received_at;
-                apply_verdict(&mut d, &commit.verdict, meta, due)?;
-                d.revision += 1;
-                devices.insert(serial.as_bytes(), d.encode_to_vec())?;
-                evidence.insert(entry.evidence_id.as_bytes(), entry.encode_to_vec())?;
-                let mut h = vec![HISTORY_EVIDENCE];
-                h.extend_from_slice(entry.evidence_id.as_bytes());
-                history.insert(indexed_key(serial, order), h)?;
-                bump(meta, COUNT_EVIDENCE)?;
-                Ok(d)
-            })
-            .map_err(map_tx_error)
+        self.tx(|t| {
+            let Some(old) = t.device(serial)? else {
+                return rejected(reject!(UnknownDevice, "serial {serial} is not enrolled"));
+            };
+            if old.spki_der != commit.spki_der {
+                return rejected(reject!(
+                    SignatureInvalid,
+                    "the key enrolled for {serial} changed while the evidence was checked"
+                ));
+            }
+            if old.revision != commit.expected_revision
+                || t.active_version(&old.model)? != commit.expected_baseline
+            {
+                return abort(Abort::Conflict);
+            }
+            if t.t(EVIDENCE).get(entry.evidence_id.as_bytes())?.is_some() {
+                return rejected(reject!(Replayed, "this evidence was already accepted"));
+            }
+            if commit.deferred && old.has_bootcount && entry.bootcount <= old.highest_bootcount {
+                return rejected(reject!(
+                    Replayed,
+                    "deferred evidence: bootcount {} is not above the highest accepted ({})",
+                    entry.bootcount,
+                    old.highest_bootcount
+                ));
+            }
+            let mut d = old.clone();
+            if !d.has_bootcount || entry.bootcount > d.highest_bootcount {
+                d.highest_bootcount = entry.bootcount;
+                d.has_bootcount = true;
+            }
+            d.svns = commit.svns.clone();
+            d.firmware = commit.firmware.clone();
+            d.calibration_digest = commit.calibration_digest.clone();
+            d.evidence_count += 1;
+            d.last_evidence_id = entry.evidence_id.clone();
+            d.last_seen = entry.received_at;
+            apply_verdict(&mut d, &commit.verdict);
+            d.revision += 1;
+            put_device(t, Some(&old), &d)?;
+            t.put(EVIDENCE, entry.evidence_id.as_bytes(), entry)?;
+            t.history(
+                serial,
+                order,
+                HISTORY_EVIDENCE,
+                entry.evidence_id.as_bytes(),
+            )?;
+            t.bump(COUNT_EVIDENCE)?;
+            Ok(d)
+        })
     }
 
     fn commit_reappraisal(&self, commit: ReappraisalCommit) -> crate::Result<DeviceEntry> {
+        let order = self.next_order()?;
         let serial = commit.serial.as_str();
-        (
-            &self.devices,
-            &self.meta,
-            &self.due,
-            &self.baseline_active,
-            &self.dirty,
-        )
-            .transaction(|(devices, meta, due, active, dirty)| {
-                let Some(mut d) = tx_get::<DeviceEntry>(devices, serial.as_bytes(), "device")?
-                else {
-                    dirty.remove(serial.as_bytes())?;
-                    return abort(Abort::Rejected(reject!(
-                        DeviceNotFound,
-                        "serial {serial} is not enrolled"
-                    )));
-                };
-                if d.revision != commit.expected_revision
-                    || active_version(active, &d.model)? != commit.expected_baseline
-                {
-                    return abort(Abort::Conflict);
-                }
-                apply_verdict(&mut d, &commit.verdict, meta, due)?;
-                d.revision += 1;
-                devices.insert(serial.as_bytes(), d.encode_to_vec())?;
-                dirty.remove(serial.as_bytes())?;
-                Ok(d)
-            })
-            .map_err(map_tx_error)
+        self.tx(|t| {
+            let Some(old) = t.device(serial)? else {
+                t.t(DIRTY).remove(serial.as_bytes())?;
+                return rejected(reject!(DeviceNotFound, "serial {serial} is not enrolled"));
+            };
+            if old.revision != commit.expected_revision
+                || t.active_version(&old.model)? != commit.expected_baseline
+            {
+                return abort(Abort::Conflict);
+            }
+            t.t(DIRTY).remove(serial.as_bytes())?;
+            let mut d = old.clone();
+            apply_verdict(&mut d, &commit.verdict);
+            if same_verdict(&old, &d) {
+                // Nothing a reader could see changed: keep the verdict (and
+                // when it was reached) as it was.
+                return Ok(old);
+            }
+            d.revision += 1;
+            put_device(t, Some(&old), &d)?;
+            let h = ReappraisalEntry {
+                appraisal: d.appraisal.clone(),
+                status: d.status,
+                at: commit.verdict.now_ms,
+            };
+            t.history(serial, order, HISTORY_REAPPRAISAL, &h.encode_to_vec())?;
+            Ok(d)
+        })
     }
 
     fn publish_baseline(&self, b: BaselineEntry, now_secs: i64) -> crate::Result<bool> {
         let model = b.model.clone();
-        (
-            &self.baselines,
-            &self.baseline_active,
-            &self.baseline_pending,
-            &self.sweeps,
-            &self.meta,
-        )
-            .transaction(|(baselines, active, pending, sweeps, meta)| {
-                let latest_key = [b"latest/".as_slice(), model.as_bytes()].concat();
-                let latest = meta
-                    .get(&latest_key)?
-                    .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-                    .map(u64::from_be_bytes);
-                if let Some(l) = latest {
-                    if b.version <= l {
-                        return abort(Abort::Rejected(reject!(
-                            VersionNotIncreasing,
-                            "version: {} is not above the latest published version {l} of {model}",
-                            b.version
-                        )));
-                    }
+        self.tx(|t| {
+            let latest_key = [b"latest/".as_slice(), model.as_bytes()].concat();
+            if let Some(l) = t.t(META).get(&latest_key)?.and_then(|v| u64_of(&v)) {
+                if b.version <= l {
+                    return rejected(reject!(
+                        VersionNotIncreasing,
+                        "version: {} is not above the latest published version {l} of {model}",
+                        b.version
+                    ));
                 }
-                meta.insert(latest_key, &b.version.to_be_bytes())?;
-                baselines.insert(baseline_key(&model, b.version), b.encode_to_vec())?;
-                bump(meta, COUNT_BASELINES)?;
-                if b.effective_at <= now_secs {
-                    activate(active, sweeps, &model, b.version)?;
-                    Ok(true)
-                } else {
-                    let mut k = (b.effective_at.max(0) as u64).to_be_bytes().to_vec();
-                    k.extend_from_slice(&baseline_key(&model, b.version));
-                    pending.insert(k, &[])?;
-                    Ok(false)
-                }
-            })
-            .map_err(map_tx_error)
+            }
+            t.t(META).insert(latest_key, &b.version.to_be_bytes())?;
+            t.put(BASELINES, baseline_key(&model, b.version), &b)?;
+            t.bump(COUNT_BASELINES)?;
+            if b.effective_at <= now_secs {
+                t.activate(&model, b.version)?;
+                Ok(true)
+            } else {
+                let mut k = (b.effective_at.max(0) as u64).to_be_bytes().to_vec();
+                k.extend_from_slice(&baseline_key(&model, b.version));
+                t.t(BASELINE_PENDING).insert(k, &[])?;
+                Ok(false)
+            }
+        })
     }
 
     fn get_baseline(&self, model: &str, version: u64) -> crate::Result<Option<BaselineEntry>> {
-        self.read(&self.baselines, &baseline_key(model, version), "baseline")
+        self.read(BASELINES, &baseline_key(model, version), "baseline")
     }
 
     fn active_baseline_version(&self, model: &str) -> crate::Result<Option<u64>> {
         Ok(self
-            .baseline_active
+            .tree(BASELINE_ACTIVE)
             .get(model.as_bytes())
             .map_err(unavailable)?
-            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-            .map(u64::from_be_bytes))
+            .and_then(|v| u64_of(&v)))
     }
 
     fn list_baselines(
@@ -757,16 +957,14 @@ impl Store for SledStore {
         let prefix = serial_prefix(model);
         let end = match after {
             Some(tok) => baseline_key(model, parse_order(tok)?),
-            None => {
-                let mut e = prefix.clone();
-                e.extend_from_slice(&[0xff; 8]);
-                e.push(0);
-                e
-            }
+            None => baseline_key(model, u64::MAX)
+                .into_iter()
+                .chain([0])
+                .collect(),
         };
         let mut items: Vec<BaselineEntry> = Vec::new();
         let mut more = false;
-        for kv in self.baselines.range(prefix.clone()..end).rev() {
+        for kv in self.tree(BASELINES).range(prefix..end).rev() {
             let (_, v) = kv.map_err(unavailable)?;
             if items.len() == limit {
                 more = true;
@@ -785,7 +983,7 @@ impl Store for SledStore {
     fn activate_due_baselines(&self, now_secs: i64) -> crate::Result<Vec<(String, u64)>> {
         let end = ((now_secs.max(0) as u64) + 1).to_be_bytes();
         let due: Vec<sled::IVec> = self
-            .baseline_pending
+            .tree(BASELINE_PENDING)
             .range(..end.as_slice())
             .keys()
             .collect::<Result<_, _>>()
@@ -793,55 +991,50 @@ impl Store for SledStore {
         let mut activated = Vec::new();
         for k in due {
             let rest = &k[8..];
-            let Some(sep) = rest.iter().position(|b| *b == 0) else {
-                return Err(corrupt("pending baseline key"));
-            };
+            let sep = rest
+                .iter()
+                .position(|b| *b == 0)
+                .ok_or_else(|| corrupt("pending baseline key"))?;
             let model = String::from_utf8(rest[..sep].to_vec())
                 .map_err(|_| corrupt("pending baseline key"))?;
-            let version = u64::from_be_bytes(
-                rest[sep + 1..]
-                    .try_into()
-                    .map_err(|_| corrupt("pending baseline key"))?,
-            );
-            (&self.baseline_pending, &self.baseline_active, &self.sweeps)
-                .transaction(|(pending, active, sweeps)| {
-                    pending.remove(&k)?;
-                    activate(active, sweeps, &model, version)?;
-                    Ok(())
-                })
-                .map_err(map_tx_error)?;
+            let version =
+                u64_of(&rest[sep + 1..]).ok_or_else(|| corrupt("pending baseline key"))?;
+            self.tx(|t| {
+                t.t(BASELINE_PENDING).remove(&k)?;
+                t.activate(&model, version)
+            })?;
             activated.push((model, version));
         }
         Ok(activated)
     }
 
     fn dirty_units(&self, limit: usize) -> crate::Result<Vec<String>> {
-        self.dirty
+        self.tree(DIRTY)
             .iter()
             .keys()
             .take(limit)
             .map(|k| {
-                let k = k.map_err(unavailable)?;
-                String::from_utf8(k.to_vec()).map_err(|_| corrupt("dirty key"))
+                String::from_utf8(k.map_err(unavailable)?.to_vec())
+                    .map_err(|_| corrupt("dirty key"))
             })
             .collect()
     }
 
     fn due_units(&self, now_secs: i64, limit: usize) -> crate::Result<Vec<String>> {
         let end = ((now_secs.max(0) as u64) + 1).to_be_bytes();
-        self.due
+        self.tree(DUE)
             .range(..end.as_slice())
             .keys()
             .take(limit)
             .map(|k| {
-                let k = k.map_err(unavailable)?;
-                String::from_utf8(k[8..].to_vec()).map_err(|_| corrupt("due key"))
+                String::from_utf8(k.map_err(unavailable)?[8..].to_vec())
+                    .map_err(|_| corrupt("due key"))
             })
             .collect()
     }
 
     fn sweeps(&self) -> crate::Result<Vec<SweepEntry>> {
-        self.sweeps
+        self.tree(SWEEPS)
             .iter()
             .values()
             .map(|v| decode(&v.map_err(unavailable)?, "sweep"))
@@ -850,18 +1043,15 @@ impl Store for SledStore {
 
     fn sweep_units(&self, sweep: &SweepEntry, limit: usize) -> crate::Result<Vec<String>> {
         let index = match sweep.kind {
-            SWEEP_MODEL => &self.by_model,
-            SWEEP_STATION => &self.by_station,
+            SWEEP_MODEL => self.tree(BY_MODEL),
+            SWEEP_STATION => self.tree(BY_STATION),
             _ => return Err(corrupt("sweep kind")),
         };
         let prefix = serial_prefix(&sweep.key);
         let start = if sweep.cursor.is_empty() {
             prefix.clone()
         } else {
-            // Serials never contain 0x00: cursor + 0x00 is the next key.
-            let mut k = pair_key(&sweep.key, &sweep.cursor);
-            k.push(0);
-            k
+            successor(&pair_key(&sweep.key, &sweep.cursor))
         };
         let mut out = Vec::new();
         for k in index.range(start..).keys() {
@@ -878,34 +1068,190 @@ impl Store for SledStore {
 
     fn advance_sweep(&self, sweep: &SweepEntry, cursor: Option<&str>) -> crate::Result<()> {
         let key = sweep_key(sweep.kind, &sweep.key);
-        self.sweeps
-            .transaction(|sweeps| {
-                // A sweep restarted meanwhile (new cursor "") must not be closed.
-                let Some(current) = tx_get::<SweepEntry>(sweeps, &key, "sweep")? else {
-                    return Ok(());
-                };
-                if current.cursor != sweep.cursor {
-                    return Ok(());
+        self.tx(|t| {
+            // A sweep restarted meanwhile (new cursor "") must not be closed.
+            let Some(mut current) = t.get::<SweepEntry>(SWEEPS, &key, "sweep")? else {
+                return Ok(());
+            };
+            if current.cursor != sweep.cursor {
+                return Ok(());
+            }
+            match cursor {
+                Some(c) => {
+                    current.cursor = c.to_owned();
+                    t.put(SWEEPS, &key, &current)?;
                 }
-                match cursor {
-                    Some(c) => {
-                        let mut next = current;
-                        next.cursor = c.to_owned();
-                        sweeps.insert(key.as_slice(), next.encode_to_vec())?;
-                    }
-                    None => {
-                        sweeps.remove(key.as_slice())?;
+                None => {
+                    t.t(SWEEPS).remove(key.as_slice())?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn assign_device(
+        &self,
+        serial: &str,
+        a: &Assignment,
+        _now_ms: i64,
+    ) -> crate::Result<DeviceEntry> {
+        self.update_device(serial, |_, d| {
+            d.tenant = a.tenant.clone();
+            d.site = a.site.clone();
+            d.department = a.department.clone();
+            d.asset_tag = a.asset_tag.clone();
+            Ok(())
+        })
+    }
+
+    fn set_quarantine(
+        &self,
+        serial: &str,
+        on: bool,
+        reason: &str,
+        _now_ms: i64,
+    ) -> crate::Result<DeviceEntry> {
+        self.update_device(serial, |t, d| {
+            d.quarantined = on;
+            d.quarantine_reason = if on { reason.to_owned() } else { String::new() };
+            t.mark_dirty(&d.serial)
+        })
+    }
+
+    fn grant_concession(&self, c: ConcessionEntry) -> crate::Result<DeviceEntry> {
+        self.update_device(&c.serial.clone(), |_, d| {
+            d.concession = Some(c.clone());
+            Ok(())
+        })
+    }
+
+    fn record_decision(&self, dec: ReleaseDecisionEntry) -> crate::Result<()> {
+        let order = self.next_order()?;
+        self.tx(|t| t.history(&dec.serial, order, HISTORY_DECISION, &dec.encode_to_vec()))
+    }
+
+    fn list_devices(&self, q: DeviceQuery<'_>) -> crate::Result<Page<DeviceEntry>> {
+        // Each index keeps (prefix, key) pairs; the serial is the key's tail.
+        let (tree, prefixes): (&Tree, Vec<Vec<u8>>) = match &q.index {
+            DeviceIndex::All => (self.tree(DEVICES), vec![Vec::new()]),
+            DeviceIndex::Status(set) => {
+                let mut set = set.clone();
+                set.sort_unstable();
+                set.dedup();
+                (
+                    self.tree(BY_STATUS),
+                    set.iter().map(|s| vec![*s as u8]).collect(),
+                )
+            }
+            DeviceIndex::Tenant(tenant) => {
+                let mut p = Vec::new();
+                push_len(&mut p, tenant);
+                (self.tree(BY_TENANT), vec![p])
+            }
+            DeviceIndex::Model(model) => (self.tree(BY_MODEL), vec![serial_prefix(model)]),
+        };
+        let after = match q.after {
+            Some(tok) => Some(unhex(tok).ok_or_else(bad_token)?),
+            None => None,
+        };
+        let mut items = Vec::new();
+        let mut examined = 0;
+        let mut last: Option<Vec<u8>> = None;
+        for prefix in &prefixes {
+            let start = match &after {
+                Some(a) if a.starts_with(prefix) => successor(a),
+                Some(a) if a.as_slice() > prefix.as_slice() => continue,
+                _ => prefix.clone(),
+            };
+            for k in tree.range(start..).keys() {
+                let k = k.map_err(unavailable)?;
+                if !k.starts_with(prefix) {
+                    break;
+                }
+                if items.len() == q.limit || examined == q.budget {
+                    let next = last.map(|l| attestd_core::ids::hex(&l));
+                    return Ok(Page { items, next });
+                }
+                examined += 1;
+                let serial = &k[prefix.len()..];
+                if let Some(d) = self.read::<DeviceEntry>(DEVICES, serial, "device")? {
+                    if (q.filter)(&d) {
+                        items.push(d);
                     }
                 }
-                Ok(())
-            })
-            .map_err(map_tx_error)
+                last = Some(k.to_vec());
+            }
+        }
+        Ok(Page { items, next: None })
+    }
+
+    fn summary(&self, group: Group, tenant: Option<&str>) -> crate::Result<Vec<SummaryCount>> {
+        let mut out: Vec<SummaryCount> = Vec::new();
+        for kv in self.tree(SUMMARY).scan_prefix([group_byte(group)]) {
+            let (k, v) = kv.map_err(unavailable)?;
+            let (key, rest) = read_len(&k[1..]).ok_or_else(|| corrupt("summary key"))?;
+            let (t, rest) = read_len(rest).ok_or_else(|| corrupt("summary key"))?;
+            let status = *rest.first().ok_or_else(|| corrupt("summary key"))? as i32;
+            if tenant.is_some_and(|want| want != t) {
+                continue;
+            }
+            let n = u64_of(&v).ok_or_else(|| corrupt("summary counter"))?;
+            match out
+                .iter_mut()
+                .find(|(k2, s2, _)| *k2 == key && *s2 == status)
+            {
+                Some(e) => e.2 += n,
+                None => out.push((key, status, n)),
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn changes_after(&self, after: u64, limit: usize) -> crate::Result<Vec<ChangeEntry>> {
+        self.tree(CHANGES)
+            .range(after.saturating_add(1).to_be_bytes()..)
+            .values()
+            .take(limit)
+            .map(|v| decode(&v.map_err(unavailable)?, "change"))
+            .collect()
+    }
+
+    fn change_bounds(&self) -> crate::Result<Option<(u64, u64)>> {
+        let first = self.tree(CHANGES).first().map_err(unavailable)?;
+        let last = self.tree(CHANGES).last().map_err(unavailable)?;
+        Ok(match (first, last) {
+            (Some((a, _)), Some((b, _))) => Some((
+                u64_of(&a).ok_or_else(|| corrupt("change key"))?,
+                u64_of(&b).ok_or_else(|| corrupt("change key"))?,
+            )),
+            _ => None,
+        })
+    }
+
+    fn trim_changes(&self, keep: u64, max: usize) -> crate::Result<usize> {
+        let Some((first, last)) = self.change_bounds()? else {
+            return Ok(0);
+        };
+        let kept = last - first + 1;
+        if kept <= keep {
+            return Ok(0);
+        }
+        let cut = (kept - keep).min(max as u64);
+        let mut batch = sled::Batch::default();
+        for seq in first..first + cut {
+            batch.remove(&seq.to_be_bytes());
+        }
+        self.tree(CHANGES).apply_batch(batch).map_err(unavailable)?;
+        Ok(cut as usize)
     }
 
     fn counts(&self) -> crate::Result<Counts> {
         let mut by_status = [0u64; 7];
-        for (i, n) in by_status.iter_mut().enumerate().skip(1) {
-            *n = self.count(&status_key(i as i32))?;
+        for (_, status, n) in self.summary(Group::All, None)? {
+            if let Some(slot) = by_status.get_mut(status as usize) {
+                *slot += n;
+            }
         }
         Ok(Counts {
             stations: self.count(COUNT_STATIONS)?,
@@ -918,7 +1264,7 @@ impl Store for SledStore {
     }
 
     fn get_evidence(&self, evidence_id: &str) -> crate::Result<Option<EvidenceEntry>> {
-        self.read(&self.evidence, evidence_id.as_bytes(), "evidence")
+        self.read(EVIDENCE, evidence_id.as_bytes(), "evidence")
     }
 
     fn list_history(
@@ -927,18 +1273,21 @@ impl Store for SledStore {
         after: Option<&str>,
         limit: usize,
     ) -> crate::Result<Page<HistoryItem>> {
-        self.scan_serial(&self.history, serial, after, limit, |v| {
-            let (kind, id) = v.split_first().ok_or_else(|| corrupt("history entry"))?;
+        self.scan_serial(HISTORY, serial, after, limit, |v| {
+            let (kind, body) = v.split_first().ok_or_else(|| corrupt("history entry"))?;
             Ok(match *kind {
-                HISTORY_EVIDENCE => self
-                    .read::<EvidenceEntry>(&self.evidence, id, "evidence")?
-                    .map(|mut e| {
-                        e.raw = Vec::new();
-                        HistoryItem::Evidence(e)
-                    }),
-                HISTORY_RECORD => self
-                    .read(&self.records, id, "record")?
-                    .map(HistoryItem::Record),
+                HISTORY_EVIDENCE => {
+                    self.read::<EvidenceEntry>(EVIDENCE, body, "evidence")?
+                        .map(|mut e| {
+                            e.raw = Vec::new();
+                            HistoryItem::Evidence(e)
+                        })
+                }
+                HISTORY_RECORD => self.read(RECORDS, body, "record")?.map(HistoryItem::Record),
+                HISTORY_REAPPRAISAL => {
+                    Some(HistoryItem::Reappraisal(decode(body, "re-appraisal")?))
+                }
+                HISTORY_DECISION => Some(HistoryItem::Decision(decode(body, "release decision")?)),
                 _ => return Err(corrupt("history entry")),
             })
         })
@@ -949,49 +1298,14 @@ impl Store for SledStore {
     }
 }
 
-/// Makes `version` the model's active baseline unless a newer one already
-/// is, and queues a sweep of the model's units.
-fn activate(
-    active: &TransactionalTree,
-    sweeps: &TransactionalTree,
-    model: &str,
-    version: u64,
-) -> TxResult<()> {
-    if active_version(active, model)?.is_some_and(|v| v >= version) {
-        return Ok(());
-    }
-    active.insert(model.as_bytes(), &version.to_be_bytes())?;
-    open_sweep(
-        sweeps,
-        SWEEP_MODEL,
-        model,
-        &format!("baseline {model} v{version} active"),
-    )
-}
-
-/// Removes `serial` from `station`'s index unless the unit still relies on
-/// that station through its other record.
-fn unlink_station(
-    by_station: &TransactionalTree,
-    station: &str,
-    d: &DeviceEntry,
-    serial: &str,
-) -> TxResult<()> {
+/// Removes the unit from `station`'s index unless it still relies on that
+/// station through its other record.
+fn unlink_station(t: &Tx<'_>, station: &str, d: &DeviceEntry) -> TxResult<()> {
     if !station.is_empty()
         && station != d.provisioning_station_id
         && station != d.calibration_station_id
     {
-        by_station.remove(pair_key(station, serial))?;
+        t.t(BY_STATION).remove(pair_key(station, &d.serial))?;
     }
     Ok(())
-}
-
-impl DeviceEntry {
-    fn with_enrollment(mut self, en: &crate::Enrollment, record_id: &str) -> DeviceEntry {
-        self.model = en.model.clone();
-        self.hw_version = en.hw_version.clone();
-        self.spki_der = en.spki_der.clone();
-        self.provisioning_record_id = record_id.to_owned();
-        self
-    }
 }

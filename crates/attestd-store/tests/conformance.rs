@@ -77,6 +77,7 @@ fn evidence(serial: &str, bootcount: u64, dev: &DeviceEntry, deferred: bool) -> 
             appraisal: None,
             status: STATUS_UNKNOWN,
             next_check_at: 0,
+            calibration_due_at: 0,
             now_ms: 1,
         },
     }
@@ -200,6 +201,7 @@ fn contract(s: &dyn Store) {
         appraisal: None,
         status: 1,
         next_check_at: 500,
+        calibration_due_at: 0,
         now_ms: 9,
     };
     let commit = |d: &DeviceEntry, v: &UnitVerdict| ReappraisalCommit {

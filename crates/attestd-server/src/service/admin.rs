@@ -6,7 +6,7 @@ use attestd_core::ids::{Model, Serial, StationId};
 use attestd_core::keys::PublicKey;
 use attestd_core::{reject, Reason, Rejection};
 use attestd_proto::v1 as pb;
-use attestd_store::StationEntry;
+use attestd_store::{Assignment, StationEntry};
 use tonic::{Request, Response, Status};
 
 use crate::app::{page_token, App};
@@ -123,6 +123,53 @@ impl AdminService {
         })
     }
 
+    async fn assign(
+        &self,
+        req: pb::AssignDeviceRequest,
+    ) -> Result<pb::AssignDeviceResponse, Rejection> {
+        let app = &self.app;
+        let pending = app.commit.begin();
+        let serial = Serial::parse(&req.serial, Reason::FieldInvalid, "serial")?;
+        for (name, v) in [
+            ("tenant", &req.tenant),
+            ("site", &req.site),
+            ("department", &req.department),
+            ("asset_tag", &req.asset_tag),
+        ] {
+            if v.len() > 128 || v.chars().any(char::is_control) {
+                return Err(reject!(
+                    FieldInvalid,
+                    "{name}: at most 128 bytes, no control characters"
+                ));
+            }
+        }
+        if req.tenant.is_empty() && !(req.site.is_empty() && req.department.is_empty()) {
+            return Err(reject!(
+                FieldInvalid,
+                "tenant: required to assign a site or department"
+            ));
+        }
+        let a = Assignment {
+            tenant: req.tenant,
+            site: req.site,
+            department: req.department,
+            asset_tag: req.asset_tag,
+        };
+        let d = app
+            .store
+            .assign_device(serial.as_str(), &a, app.clock.now_ms())
+            .map_err(|e| app.store_err(e))?;
+        pending.durable().await?;
+        tracing::info!(serial = %serial, tenant = %d.tenant, site = %d.site, "device assigned");
+        Ok(pb::AssignDeviceResponse {
+            serial: d.serial,
+            tenant: d.tenant,
+            site: d.site,
+            department: d.department,
+            asset_tag: d.asset_tag,
+        })
+    }
+
     fn list(&self, req: pb::ListStationsRequest) -> Result<pb::ListStationsResponse, Rejection> {
         let app = &self.app;
         let limit = app.page_size(req.page_size)?;
@@ -167,6 +214,16 @@ impl pb::admin_server::Admin for AdminService {
             .await
             .map(Response::new)
             .map_err(|r| self.app.fail("RevokeDevice", r))
+    }
+
+    async fn assign_device(
+        &self,
+        req: Request<pb::AssignDeviceRequest>,
+    ) -> Result<Response<pb::AssignDeviceResponse>, Status> {
+        self.assign(req.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(|r| self.app.fail("AssignDevice", r))
     }
 
     async fn list_stations(

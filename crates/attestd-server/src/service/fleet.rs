@@ -1,13 +1,16 @@
-//! Fleet: a unit's current verdict, its history and its raw evidence. A
-//! hospital-it principal sees only units assigned to its tenant; assignment
-//! arrives with the fleet views, so until then it sees none (fail closed).
+//! Fleet: what hospital IT, MES, security and auditors see of the units.
+//! A hospital-it principal sees only its tenant's units, in every RPC here:
+//! other units answer NOT_FOUND, as if they did not exist.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
-use attestd_core::ids::Serial;
+use attestd_core::ids::{Digest, Model, Serial};
 use attestd_core::{reject, Reason, Rejection};
 use attestd_proto::v1 as pb;
-use attestd_store::HistoryItem;
+use attestd_store::{ChangeEntry, DeviceEntry, DeviceIndex, DeviceQuery, Group, HistoryItem};
+use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::app::{page_token, principal, App};
@@ -18,19 +21,161 @@ pub struct FleetService {
     pub app: Arc<App>,
 }
 
+/// The tenant a principal is confined to, if any.
+pub fn tenant_scope(caller: &Principal) -> Option<&str> {
+    match caller.role {
+        Role::HospitalIt => Some(caller.tenant.as_deref().unwrap_or("\u{0}no tenant")),
+        _ => None,
+    }
+}
+
+/// Whether the caller may see `d`.
+pub fn visible(caller: &Principal, d: &DeviceEntry) -> bool {
+    tenant_scope(caller).is_none_or(|t| d.tenant == t)
+}
+
+/// A checked [`pb::DeviceFilter`].
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    statuses: Vec<i32>,
+    model: String,
+    hw_version: String,
+    tenant: String,
+    site: String,
+    department: String,
+    firmware_digest: Option<Digest>,
+    firmware_version: String,
+    calibration_due_before: Option<i64>,
+    last_seen_before_ms: Option<i64>,
+    last_seen_after_ms: Option<i64>,
+}
+
+fn ms(t: &prost_types::Timestamp) -> i64 {
+    t.seconds
+        .saturating_mul(1000)
+        .saturating_add((t.nanos / 1_000_000) as i64)
+}
+
+impl Filter {
+    /// Checks the filter and applies the caller's tenant scope.
+    pub fn new(f: Option<pb::DeviceFilter>, caller: &Principal) -> Result<Filter, Rejection> {
+        let f = f.unwrap_or_default();
+        let mut statuses = Vec::new();
+        for (i, s) in f.statuses.iter().enumerate() {
+            match pb::DeviceStatus::try_from(*s) {
+                Ok(pb::DeviceStatus::Unspecified) | Err(_) => {
+                    return Err(reject!(
+                        FieldInvalid,
+                        "filter.statuses[{i}]: not a device status"
+                    ));
+                }
+                Ok(_) => statuses.push(*s),
+            }
+        }
+        if !f.model.is_empty() {
+            Model::parse(&f.model, Reason::FieldInvalid, "filter.model")?;
+        }
+        let firmware_digest = match f.firmware_digest.as_str() {
+            "" => None,
+            h => Some(Digest::from_hex(h).ok_or_else(|| {
+                reject!(
+                    FieldInvalid,
+                    "filter.firmware_digest: expected 64 lowercase hex characters"
+                )
+            })?),
+        };
+        let mut tenant = f.tenant;
+        if let Some(own) = tenant_scope(caller) {
+            if !tenant.is_empty() && tenant != own {
+                return Err(reject!(
+                    TenantForbidden,
+                    "filter.tenant: a hospital-it principal sees only its own tenant"
+                ));
+            }
+            tenant = own.to_owned();
+        }
+        Ok(Filter {
+            statuses,
+            model: f.model,
+            hw_version: f.hw_version,
+            tenant,
+            site: f.site,
+            department: f.department,
+            firmware_digest,
+            firmware_version: f.firmware_version,
+            calibration_due_before: f.calibration_due_before.as_ref().map(|t| t.seconds),
+            last_seen_before_ms: f.last_seen_before.as_ref().map(ms),
+            last_seen_after_ms: f.last_seen_after.as_ref().map(ms),
+        })
+    }
+
+    pub fn matches(&self, d: &DeviceEntry) -> bool {
+        (self.statuses.is_empty() || self.statuses.contains(&d.status))
+            && (self.model.is_empty() || d.model == self.model)
+            && (self.hw_version.is_empty() || d.hw_version == self.hw_version)
+            && (self.tenant.is_empty() || d.tenant == self.tenant)
+            && (self.site.is_empty() || d.site == self.site)
+            && (self.department.is_empty() || d.department == self.department)
+            && self
+                .firmware_digest
+                .is_none_or(|want| d.firmware.iter().any(|f| f.digest == want.0))
+            && (self.firmware_version.is_empty()
+                || d.firmware
+                    .iter()
+                    .any(|f| f.version == self.firmware_version))
+            && self
+                .calibration_due_before
+                .is_none_or(|t| d.calibration_due_at != 0 && d.calibration_due_at < t)
+            && self
+                .last_seen_before_ms
+                .is_none_or(|t| d.last_seen != 0 && d.last_seen < t)
+            && self.last_seen_after_ms.is_none_or(|t| d.last_seen > t)
+    }
+
+    /// Whether a change belongs to the watch of this filter. A change knows
+    /// only status, model, tenant and site.
+    fn admits(&self, c: &ChangeEntry) -> bool {
+        (self.statuses.is_empty()
+            || self.statuses.contains(&c.new_status)
+            || self.statuses.contains(&c.old_status))
+            && (self.model.is_empty() || c.model == self.model)
+            && (self.tenant.is_empty() || c.tenant == self.tenant)
+            && (self.site.is_empty() || c.site == self.site)
+    }
+
+    /// The index that narrows the scan most.
+    fn index(&self) -> DeviceIndex {
+        if !self.statuses.is_empty() {
+            DeviceIndex::Status(self.statuses.clone())
+        } else if !self.tenant.is_empty() {
+            DeviceIndex::Tenant(self.tenant.clone())
+        } else if !self.model.is_empty() {
+            DeviceIndex::Model(self.model.clone())
+        } else {
+            DeviceIndex::All
+        }
+    }
+}
+
+type ChangeStream = Pin<Box<dyn Stream<Item = Result<pb::DeviceChange, Status>> + Send>>;
+
 impl FleetService {
-    /// Refuses units the principal may not see, as if they did not exist.
-    fn visible(&self, caller: &Principal, serial: &Serial) -> Result<(), Rejection> {
-        let exists = self
+    /// The unit, if it exists and the caller may see it.
+    fn device_for(
+        &self,
+        caller: &Principal,
+        serial: &str,
+    ) -> Result<(Serial, DeviceEntry), Rejection> {
+        let serial = Serial::parse(serial, Reason::FieldInvalid, "serial")?;
+        match self
             .app
             .store
             .get_device(serial.as_str())
             .map_err(|e| self.app.store_err(e))?
-            .is_some();
-        if !exists || caller.role == Role::HospitalIt {
-            return Err(reject!(DeviceNotFound, "serial {serial} is not enrolled"));
+        {
+            Some(d) if visible(caller, &d) => Ok((serial, d)),
+            _ => Err(reject!(DeviceNotFound, "serial {serial} is not enrolled")),
         }
-        Ok(())
     }
 
     fn history(
@@ -39,8 +184,7 @@ impl FleetService {
         req: pb::ListDeviceHistoryRequest,
     ) -> Result<pb::ListDeviceHistoryResponse, Rejection> {
         let app = &self.app;
-        let serial = Serial::parse(&req.serial, Reason::FieldInvalid, "serial")?;
-        self.visible(caller, &serial)?;
+        let (serial, _) = self.device_for(caller, &req.serial)?;
         let limit = app.page_size(req.page_size)?;
         let page = app
             .store
@@ -55,6 +199,12 @@ impl FleetService {
                         pb::history_entry::Entry::Evidence(convert::evidence(e))
                     }
                     HistoryItem::Record(r) => pb::history_entry::Entry::Record(convert::record(r)),
+                    HistoryItem::Reappraisal(r) => {
+                        pb::history_entry::Entry::Reappraisal(convert::reappraisal(r))
+                    }
+                    HistoryItem::Decision(d) => {
+                        pb::history_entry::Entry::ReleaseDecision(convert::decision(d))
+                    }
                 }),
             })
             .collect();
@@ -69,14 +219,162 @@ impl FleetService {
         caller: &Principal,
         req: pb::GetDeviceRequest,
     ) -> Result<pb::Device, Rejection> {
+        self.device_for(caller, &req.serial)
+            .map(|(_, d)| convert::device(d))
+    }
+
+    fn list(
+        &self,
+        caller: &Principal,
+        req: pb::ListDevicesRequest,
+    ) -> Result<pb::ListDevicesResponse, Rejection> {
         let app = &self.app;
-        let serial = Serial::parse(&req.serial, Reason::FieldInvalid, "serial")?;
-        self.visible(caller, &serial)?;
-        app.store
-            .get_device(serial.as_str())
-            .map_err(|e| app.store_err(e))?
-            .map(convert::device)
-            .ok_or_else(|| reject!(DeviceNotFound, "serial {serial} is not enrolled"))
+        let filter = Filter::new(req.filter, caller)?;
+        let limit = app.page_size(req.page_size)?;
+        let matches = |d: &DeviceEntry| filter.matches(d);
+        let page = app
+            .store
+            .list_devices(DeviceQuery {
+                index: filter.index(),
+                after: page_token(&req.page_token),
+                limit,
+                budget: limit.saturating_mul(10).max(1000),
+                filter: &matches,
+            })
+            .map_err(|e| app.store_err(e))?;
+        Ok(pb::ListDevicesResponse {
+            devices: page.items.into_iter().map(convert::device).collect(),
+            next_page_token: page.next.unwrap_or_default(),
+        })
+    }
+
+    fn summary(
+        &self,
+        caller: &Principal,
+        req: pb::GetFleetSummaryRequest,
+    ) -> Result<pb::FleetSummary, Rejection> {
+        let app = &self.app;
+        let f = req.filter.clone().unwrap_or_default();
+        if !f.statuses.is_empty()
+            || !f.hw_version.is_empty()
+            || !f.site.is_empty()
+            || !f.department.is_empty()
+            || !f.firmware_digest.is_empty()
+            || !f.firmware_version.is_empty()
+            || f.calibration_due_before.is_some()
+            || f.last_seen_before.is_some()
+            || f.last_seen_after.is_some()
+        {
+            return Err(reject!(
+                FieldInvalid,
+                "filter: a summary filters by tenant and model only (use ListDevices for the rest)"
+            ));
+        }
+        let filter = Filter::new(req.filter, caller)?;
+        let group = match pb::SummaryGroup::try_from(req.group_by) {
+            Ok(pb::SummaryGroup::Unspecified) => None,
+            Ok(pb::SummaryGroup::Model) => Some(Group::Model),
+            Ok(pb::SummaryGroup::Site) => Some(Group::Site),
+            Ok(pb::SummaryGroup::Firmware) => Some(Group::Firmware),
+            Err(_) => return Err(reject!(FieldInvalid, "group_by: not a summary group")),
+        };
+        let tenant = (!filter.tenant.is_empty()).then_some(filter.tenant.as_str());
+        let counts = match (group, filter.model.as_str()) {
+            (None, "") => app.store.summary(Group::All, tenant),
+            (None | Some(Group::Model), model) => {
+                app.store.summary(Group::Model, tenant).map(|v| {
+                    v.into_iter()
+                        .filter(|(k, _, _)| model.is_empty() || k == model)
+                        .collect()
+                })
+            }
+            (Some(g), "") => app.store.summary(g, tenant),
+            (Some(_), _) => {
+                return Err(reject!(
+                    FieldInvalid,
+                    "filter.model: a summary filtered by model can only be grouped by model"
+                ))
+            }
+        }
+        .map_err(|e| app.store_err(e))?;
+        Ok(convert::summary(&counts, group.is_some()))
+    }
+
+    fn watch(
+        &self,
+        caller: &Principal,
+        req: pb::WatchFleetRequest,
+    ) -> Result<ChangeStream, Rejection> {
+        let app = self.app.clone();
+        let filter = Filter::new(req.filter, caller)?;
+        let bounds = app.store.change_bounds().map_err(|e| app.store_err(e))?;
+        let mut cursor = match req.after_cursor.as_str() {
+            "" => bounds.map_or(0, |(_, last)| last),
+            c => c.parse::<u64>().map_err(|_| {
+                reject!(
+                    FieldInvalid,
+                    "after_cursor: not a cursor this server issued"
+                )
+            })?,
+        };
+        if let Some((first, _)) = bounds {
+            if cursor + 1 < first {
+                return Err(reject!(
+                    CursorExpired,
+                    "after_cursor: changes up to {} are no longer kept; read the fleet again and watch from now",
+                    first - 1
+                ));
+            }
+        }
+        const BUFFER: usize = 256;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::DeviceChange, Status>>(BUFFER + 1);
+        let poll = Duration::from_millis(app.limits.watch_poll_ms.max(10));
+        tokio::spawn(async move {
+            loop {
+                if tx.is_closed() {
+                    return;
+                }
+                let batch = match app.store.changes_after(cursor, BUFFER) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        let _ = tx.try_send(Err(app.fail("WatchFleet", app.store_err(e))));
+                        return;
+                    }
+                };
+                if batch.first().is_some_and(|c| c.seq > cursor + 1) {
+                    // Trimmed under the reader's feet: it fell behind the retention.
+                    let _ = tx.try_send(Err(app.fail("WatchFleet", reject!(WatchLagged, "fell behind the change feed; resume from cursor {cursor} or read the fleet again"))));
+                    return;
+                }
+                let idle = batch.is_empty();
+                for c in batch {
+                    cursor = c.seq;
+                    if !filter.admits(&c) {
+                        continue;
+                    }
+                    // Keep one slot for the lag notice: a reader that does not
+                    // read is told so; the writers never wait for it.
+                    if tx.capacity() <= 1 {
+                        let _ = tx.try_send(Err(app.fail(
+                            "WatchFleet",
+                            reject!(
+                                WatchLagged,
+                                "the reader fell behind; resume from cursor {}",
+                                c.seq - 1
+                            ),
+                        )));
+                        return;
+                    }
+                    if tx.try_send(Ok(convert::change(c))).is_err() {
+                        return;
+                    }
+                }
+                if idle {
+                    tokio::time::sleep(poll).await;
+                }
+            }
+        });
+        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
     }
 
     fn evidence(&self, req: pb::GetEvidenceRequest) -> Result<pb::StoredEvidence, Rejection> {
@@ -101,23 +399,51 @@ impl pb::fleet_server::Fleet for FleetService {
         &self,
         req: Request<pb::GetDeviceRequest>,
     ) -> Result<Response<pb::Device>, Status> {
-        let run = || {
-            let caller = principal(&req)?;
-            self.device(&caller, req.get_ref().clone())
-        };
+        let run = || principal(&req).and_then(|caller| self.device(&caller, req.get_ref().clone()));
         run()
             .map(Response::new)
             .map_err(|r| self.app.fail("GetDevice", r))
+    }
+
+    async fn list_devices(
+        &self,
+        req: Request<pb::ListDevicesRequest>,
+    ) -> Result<Response<pb::ListDevicesResponse>, Status> {
+        let run = || principal(&req).and_then(|caller| self.list(&caller, req.get_ref().clone()));
+        run()
+            .map(Response::new)
+            .map_err(|r| self.app.fail("ListDevices", r))
+    }
+
+    async fn get_fleet_summary(
+        &self,
+        req: Request<pb::GetFleetSummaryRequest>,
+    ) -> Result<Response<pb::FleetSummary>, Status> {
+        let run =
+            || principal(&req).and_then(|caller| self.summary(&caller, req.get_ref().clone()));
+        run()
+            .map(Response::new)
+            .map_err(|r| self.app.fail("GetFleetSummary", r))
+    }
+
+    type WatchFleetStream = ChangeStream;
+
+    async fn watch_fleet(
+        &self,
+        req: Request<pb::WatchFleetRequest>,
+    ) -> Result<Response<ChangeStream>, Status> {
+        let run = || principal(&req).and_then(|caller| self.watch(&caller, req.get_ref().clone()));
+        run()
+            .map(Response::new)
+            .map_err(|r| self.app.fail("WatchFleet", r))
     }
 
     async fn list_device_history(
         &self,
         req: Request<pb::ListDeviceHistoryRequest>,
     ) -> Result<Response<pb::ListDeviceHistoryResponse>, Status> {
-        let run = || {
-            let caller = principal(&req)?;
-            self.history(&caller, req.get_ref().clone())
-        };
+        let run =
+            || principal(&req).and_then(|caller| self.history(&caller, req.get_ref().clone()));
         run()
             .map(Response::new)
             .map_err(|r| self.app.fail("ListDeviceHistory", r))

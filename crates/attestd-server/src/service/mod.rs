@@ -6,3 +6,4 @@ pub mod baselines;
 pub mod device;
 pub mod factory;
 pub mod fleet;
+pub mod release;

@@ -1,0 +1,323 @@
+//! Release: the gate MES asks before a unit ships, quarantine and
+//! concessions. A decision is computed from the unit's stored evidence
+//! appraised *now* against the active baseline, stored in the unit's
+//! history with the ids it rests on, and made durable before it is answered.
+//! Any error is an error, never RELEASE.
+
+use std::sync::Arc;
+
+use attestd_core::ids::{hex, Serial};
+use attestd_core::release::{decide, waivable, GateInput, NOT_ENROLLED};
+use attestd_core::{reject, Reason, Rejection};
+use attestd_proto::v1 as pb;
+use attestd_store::{ConcessionEntry, GateReasonEntry, ReleaseDecisionEntry};
+use ring::rand::{SecureRandom, SystemRandom};
+use tonic::{Request, Response, Status};
+
+use crate::app::{principal, App};
+use crate::auth::Principal;
+use crate::convert;
+use crate::verdict::{reappraise_evidence, unit_facts};
+
+pub struct ReleaseService {
+    pub app: Arc<App>,
+}
+
+const RELEASE: i32 = pb::Decision::Release as i32;
+const HOLD: i32 = pb::Decision::Hold as i32;
+
+/// A random id with `prefix`.
+fn random_id(prefix: &str) -> Result<String, Rejection> {
+    let mut b = [0u8; 16];
+    SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| reject!(StoreUnavailable, "no randomness available; retry"))?;
+    Ok(format!("{prefix}{}", hex(&b)))
+}
+
+impl ReleaseService {
+    /// Decides for one serial and stores the decision (not yet durable).
+    fn decide_one(
+        &self,
+        caller: &Principal,
+        serial: &str,
+    ) -> Result<ReleaseDecisionEntry, Rejection> {
+        let app = &self.app;
+        let store = app.store.as_ref();
+        let serial = Serial::parse(serial, Reason::FieldInvalid, "serial")?;
+        let now_ms = app.clock.now_ms();
+        let mut entry = ReleaseDecisionEntry {
+            decision_id: random_id("rd_")?,
+            serial: serial.as_str().to_owned(),
+            decided_at: now_ms,
+            decided_for: caller.name.clone(),
+            ..Default::default()
+        };
+        let Some(d) = store
+            .get_device(serial.as_str())
+            .map_err(|e| app.store_err(e))?
+        else {
+            entry.decision = HOLD;
+            entry.reasons = vec![GateReasonEntry {
+                code: NOT_ENROLLED.into(),
+                detail: "no provisioning record enrolls this serial".into(),
+                waived: false,
+            }];
+            store
+                .record_decision(entry.clone())
+                .map_err(|e| app.store_err(e))?;
+            return Ok(entry);
+        };
+        let (version, baseline) = app.baselines.active(store, &d.model)?;
+        let facts = unit_facts(store, &d)?;
+        let evidence = if d.last_evidence_id.is_empty() {
+            None
+        } else {
+            Some(
+                store
+                    .get_evidence(&d.last_evidence_id)
+                    .map_err(|e| app.store_err(e))?
+                    .ok_or_else(|| {
+                        reject!(
+                            StoreUnavailable,
+                            "evidence {} is missing",
+                            d.last_evidence_id
+                        )
+                    })?,
+            )
+        };
+        let appraisal = match &evidence {
+            Some(e) => Some(reappraise_evidence(e, &facts, baseline.as_deref(), now_ms)?),
+            None => None,
+        };
+        let mut latest_record_ms = 0;
+        for id in [&d.provisioning_record_id, &d.calibration_record_id] {
+            if id.is_empty() {
+                continue;
+            }
+            let r = store
+                .get_record(id)
+                .map_err(|e| app.store_err(e))?
+                .ok_or_else(|| reject!(StoreUnavailable, "record {id} is missing"))?;
+            latest_record_ms = latest_record_ms.max(r.received_at);
+        }
+        let concession = d.concession.as_ref();
+        let gate = decide(&GateInput {
+            enrolled: true,
+            quarantined: d.quarantined,
+            appraisal: appraisal.as_ref(),
+            evidence_nonce_fresh: evidence.as_ref().is_some_and(|e| e.nonce_fresh),
+            evidence_received_ms: evidence.as_ref().map_or(0, |e| e.received_at),
+            latest_record_received_ms: latest_record_ms,
+            now_ms,
+            release_window_secs: app.limits.release_window_secs,
+            concession: concession.map(|c| (c.concession_id.as_str(), c.waived_codes.as_slice())),
+        });
+        entry.decision = if gate.release { RELEASE } else { HOLD };
+        entry.reasons = gate
+            .reasons
+            .into_iter()
+            .map(|r| GateReasonEntry {
+                code: r.code,
+                detail: r.detail,
+                waived: r.waived,
+            })
+            .collect();
+        entry.baseline_version = version.unwrap_or(0);
+        entry.evidence_id = d.last_evidence_id.clone();
+        entry.provisioning_record_id = d.provisioning_record_id.clone();
+        entry.calibration_record_id = d.calibration_record_id.clone();
+        entry.under_concession = gate.concession_id.is_some();
+        entry.concession_id = gate.concession_id.unwrap_or_default();
+        store
+            .record_decision(entry.clone())
+            .map_err(|e| app.store_err(e))?;
+        Ok(entry)
+    }
+
+    async fn check(
+        &self,
+        caller: &Principal,
+        req: pb::CheckReleaseRequest,
+    ) -> Result<pb::ReleaseDecision, Rejection> {
+        let pending = self.app.commit.begin();
+        let entry = self.decide_one(caller, &req.serial)?;
+        pending.durable().await?;
+        tracing::info!(serial = %entry.serial, decision = entry.decision, by = %caller.name, "release decision");
+        Ok(convert::decision(entry))
+    }
+
+    async fn check_batch(
+        &self,
+        caller: &Principal,
+        req: pb::CheckReleaseBatchRequest,
+    ) -> Result<pb::CheckReleaseBatchResponse, Rejection> {
+        let max = self.app.limits.max_release_batch;
+        if req.serials.is_empty() || req.serials.len() > max {
+            return Err(reject!(
+                FieldInvalid,
+                "serials: expected 1..{max} serials, got {}",
+                req.serials.len()
+            ));
+        }
+        let pending = self.app.commit.begin();
+        let mut results = Vec::with_capacity(req.serials.len());
+        for (i, serial) in req.serials.iter().enumerate() {
+            let decision = match self.decide_one(caller, serial) {
+                Ok(entry) => convert::decision(entry),
+                // A unit that cannot be decided is held, never released.
+                Err(r) => pb::ReleaseDecision {
+                    serial: serial.chars().take(64).collect(),
+                    decision: HOLD,
+                    reasons: vec![pb::GateReason {
+                        code: r.reason.as_str().into(),
+                        detail: format!("serials[{i}]: {}", r.message),
+                        waived: false,
+                    }],
+                    ..Default::default()
+                },
+            };
+            results.push(decision);
+        }
+        pending.durable().await?;
+        Ok(pb::CheckReleaseBatchResponse { results })
+    }
+
+    async fn quarantine(
+        &self,
+        req: pb::SetQuarantineRequest,
+    ) -> Result<pb::SetQuarantineResponse, Rejection> {
+        let app = &self.app;
+        let pending = app.commit.begin();
+        let serial = Serial::parse(&req.serial, Reason::FieldInvalid, "serial")?;
+        if req.on && (req.reason.trim().is_empty() || req.reason.len() > 1024) {
+            return Err(reject!(
+                FieldInvalid,
+                "reason: required to quarantine, at most 1024 bytes"
+            ));
+        }
+        let d = app
+            .store
+            .set_quarantine(serial.as_str(), req.on, &req.reason, app.clock.now_ms())
+            .map_err(|e| app.store_err(e))?;
+        pending.durable().await?;
+        app.work.notify_one();
+        tracing::warn!(serial = %serial, on = req.on, "quarantine set");
+        Ok(pb::SetQuarantineResponse {
+            serial: d.serial,
+            quarantined: d.quarantined,
+            reason: d.quarantine_reason,
+        })
+    }
+
+    async fn concession(
+        &self,
+        caller: &Principal,
+        req: pb::GrantConcessionRequest,
+    ) -> Result<pb::Concession, Rejection> {
+        let app = &self.app;
+        let pending = app.commit.begin();
+        let serial = Serial::parse(&req.serial, Reason::FieldInvalid, "serial")?;
+        if req.waived_codes.is_empty() || req.waived_codes.len() > 32 {
+            return Err(reject!(
+                FieldInvalid,
+                "waived_codes: expected 1..32 reason codes"
+            ));
+        }
+        for (i, c) in req.waived_codes.iter().enumerate() {
+            if !waivable(c) {
+                return Err(reject!(
+                    FieldInvalid,
+                    "waived_codes[{i}]: {} cannot be waived (identity codes and unverified units never can)",
+                    c.chars().take(64).collect::<String>()
+                ));
+            }
+        }
+        for (name, v) in [
+            ("justification", &req.justification),
+            ("meaning", &req.meaning),
+        ] {
+            if v.trim().is_empty() || v.len() > 2048 {
+                return Err(reject!(
+                    FieldInvalid,
+                    "{name}: required, at most 2048 bytes"
+                ));
+            }
+        }
+        let c = ConcessionEntry {
+            concession_id: random_id("con_")?,
+            serial: serial.as_str().to_owned(),
+            waived_codes: req.waived_codes,
+            justification: req.justification,
+            meaning: req.meaning,
+            granted_by: caller.name.clone(),
+            granted_at: app.clock.now_ms(),
+        };
+        app.store
+            .grant_concession(c.clone())
+            .map_err(|e| app.store_err(e))?;
+        pending.durable().await?;
+        tracing::warn!(serial = %serial, concession = %c.concession_id, by = %caller.name, "concession granted");
+        Ok(pb::Concession {
+            concession_id: c.concession_id,
+            serial: c.serial,
+            waived_codes: c.waived_codes,
+            justification: c.justification,
+            meaning: c.meaning,
+            granted_by: c.granted_by,
+            granted_at: convert::timestamp_ms(c.granted_at),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl pb::release_server::Release for ReleaseService {
+    async fn check_release(
+        &self,
+        req: Request<pb::CheckReleaseRequest>,
+    ) -> Result<Response<pb::ReleaseDecision>, Status> {
+        let run = async {
+            let caller = principal(&req)?;
+            self.check(&caller, req.into_inner()).await
+        };
+        run.await
+            .map(Response::new)
+            .map_err(|r| self.app.fail("CheckRelease", r))
+    }
+
+    async fn check_release_batch(
+        &self,
+        req: Request<pb::CheckReleaseBatchRequest>,
+    ) -> Result<Response<pb::CheckReleaseBatchResponse>, Status> {
+        let run = async {
+            let caller = principal(&req)?;
+            self.check_batch(&caller, req.into_inner()).await
+        };
+        run.await
+            .map(Response::new)
+            .map_err(|r| self.app.fail("CheckReleaseBatch", r))
+    }
+
+    async fn set_quarantine(
+        &self,
+        req: Request<pb::SetQuarantineRequest>,
+    ) -> Result<Response<pb::SetQuarantineResponse>, Status> {
+        self.quarantine(req.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(|r| self.app.fail("SetQuarantine", r))
+    }
+
+    async fn grant_concession(
+        &self,
+        req: Request<pb::GrantConcessionRequest>,
+    ) -> Result<Response<pb::Concession>, Status> {
+        let run = async {
+            let caller = principal(&req)?;
+            self.concession(&caller, req.into_inner()).await
+        };
+        run.await
+            .map(Response::new)
+            .map_err(|r| self.app.fail("GrantConcession", r))
+    }
+}
