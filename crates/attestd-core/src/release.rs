@@ -113,7 +113,7 @@ pub fn decide(g: &GateInput<'_>) -> GateDecision {
     let mut concession_id = None;
     if let Some((id, waived)) = g.concession {
         for r in reasons.iter_mut() {
-            if waivable(&r.code) && waived.iter().any(|w| *w == r.code) {
+            if waivable(&r.code) && waived.contains(&r.code) {
                 r.waived = true;
             }
         }
