@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod inproc;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -45,7 +47,7 @@ pub fn station_token(id: &str) -> &'static str {
         .expect("station in test config")
 }
 
-fn sha256_hex(s: &str) -> String {
+pub fn sha256_hex(s: &str) -> String {
     attestd_client::core::ids::Digest::of(s.as_bytes()).to_hex()
 }
 

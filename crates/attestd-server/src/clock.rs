@@ -47,3 +47,28 @@ impl Clock for OffsetFileClock {
         SystemClock.now_ms().saturating_add(offset)
     }
 }
+
+/// A clock that moves only when told to: for in-process tests.
+#[derive(Debug, Default)]
+pub struct ManualClock {
+    now_ms: std::sync::atomic::AtomicI64,
+}
+
+impl ManualClock {
+    pub fn new(now_ms: i64) -> ManualClock {
+        ManualClock {
+            now_ms: std::sync::atomic::AtomicI64::new(now_ms),
+        }
+    }
+
+    pub fn advance_ms(&self, ms: i64) {
+        self.now_ms
+            .fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.now_ms.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
