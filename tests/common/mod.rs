@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod faulty;
+pub mod fleet;
 pub mod inproc;
 
 use std::io::{BufRead, BufReader};
