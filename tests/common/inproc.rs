@@ -63,11 +63,20 @@ impl InProc {
     /// Starts a server on `store` with the clock at `start_ms`; the
     /// re-appraisal job does not run by itself (call [`InProc::settle`]).
     pub async fn start(store: Arc<dyn Store>, release: ReleaseConfig, start_ms: i64) -> InProc {
+        InProc::start_with(store, release, start_ms, Default::default()).await
+    }
+
+    pub async fn start_with(
+        store: Arc<dyn Store>,
+        release: ReleaseConfig,
+        start_ms: i64,
+        limits: attestd_server::settings::Limits,
+    ) -> InProc {
         let clock = Arc::new(ManualClock::new(start_ms));
         let server = Server::new(ServerParts {
             store,
             settings: Settings {
-                limits: Default::default(),
+                limits,
                 principals: principals(),
                 release,
             },

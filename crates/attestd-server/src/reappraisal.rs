@@ -84,6 +84,10 @@ pub async fn step(app: &App) -> Result<usize, Rejection> {
             progress += 1;
         }
     }
+    // Keep the change feed bounded: a watcher behind it is told so.
+    store
+        .trim_changes(app.limits.change_feed_retention, batch * 16)
+        .map_err(|e| app.store_err(e))?;
     if progress > 0 {
         pending.durable().await?;
     }

@@ -37,6 +37,9 @@ pub struct Limits {
     pub change_feed_retention: u64,
     /// How often a WatchFleet stream looks for new changes, in milliseconds.
     pub watch_poll_ms: u64,
+    /// Changes a WatchFleet stream holds for a slow reader before telling it
+    /// that it fell behind (the transport buffers more on top).
+    pub watch_buffer: usize,
 }
 
 impl Default for Limits {
@@ -57,6 +60,7 @@ impl Default for Limits {
             max_release_batch: 1000,
             change_feed_retention: 1_000_000,
             watch_poll_ms: 100,
+            watch_buffer: 256,
         }
     }
 }

@@ -157,7 +157,8 @@ impl Filter {
     }
 }
 
-type ChangeStream = Pin<Box<dyn Stream<Item = Result<pb::DeviceChange, Status>> + Send>>;
+/// A stream of changes, ending with an error status if the reader lags.
+pub type ChangeStream = Pin<Box<dyn Stream<Item = Result<pb::DeviceChange, Status>> + Send>>;
 
 impl FleetService {
     /// The unit, if it exists and the caller may see it.
@@ -300,7 +301,8 @@ impl FleetService {
         Ok(convert::summary(&counts, group.is_some()))
     }
 
-    fn watch(
+    /// The change stream of WatchFleet (public for in-process tests).
+    pub fn watch(
         &self,
         caller: &Principal,
         req: pb::WatchFleetRequest,
@@ -326,15 +328,15 @@ impl FleetService {
                 ));
             }
         }
-        const BUFFER: usize = 256;
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::DeviceChange, Status>>(BUFFER + 1);
+        let buffer = app.limits.watch_buffer.max(2);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::DeviceChange, Status>>(buffer + 1);
         let poll = Duration::from_millis(app.limits.watch_poll_ms.max(10));
         tokio::spawn(async move {
             loop {
                 if tx.is_closed() {
                     return;
                 }
-                let batch = match app.store.changes_after(cursor, BUFFER) {
+                let batch = match app.store.changes_after(cursor, buffer) {
                     Ok(b) => b,
                     Err(e) => {
                         let _ = tx.try_send(Err(app.fail("WatchFleet", app.store_err(e))));
