@@ -40,6 +40,9 @@ pub struct Limits {
     /// Changes a WatchFleet stream holds for a slow reader before telling it
     /// that it fell behind (the transport buffers more on top).
     pub watch_buffer: usize,
+    /// How long a WatchFleet reader may leave its buffer full before it is
+    /// told that it fell behind, in milliseconds.
+    pub watch_lag_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -61,6 +64,7 @@ impl Default for Limits {
             change_feed_retention: 1_000_000,
             watch_poll_ms: 100,
             watch_buffer: 256,
+            watch_lag_timeout_ms: 5000,
         }
     }
 }

@@ -328,50 +328,55 @@ impl FleetService {
                 ));
             }
         }
-        let buffer = app.limits.watch_buffer.max(2);
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::DeviceChange, Status>>(buffer + 1);
+        let buffer = app.limits.watch_buffer.max(1);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::DeviceChange, Status>>(buffer);
         let poll = Duration::from_millis(app.limits.watch_poll_ms.max(10));
+        let patience = Duration::from_millis(app.limits.watch_lag_timeout_ms.max(1));
+        // The stream reads the change feed on its own: writers never wait for
+        // it. A reader that leaves the buffer full for longer than `patience`
+        // is told it fell behind (after the changes already buffered) and
+        // resumes from its cursor.
         tokio::spawn(async move {
             loop {
-                if tx.is_closed() {
-                    return;
-                }
                 let batch = match app.store.changes_after(cursor, buffer) {
                     Ok(b) => b,
                     Err(e) => {
-                        let _ = tx.try_send(Err(app.fail("WatchFleet", app.store_err(e))));
+                        let _ = tx.send(Err(app.fail("WatchFleet", app.store_err(e)))).await;
                         return;
                     }
                 };
                 if batch.first().is_some_and(|c| c.seq > cursor + 1) {
                     // Trimmed under the reader's feet: it fell behind the retention.
-                    let _ = tx.try_send(Err(app.fail("WatchFleet", reject!(WatchLagged, "fell behind the change feed; resume from cursor {cursor} or read the fleet again"))));
+                    let r = reject!(WatchLagged, "fell behind the change feed's retention after cursor {cursor}; read the fleet again and watch from now");
+                    let _ = tx.send(Err(app.fail("WatchFleet", r))).await;
                     return;
                 }
                 let idle = batch.is_empty();
                 for c in batch {
-                    cursor = c.seq;
                     if !filter.admits(&c) {
+                        cursor = c.seq;
                         continue;
                     }
-                    // Keep one slot for the lag notice: a reader that does not
-                    // read is told so; the writers never wait for it.
-                    if tx.capacity() <= 1 {
-                        let _ = tx.try_send(Err(app.fail(
-                            "WatchFleet",
-                            reject!(
+                    match tokio::time::timeout(patience, tx.send(Ok(convert::change(c.clone()))))
+                        .await
+                    {
+                        Ok(Ok(())) => cursor = c.seq,
+                        // The reader went away.
+                        Ok(Err(_)) => return,
+                        Err(_) => {
+                            let r = reject!(
                                 WatchLagged,
-                                "the reader fell behind; resume from cursor {}",
-                                c.seq - 1
-                            ),
-                        )));
-                        return;
-                    }
-                    if tx.try_send(Ok(convert::change(c))).is_err() {
-                        return;
+                                "the reader fell behind; resume from cursor {cursor}"
+                            );
+                            let _ = tx.send(Err(app.fail("WatchFleet", r))).await;
+                            return;
+                        }
                     }
                 }
                 if idle {
+                    if tx.is_closed() {
+                        return;
+                    }
                     tokio::time::sleep(poll).await;
                 }
             }
