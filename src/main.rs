@@ -11,11 +11,11 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use attestd_server::auth::token_hash;
 use attestd_server::clock::{Clock, OffsetFileClock, SystemClock};
+use attestd_server::dev;
 use attestd_server::settings::{PrincipalConfig, Settings};
 use attestd_server::ServerParts;
 use attestd_store::sled_store::{SledConfig, SledStore};
 use clap::{Parser, Subcommand};
-use ring::rand::{SecureRandom, SystemRandom};
 use tokio::net::TcpListener;
 
 use crate::config::{
@@ -68,46 +68,15 @@ struct ServeArgs {
 }
 
 fn random_token() -> anyhow::Result<String> {
-    let mut b = [0u8; 32];
-    SystemRandom::new()
-        .fill(&mut b)
-        .map_err(|_| anyhow::anyhow!("no randomness available"))?;
-    Ok(format!("atd_{}", attestd_core::ids::hex(&b)))
+    Ok(dev::random_token()?)
 }
 
-/// The station principal `--dev` creates (its key is registered by the user).
-const DEV_STATION: &str = "dev-station";
-
-/// Dev-mode tokens: (what, token).
-type DevTokens = Vec<(&'static str, String)>;
-
-fn resolve(args: &ServeArgs) -> anyhow::Result<(Resolved, DevTokens)> {
+fn resolve(args: &ServeArgs) -> anyhow::Result<(Resolved, Option<dev::DevKit>)> {
     let file = match &args.config {
         Some(p) => FileConfig::load(p)?,
         None if args.dev => FileConfig::default(),
         None => bail!("no configuration: pass --config FILE (or ATTESTD_CONFIG), or --dev to try attestd locally"),
     };
-    let mut principals: Vec<PrincipalConfig> = file.principals;
-    let mut dev_tokens = Vec::new();
-    if args.dev {
-        let admin = random_token()?;
-        principals.push(PrincipalConfig {
-            name: "dev-admin".into(),
-            role: "security-admin".into(),
-            token_sha256: token_hash(&admin),
-            station_id: None,
-            tenant: None,
-        });
-        let station = random_token()?;
-        principals.push(PrincipalConfig {
-            name: DEV_STATION.into(),
-            role: "station".into(),
-            token_sha256: token_hash(&station),
-            station_id: Some(DEV_STATION.into()),
-            tenant: None,
-        });
-        dev_tokens = vec![("admin", admin), ("station", station)];
-    }
     let data_dir = match args.data_dir.clone().or(file.data_dir) {
         Some(d) => d,
         None if args.dev => PathBuf::from(DEFAULT_DEV_DATA_DIR),
@@ -118,6 +87,18 @@ fn resolve(args: &ServeArgs) -> anyhow::Result<(Resolved, DevTokens)> {
         None => DEFAULT_LISTEN.parse()?,
     };
     check_listen(listen)?;
+    let mut principals: Vec<PrincipalConfig> = file.principals;
+    let mut release = file.release;
+    let kit = if args.dev {
+        let kit = dev::prepare(&data_dir)?;
+        principals.extend(kit.principals.iter().cloned());
+        if release.keys.is_empty() {
+            release = kit.release.clone();
+        }
+        Some(kit)
+    } else {
+        None
+    };
     Ok((
         Resolved {
             listen,
@@ -129,10 +110,10 @@ fn resolve(args: &ServeArgs) -> anyhow::Result<(Resolved, DevTokens)> {
                 .unwrap_or(DEFAULT_CACHE_MB),
             limits: file.limits,
             principals,
-            release: file.release,
+            release,
             clock_offset_file: file.testing.clock_offset_file,
         },
-        dev_tokens,
+        kit,
     ))
 }
 
@@ -159,7 +140,7 @@ async fn shutdown_signal() {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let (cfg, dev_tokens) = resolve(&args)?;
+    let (cfg, kit) = resolve(&args)?;
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
     let store = SledStore::open(
@@ -186,11 +167,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(m) = &metrics_listener {
         println!("attestd metrics on http://{}/metrics", m.local_addr()?);
     }
-    for (what, t) in &dev_tokens {
-        println!("attestd dev {what} token: {t}");
-    }
-    if !dev_tokens.is_empty() {
-        println!("  (admin: role security-admin; station: role station for station_id {DEV_STATION}; new tokens at every --dev start)");
+    if let Some(kit) = &kit {
+        dev::register_station(&store, &kit.station_key, SystemClock.now_ms())?;
+        for (what, t) in &kit.tokens {
+            println!("attestd dev {what} token: {t}");
+        }
+        println!(
+            "  (dev mode: tokens, the dev-station key and two release keys are in {}; new tokens at every start)",
+            kit.dir.display()
+        );
     }
     tracing::info!(listen = %local, data_dir = %cfg.data_dir.display(), principals = cfg.principals.len(), "attestd started");
     let clock: Arc<dyn Clock> = match &cfg.clock_offset_file {

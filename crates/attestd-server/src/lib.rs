@@ -11,6 +11,7 @@ pub mod auth;
 pub mod clock;
 pub mod commit;
 pub mod convert;
+pub mod dev;
 pub mod edge;
 pub mod metrics;
 pub mod nonce;
