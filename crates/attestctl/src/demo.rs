@@ -213,7 +213,9 @@ pub async fn run(endpoint: &str, dev_dir: &Path, n: usize, out: &Out) -> anyhow:
         .find(|s| s.station_id == STATION)
         .map(|s| s.last_sequence)
         .context("dev-station is not registered (start the server with `attestd serve --dev`)")?;
-    let run_id = format!("{:06X}", now.0 % 0xFF_FFFF);
+    // A run id from the clock's nanoseconds, so that runs never share serials.
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos();
+    let run_id = format!("{:08X}", (nanos / 1000) as u64 & 0xFFFF_FFFF);
     let mut units = Vec::new();
     for i in 0..n {
         let serial = format!("DEMO-{run_id}-{:02}", i + 1);
