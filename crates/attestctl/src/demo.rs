@@ -214,7 +214,9 @@ pub async fn run(endpoint: &str, dev_dir: &Path, n: usize, out: &Out) -> anyhow:
         .map(|s| s.last_sequence)
         .context("dev-station is not registered (start the server with `attestd serve --dev`)")?;
     // A run id from the clock's nanoseconds, so that runs never share serials.
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos();
     let run_id = format!("{:08X}", (nanos / 1000) as u64 & 0xFFFF_FFFF);
     let mut units = Vec::new();
     for i in 0..n {
