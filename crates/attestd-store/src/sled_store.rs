@@ -990,7 +990,7 @@ impl Store for SledStore {
             .map_err(unavailable)?;
         let mut activated = Vec::new();
         for k in due {
-            let rest = &k[8..];
+            let rest = k.get(8..).ok_or_else(|| corrupt("pending baseline key"))?;
             let sep = rest
                 .iter()
                 .position(|b| *b == 0)
@@ -1027,8 +1027,9 @@ impl Store for SledStore {
             .keys()
             .take(limit)
             .map(|k| {
-                String::from_utf8(k.map_err(unavailable)?[8..].to_vec())
-                    .map_err(|_| corrupt("due key"))
+                let k = k.map_err(unavailable)?;
+                let serial = k.get(8..).ok_or_else(|| corrupt("due key"))?;
+                String::from_utf8(serial.to_vec()).map_err(|_| corrupt("due key"))
             })
             .collect()
     }
