@@ -575,3 +575,58 @@ async fn callers_without_the_role_are_refused() {
         .await
         .expect("security-admin registers");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_calls_are_rate_limited_per_serial_and_per_peer() {
+    let w = World::new(Options {
+        limits: vec![
+            ("rate_per_serial_per_min", "3".into()),
+            ("rate_per_peer_per_min", "6".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let ask = |serial: &str| {
+        let device = w.device.clone();
+        let serial = serial.to_owned();
+        async move {
+            device
+                .device()
+                .get_challenge(pb::GetChallengeRequest { serial })
+                .await
+        }
+    };
+    for _ in 0..3 {
+        ask(&w.serial).await.expect("within the serial's budget");
+    }
+    let before = w.snapshot().await;
+    let msg = assert_rejected(
+        ask(&w.serial).await,
+        Code::ResourceExhausted,
+        "RATE_LIMITED",
+    );
+    assert!(msg.contains("serial"), "{msg}");
+    // Another serial has its own budget, until this peer's runs out.
+    ask(&w.other_serial).await.expect("another serial");
+    ask(&w.other_serial).await.expect("another serial");
+    let msg = assert_rejected(
+        ask(&w.other_serial).await,
+        Code::ResourceExhausted,
+        "RATE_LIMITED",
+    );
+    assert!(msg.contains("peer"), "{msg}");
+    // Evidence is limited the same way; nothing was stored by any of it.
+    let c = claims(&w.serial, 3);
+    assert_rejected(
+        submit(&w.device, sign_evidence(&c, &w.key)).await,
+        Code::ResourceExhausted,
+        "RATE_LIMITED",
+    );
+    assert_eq!(w.snapshot().await, before);
+    // Authenticated callers are not affected.
+    w.admin
+        .admin()
+        .list_stations(pb::ListStationsRequest::default())
+        .await
+        .expect("admin calls go on");
+}

@@ -27,6 +27,9 @@ pub struct App {
     pub limits: Limits,
     /// Release keys and threshold for baselines.
     pub trust_root: TrustRoot,
+    /// Limits on unauthenticated calls per peer address and per serial.
+    pub peer_limit: crate::ratelimit::Buckets,
+    pub serial_limit: crate::ratelimit::Buckets,
     pub baselines: BaselineCache,
     /// Wakes the re-appraisal job after a write that created work for it.
     pub work: tokio::sync::Notify,

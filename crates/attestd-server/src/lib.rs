@@ -15,6 +15,7 @@ pub mod dev;
 pub mod edge;
 pub mod metrics;
 pub mod nonce;
+pub mod ratelimit;
 pub mod reappraisal;
 pub mod security;
 pub mod service;
@@ -86,6 +87,9 @@ impl Server {
         let trust_root = settings.release.trust_root().map_err(ServeError::Config)?;
         let metrics = Arc::new(Metrics::default());
         let limits = settings.limits.clone();
+        let peer_limit = ratelimit::Buckets::new("peer", limits.rate_per_peer_per_min, 100_000);
+        let serial_limit =
+            ratelimit::Buckets::new("serial", limits.rate_per_serial_per_min, 1_000_000);
         let commit = GroupCommit::start(
             store.clone(),
             metrics.clone(),
@@ -104,6 +108,8 @@ impl Server {
             clock,
             limits,
             trust_root,
+            peer_limit,
+            serial_limit,
             baselines: verdict::BaselineCache::default(),
             work: tokio::sync::Notify::new(),
         });

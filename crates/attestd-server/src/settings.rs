@@ -43,6 +43,11 @@ pub struct Limits {
     /// How long a WatchFleet reader may leave its buffer full before it is
     /// told that it fell behind, in milliseconds.
     pub watch_lag_timeout_ms: u64,
+    /// Unauthenticated calls (GetChallenge, SubmitEvidence) per peer address
+    /// and minute; 0 disables.
+    pub rate_per_peer_per_min: u32,
+    /// Unauthenticated calls per claimed serial and minute; 0 disables.
+    pub rate_per_serial_per_min: u32,
 }
 
 impl Default for Limits {
@@ -65,6 +70,8 @@ impl Default for Limits {
             watch_poll_ms: 100,
             watch_buffer: 256,
             watch_lag_timeout_ms: 5000,
+            rate_per_peer_per_min: 6000,
+            rate_per_serial_per_min: 60,
         }
     }
 }

@@ -27,12 +27,23 @@ pub struct DeviceService {
 }
 
 impl DeviceService {
+    /// The per-peer limit; a request without a peer address (not over TCP)
+    /// shares one bucket.
+    fn limit_peer<T>(&self, req: &Request<T>) -> Result<(), Rejection> {
+        let peer = req
+            .remote_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default();
+        self.app.peer_limit.take(&peer, self.app.clock.now_ms())
+    }
+
     async fn challenge(
         &self,
         req: pb::GetChallengeRequest,
     ) -> Result<pb::GetChallengeResponse, Rejection> {
         let app = &self.app;
         let serial = Serial::parse(&req.serial, Reason::FieldInvalid, "serial")?;
+        app.serial_limit.take(serial.as_str(), app.clock.now_ms())?;
         if app
             .store
             .get_device(serial.as_str())
@@ -59,6 +70,7 @@ impl DeviceService {
         // Decode under hard bounds; nothing from it is trusted yet.
         let ev = Evidence::decode(&raw)?;
         let serial = ev.claims.serial.as_str();
+        app.serial_limit.take(serial, app.clock.now_ms())?;
         let device = app
             .store
             .get_device(serial)
@@ -196,6 +208,9 @@ impl pb::device_attestation_server::DeviceAttestation for DeviceService {
         &self,
         req: Request<pb::GetChallengeRequest>,
     ) -> Result<Response<pb::GetChallengeResponse>, Status> {
+        if let Err(r) = self.limit_peer(&req) {
+            return Err(self.app.fail("GetChallenge", r));
+        }
         self.challenge(req.into_inner())
             .await
             .map(Response::new)
@@ -206,6 +221,9 @@ impl pb::device_attestation_server::DeviceAttestation for DeviceService {
         &self,
         req: Request<pb::SubmitEvidenceRequest>,
     ) -> Result<Response<pb::SubmitEvidenceResponse>, Status> {
+        if let Err(r) = self.limit_peer(&req) {
+            return Err(self.app.fail("SubmitEvidence", r));
+        }
         self.submit(req.into_inner())
             .await
             .map(Response::new)
