@@ -139,6 +139,7 @@ impl Fleet {
             release: Some((2, keys)),
             test_clock: true,
             limits: vec![("reappraisal_interval_ms", "100".into())],
+            ..Options::default()
         });
         let admin = server.admin().await;
         let models = &["PM-200", "IP-900"];

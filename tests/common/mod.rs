@@ -62,6 +62,8 @@ pub struct Options {
     pub release: Option<(usize, Vec<String>)>,
     /// Run the server on the test clock (see [`TestServer::advance_clock`]).
     pub test_clock: bool,
+    /// ATTESTD_LOG for the server (default "warn").
+    pub log: Option<&'static str>,
 }
 
 pub struct TestServer {
@@ -87,6 +89,11 @@ impl TestServer {
             child,
             opts,
         }
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("attestd.log")).unwrap_or_default()
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -271,7 +278,7 @@ fn launch(dir: &Path, opts: &Options) -> (Child, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_attestd"))
         .args(["serve", "--config"])
         .arg(&cfg_path)
-        .env("ATTESTD_LOG", "warn")
+        .env("ATTESTD_LOG", opts.log.unwrap_or("warn"))
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log))
         .spawn()
