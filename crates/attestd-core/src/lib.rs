@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod appraisal;
+pub mod audit;
 pub mod baseline;
 pub mod cbor;
 pub mod cose;
