@@ -35,18 +35,18 @@ macro_rules! delegate {
 
 impl Store for FaultyStore {
     delegate! {
-        fn register_station(&self, station: StationEntry) -> Result<StationEntry>;
-        fn revoke_station(&self, station_id: &str, reason: &str, at: i64) -> Result<StationEntry>;
+        fn register_station(&self, station: StationEntry, audit: &AuditNote) -> Result<StationEntry>;
+        fn revoke_station(&self, station_id: &str, reason: &str, audit: &AuditNote) -> Result<StationEntry>;
         fn get_station(&self, station_id: &str) -> Result<Option<StationEntry>>;
         fn list_stations(&self, after: Option<&str>, limit: usize) -> Result<Page<StationEntry>>;
         fn get_device(&self, serial: &str) -> Result<Option<DeviceEntry>>;
         fn commit_record(&self, commit: RecordCommit) -> Result<RecordOutcome>;
         fn get_record(&self, record_id: &str) -> Result<Option<RecordEntry>>;
         fn list_records(&self, serial: &str, after: Option<&str>, limit: usize) -> Result<Page<RecordEntry>>;
-        fn revoke_device(&self, serial: &str, reason: &str, at: i64) -> Result<DeviceEntry>;
+        fn revoke_device(&self, serial: &str, reason: &str, audit: &AuditNote) -> Result<DeviceEntry>;
         fn commit_evidence(&self, commit: EvidenceCommit) -> Result<DeviceEntry>;
         fn commit_reappraisal(&self, commit: ReappraisalCommit) -> Result<DeviceEntry>;
-        fn publish_baseline(&self, baseline: BaselineEntry, now_secs: i64) -> Result<bool>;
+        fn publish_baseline(&self, baseline: BaselineEntry, now_secs: i64, audit: &AuditNote) -> Result<bool>;
         fn get_baseline(&self, model: &str, version: u64) -> Result<Option<BaselineEntry>>;
         fn active_baseline_version(&self, model: &str) -> Result<Option<u64>>;
         fn list_baselines(&self, model: &str, after: Option<&str>, limit: usize) -> Result<Page<BaselineEntry>>;
@@ -58,10 +58,12 @@ impl Store for FaultyStore {
         fn advance_sweep(&self, sweep: &SweepEntry, cursor: Option<&str>) -> Result<()>;
         fn get_evidence(&self, evidence_id: &str) -> Result<Option<EvidenceEntry>>;
         fn list_history(&self, serial: &str, after: Option<&str>, limit: usize) -> Result<Page<HistoryItem>>;
-        fn assign_device(&self, serial: &str, a: &Assignment, now_ms: i64) -> Result<DeviceEntry>;
-        fn set_quarantine(&self, serial: &str, on: bool, reason: &str, now_ms: i64) -> Result<DeviceEntry>;
-        fn grant_concession(&self, c: ConcessionEntry) -> Result<DeviceEntry>;
-        fn record_decision(&self, d: ReleaseDecisionEntry) -> Result<()>;
+        fn assign_device(&self, serial: &str, a: &Assignment, audit: &AuditNote) -> Result<DeviceEntry>;
+        fn set_quarantine(&self, serial: &str, on: bool, reason: &str, audit: &AuditNote) -> Result<DeviceEntry>;
+        fn grant_concession(&self, c: ConcessionEntry, audit: &AuditNote) -> Result<DeviceEntry>;
+        fn record_decision(&self, d: ReleaseDecisionEntry, audit: &AuditNote) -> Result<()>;
+        fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>>;
+        fn audit_head(&self) -> Result<(u64, [u8; 32])>;
         fn list_devices(&self, q: DeviceQuery<'_>) -> Result<Page<DeviceEntry>>;
         fn summary(&self, group: Group, tenant: Option<&str>) -> Result<Vec<SummaryCount>>;
         fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<ChangeEntry>>;

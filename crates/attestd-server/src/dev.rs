@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use crate::auth::token_hash;
 use crate::settings::{PrincipalConfig, ReleaseConfig};
 use attestd_core::keys::{KeyAlg, PublicKey};
-use attestd_store::{StationEntry, Store};
+use attestd_store::{AuditNote, StationEntry, Store};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use ring::rand::SystemRandom;
@@ -137,14 +137,18 @@ pub fn register_station(store: &dyn Store, key: &PublicKey, now_ms: i64) -> Resu
         return Ok(());
     }
     store
-        .register_station(StationEntry {
-            station_id: DEV_STATION.into(),
-            spki_der: key.spki_der().to_vec(),
-            allowed_kinds: vec![1, 2],
-            allowed_models: vec!["*".into()],
-            registered_at: now_ms,
-            ..StationEntry::default()
-        })
+        .register_station(
+            StationEntry {
+                station_id: DEV_STATION.into(),
+                spki_der: key.spki_der().to_vec(),
+                allowed_kinds: vec![1, 2],
+                allowed_models: vec!["*".into()],
+                registered_at: now_ms,
+                ..StationEntry::default()
+            },
+            &AuditNote::new(now_ms, "attestd --dev", "station.register", DEV_STATION)
+                .details("the dev kit's station".into()),
+        )
         .map_err(err)?;
     store.flush().map_err(err)?;
     Ok(())

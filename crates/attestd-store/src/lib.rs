@@ -32,6 +32,41 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// Who changed what: appended to the audit chain in the same transaction as
+/// the change, so there is never a change without its entry or an entry
+/// without its change.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditNote {
+    pub at_ms: i64,
+    pub principal: String,
+    pub action: String,
+    pub target: String,
+    pub reason: String,
+    pub details: String,
+}
+
+impl AuditNote {
+    pub fn new(at_ms: i64, principal: &str, action: &str, target: &str) -> AuditNote {
+        AuditNote {
+            at_ms,
+            principal: principal.to_owned(),
+            action: action.to_owned(),
+            target: target.to_owned(),
+            ..AuditNote::default()
+        }
+    }
+
+    pub fn reason(mut self, r: &str) -> AuditNote {
+        self.reason = r.to_owned();
+        self
+    }
+
+    pub fn details(mut self, d: String) -> AuditNote {
+        self.details = d;
+        self
+    }
+}
+
 /// What a provisioning record binds, checked and applied atomically with it.
 #[derive(Clone, Debug)]
 pub struct Enrollment {
@@ -48,6 +83,7 @@ pub struct Enrollment {
 #[derive(Clone, Debug)]
 pub struct RecordCommit {
     pub entry: RecordEntry,
+    pub audit: AuditNote,
     /// Present for provisioning records.
     pub enrollment: Option<Enrollment>,
 }
@@ -132,6 +168,7 @@ pub type SummaryCount = (String, i32, u64);
 #[derive(Clone, Debug)]
 pub struct EvidenceCommit {
     pub entry: EvidenceEntry,
+    pub audit: AuditNote,
     /// The key that verified the evidence; must still be the enrolled one.
     pub spki_der: Vec<u8>,
     /// `DeviceEntry::revision` of the snapshot the decision used.
@@ -190,9 +227,14 @@ pub struct Page<T> {
 /// method is one atomic write that either applies whole or not at all.
 pub trait Store: Send + Sync + 'static {
     /// Adds a station; refuses an id already registered.
-    fn register_station(&self, station: StationEntry) -> Result<StationEntry>;
+    fn register_station(&self, station: StationEntry, audit: &AuditNote) -> Result<StationEntry>;
     /// Marks a station revoked (idempotent); NOT_FOUND if unknown.
-    fn revoke_station(&self, station_id: &str, reason: &str, at: i64) -> Result<StationEntry>;
+    fn revoke_station(
+        &self,
+        station_id: &str,
+        reason: &str,
+        audit: &AuditNote,
+    ) -> Result<StationEntry>;
     fn get_station(&self, station_id: &str) -> Result<Option<StationEntry>>;
     /// Stations in id order, after `after`.
     fn list_stations(&self, after: Option<&str>, limit: usize) -> Result<Page<StationEntry>>;
@@ -212,7 +254,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Page<RecordEntry>>;
 
     /// Marks a unit revoked and queues its re-appraisal; NOT_FOUND if unknown.
-    fn revoke_device(&self, serial: &str, reason: &str, at: i64) -> Result<DeviceEntry>;
+    fn revoke_device(&self, serial: &str, reason: &str, audit: &AuditNote) -> Result<DeviceEntry>;
 
     /// Stores evidence and the unit's new verdict, if the unit is still at
     /// `expected_revision`, the model's active baseline is still the one
@@ -226,7 +268,12 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a baseline whose signatures were verified. Versions strictly
     /// increase per model. Returns whether it is active now (otherwise it
     /// activates at its `effective_at`); activation queues a sweep of the model.
-    fn publish_baseline(&self, baseline: BaselineEntry, now_secs: i64) -> Result<bool>;
+    fn publish_baseline(
+        &self,
+        baseline: BaselineEntry,
+        now_secs: i64,
+        audit: &AuditNote,
+    ) -> Result<bool>;
     fn get_baseline(&self, model: &str, version: u64) -> Result<Option<BaselineEntry>>;
     fn active_baseline_version(&self, model: &str) -> Result<Option<u64>>;
     /// A model's baselines, newest first.
@@ -259,19 +306,25 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Page<HistoryItem>>;
 
     /// Places a unit with a tenant, site, department and asset tag.
-    fn assign_device(&self, serial: &str, a: &Assignment, now_ms: i64) -> Result<DeviceEntry>;
+    fn assign_device(&self, serial: &str, a: &Assignment, audit: &AuditNote)
+        -> Result<DeviceEntry>;
     /// Holds or releases a unit; its status follows through re-appraisal.
     fn set_quarantine(
         &self,
         serial: &str,
         on: bool,
         reason: &str,
-        now_ms: i64,
+        audit: &AuditNote,
     ) -> Result<DeviceEntry>;
     /// Stores a unit's concession (replacing an earlier one).
-    fn grant_concession(&self, c: ConcessionEntry) -> Result<DeviceEntry>;
+    fn grant_concession(&self, c: ConcessionEntry, audit: &AuditNote) -> Result<DeviceEntry>;
     /// Appends a release decision to the unit's history.
-    fn record_decision(&self, d: ReleaseDecisionEntry) -> Result<()>;
+    fn record_decision(&self, d: ReleaseDecisionEntry, audit: &AuditNote) -> Result<()>;
+
+    /// Audit entries after sequence `after`, oldest first.
+    fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>>;
+    /// The last sequence and hash of the chain (0 and the genesis hash when empty).
+    fn audit_head(&self) -> Result<(u64, [u8; 32])>;
 
     /// Units matching a query, in index order; the page token is opaque.
     fn list_devices(&self, q: DeviceQuery<'_>) -> Result<Page<DeviceEntry>>;

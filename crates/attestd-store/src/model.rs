@@ -374,3 +374,26 @@ pub struct EvidenceEntry {
     #[prost(message, repeated, tag = "11")]
     pub prior_svns: Vec<SvnEntry>,
 }
+
+/// One entry of the audit chain (see `attestd_core::audit`).
+#[derive(Clone, PartialEq, Message)]
+pub struct AuditRecord {
+    #[prost(uint64, tag = "1")]
+    pub seq: u64,
+    #[prost(int64, tag = "2")]
+    pub at_ms: i64,
+    #[prost(string, tag = "3")]
+    pub principal: String,
+    #[prost(string, tag = "4")]
+    pub action: String,
+    #[prost(string, tag = "5")]
+    pub target: String,
+    #[prost(string, tag = "6")]
+    pub reason: String,
+    #[prost(string, tag = "7")]
+    pub details: String,
+    #[prost(bytes = "vec", tag = "8")]
+    pub prev_hash: Vec<u8>,
+    #[prost(bytes = "vec", tag = "9")]
+    pub hash: Vec<u8>,
+}

@@ -40,6 +40,8 @@ const COUNT_RECORDS: &[u8] = b"count/records";
 const COUNT_EVIDENCE: &[u8] = b"count/evidence";
 const COUNT_BASELINES: &[u8] = b"count/baselines";
 const SEQ_CHANGES: &[u8] = b"seq/changes";
+const AUDIT_SEQ: &[u8] = b"audit/seq";
+const AUDIT_HEAD: &[u8] = b"audit/head";
 
 // Tree positions in `SledStore::trees`.
 const STATIONS: usize = 0;
@@ -62,7 +64,8 @@ const BY_STATUS: usize = 16;
 const BY_TENANT: usize = 17;
 const SUMMARY: usize = 18;
 const CHANGES: usize = 19;
-const TREE_NAMES: [&str; 20] = [
+const AUDIT: usize = 20;
+const TREE_NAMES: [&str; 21] = [
     "stations",
     "devices",
     "keys",
@@ -83,6 +86,7 @@ const TREE_NAMES: [&str; 20] = [
     "by_tenant",
     "summary",
     "changes",
+    "audit",
 ];
 
 /// Settings of the sled backend.
@@ -239,6 +243,39 @@ impl Tx<'_> {
             model,
             &format!("baseline {model} v{version} active"),
         )
+    }
+
+    /// Appends one entry to the audit chain, after the current head.
+    fn audit(&self, note: &crate::AuditNote) -> TxResult<()> {
+        let seq = self.bump(AUDIT_SEQ)?;
+        let prev: [u8; 32] = match self.t(META).get(AUDIT_HEAD)? {
+            Some(v) => <[u8; 32]>::try_from(v.as_ref()).map_err(|_| tx_corrupt("audit head"))?,
+            None => attestd_core::audit::GENESIS,
+        };
+        let hash = attestd_core::audit::entry_hash(
+            &prev,
+            seq,
+            note.at_ms,
+            &note.principal,
+            &note.action,
+            &note.target,
+            &note.reason,
+            &note.details,
+        );
+        let rec = crate::AuditRecord {
+            seq,
+            at_ms: note.at_ms,
+            principal: note.principal.clone(),
+            action: note.action.clone(),
+            target: note.target.clone(),
+            reason: note.reason.clone(),
+            details: note.details.clone(),
+            prev_hash: prev.to_vec(),
+            hash: hash.to_vec(),
+        };
+        self.put(AUDIT, seq.to_be_bytes(), &rec)?;
+        self.t(META).insert(AUDIT_HEAD, &hash)?;
+        Ok(())
     }
 
     /// Appends to a unit's history: the kind byte and `body`.
@@ -589,6 +626,7 @@ impl SledStore {
     fn update_device(
         &self,
         serial: &str,
+        audit: &crate::AuditNote,
         f: impl Fn(&Tx<'_>, &mut DeviceEntry) -> TxResult<()>,
     ) -> crate::Result<DeviceEntry> {
         self.tx(|t| {
@@ -599,13 +637,18 @@ impl SledStore {
             f(t, &mut d)?;
             d.revision += 1;
             put_device(t, Some(&old), &d)?;
+            t.audit(audit)?;
             Ok(d)
         })
     }
 }
 
 impl Store for SledStore {
-    fn register_station(&self, station: StationEntry) -> crate::Result<StationEntry> {
+    fn register_station(
+        &self,
+        station: StationEntry,
+        audit: &crate::AuditNote,
+    ) -> crate::Result<StationEntry> {
         let key = station.station_id.clone();
         self.tx(|t| {
             if t.t(STATIONS).get(key.as_bytes())?.is_some() {
@@ -616,7 +659,7 @@ impl Store for SledStore {
             }
             t.put(STATIONS, key.as_bytes(), &station)?;
             t.bump(COUNT_STATIONS)?;
-            Ok(())
+            t.audit(audit)
         })?;
         Ok(station)
     }
@@ -625,8 +668,9 @@ impl Store for SledStore {
         &self,
         station_id: &str,
         reason: &str,
-        at: i64,
+        audit: &crate::AuditNote,
     ) -> crate::Result<StationEntry> {
+        let at = audit.at_ms;
         self.tx(|t| {
             let Some(mut s) = t.get::<StationEntry>(STATIONS, station_id.as_bytes(), "station")?
             else {
@@ -642,6 +686,7 @@ impl Store for SledStore {
                 t.put(STATIONS, station_id.as_bytes(), &s)?;
                 // Every unit relying on its records is re-appraised.
                 t.open_sweep(SWEEP_STATION, station_id, "station revoked")?;
+                t.audit(audit)?;
             }
             Ok(s)
         })
@@ -788,6 +833,7 @@ impl Store for SledStore {
                 .insert(indexed_key(serial, order), entry.record_id.as_bytes())?;
             t.history(serial, order, HISTORY_RECORD, entry.record_id.as_bytes())?;
             t.bump(COUNT_RECORDS)?;
+            t.audit(&commit.audit)?;
             Ok(RecordOutcome::Stored(entry.clone()))
         })
     }
@@ -807,8 +853,14 @@ impl Store for SledStore {
         })
     }
 
-    fn revoke_device(&self, serial: &str, reason: &str, at: i64) -> crate::Result<DeviceEntry> {
-        self.update_device(serial, |t, d| {
+    fn revoke_device(
+        &self,
+        serial: &str,
+        reason: &str,
+        audit: &crate::AuditNote,
+    ) -> crate::Result<DeviceEntry> {
+        let at = audit.at_ms;
+        self.update_device(serial, audit, |t, d| {
             if !d.revoked {
                 d.revoked = true;
                 d.revoked_reason = reason.to_owned();
@@ -871,6 +923,7 @@ impl Store for SledStore {
                 entry.evidence_id.as_bytes(),
             )?;
             t.bump(COUNT_EVIDENCE)?;
+            t.audit(&commit.audit)?;
             Ok(d)
         })
     }
@@ -908,7 +961,12 @@ impl Store for SledStore {
         })
     }
 
-    fn publish_baseline(&self, b: BaselineEntry, now_secs: i64) -> crate::Result<bool> {
+    fn publish_baseline(
+        &self,
+        b: BaselineEntry,
+        now_secs: i64,
+        audit: &crate::AuditNote,
+    ) -> crate::Result<bool> {
         let model = b.model.clone();
         self.tx(|t| {
             let latest_key = [b"latest/".as_slice(), model.as_bytes()].concat();
@@ -924,6 +982,7 @@ impl Store for SledStore {
             t.t(META).insert(latest_key, &b.version.to_be_bytes())?;
             t.put(BASELINES, baseline_key(&model, b.version), &b)?;
             t.bump(COUNT_BASELINES)?;
+            t.audit(audit)?;
             if b.effective_at <= now_secs {
                 t.activate(&model, b.version)?;
                 Ok(true)
@@ -1094,9 +1153,9 @@ impl Store for SledStore {
         &self,
         serial: &str,
         a: &Assignment,
-        _now_ms: i64,
+        audit: &crate::AuditNote,
     ) -> crate::Result<DeviceEntry> {
-        self.update_device(serial, |_, d| {
+        self.update_device(serial, audit, |_, d| {
             d.tenant = a.tenant.clone();
             d.site = a.site.clone();
             d.department = a.department.clone();
@@ -1110,25 +1169,54 @@ impl Store for SledStore {
         serial: &str,
         on: bool,
         reason: &str,
-        _now_ms: i64,
+        audit: &crate::AuditNote,
     ) -> crate::Result<DeviceEntry> {
-        self.update_device(serial, |t, d| {
+        self.update_device(serial, audit, |t, d| {
             d.quarantined = on;
             d.quarantine_reason = if on { reason.to_owned() } else { String::new() };
             t.mark_dirty(&d.serial)
         })
     }
 
-    fn grant_concession(&self, c: ConcessionEntry) -> crate::Result<DeviceEntry> {
-        self.update_device(&c.serial.clone(), |_, d| {
+    fn grant_concession(
+        &self,
+        c: ConcessionEntry,
+        audit: &crate::AuditNote,
+    ) -> crate::Result<DeviceEntry> {
+        self.update_device(&c.serial.clone(), audit, |_, d| {
             d.concession = Some(c.clone());
             Ok(())
         })
     }
 
-    fn record_decision(&self, dec: ReleaseDecisionEntry) -> crate::Result<()> {
+    fn record_decision(
+        &self,
+        dec: ReleaseDecisionEntry,
+        audit: &crate::AuditNote,
+    ) -> crate::Result<()> {
         let order = self.next_order()?;
-        self.tx(|t| t.history(&dec.serial, order, HISTORY_DECISION, &dec.encode_to_vec()))
+        self.tx(|t| {
+            t.history(&dec.serial, order, HISTORY_DECISION, &dec.encode_to_vec())?;
+            t.audit(audit)
+        })
+    }
+
+    fn audit_after(&self, after: u64, limit: usize) -> crate::Result<Vec<crate::AuditRecord>> {
+        self.tree(AUDIT)
+            .range(after.saturating_add(1).to_be_bytes()..)
+            .values()
+            .take(limit)
+            .map(|v| decode(&v.map_err(unavailable)?, "audit entry"))
+            .collect()
+    }
+
+    fn audit_head(&self) -> crate::Result<(u64, [u8; 32])> {
+        let seq = self.count(AUDIT_SEQ)?;
+        let head = match self.tree(META).get(AUDIT_HEAD).map_err(unavailable)? {
+            Some(v) => <[u8; 32]>::try_from(v.as_ref()).map_err(|_| corrupt("audit head"))?,
+            None => attestd_core::audit::GENESIS,
+        };
+        Ok((seq, head))
     }
 
     fn list_devices(&self, q: DeviceQuery<'_>) -> crate::Result<Page<DeviceEntry>> {

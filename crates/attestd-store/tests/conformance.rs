@@ -7,6 +7,10 @@ use attestd_core::Reason;
 use attestd_store::sled_store::{SledConfig, SledStore};
 use attestd_store::*;
 
+fn note(action: &str) -> AuditNote {
+    AuditNote::new(7, "tester", action, "target")
+}
+
 fn key(seed: u8) -> PublicKey {
     // Ed25519 public keys are any 32 bytes for the store's purposes.
     PublicKey::from_raw(KeyAlg::Ed25519, &[seed; 32]).unwrap()
@@ -34,6 +38,7 @@ fn provisioning(
         &Digest::of(format!("{station}/{seq}/{serial}/{}", k.key_id()).as_bytes()),
     );
     RecordCommit {
+        audit: note("record"),
         entry: RecordEntry {
             record_id: id,
             kind: 1,
@@ -56,6 +61,7 @@ fn provisioning(
 
 fn evidence(serial: &str, bootcount: u64, dev: &DeviceEntry, deferred: bool) -> EvidenceCommit {
     EvidenceCommit {
+        audit: note("evidence"),
         entry: EvidenceEntry {
             evidence_id: object_id(
                 "ev_",
@@ -106,9 +112,10 @@ fn rejected(r: Result<impl std::fmt::Debug>) -> Reason {
 }
 
 fn contract(s: &dyn Store) {
-    s.register_station(station("st-a")).unwrap();
+    s.register_station(station("st-a"), &note("station.register"))
+        .unwrap();
     assert_eq!(
-        rejected(s.register_station(station("st-a"))),
+        rejected(s.register_station(station("st-a"), &note("station.register"))),
         Reason::StationExists
     );
 
@@ -243,15 +250,15 @@ fn contract(s: &dyn Store) {
 
     // Baselines: versions increase; activation now or later opens a sweep of the model.
     assert!(s
-        .publish_baseline(baseline("PM-200", 1, 100), 1000)
+        .publish_baseline(baseline("PM-200", 1, 100), 1000, &note("baseline"))
         .unwrap());
     assert_eq!(s.active_baseline_version("PM-200").unwrap(), Some(1));
     assert_eq!(
-        rejected(s.publish_baseline(baseline("PM-200", 1, 100), 1000)),
+        rejected(s.publish_baseline(baseline("PM-200", 1, 100), 1000, &note("baseline"))),
         Reason::VersionNotIncreasing
     );
     assert!(!s
-        .publish_baseline(baseline("PM-200", 2, 5000), 1000)
+        .publish_baseline(baseline("PM-200", 2, 5000), 1000, &note("baseline"))
         .unwrap());
     assert_eq!(
         s.active_baseline_version("PM-200").unwrap(),
@@ -297,22 +304,28 @@ fn contract(s: &dyn Store) {
         .is_empty());
 
     // Device revocation marks the unit for re-appraisal.
-    assert!(s.revoke_device("U1", "stolen", 3).unwrap().revoked);
+    assert!(
+        s.revoke_device("U1", "stolen", &note("device.revoke"))
+            .unwrap()
+            .revoked
+    );
     assert_eq!(s.dirty_units(10).unwrap(), vec!["U1".to_string()]);
     assert_eq!(
-        rejected(s.revoke_device("U404", "x", 3)),
+        rejected(s.revoke_device("U404", "x", &note("device.revoke"))),
         Reason::DeviceNotFound
     );
 
     // Revocation.
-    let r = s.revoke_station("st-a", "leak", 7).unwrap();
+    let r = s
+        .revoke_station("st-a", "leak", &note("station.revoke"))
+        .unwrap();
     assert!(r.revoked && r.last_sequence == 1);
     assert_eq!(
         rejected(s.commit_record(provisioning("st-a", 3, "U3", &key(4), None))),
         Reason::StationRevoked
     );
     assert_eq!(
-        rejected(s.revoke_station("nope", "x", 1)),
+        rejected(s.revoke_station("nope", "x", &note("station.revoke"))),
         Reason::StationNotFound
     );
     let station_sweep = s
@@ -325,6 +338,39 @@ fn contract(s: &dyn Store) {
         s.sweep_units(&station_sweep, 10).unwrap(),
         vec!["U1".to_string()]
     );
+    // Every change above left exactly one audit entry, in order, chained;
+    // the refusals left none.
+    let entries = s.audit_after(0, 1000).unwrap();
+    let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "station.register",
+            "record",
+            "evidence",
+            "evidence",
+            "baseline",
+            "baseline",
+            "device.revoke",
+            "station.revoke"
+        ]
+    );
+    let chain: Vec<attestd_core::audit::AuditEntry> = entries
+        .iter()
+        .map(|e| attestd_core::audit::AuditEntry {
+            seq: e.seq,
+            at_ms: e.at_ms,
+            principal: e.principal.clone(),
+            action: e.action.clone(),
+            target: e.target.clone(),
+            reason: e.reason.clone(),
+            details: e.details.clone(),
+            prev_hash: e.prev_hash.clone().try_into().unwrap(),
+            hash: e.hash.clone().try_into().unwrap(),
+        })
+        .collect();
+    let head = attestd_core::audit::verify_chain(&chain, attestd_core::audit::GENESIS, 0).unwrap();
+    assert_eq!(s.audit_head().unwrap(), (8, head));
     s.flush().unwrap();
 }
 

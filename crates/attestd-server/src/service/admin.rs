@@ -6,10 +6,11 @@ use attestd_core::ids::{Model, Serial, StationId};
 use attestd_core::keys::PublicKey;
 use attestd_core::{reject, Reason, Rejection};
 use attestd_proto::v1 as pb;
-use attestd_store::{Assignment, StationEntry};
+use attestd_store::{Assignment, AuditNote, StationEntry};
 use tonic::{Request, Response, Status};
 
-use crate::app::{page_token, App};
+use crate::app::{page_token, principal, App};
+use crate::auth::Principal;
 use crate::convert;
 
 pub struct AdminService {
@@ -19,7 +20,11 @@ pub struct AdminService {
 const MAX_MODELS: usize = 64;
 
 impl AdminService {
-    async fn register(&self, req: pb::RegisterStationRequest) -> Result<pb::Station, Rejection> {
+    async fn register(
+        &self,
+        caller: &Principal,
+        req: pb::RegisterStationRequest,
+    ) -> Result<pb::Station, Rejection> {
         let app = &self.app;
         let pending = app.commit.begin();
         let id = StationId::parse(&req.station_id, Reason::FieldInvalid, "station_id")?;
@@ -68,14 +73,27 @@ impl AdminService {
         };
         let stored = app
             .store
-            .register_station(entry)
+            .register_station(
+                entry,
+                &AuditNote::new(
+                    app.clock.now_ms(),
+                    &caller.name,
+                    "station.register",
+                    id.as_str(),
+                )
+                .details(format!("key {}", key.key_id())),
+            )
             .map_err(|e| app.store_err(e))?;
         pending.durable().await?;
         tracing::info!(station = %id, key_id = %key.key_id(), "station registered");
         Ok(convert::station(stored))
     }
 
-    async fn revoke(&self, req: pb::RevokeStationRequest) -> Result<pb::Station, Rejection> {
+    async fn revoke(
+        &self,
+        caller: &Principal,
+        req: pb::RevokeStationRequest,
+    ) -> Result<pb::Station, Rejection> {
         let app = &self.app;
         let pending = app.commit.begin();
         let id = StationId::parse(&req.station_id, Reason::FieldInvalid, "station_id")?;
@@ -87,7 +105,17 @@ impl AdminService {
         }
         let s = app
             .store
-            .revoke_station(id.as_str(), &req.reason, app.clock.now_ms())
+            .revoke_station(
+                id.as_str(),
+                &req.reason,
+                &AuditNote::new(
+                    app.clock.now_ms(),
+                    &caller.name,
+                    "station.revoke",
+                    id.as_str(),
+                )
+                .reason(&req.reason),
+            )
             .map_err(|e| app.store_err(e))?;
         pending.durable().await?;
         // Units relying on its records are re-appraised.
@@ -98,6 +126,7 @@ impl AdminService {
 
     async fn revoke_device(
         &self,
+        caller: &Principal,
         req: pb::RevokeDeviceRequest,
     ) -> Result<pb::RevokeDeviceResponse, Rejection> {
         let app = &self.app;
@@ -111,7 +140,17 @@ impl AdminService {
         }
         let d = app
             .store
-            .revoke_device(serial.as_str(), &req.reason, app.clock.now_ms())
+            .revoke_device(
+                serial.as_str(),
+                &req.reason,
+                &AuditNote::new(
+                    app.clock.now_ms(),
+                    &caller.name,
+                    "device.revoke",
+                    serial.as_str(),
+                )
+                .reason(&req.reason),
+            )
             .map_err(|e| app.store_err(e))?;
         pending.durable().await?;
         app.work.notify_one();
@@ -125,6 +164,7 @@ impl AdminService {
 
     async fn assign(
         &self,
+        caller: &Principal,
         req: pb::AssignDeviceRequest,
     ) -> Result<pb::AssignDeviceResponse, Rejection> {
         let app = &self.app;
@@ -157,7 +197,20 @@ impl AdminService {
         };
         let d = app
             .store
-            .assign_device(serial.as_str(), &a, app.clock.now_ms())
+            .assign_device(
+                serial.as_str(),
+                &a,
+                &AuditNote::new(
+                    app.clock.now_ms(),
+                    &caller.name,
+                    "device.assign",
+                    serial.as_str(),
+                )
+                .details(format!(
+                    "tenant {:?} site {:?} department {:?} asset {:?}",
+                    a.tenant, a.site, a.department, a.asset_tag
+                )),
+            )
             .map_err(|e| app.store_err(e))?;
         pending.durable().await?;
         tracing::info!(serial = %serial, tenant = %d.tenant, site = %d.site, "device assigned");
@@ -190,8 +243,11 @@ impl pb::admin_server::Admin for AdminService {
         &self,
         req: Request<pb::RegisterStationRequest>,
     ) -> Result<Response<pb::Station>, Status> {
-        self.register(req.into_inner())
-            .await
+        let run = async {
+            let caller = principal(&req)?;
+            self.register(&caller, req.into_inner()).await
+        };
+        run.await
             .map(Response::new)
             .map_err(|r| self.app.fail("RegisterStation", r))
     }
@@ -200,8 +256,11 @@ impl pb::admin_server::Admin for AdminService {
         &self,
         req: Request<pb::RevokeStationRequest>,
     ) -> Result<Response<pb::Station>, Status> {
-        self.revoke(req.into_inner())
-            .await
+        let run = async {
+            let caller = principal(&req)?;
+            self.revoke(&caller, req.into_inner()).await
+        };
+        run.await
             .map(Response::new)
             .map_err(|r| self.app.fail("RevokeStation", r))
     }
@@ -210,8 +269,11 @@ impl pb::admin_server::Admin for AdminService {
         &self,
         req: Request<pb::RevokeDeviceRequest>,
     ) -> Result<Response<pb::RevokeDeviceResponse>, Status> {
-        self.revoke_device(req.into_inner())
-            .await
+        let run = async {
+            let caller = principal(&req)?;
+            self.revoke_device(&caller, req.into_inner()).await
+        };
+        run.await
             .map(Response::new)
             .map_err(|r| self.app.fail("RevokeDevice", r))
     }
@@ -220,8 +282,11 @@ impl pb::admin_server::Admin for AdminService {
         &self,
         req: Request<pb::AssignDeviceRequest>,
     ) -> Result<Response<pb::AssignDeviceResponse>, Status> {
-        self.assign(req.into_inner())
-            .await
+        let run = async {
+            let caller = principal(&req)?;
+            self.assign(&caller, req.into_inner()).await
+        };
+        run.await
             .map(Response::new)
             .map_err(|r| self.app.fail("AssignDevice", r))
     }

@@ -9,7 +9,7 @@ use attestd_core::baseline::{Baseline, BASELINE_TYPE};
 use attestd_core::ids::Model;
 use attestd_core::{reject, Reason, Rejection};
 use attestd_proto::v1 as pb;
-use attestd_store::{BaselineEntry, SignatureEntry};
+use attestd_store::{AuditNote, BaselineEntry, SignatureEntry};
 use tonic::{Request, Response, Status};
 
 use crate::app::{page_token, principal, App};
@@ -63,7 +63,20 @@ impl BaselinesService {
         };
         let active = app
             .store
-            .publish_baseline(entry, app.clock.now().0)
+            .publish_baseline(
+                entry,
+                app.clock.now().0,
+                &AuditNote::new(
+                    app.clock.now_ms(),
+                    &caller.name,
+                    "baseline.publish",
+                    &format!("{} v{}", b.model, b.version),
+                )
+                .details(format!(
+                    "{signed} release signatures; effective {}",
+                    b.effective_at
+                )),
+            )
             .map_err(|e| app.store_err(e))?;
         pending.durable().await?;
         app.metrics.baselines_accepted.fetch_add(1, Relaxed);

@@ -10,7 +10,7 @@ use attestd_core::ids::{object_id, Digest, Serial};
 use attestd_core::keys::PublicKey;
 use attestd_core::{reject, Reason, Rejection};
 use attestd_proto::v1 as pb;
-use attestd_store::{EvidenceCommit, EvidenceEntry, FirmwareEntry, StoreError};
+use attestd_store::{AuditNote, EvidenceCommit, EvidenceEntry, FirmwareEntry, StoreError};
 use tonic::{Request, Response, Status};
 
 use crate::app::App;
@@ -151,8 +151,25 @@ impl DeviceService {
                 prior_bootcount: highest.unwrap_or(0),
                 prior_svns: device.svns.clone(),
             };
+            let audit = AuditNote::new(
+                now_ms,
+                &format!("device:{serial}"),
+                "evidence.accept",
+                serial,
+            )
+            .details(format!(
+                "{evidence_id}; bootcount {}; {}; tier {:?}",
+                ev.claims.bootcount,
+                if nonce_fresh {
+                    "nonce-fresh"
+                } else {
+                    "deferred"
+                },
+                appraisal.tier
+            ));
             let commit = EvidenceCommit {
                 entry,
+                audit,
                 spki_der: device.spki_der.clone(),
                 expected_revision: device.revision,
                 deferred: !nonce_fresh,

@@ -11,7 +11,9 @@ use attestd_core::keys::PublicKey;
 use attestd_core::record::{record_id, Record, RecordKind};
 use attestd_core::{reject, Reason, Rejection};
 use attestd_proto::v1 as pb;
-use attestd_store::{Enrollment, RecordCommit, RecordEntry, RecordOutcome, SignatureEntry};
+use attestd_store::{
+    AuditNote, Enrollment, RecordCommit, RecordEntry, RecordOutcome, SignatureEntry,
+};
 use tonic::{Request, Response, Status};
 
 use crate::app::{page_token, principal, App};
@@ -138,6 +140,19 @@ impl FactoryService {
             }),
             Record::Calibration(_) => None,
         };
+        let audit = AuditNote::new(
+            now_ms,
+            &caller.name,
+            match kind {
+                RecordKind::Provisioning => "record.provisioning",
+                RecordKind::Calibration => "record.calibration",
+            },
+            record.serial().as_str(),
+        )
+        .details(format!(
+            "{id}; station {sid} sequence {}",
+            record.sequence()
+        ));
         let entry = RecordEntry {
             record_id: id.clone(),
             kind: kind_code(kind),
@@ -159,7 +174,11 @@ impl FactoryService {
         };
         let outcome = app
             .store
-            .commit_record(RecordCommit { entry, enrollment })
+            .commit_record(RecordCommit {
+                entry,
+                enrollment,
+                audit,
+            })
             .map_err(|e| app.store_err(e))?;
         // Also for a duplicate: the original may still be in its flush window.
         pending.durable().await?;

@@ -10,7 +10,7 @@ use attestd_core::ids::{hex, Serial};
 use attestd_core::release::{decide, waivable, GateInput, NOT_ENROLLED};
 use attestd_core::{reject, Reason, Rejection};
 use attestd_proto::v1 as pb;
-use attestd_store::{ConcessionEntry, GateReasonEntry, ReleaseDecisionEntry};
+use attestd_store::{AuditNote, ConcessionEntry, GateReasonEntry, ReleaseDecisionEntry};
 use ring::rand::{SecureRandom, SystemRandom};
 use tonic::{Request, Response, Status};
 
@@ -33,6 +33,28 @@ fn random_id(prefix: &str) -> Result<String, Rejection> {
         .fill(&mut b)
         .map_err(|_| reject!(StoreUnavailable, "no randomness available; retry"))?;
     Ok(format!("{prefix}{}", hex(&b)))
+}
+
+/// The audit note of a release decision.
+fn decision_note(d: &ReleaseDecisionEntry) -> AuditNote {
+    let codes: Vec<&str> = d.reasons.iter().map(|r| r.code.as_str()).collect();
+    AuditNote::new(d.decided_at, &d.decided_for, "release.decide", &d.serial).details(format!(
+        "{} {}; reasons [{}]; evidence {}; baseline v{}{}",
+        d.decision_id,
+        if d.decision == RELEASE {
+            "RELEASE"
+        } else {
+            "HOLD"
+        },
+        codes.join(","),
+        d.evidence_id,
+        d.baseline_version,
+        if d.under_concession {
+            format!("; under concession {}", d.concession_id)
+        } else {
+            String::new()
+        }
+    ))
 }
 
 impl ReleaseService {
@@ -64,7 +86,7 @@ impl ReleaseService {
                 waived: false,
             }];
             store
-                .record_decision(entry.clone())
+                .record_decision(entry.clone(), &decision_note(&entry))
                 .map_err(|e| app.store_err(e))?;
             return Ok(entry);
         };
@@ -130,7 +152,7 @@ impl ReleaseService {
         entry.under_concession = gate.concession_id.is_some();
         entry.concession_id = gate.concession_id.unwrap_or_default();
         store
-            .record_decision(entry.clone())
+            .record_decision(entry.clone(), &decision_note(&entry))
             .map_err(|e| app.store_err(e))?;
         Ok(entry)
     }
@@ -185,6 +207,7 @@ impl ReleaseService {
 
     async fn quarantine(
         &self,
+        caller: &Principal,
         req: pb::SetQuarantineRequest,
     ) -> Result<pb::SetQuarantineResponse, Rejection> {
         let app = &self.app;
@@ -198,7 +221,22 @@ impl ReleaseService {
         }
         let d = app
             .store
-            .set_quarantine(serial.as_str(), req.on, &req.reason, app.clock.now_ms())
+            .set_quarantine(
+                serial.as_str(),
+                req.on,
+                &req.reason,
+                &AuditNote::new(
+                    app.clock.now_ms(),
+                    &caller.name,
+                    if req.on {
+                        "device.quarantine"
+                    } else {
+                        "device.unquarantine"
+                    },
+                    serial.as_str(),
+                )
+                .reason(&req.reason),
+            )
             .map_err(|e| app.store_err(e))?;
         pending.durable().await?;
         app.work.notify_one();
@@ -254,7 +292,22 @@ impl ReleaseService {
             granted_at: app.clock.now_ms(),
         };
         app.store
-            .grant_concession(c.clone())
+            .grant_concession(
+                c.clone(),
+                &AuditNote::new(
+                    c.granted_at,
+                    &caller.name,
+                    "concession.grant",
+                    serial.as_str(),
+                )
+                .reason(&c.justification)
+                .details(format!(
+                    "{}; waives {}; meaning: {}",
+                    c.concession_id,
+                    c.waived_codes.join(","),
+                    c.meaning
+                )),
+            )
             .map_err(|e| app.store_err(e))?;
         pending.durable().await?;
         tracing::warn!(serial = %serial, concession = %c.concession_id, by = %caller.name, "concession granted");
@@ -302,8 +355,11 @@ impl pb::release_server::Release for ReleaseService {
         &self,
         req: Request<pb::SetQuarantineRequest>,
     ) -> Result<Response<pb::SetQuarantineResponse>, Status> {
-        self.quarantine(req.into_inner())
-            .await
+        let run = async {
+            let caller = principal(&req)?;
+            self.quarantine(&caller, req.into_inner()).await
+        };
+        run.await
             .map(Response::new)
             .map_err(|r| self.app.fail("SetQuarantine", r))
     }
