@@ -106,6 +106,17 @@ async fn call(c: &Client, path: &str) -> tonic::Status {
                 .release()
                 .grant_concession(pb::GrantConcessionRequest::default()))
         }
+        "/attestd.v1.Audit/ListAuditEvents" => {
+            go!(c
+                .audit()
+                .list_audit_events(pb::ListAuditEventsRequest::default()))
+        }
+        "/attestd.v1.Audit/GetAuditHead" => {
+            go!(c.audit().get_audit_head(pb::GetAuditHeadRequest::default()))
+        }
+        "/attestd.v1.Audit/ExportAudit" => {
+            go!(c.audit().export_audit(pb::ExportAuditRequest::default()))
+        }
         other => panic!("the matrix test does not know how to call {other}: add it here"),
     }
 }

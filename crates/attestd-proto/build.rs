@@ -17,6 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "attestd/v1/fleet.proto",
         "attestd/v1/baselines.proto",
         "attestd/v1/release.proto",
+        "attestd/v1/audit.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={}", proto_root.join(f).display());

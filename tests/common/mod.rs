@@ -543,3 +543,28 @@ pub fn calibration_doc(
         supersedes: None,
     }
 }
+
+/// Every audit entry (all pages), as the core type, in order.
+pub async fn audit_entries(c: &Client) -> Vec<attestd_client::core::audit::AuditEntry> {
+    let mut stream = c
+        .audit()
+        .export_audit(pb::ExportAuditRequest::default())
+        .await
+        .expect("export")
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(e) = stream.message().await.expect("export stream") {
+        out.push(attestd_client::core::audit::AuditEntry {
+            seq: e.sequence,
+            at_ms: e.at_ms,
+            principal: e.principal,
+            action: e.action,
+            target: e.target,
+            reason: e.reason,
+            details: e.details,
+            prev_hash: e.prev_hash.try_into().expect("32-byte hash"),
+            hash: e.hash.try_into().expect("32-byte hash"),
+        });
+    }
+    out
+}

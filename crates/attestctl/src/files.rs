@@ -102,3 +102,89 @@ pub fn write_envelope(path: &Path, env: &pb::Envelope) -> anyhow::Result<()> {
     std::fs::write(path, serde_json::to_string_pretty(&e)? + "\n")?;
     Ok(())
 }
+
+/// One exported audit entry as a JSON line (hashes in lowercase hex).
+pub fn audit_line(e: &pb::AuditEvent) -> String {
+    serde_json::json!({
+        "sequence": e.sequence, "at_ms": e.at_ms, "principal": e.principal, "action": e.action,
+        "target": e.target, "reason": e.reason, "details": e.details,
+        "prev_hash": attestd_client::core::ids::hex(&e.prev_hash),
+        "hash": attestd_client::core::ids::hex(&e.hash),
+    })
+    .to_string()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditLine {
+    sequence: u64,
+    at_ms: i64,
+    principal: String,
+    action: String,
+    target: String,
+    reason: String,
+    details: String,
+    prev_hash: String,
+    hash: String,
+}
+
+/// Verifies an exported chain: every entry's hash, its link to the one
+/// before, and consecutive sequence numbers. Fails naming the first bad line.
+pub fn verify_audit(path: &Path, out: &crate::show::Out) -> anyhow::Result<()> {
+    use attestd_client::core::audit::{verify_chain, AuditEntry, GENESIS};
+    use attestd_client::core::ids::Digest;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut entries = Vec::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let l: AuditLine = serde_json::from_str(line)
+            .with_context(|| format!("line {}: not an audit entry", i + 1))?;
+        let hash = |h: &str, what: &str| {
+            Digest::from_hex(h)
+                .map(|d| d.0)
+                .with_context(|| format!("line {}: {what} is not a SHA-256 in hex", i + 1))
+        };
+        entries.push(AuditEntry {
+            seq: l.sequence,
+            at_ms: l.at_ms,
+            principal: l.principal,
+            action: l.action,
+            target: l.target,
+            reason: l.reason,
+            details: l.details,
+            prev_hash: hash(&l.prev_hash, "prev_hash")?,
+            hash: hash(&l.hash, "hash")?,
+        });
+    }
+    let Some(first) = entries.first() else {
+        bail!("{} holds no audit entries", path.display());
+    };
+    // An export may start after the genesis: trust its first link, check the rest.
+    let (start, start_seq) = if first.seq == 1 {
+        (GENESIS, 0)
+    } else {
+        (first.prev_hash, first.seq - 1)
+    };
+    match verify_chain(&entries, start, start_seq) {
+        Ok(head) => {
+            out.line(&format!(
+                "ok: {} entries, sequence {} to {}, head {}",
+                entries.len(),
+                first.seq,
+                entries.last().map_or(0, |e| e.seq),
+                attestd_client::core::ids::hex(&head)
+            ));
+            Ok(())
+        }
+        Err(b) => bail!(
+            "entry {} (line {}) does not verify: {}",
+            b.seq,
+            b.index + 1,
+            b.why
+        ),
+    }
+}

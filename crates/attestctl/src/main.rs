@@ -60,6 +60,8 @@ enum Command {
     Fleet(FleetCmd),
     #[command(subcommand)]
     Release(ReleaseCmd),
+    #[command(subcommand)]
+    Audit(AuditCmd),
     /// Simulate a factory line and a small fleet against a server started with
     /// `attestd serve --dev`, and print what happened.
     Demo {
@@ -211,6 +213,21 @@ enum GroupBy {
 }
 
 #[derive(Subcommand)]
+enum AuditCmd {
+    /// The newest entry's sequence and hash.
+    Head,
+    /// Write the whole chain (or a range) to a file, one JSON entry per line.
+    Export {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+    },
+    /// Check an exported chain offline; names the first bad entry. No server needed.
+    Verify { file: PathBuf },
+}
+
+#[derive(Subcommand)]
 enum ReleaseCmd {
     /// RELEASE or HOLD for one serial, or for every serial in a file (one per line).
     Check {
@@ -250,6 +267,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         ));
         return Ok(());
     }
+    if let Command::Audit(AuditCmd::Verify { file }) = &cli.command {
+        return files::verify_audit(file, &out);
+    }
     if let Command::Demo { dev_dir, units } = &cli.command {
         return demo::run(&cli.endpoint, dev_dir, *units, &out).await;
     }
@@ -257,7 +277,43 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("connecting to {}", cli.endpoint))?;
     match cli.command {
-        Command::Keygen { .. } | Command::Demo { .. } => unreachable!("handled above"),
+        Command::Keygen { .. } | Command::Demo { .. } | Command::Audit(AuditCmd::Verify { .. }) => {
+            unreachable!("handled above")
+        }
+        Command::Audit(AuditCmd::Head) => {
+            let h = c
+                .audit()
+                .get_audit_head(pb::GetAuditHeadRequest {})
+                .await?
+                .into_inner();
+            out.line(&format!(
+                "sequence {} hash {}",
+                h.sequence,
+                attestd_client::core::ids::hex(&h.hash)
+            ));
+        }
+        Command::Audit(AuditCmd::Export { out: path, after }) => {
+            let mut stream = c
+                .audit()
+                .export_audit(pb::ExportAuditRequest {
+                    after_sequence: after,
+                    up_to_sequence: 0,
+                })
+                .await?
+                .into_inner();
+            let mut lines = String::new();
+            let mut n = 0u64;
+            while let Some(e) = stream.message().await? {
+                lines.push_str(&files::audit_line(&e));
+                lines.push('\n');
+                n += 1;
+                if n.is_multiple_of(10_000) {
+                    eprintln!("exported {n} entries ...");
+                }
+            }
+            std::fs::write(&path, lines).with_context(|| format!("writing {}", path.display()))?;
+            out.line(&format!("{n} entries written to {}", path.display()));
+        }
         Command::Station(cmd) => match cmd {
             StationCmd::Register {
                 station_id,

@@ -440,6 +440,31 @@ async fn every_command() {
     let v: serde_json::Value = serde_json::from_str(&r.1).unwrap();
     assert_eq!(v[0]["decision"], "HOLD");
     assert_eq!(v[0]["reasons"][0]["code"], "QUARANTINED");
+
+    // audit head / export / verify (offline), and tampering named by line
+    let out = ok(ctl(&env, admin, &["audit", "head"]).await);
+    assert!(out.starts_with("sequence "), "{out}");
+    let chain = env.path("chain.jsonl");
+    let out = ok(ctl(&env, admin, &["audit", "export", "--out", p(&chain)]).await);
+    assert!(out.contains("entries written"), "{out}");
+    let out = ok(ctl(&env, None, &["audit", "verify", p(&chain)]).await);
+    assert!(out.starts_with("ok: "), "{out}");
+    let text = std::fs::read_to_string(&chain).unwrap();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    assert!(lines.len() >= 8, "{} entries", lines.len());
+    assert!(lines
+        .iter()
+        .any(|l| l.contains("\"release.decide\"") && l.contains("dev-mes")));
+    lines[3] = lines[3].replacen("\"target\":\"", "\"target\":\"X", 1);
+    std::fs::write(env.path("tampered.jsonl"), lines.join("\n")).unwrap();
+    let r = ctl(
+        &env,
+        None,
+        &["audit", "verify", p(&env.path("tampered.jsonl"))],
+    )
+    .await;
+    assert_eq!(r.0, 1);
+    assert!(r.2.contains("(line 4) does not verify"), "{}", r.2);
 }
 
 fn base64_decode(s: &str) -> Vec<u8> {

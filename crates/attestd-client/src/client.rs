@@ -95,6 +95,10 @@ impl Client {
         )
     }
 
+    pub fn audit(&self) -> pb::audit_client::AuditClient<Authed> {
+        pb::audit_client::AuditClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+    }
+
     pub fn release(&self) -> pb::release_client::ReleaseClient<Authed> {
         pb::release_client::ReleaseClient::with_interceptor(
             self.channel.clone(),

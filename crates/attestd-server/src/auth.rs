@@ -104,6 +104,9 @@ pub const ROUTES: &[(&str, Access)] = &[
     ("/attestd.v1.Release/CheckReleaseBatch", Access::Roles(&[Mes])),
     ("/attestd.v1.Release/SetQuarantine", Access::Roles(&[SecurityAdmin])),
     ("/attestd.v1.Release/GrantConcession", Access::Roles(&[SecurityAdmin])),
+    ("/attestd.v1.Audit/ListAuditEvents", Access::Roles(&[Auditor, SecurityAdmin])),
+    ("/attestd.v1.Audit/GetAuditHead", Access::Roles(&[Auditor, SecurityAdmin])),
+    ("/attestd.v1.Audit/ExportAudit", Access::Roles(&[Auditor, SecurityAdmin])),
 ];
 
 /// Services that are public as a whole.

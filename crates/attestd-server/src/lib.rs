@@ -39,7 +39,7 @@ use crate::metrics::Metrics;
 use crate::nonce::NonceCache;
 use crate::security::SecurityEvents;
 use crate::service::{
-    admin::AdminService, baselines::BaselinesService, device::DeviceService,
+    admin::AdminService, audit::AuditService, baselines::BaselinesService, device::DeviceService,
     factory::FactoryService, fleet::FleetService, release::ReleaseService,
 };
 use crate::settings::Settings;
@@ -169,6 +169,9 @@ impl Server {
         health
             .set_serving::<pb::release_server::ReleaseServer<ReleaseService>>()
             .await;
+        health
+            .set_serving::<pb::audit_server::AuditServer<AuditService>>()
+            .await;
 
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(attestd_proto::FILE_DESCRIPTOR_SET)
@@ -210,6 +213,10 @@ impl Server {
             )
             .add_service(
                 pb::release_server::ReleaseServer::new(ReleaseService { app: a() })
+                    .max_decoding_message_size(max),
+            )
+            .add_service(
+                pb::audit_server::AuditServer::new(AuditService { app: a() })
                     .max_decoding_message_size(max),
             )
             .serve_with_incoming_shutdown(

@@ -2,6 +2,7 @@
 //! the edge layer), decode, decide (core), commit (store), answer.
 
 pub mod admin;
+pub mod audit;
 pub mod baselines;
 pub mod device;
 pub mod factory;
