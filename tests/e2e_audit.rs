@@ -153,9 +153,7 @@ async fn after_repeated_sigkills_the_chain_verifies_and_matches_the_changes() {
         units.push((serial, key));
     }
     let mut acked: Vec<String> = Vec::new();
-    let mut bootcount = 0;
-    for _round in 0..3 {
-        bootcount += 1;
+    for bootcount in 1..=3u64 {
         let device = server.client(None).await;
         let tasks: Vec<_> = units
             .iter()
