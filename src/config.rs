@@ -18,6 +18,9 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub metrics_listen: Option<SocketAddr>,
     pub cache_capacity_mb: Option<u64>,
+    /// The Ed25519 key (base64 PKCS#8) that signs audit checkpoints; made at
+    /// first start if missing. Default: `<data_dir>/audit-key.pkcs8`.
+    pub audit_key_file: Option<PathBuf>,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
@@ -57,6 +60,7 @@ pub struct Resolved {
     pub principals: Vec<PrincipalConfig>,
     pub release: ReleaseConfig,
     pub clock_offset_file: Option<PathBuf>,
+    pub audit_key_file: PathBuf,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";

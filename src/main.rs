@@ -99,6 +99,9 @@ fn resolve(args: &ServeArgs) -> anyhow::Result<(Resolved, Option<dev::DevKit>)> 
     } else {
         None
     };
+    let audit_key_file = file
+        .audit_key_file
+        .unwrap_or_else(|| data_dir.join("audit-key.pkcs8"));
     Ok((
         Resolved {
             listen,
@@ -112,6 +115,7 @@ fn resolve(args: &ServeArgs) -> anyhow::Result<(Resolved, Option<dev::DevKit>)> 
             principals,
             release,
             clock_offset_file: file.testing.clock_offset_file,
+            audit_key_file,
         },
         kit,
     ))
@@ -178,6 +182,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     tracing::info!(listen = %local, data_dir = %cfg.data_dir.display(), principals = cfg.principals.len(), "attestd started");
+    let checkpoint_key =
+        attestd_server::checkpoint::CheckpointKey::load_or_create(&cfg.audit_key_file)
+            .map_err(|e| anyhow::anyhow!("audit key: {e}"))?;
+    tracing::info!(key_id = %checkpoint_key.public.key_id(), file = %cfg.audit_key_file.display(), "audit checkpoints signed with this key");
     let clock: Arc<dyn Clock> = match &cfg.clock_offset_file {
         Some(path) => {
             tracing::warn!(file = %path.display(), "TEST CLOCK: time is read with an offset from this file; never use in production");
@@ -194,6 +202,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         clock,
         metrics_listener,
+        checkpoint_key: Some(Arc::new(checkpoint_key)),
     };
     attestd_server::serve(listener, parts, shutdown_signal()).await?;
     Ok(())

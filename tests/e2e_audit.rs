@@ -197,3 +197,68 @@ async fn after_repeated_sigkills_the_chain_verifies_and_matches_the_changes() {
         server.stored().2
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_head_is_signed_in_checkpoints_that_verify_with_the_service_key_only() {
+    use attestd_client::core::audit::{verify_checkpoints, CHECKPOINT_ACTION};
+    use attestd_client::core::keys::PublicKey;
+    use base64::Engine as _;
+    let server = TestServer::start_with(Options {
+        limits: vec![("checkpoint_interval_secs", "1".into())],
+        ..Options::default()
+    });
+    let admin = server.admin().await;
+    register_station(
+        &admin,
+        "line1-prov",
+        &[pb::RecordKind::Provisioning],
+        &["PM-200"],
+    )
+    .await;
+    let auditor = server.client(Some(AUDITOR_TOKEN)).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let entries = loop {
+        let entries = audit_entries(&auditor).await;
+        if entries.iter().any(|e| e.action == CHECKPOINT_ACTION) {
+            break entries;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint after 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    verify_chain(&entries, GENESIS, 0).unwrap();
+    // The service key was made at first start, private part readable by its owner only.
+    let key_file = server.data_dir().join("audit-key.pkcs8");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let spki = base64::engine::general_purpose::STANDARD
+        .decode(
+            std::fs::read_to_string(server.data_dir().join("audit-key.pkcs8.pub"))
+                .unwrap()
+                .trim(),
+        )
+        .unwrap();
+    let key =
+        PublicKey::from_spki_der(&spki, attestd_client::core::Reason::FieldInvalid, "key").unwrap();
+    assert!(verify_checkpoints(&entries, &key).unwrap() >= 1);
+    // A checkpoint signed by another key does not verify.
+    let other = SigningKey::generate(KeyAlg::Ed25519).unwrap();
+    let err = verify_checkpoints(&entries, other.public_key()).unwrap_err();
+    assert_eq!(err.why, "checkpoint is not signed by this key");
+    // Nothing new: no new checkpoint (the chain does not grow by itself).
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let later = audit_entries(&auditor).await;
+    assert_eq!(
+        later.len(),
+        entries.len(),
+        "an idle chain gets no more checkpoints"
+    );
+}

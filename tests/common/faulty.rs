@@ -62,6 +62,7 @@ impl Store for FaultyStore {
         fn set_quarantine(&self, serial: &str, on: bool, reason: &str, audit: &AuditNote) -> Result<DeviceEntry>;
         fn grant_concession(&self, c: ConcessionEntry, audit: &AuditNote) -> Result<DeviceEntry>;
         fn record_decision(&self, d: ReleaseDecisionEntry, audit: &AuditNote) -> Result<()>;
+        fn append_audit(&self, audit: &AuditNote) -> Result<()>;
         fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>>;
         fn audit_head(&self) -> Result<(u64, [u8; 32])>;
         fn list_devices(&self, q: DeviceQuery<'_>) -> Result<Page<DeviceEntry>>;

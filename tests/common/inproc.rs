@@ -82,6 +82,7 @@ impl InProc {
             },
             clock: clock.clone(),
             metrics_listener: None,
+            checkpoint_key: None,
         })
         .expect("server settings");
         let app = server.app();

@@ -130,8 +130,8 @@ struct AuditLine {
 
 /// Verifies an exported chain: every entry's hash, its link to the one
 /// before, and consecutive sequence numbers. Fails naming the first bad line.
-pub fn verify_audit(path: &Path, out: &crate::show::Out) -> anyhow::Result<()> {
-    use attestd_client::core::audit::{verify_chain, AuditEntry, GENESIS};
+pub fn verify_audit(path: &Path, key: Option<&Path>, out: &crate::show::Out) -> anyhow::Result<()> {
+    use attestd_client::core::audit::{verify_chain, verify_checkpoints, AuditEntry, GENESIS};
     use attestd_client::core::ids::Digest;
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -169,22 +169,47 @@ pub fn verify_audit(path: &Path, out: &crate::show::Out) -> anyhow::Result<()> {
     } else {
         (first.prev_hash, first.seq - 1)
     };
-    match verify_chain(&entries, start, start_seq) {
-        Ok(head) => {
-            out.line(&format!(
-                "ok: {} entries, sequence {} to {}, head {}",
-                entries.len(),
-                first.seq,
-                entries.last().map_or(0, |e| e.seq),
-                attestd_client::core::ids::hex(&head)
-            ));
-            Ok(())
-        }
+    let head = match verify_chain(&entries, start, start_seq) {
+        Ok(head) => head,
         Err(b) => bail!(
             "entry {} (line {}) does not verify: {}",
             b.seq,
             b.index + 1,
             b.why
         ),
-    }
+    };
+    let checkpoints = match key {
+        None => String::new(),
+        Some(k) => {
+            let der = read_b64(k)?;
+            let public = attestd_client::core::keys::PublicKey::from_spki_der(
+                &der,
+                attestd_client::core::Reason::FieldInvalid,
+                "key",
+            )
+            .map_err(|e| anyhow::anyhow!(e.message))?;
+            match verify_checkpoints(&entries, &public) {
+                Ok(0) => bail!(
+                    "no checkpoint in {} is signed by {}",
+                    path.display(),
+                    public.key_id()
+                ),
+                Ok(n) => format!(", {n} checkpoints signed by {}", public.key_id()),
+                Err(b) => bail!(
+                    "entry {} (line {}) does not verify: {}",
+                    b.seq,
+                    b.index + 1,
+                    b.why
+                ),
+            }
+        }
+    };
+    out.line(&format!(
+        "ok: {} entries, sequence {} to {}, head {}{checkpoints}",
+        entries.len(),
+        first.seq,
+        entries.last().map_or(0, |e| e.seq),
+        attestd_client::core::ids::hex(&head)
+    ));
+    Ok(())
 }

@@ -224,7 +224,13 @@ enum AuditCmd {
         after: u64,
     },
     /// Check an exported chain offline; names the first bad entry. No server needed.
-    Verify { file: PathBuf },
+    Verify {
+        file: PathBuf,
+        /// The service's checkpoint public key (base64 SPKI, `audit-key.pkcs8.pub`):
+        /// every checkpoint in the file must be signed by it.
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -267,8 +273,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         ));
         return Ok(());
     }
-    if let Command::Audit(AuditCmd::Verify { file }) = &cli.command {
-        return files::verify_audit(file, &out);
+    if let Command::Audit(AuditCmd::Verify { file, key }) = &cli.command {
+        return files::verify_audit(file, key.as_deref(), &out);
     }
     if let Command::Demo { dev_dir, units } = &cli.command {
         return demo::run(&cli.endpoint, dev_dir, *units, &out).await;

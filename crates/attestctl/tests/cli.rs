@@ -57,12 +57,21 @@ async fn start() -> Env {
     let server = Server::new(ServerParts {
         store: Arc::new(store),
         settings: Settings {
-            limits: Default::default(),
+            limits: attestd_server::settings::Limits {
+                checkpoint_interval_secs: 1,
+                ..Default::default()
+            },
             principals: kit.principals.clone(),
             release: kit.release.clone(),
         },
         clock: Arc::new(SystemClock),
         metrics_listener: None,
+        checkpoint_key: Some(Arc::new(
+            attestd_server::checkpoint::CheckpointKey::load_or_create(
+                &dir.path().join("audit-key.pkcs8"),
+            )
+            .unwrap(),
+        )),
     })
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -444,11 +453,35 @@ async fn every_command() {
     // audit head / export / verify (offline), and tampering named by line
     let out = ok(ctl(&env, admin, &["audit", "head"]).await);
     assert!(out.starts_with("sequence "), "{out}");
+    // Let a checkpoint sign the head (every second here).
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     let chain = env.path("chain.jsonl");
     let out = ok(ctl(&env, admin, &["audit", "export", "--out", p(&chain)]).await);
     assert!(out.contains("entries written"), "{out}");
     let out = ok(ctl(&env, None, &["audit", "verify", p(&chain)]).await);
     assert!(out.starts_with("ok: "), "{out}");
+    let service_key = env.path("audit-key.pkcs8.pub");
+    let out = ok(ctl(
+        &env,
+        None,
+        &["audit", "verify", p(&chain), "--key", p(&service_key)],
+    )
+    .await);
+    assert!(out.contains("checkpoints signed by sha256:"), "{out}");
+    let r = ctl(
+        &env,
+        None,
+        &[
+            "audit",
+            "verify",
+            p(&chain),
+            "--key",
+            p(&env.path("line9.pub")),
+        ],
+    )
+    .await;
+    assert_eq!(r.0, 1, "a checkpoint signed by another key fails: {}", r.1);
+    assert!(r.2.contains("not signed by this key"), "{}", r.2);
     let text = std::fs::read_to_string(&chain).unwrap();
     let mut lines: Vec<String> = text.lines().map(String::from).collect();
     assert!(lines.len() >= 8, "{} entries", lines.len());

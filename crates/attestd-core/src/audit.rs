@@ -81,6 +81,112 @@ impl AuditEntry {
     }
 }
 
+/// What a checkpoint signs: the chain head at `seq` with `hash`, at `at_ms`.
+/// `"attestd-checkpoint-v1" || seq u64 BE || hash || at_ms i64 BE`.
+pub fn checkpoint_message(seq: u64, hash: &[u8; 32], at_ms: i64) -> Vec<u8> {
+    let mut m = b"attestd-checkpoint-v1".to_vec();
+    m.extend_from_slice(&seq.to_be_bytes());
+    m.extend_from_slice(hash);
+    m.extend_from_slice(&at_ms.to_be_bytes());
+    m
+}
+
+/// The action of checkpoint entries; their details are
+/// `head <seq> <hash hex>; at <at_ms>; key <key id>; sig <signature hex>`.
+pub const CHECKPOINT_ACTION: &str = "audit.checkpoint";
+
+/// A checkpoint parsed from an entry's details.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub seq: u64,
+    pub hash: [u8; 32],
+    pub at_ms: i64,
+    pub key_id: String,
+    pub signature: Vec<u8>,
+}
+
+impl Checkpoint {
+    pub fn details(&self) -> String {
+        format!(
+            "head {} {}; at {}; key {}; sig {}",
+            self.seq,
+            crate::ids::hex(&self.hash),
+            self.at_ms,
+            self.key_id,
+            crate::ids::hex(&self.signature)
+        )
+    }
+
+    pub fn parse(details: &str) -> Option<Checkpoint> {
+        let mut parts = details.split("; ");
+        let mut head = parts.next()?.strip_prefix("head ")?.split(' ');
+        let seq = head.next()?.parse().ok()?;
+        let hash = Digest::from_hex(head.next()?)?.0;
+        let at_ms = parts.next()?.strip_prefix("at ")?.parse().ok()?;
+        let key_id = parts.next()?.strip_prefix("key ")?.to_owned();
+        let sig_hex = parts.next()?.strip_prefix("sig ")?;
+        if sig_hex.len() % 2 != 0 || parts.next().is_some() {
+            return None;
+        }
+        let signature = (0..sig_hex.len() / 2)
+            .map(|i| u8::from_str_radix(sig_hex.get(2 * i..2 * i + 2)?, 16).ok())
+            .collect::<Option<Vec<u8>>>()?;
+        Some(Checkpoint {
+            seq,
+            hash,
+            at_ms,
+            key_id,
+            signature,
+        })
+    }
+
+    /// Whether `key` signed this checkpoint.
+    pub fn verify(&self, key: &crate::keys::PublicKey) -> bool {
+        key.verify(
+            &checkpoint_message(self.seq, &self.hash, self.at_ms),
+            &self.signature,
+            crate::keys::SigEncoding::Raw,
+        )
+    }
+}
+
+/// Checks every checkpoint entry of a verified chain: signed by `key`, and
+/// naming a head that is in the chain before it. Returns how many there were.
+pub fn verify_checkpoints(
+    entries: &[AuditEntry],
+    key: &crate::keys::PublicKey,
+) -> Result<usize, ChainBreak> {
+    let mut n = 0;
+    for (index, e) in entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.action == CHECKPOINT_ACTION)
+    {
+        let fail = |why| {
+            Err(ChainBreak {
+                index,
+                seq: e.seq,
+                why,
+            })
+        };
+        let Some(c) = Checkpoint::parse(&e.details) else {
+            return fail("checkpoint details do not parse");
+        };
+        if !c.verify(key) {
+            return fail("checkpoint is not signed by this key");
+        }
+        let named = entries[..index]
+            .iter()
+            .any(|p| p.seq == c.seq && p.hash == c.hash);
+        let before_export = entries.first().is_some_and(|f| c.seq < f.seq);
+        if !named && !before_export {
+            return fail("checkpoint names a head that is not in the chain");
+        }
+        n += 1;
+    }
+    Ok(n)
+}
+
 /// Where and why a chain does not verify.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChainBreak {

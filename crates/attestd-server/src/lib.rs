@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod checkpoint;
 pub mod clock;
 pub mod commit;
 pub mod convert;
@@ -64,6 +65,8 @@ pub struct ServerParts {
     pub clock: Arc<dyn Clock>,
     /// Where to serve `GET /metrics`, if anywhere.
     pub metrics_listener: Option<TcpListener>,
+    /// The key that signs audit checkpoints; none: no checkpoints.
+    pub checkpoint_key: Option<Arc<checkpoint::CheckpointKey>>,
 }
 
 /// A built server: its shared state, ready to run. Tests in this workspace
@@ -72,6 +75,7 @@ pub struct Server {
     app: Arc<App>,
     auth: Arc<Authenticator>,
     metrics_listener: Option<TcpListener>,
+    checkpoint_key: Option<Arc<checkpoint::CheckpointKey>>,
 }
 
 impl Server {
@@ -82,6 +86,7 @@ impl Server {
             settings,
             clock,
             metrics_listener,
+            checkpoint_key,
         } = parts;
         let auth = Arc::new(Authenticator::new(&settings.principals)?);
         let trust_root = settings.release.trust_root().map_err(ServeError::Config)?;
@@ -117,6 +122,7 @@ impl Server {
             app,
             auth,
             metrics_listener,
+            checkpoint_key,
         })
     }
 
@@ -138,8 +144,17 @@ impl Server {
             app,
             auth,
             metrics_listener,
+            checkpoint_key,
         } = self;
         let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
+        let checkpoints = match (&checkpoint_key, background) {
+            (Some(k), true) => Some(tokio::spawn(checkpoint::run(
+                app.clone(),
+                k.clone(),
+                jobs_stopped.clone(),
+            ))),
+            _ => None,
+        };
         let reappraisal =
             background.then(|| tokio::spawn(reappraisal::run(app.clone(), jobs_stopped)));
         let metrics_task = metrics_listener.map(|l| {
@@ -230,6 +245,9 @@ impl Server {
         // flush included), then make the last writes durable and stop.
         let _ = stop_jobs.send(true);
         if let Some(job) = reappraisal {
+            let _ = job.await;
+        }
+        if let Some(job) = checkpoints {
             let _ = job.await;
         }
         app.commit.shutdown();

@@ -48,6 +48,9 @@ pub struct Limits {
     pub rate_per_peer_per_min: u32,
     /// Unauthenticated calls per claimed serial and minute; 0 disables.
     pub rate_per_serial_per_min: u32,
+    /// How often the audit chain's head is signed (a checkpoint entry), in
+    /// seconds; only when entries were added since the last one.
+    pub checkpoint_interval_secs: u64,
 }
 
 impl Default for Limits {
@@ -72,6 +75,7 @@ impl Default for Limits {
             watch_lag_timeout_ms: 5000,
             rate_per_peer_per_min: 6000,
             rate_per_serial_per_min: 60,
+            checkpoint_interval_secs: 60,
         }
     }
 }

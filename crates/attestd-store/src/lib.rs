@@ -321,6 +321,8 @@ pub trait Store: Send + Sync + 'static {
     /// Appends a release decision to the unit's history.
     fn record_decision(&self, d: ReleaseDecisionEntry, audit: &AuditNote) -> Result<()>;
 
+    /// Appends an entry that records no other change (a signed checkpoint).
+    fn append_audit(&self, audit: &AuditNote) -> Result<()>;
     /// Audit entries after sequence `after`, oldest first.
     fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>>;
     /// The last sequence and hash of the chain (0 and the genesis hash when empty).

@@ -1201,6 +1201,10 @@ impl Store for SledStore {
         })
     }
 
+    fn append_audit(&self, audit: &crate::AuditNote) -> crate::Result<()> {
+        self.tx(|t| t.audit(audit))
+    }
+
     fn audit_after(&self, after: u64, limit: usize) -> crate::Result<Vec<crate::AuditRecord>> {
         self.tree(AUDIT)
             .range(after.saturating_add(1).to_be_bytes()..)

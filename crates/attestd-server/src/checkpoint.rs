@@ -1,0 +1,123 @@
+//! Signed checkpoints of the audit chain. The service key (Ed25519) is made
+//! at first start (file mode 0600) or supplied by configuration; at every
+//! interval in which the chain grew, its head is signed and the signature is
+//! appended to the chain itself (action `audit.checkpoint`), so an exported
+//! chain carries its checkpoints and `attestctl audit verify --key` checks
+//! them with the service's public key (written beside the private key).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use attestd_core::audit::{checkpoint_message, Checkpoint, CHECKPOINT_ACTION};
+use attestd_core::keys::{KeyAlg, PublicKey};
+use attestd_store::AuditNote;
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use ring::rand::SystemRandom;
+use ring::signature::{Ed25519KeyPair, KeyPair};
+use tokio::sync::watch;
+
+use crate::app::App;
+
+/// The key that signs checkpoints.
+pub struct CheckpointKey {
+    pair: Ed25519KeyPair,
+    pub public: PublicKey,
+}
+
+impl CheckpointKey {
+    /// Loads the PKCS#8 key at `path` (base64), or makes one there (0600)
+    /// with its public key (base64 SPKI) in `<path>.pub`.
+    pub fn load_or_create(path: &Path) -> Result<CheckpointKey, String> {
+        let pkcs8 = if path.exists() {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            B64.decode(text.trim())
+                .map_err(|_| format!("{} is not base64", path.display()))?
+        } else {
+            let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
+                .map_err(|_| "key generation failed".to_string())?;
+            std::fs::write(path, B64.encode(doc.as_ref()))
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+            doc.as_ref().to_vec()
+        };
+        let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pkcs8)
+            .map_err(|_| format!("{} is not an Ed25519 PKCS#8 key", path.display()))?;
+        let public = PublicKey::from_raw(KeyAlg::Ed25519, pair.public_key().as_ref())
+            .map_err(|e| e.message)?;
+        let mut pub_path = path.as_os_str().to_owned();
+        pub_path.push(".pub");
+        std::fs::write(&pub_path, B64.encode(public.spki_der()))
+            .map_err(|e| format!("writing the public key: {e}"))?;
+        Ok(CheckpointKey { pair, public })
+    }
+
+    /// A signed checkpoint of the head `seq`/`hash`.
+    pub fn sign(&self, seq: u64, hash: [u8; 32], at_ms: i64) -> Checkpoint {
+        let signature = self
+            .pair
+            .sign(&checkpoint_message(seq, &hash, at_ms))
+            .as_ref()
+            .to_vec();
+        Checkpoint {
+            seq,
+            hash,
+            at_ms,
+            key_id: self.public.key_id(),
+            signature,
+        }
+    }
+}
+
+/// Appends a checkpoint if the chain grew since the last one; returns
+/// whether it did.
+pub fn checkpoint_once(
+    app: &App,
+    key: &CheckpointKey,
+    last: &mut u64,
+) -> Result<bool, attestd_core::Rejection> {
+    let (seq, hash) = app.store.audit_head().map_err(|e| app.store_err(e))?;
+    if seq == 0 || seq == *last {
+        return Ok(false);
+    }
+    let now_ms = app.clock.now_ms();
+    let c = key.sign(seq, hash, now_ms);
+    let note = AuditNote::new(now_ms, "attestd", CHECKPOINT_ACTION, &format!("head {seq}"))
+        .details(c.details());
+    app.store
+        .append_audit(&note)
+        .map_err(|e| app.store_err(e))?;
+    // The checkpoint entry itself is the new head; the next one is due only
+    // when something else is added.
+    *last = seq + 1;
+    Ok(true)
+}
+
+/// Signs the head every `checkpoint_interval_secs` until `shutdown`.
+pub async fn run(app: Arc<App>, key: Arc<CheckpointKey>, mut shutdown: watch::Receiver<bool>) {
+    let interval = Duration::from_secs(app.limits.checkpoint_interval_secs.max(1));
+    let mut last = 0;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => return,
+        }
+        let pending = app.commit.begin();
+        match checkpoint_once(&app, &key, &mut last) {
+            Ok(true) => {
+                let _ = pending.durable().await;
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(reason = e.reason.as_str(), message = %e.message, "audit checkpoint failed")
+            }
+        }
+    }
+}
