@@ -262,3 +262,51 @@ async fn the_head_is_signed_in_checkpoints_that_verify_with_the_service_key_only
         "an idle chain gets no more checkpoints"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_calls_are_summarized_per_caller_not_one_entry_each() {
+    let server = TestServer::start_with(Options {
+        limits: vec![("checkpoint_interval_secs", "1".into())],
+        ..Options::default()
+    });
+    let admin = server.admin().await;
+    let anonymous = admin.with_token(None).unwrap();
+    let hospital = admin.with_token(Some(HOSPITAL_TOKEN)).unwrap();
+    for _ in 0..3 {
+        let _ = anonymous
+            .admin()
+            .list_stations(pb::ListStationsRequest::default())
+            .await;
+    }
+    for _ in 0..2 {
+        let _ = hospital
+            .admin()
+            .list_stations(pb::ListStationsRequest::default())
+            .await;
+    }
+    let auditor = server.client(Some(AUDITOR_TOKEN)).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let summary = loop {
+        let entries = audit_entries(&auditor).await;
+        if let Some(e) = entries.into_iter().find(|e| e.action == "auth.failures") {
+            break e;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no summary after 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(summary.target, "5 refused calls", "{summary:?}");
+    assert!(
+        summary.details.contains("peer 127.0.0.1: 3"),
+        "{}",
+        summary.details
+    );
+    assert!(
+        summary.details.contains("principal hospital: 2"),
+        "{}",
+        summary.details
+    );
+    assert!(!summary.details.contains(HOSPITAL_TOKEN));
+}

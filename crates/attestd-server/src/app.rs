@@ -30,6 +30,8 @@ pub struct App {
     /// Limits on unauthenticated calls per peer address and per serial.
     pub peer_limit: crate::ratelimit::Buckets,
     pub serial_limit: crate::ratelimit::Buckets,
+    /// Refusals at the edge, summarized into the audit chain per interval.
+    pub auth_failures: Arc<crate::security::AuthFailures>,
     pub baselines: BaselineCache,
     /// Wakes the re-appraisal job after a write that created work for it.
     pub work: tokio::sync::Notify,

@@ -21,6 +21,8 @@ use crate::status::to_status;
 pub struct EdgeLayer {
     pub auth: Arc<Authenticator>,
     pub metrics: Arc<Metrics>,
+    /// Refusals, summarized into the audit chain per interval.
+    pub failures: Arc<crate::security::AuthFailures>,
     pub max_request_bytes: usize,
 }
 
@@ -78,7 +80,31 @@ where
                 req.extensions_mut().insert(principal);
             }
             Ok(None) => {}
-            Err(r) => return refuse(r, &path, &self.layer.metrics),
+            Err(r) => {
+                // Who failed: the principal if the token was known, else the peer.
+                let who = match r.reason {
+                    attestd_core::Reason::RoleForbidden => self
+                        .layer
+                        .auth
+                        .authenticate(header)
+                        .map(|p| format!("principal {}", p.name))
+                        .unwrap_or_default(),
+                    _ => String::new(),
+                };
+                let who = if who.is_empty() {
+                    let peer = req
+                        .extensions()
+                        .get::<tonic::transport::server::TcpConnectInfo>()
+                        .and_then(|c| c.remote_addr())
+                        .map(|a| a.ip().to_string())
+                        .unwrap_or_else(|| "unknown".into());
+                    format!("peer {peer}")
+                } else {
+                    who
+                };
+                self.layer.failures.note(&who);
+                return refuse(r, &path, &self.layer.metrics);
+            }
         }
         let fut = self.inner.call(req);
         let metrics = self.layer.metrics.clone();

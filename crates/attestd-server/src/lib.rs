@@ -115,6 +115,7 @@ impl Server {
             trust_root,
             peer_limit,
             serial_limit,
+            auth_failures: Default::default(),
             baselines: verdict::BaselineCache::default(),
             work: tokio::sync::Notify::new(),
         });
@@ -155,6 +156,12 @@ impl Server {
             ))),
             _ => None,
         };
+        let summaries = background.then(|| {
+            tokio::spawn(checkpoint::summarize_auth_failures(
+                app.clone(),
+                jobs_stopped.clone(),
+            ))
+        });
         let reappraisal =
             background.then(|| tokio::spawn(reappraisal::run(app.clone(), jobs_stopped)));
         let metrics_task = metrics_listener.map(|l| {
@@ -197,6 +204,7 @@ impl Server {
         let edge = EdgeLayer {
             auth,
             metrics: app.metrics.clone(),
+            failures: app.auth_failures.clone(),
             max_request_bytes: max,
         };
         let a = || app.clone();
@@ -248,6 +256,9 @@ impl Server {
             let _ = job.await;
         }
         if let Some(job) = checkpoints {
+            let _ = job.await;
+        }
+        if let Some(job) = summaries {
             let _ = job.await;
         }
         app.commit.shutdown();

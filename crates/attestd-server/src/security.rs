@@ -51,3 +51,36 @@ impl SecurityEvents {
         true
     }
 }
+
+/// Authentication and authorization failures at the edge, counted per
+/// principal (or per peer address when there is no principal) and written to
+/// the audit chain as one summary entry per interval, not one entry each.
+#[derive(Default)]
+pub struct AuthFailures {
+    counts: Mutex<HashMap<String, u64>>,
+}
+
+/// Distinct callers remembered per interval; beyond that they are lumped.
+const MAX_FAILING_CALLERS: usize = 1000;
+
+impl AuthFailures {
+    pub fn note(&self, who: &str) {
+        let mut m = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let key = if m.len() >= MAX_FAILING_CALLERS && !m.contains_key(who) {
+            "others".to_owned()
+        } else {
+            who.to_owned()
+        };
+        *m.entry(key).or_default() += 1;
+    }
+
+    /// The counts since the last call, sorted, and resets them.
+    pub fn drain(&self) -> Vec<(String, u64)> {
+        let mut v: Vec<(String, u64)> =
+            std::mem::take(&mut *self.counts.lock().unwrap_or_else(|p| p.into_inner()))
+                .into_iter()
+                .collect();
+        v.sort();
+        v
+    }
+}
