@@ -6,10 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use attestd_client::core::baseline::{
-    ApprovedDoc, BaselineDoc, BoundDoc, CalibrationPolicyDoc, ComponentDoc, FirmwareDoc,
-    FreshnessDoc, RevokedDoc, SecurityDoc,
-};
+use attestd_client::core::baseline::BaselineDoc;
 use attestd_client::core::evidence::{CalibrationClaim, Claims, Component};
 use attestd_client::core::ids::Digest;
 use attestd_client::core::keys::KeyAlg;
@@ -28,7 +25,7 @@ pub fn d(s: &str) -> Digest {
 }
 
 pub fn app_digest(version: &str) -> Digest {
-    d(&format!("application {version}"))
+    attestd_client::sample::application_digest(version)
 }
 
 pub struct Unit {
@@ -61,62 +58,7 @@ pub fn baseline_doc(
     revoked: &[&str],
     effective_at: String,
 ) -> BaselineDoc {
-    BaselineDoc {
-        model: model.into(),
-        hw_versions: vec!["A".into(), "B".into()],
-        version,
-        effective_at,
-        description: format!("{model} v{version}"),
-        firmware: FirmwareDoc {
-            components: vec![
-                ComponentDoc {
-                    name: "bootloader".into(),
-                    min_svn: 4,
-                    approved: vec![ApprovedDoc {
-                        version: "2.1.0".into(),
-                        svn: 4,
-                        digest: d("bootloader 2.1.0").to_hex(),
-                    }],
-                },
-                ComponentDoc {
-                    name: "application".into(),
-                    min_svn: 9,
-                    approved: approved_apps
-                        .iter()
-                        .map(|(v, svn)| ApprovedDoc {
-                            version: v.to_string(),
-                            svn: *svn,
-                            digest: app_digest(v).to_hex(),
-                        })
-                        .collect(),
-                },
-            ],
-            revoked: revoked
-                .iter()
-                .map(|v| RevokedDoc {
-                    digest: app_digest(v).to_hex(),
-                    reason: format!("CVE-2026-{v}"),
-                })
-                .collect(),
-        },
-        calibration: CalibrationPolicyDoc {
-            required: true,
-            max_interval_days: 365,
-            parameters: vec![BoundDoc {
-                name: "spo2_offset".into(),
-                min: -0.5,
-                max: 0.5,
-            }],
-        },
-        security: SecurityDoc {
-            require_secure_boot: true,
-            min_dbgstat: 3,
-        },
-        freshness: FreshnessDoc {
-            max_evidence_age_hours: 24,
-            nonce_required: true,
-        },
-    }
+    attestd_client::sample::baseline(model, version, approved_apps, revoked, &effective_at)
 }
 
 impl Fleet {

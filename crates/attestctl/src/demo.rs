@@ -11,10 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use attestd_client::core::baseline::{
-    ApprovedDoc, BaselineDoc, BoundDoc, CalibrationPolicyDoc, ComponentDoc, FirmwareDoc,
-    FreshnessDoc, RevokedDoc, SecurityDoc,
-};
+use attestd_client::core::baseline::BaselineDoc;
 use attestd_client::core::evidence::{CalibrationClaim, Component};
 use attestd_client::core::ids::{Digest, Serial};
 use attestd_client::core::keys::KeyAlg;
@@ -40,73 +37,21 @@ fn digest(s: &str) -> Digest {
 }
 
 fn app_digest(v: &str) -> Digest {
-    digest(&format!("PM-200 application {v}"))
+    attestd_client::sample::application_digest(v)
 }
 
 fn baseline(version: u64, approved: &[(&str, u64)], revoked: &[&str]) -> BaselineDoc {
-    BaselineDoc {
-        model: MODEL.into(),
-        hw_versions: vec!["B".into()],
-        version,
-        effective_at: "2026-01-01T00:00:00Z".into(),
-        description: if revoked.is_empty() {
-            "FW 2.1 line".into()
-        } else {
-            format!(
-                "FW 2.1 line; withdraws application {} (CVE-2026-0001)",
-                revoked.join(", ")
-            )
-        },
-        firmware: FirmwareDoc {
-            components: vec![
-                ComponentDoc {
-                    name: "bootloader".into(),
-                    min_svn: 4,
-                    approved: vec![ApprovedDoc {
-                        version: "2.1.0".into(),
-                        svn: 4,
-                        digest: digest("bootloader 2.1.0").to_hex(),
-                    }],
-                },
-                ComponentDoc {
-                    name: "application".into(),
-                    min_svn: 9,
-                    approved: approved
-                        .iter()
-                        .map(|(v, svn)| ApprovedDoc {
-                            version: v.to_string(),
-                            svn: *svn,
-                            digest: app_digest(v).to_hex(),
-                        })
-                        .collect(),
-                },
-            ],
-            revoked: revoked
-                .iter()
-                .map(|v| RevokedDoc {
-                    digest: app_digest(v).to_hex(),
-                    reason: "CVE-2026-0001".into(),
-                })
-                .collect(),
-        },
-        calibration: CalibrationPolicyDoc {
-            required: true,
-            max_interval_days: 365,
-            parameters: vec![BoundDoc {
-                name: "spo2_offset".into(),
-                min: -0.5,
-                max: 0.5,
-            }],
-        },
-        security: SecurityDoc {
-            require_secure_boot: true,
-            min_dbgstat: 3,
-        },
-        freshness: FreshnessDoc {
-            max_evidence_age_hours: 24,
-            nonce_required: true,
-        },
-    }
+    let mut b =
+        attestd_client::sample::baseline(MODEL, version, approved, revoked, "2026-01-01T00:00:00Z");
+    b.description = if revoked.is_empty() {
+        "FW 2.1 line".into()
+    } else {
+        format!(
+            "FW 2.1 line; withdraws application {} (CVE-2026-0001)",
+            revoked.join(", ")
+        )
+    };
+    b
 }
 
 fn token(dir: &Path, role: &str) -> anyhow::Result<String> {

@@ -9,6 +9,7 @@ pub mod client;
 pub mod evidence;
 pub mod keys;
 pub mod record;
+pub mod sample;
 
 pub use attestd_core as core;
 pub use attestd_proto::v1 as pb;
