@@ -138,6 +138,8 @@ impl DeviceService {
                 device.quarantined,
                 now_ms,
             );
+            // The stored form of the verdict is also the answer: convert once.
+            let answer = v.appraisal.clone();
             let entry = EvidenceEntry {
                 evidence_id: evidence_id.clone(),
                 serial: serial.to_owned(),
@@ -201,7 +203,7 @@ impl DeviceService {
                     tracing::info!(serial, evidence_id = %evidence_id, nonce_fresh, tier = ?appraisal.tier, "evidence accepted");
                     return Ok(pb::SubmitEvidenceResponse {
                         evidence_id,
-                        appraisal: Some(convert::appraisal(&convert::appraisal_entry(&appraisal))),
+                        appraisal: answer.as_ref().map(convert::appraisal),
                     });
                 }
                 Err(StoreError::Conflict) => {
