@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use attestd_server::settings::{Limits, PrincipalConfig, ReleaseConfig};
+use attestd_server::tls::TlsFiles;
 use serde::Deserialize;
 
 /// The file's shape. Unknown keys are errors: a misspelt limit must not be
@@ -21,6 +22,12 @@ pub struct FileConfig {
     /// The Ed25519 key (base64 PKCS#8) that signs audit checkpoints; made at
     /// first start if missing. Default: `<data_dir>/audit-key.pkcs8`.
     pub audit_key_file: Option<PathBuf>,
+    /// Serve plaintext gRPC on a non-loopback address. Bearer tokens then
+    /// cross the network in the clear; logged loudly at every start.
+    #[serde(default)]
+    pub insecure_plaintext: bool,
+    /// TLS for the gRPC listener (certificate, key, client CAs).
+    pub tls: Option<TlsFiles>,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
@@ -61,20 +68,63 @@ pub struct Resolved {
     pub release: ReleaseConfig,
     pub clock_offset_file: Option<PathBuf>,
     pub audit_key_file: PathBuf,
+    pub tls: Option<TlsFiles>,
+    pub insecure_plaintext: bool,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
 pub const DEFAULT_DEV_DATA_DIR: &str = "attestd-data";
 pub const DEFAULT_CACHE_MB: u64 = 256;
 
-/// Refuses plaintext gRPC anywhere but loopback: TLS is not built yet, and
-/// bearer tokens must not cross a network in the clear.
-pub fn check_listen(addr: SocketAddr) -> anyhow::Result<()> {
-    if !addr.ip().is_loopback() {
-        bail!(
-            "refusing to serve plaintext gRPC on {addr}: without TLS attestd listens on loopback \
-             only (127.0.0.1 or ::1)"
+/// How the listener may run.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Transport {
+    Tls,
+    /// Plaintext on a loopback address.
+    PlaintextLoopback,
+    /// Plaintext on a network address, by explicit override.
+    PlaintextOverride,
+}
+
+/// Plaintext gRPC only on loopback, unless the configuration says
+/// `insecure_plaintext = true`: bearer tokens must not cross a network in
+/// the clear by accident.
+pub fn check_listen(addr: SocketAddr, tls: bool, insecure: bool) -> anyhow::Result<Transport> {
+    Ok(match (tls, addr.ip().is_loopback(), insecure) {
+        (true, _, _) => Transport::Tls,
+        (false, true, _) => Transport::PlaintextLoopback,
+        (false, false, true) => Transport::PlaintextOverride,
+        (false, false, false) => bail!(
+            "refusing to serve plaintext gRPC on {addr}: configure [tls] (cert_file, key_file), \
+             listen on loopback (127.0.0.1 or ::1), or set insecure_plaintext = true"
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plaintext_is_for_loopback_unless_overridden() {
+        let net: SocketAddr = "0.0.0.0:50051".parse().unwrap();
+        let lo: SocketAddr = "127.0.0.1:50051".parse().unwrap();
+        let lo6: SocketAddr = "[::1]:50051".parse().unwrap();
+        let err = check_listen(net, false, false).unwrap_err().to_string();
+        assert!(err.contains("refusing to serve plaintext"), "{err}");
+        assert_eq!(
+            check_listen(net, false, true).unwrap(),
+            Transport::PlaintextOverride
         );
+        assert_eq!(check_listen(net, true, false).unwrap(), Transport::Tls);
+        assert_eq!(
+            check_listen(lo, false, false).unwrap(),
+            Transport::PlaintextLoopback
+        );
+        assert_eq!(
+            check_listen(lo6, false, false).unwrap(),
+            Transport::PlaintextLoopback
+        );
+        assert_eq!(check_listen(lo, true, false).unwrap(), Transport::Tls);
     }
-    Ok(())
 }

@@ -19,7 +19,8 @@ use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 
 use crate::config::{
-    check_listen, FileConfig, Resolved, DEFAULT_CACHE_MB, DEFAULT_DEV_DATA_DIR, DEFAULT_LISTEN,
+    check_listen, FileConfig, Resolved, Transport, DEFAULT_CACHE_MB, DEFAULT_DEV_DATA_DIR,
+    DEFAULT_LISTEN,
 };
 
 #[derive(Parser)]
@@ -48,7 +49,7 @@ struct ServeArgs {
     /// Configuration file (TOML).
     #[arg(long, env = "ATTESTD_CONFIG")]
     config: Option<PathBuf>,
-    /// Address to serve gRPC on (loopback only until TLS is configured).
+    /// Address to serve gRPC on (loopback only unless TLS is configured).
     #[arg(long, env = "ATTESTD_LISTEN")]
     listen: Option<SocketAddr>,
     /// Directory of the embedded database.
@@ -86,7 +87,7 @@ fn resolve(args: &ServeArgs) -> anyhow::Result<(Resolved, Option<dev::DevKit>)> 
         Some(a) => a,
         None => DEFAULT_LISTEN.parse()?,
     };
-    check_listen(listen)?;
+    check_listen(listen, file.tls.is_some(), file.insecure_plaintext)?;
     let mut principals: Vec<PrincipalConfig> = file.principals;
     let mut release = file.release;
     let kit = if args.dev {
@@ -116,6 +117,8 @@ fn resolve(args: &ServeArgs) -> anyhow::Result<(Resolved, Option<dev::DevKit>)> 
             release,
             clock_offset_file: file.testing.clock_offset_file,
             audit_key_file,
+            tls: file.tls,
+            insecure_plaintext: file.insecure_plaintext,
         },
         kit,
     ))
@@ -145,6 +148,16 @@ async fn shutdown_signal() {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (cfg, kit) = resolve(&args)?;
+    // ring is the one crypto provider of the whole dependency graph.
+    attestd_server::tls::install_crypto_provider();
+    let transport = check_listen(cfg.listen, cfg.tls.is_some(), cfg.insecure_plaintext)?;
+    let tls = match &cfg.tls {
+        Some(files) => Some(Arc::new(
+            attestd_server::tls::TlsState::load(files.clone())
+                .map_err(|e| anyhow::anyhow!("TLS: {e}"))?,
+        )),
+        None => None,
+    };
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
     let store = SledStore::open(
@@ -168,6 +181,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     // Machine-readable start-up lines on stdout (tests and scripts read them).
     println!("attestd listening on {local}");
+    match transport {
+        Transport::Tls => {
+            let files = tls.as_ref().map(|t| t.files());
+            tracing::info!(
+                cert = ?files.map(|f| &f.cert_file),
+                client_cas = files.map_or(0, |f| f.client_ca_files.len()),
+                "TLS on; the certificate, key and CA files reload on change and on SIGHUP"
+            );
+        }
+        Transport::PlaintextLoopback => {
+            tracing::info!("plaintext gRPC on loopback (configure [tls] to serve a network)")
+        }
+        Transport::PlaintextOverride => tracing::warn!(
+            listen = %local,
+            "INSECURE: plaintext gRPC on a network address (insecure_plaintext = true): bearer \
+             tokens and all data cross the network unencrypted; configure [tls]"
+        ),
+    }
     if let Some(m) = &metrics_listener {
         println!("attestd metrics on http://{}/metrics", m.local_addr()?);
     }
@@ -203,6 +234,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         clock,
         metrics_listener,
         checkpoint_key: Some(Arc::new(checkpoint_key)),
+        tls,
     };
     attestd_server::serve(listener, parts, shutdown_signal()).await?;
     Ok(())

@@ -29,7 +29,9 @@ pub fn principals() -> Vec<PrincipalConfig> {
         PrincipalConfig {
             name: name.into(),
             role: role.into(),
-            token_sha256: sha256_hex(token),
+            token_sha256: Some(sha256_hex(token)),
+            cert_sha256: None,
+            cert_uri: None,
             station_id: station.map(Into::into),
             tenant: tenant.map(Into::into),
         }
@@ -83,6 +85,7 @@ impl InProc {
             clock: clock.clone(),
             metrics_listener: None,
             checkpoint_key: None,
+            tls: None,
         })
         .expect("server settings");
         let app = server.app();

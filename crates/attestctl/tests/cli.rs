@@ -72,6 +72,7 @@ async fn start() -> Env {
             )
             .unwrap(),
         )),
+        tls: None,
     })
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -1,5 +1,7 @@
-//! Who is calling, and may they. Principals come from the configuration
-//! (bearer tokens stored as SHA-256). [`ROUTES`] is the one authorization
+//! Who is calling, and may they. Principals come from the configuration:
+//! bearer tokens (stored as SHA-256) and client certificates (by SHA-256
+//! fingerprint or SAN URI; the certificate has already chained to a
+//! configured CA in the TLS handshake). [`ROUTES`] is the one authorization
 //! matrix: every RPC of the API is listed with the roles allowed to call it,
 //! and a path that is not listed is refused (fail closed).
 
@@ -10,6 +12,7 @@ use attestd_core::ids::{Digest, StationId};
 use attestd_core::{reject, Reason, Rejection};
 
 use crate::settings::PrincipalConfig;
+use crate::tls::ClientCert;
 
 /// The roles of api.md.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -137,16 +140,31 @@ pub struct PrincipalError {
     pub problem: String,
 }
 
-/// Maps bearer tokens (by their SHA-256) to principals.
+/// Maps bearer tokens (by their SHA-256) and client certificates (by
+/// fingerprint or SAN URI) to principals.
 #[derive(Clone, Debug, Default)]
 pub struct Authenticator {
     by_token: HashMap<[u8; 32], Arc<Principal>>,
+    by_fingerprint: HashMap<[u8; 32], Arc<Principal>>,
+    by_uri: HashMap<String, Arc<Principal>>,
+}
+
+/// A fingerprint as people copy it: hex, any case, colons allowed.
+fn parse_fingerprint(s: &str) -> Option<Digest> {
+    let hex: String = s
+        .chars()
+        .filter(|c| *c != ':')
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    Digest::from_hex(&hex)
 }
 
 impl Authenticator {
     /// Builds the table, refusing incomplete or ambiguous entries.
     pub fn new(configs: &[PrincipalConfig]) -> Result<Authenticator, PrincipalError> {
         let mut by_token = HashMap::new();
+        let mut by_fingerprint = HashMap::new();
+        let mut by_uri = HashMap::new();
         for c in configs {
             let err = |problem: &str| PrincipalError {
                 name: c.name.clone(),
@@ -155,8 +173,32 @@ impl Authenticator {
             let role = Role::parse(&c.role).ok_or_else(|| {
                 err("role must be station, mes, hospital-it, security-admin or auditor")
             })?;
-            let hash = Digest::from_hex(&c.token_sha256)
-                .ok_or_else(|| err("token_sha256 must be 64 lowercase hex characters"))?;
+            let token = match &c.token_sha256 {
+                Some(t) => Some(
+                    Digest::from_hex(t)
+                        .ok_or_else(|| err("token_sha256 must be 64 lowercase hex characters"))?,
+                ),
+                None => None,
+            };
+            let fingerprint = match &c.cert_sha256 {
+                Some(f) => Some(
+                    parse_fingerprint(f)
+                        .ok_or_else(|| err("cert_sha256 must be 64 hex characters"))?,
+                ),
+                None => None,
+            };
+            let uri = match &c.cert_uri {
+                Some(u) if u.contains(':') && !u.trim().is_empty() && u.trim() == u => {
+                    Some(u.clone())
+                }
+                Some(_) => return Err(err("cert_uri must be a URI (scheme:...)")),
+                None => None,
+            };
+            if token.is_none() && fingerprint.is_none() && uri.is_none() {
+                return Err(err(
+                    "needs a credential: token_sha256, cert_sha256 or cert_uri",
+                ));
+            }
             let station_id = match (role, &c.station_id) {
                 (Role::Station, Some(s)) => Some(
                     StationId::parse(s, Reason::FieldInvalid, "station_id")
@@ -178,20 +220,76 @@ impl Authenticator {
                 station_id,
                 tenant,
             });
-            if by_token.insert(hash.0, p).is_some() {
-                return Err(err("two principals share one token"));
+            if let Some(t) = token {
+                if by_token.insert(t.0, p.clone()).is_some() {
+                    return Err(err("two principals share one token"));
+                }
+            }
+            if let Some(f) = fingerprint {
+                if by_fingerprint.insert(f.0, p.clone()).is_some() {
+                    return Err(err("two principals share one certificate fingerprint"));
+                }
+            }
+            if let Some(u) = uri {
+                if by_uri.insert(u, p).is_some() {
+                    return Err(err("two principals share one certificate URI"));
+                }
             }
         }
-        Ok(Authenticator { by_token })
+        Ok(Authenticator {
+            by_token,
+            by_fingerprint,
+            by_uri,
+        })
     }
 
-    /// Authenticates the `authorization` header value, if any.
-    pub fn authenticate(&self, header: Option<&[u8]>) -> Result<Arc<Principal>, Rejection> {
-        let Some(value) = header else {
-            return Err(reject!(
+    /// Whether any principal is identified by a client certificate.
+    pub fn has_certificate_principals(&self) -> bool {
+        !self.by_fingerprint.is_empty() || !self.by_uri.is_empty()
+    }
+
+    /// The principal of a verified client certificate: by fingerprint, else
+    /// by SAN URI. A certificate whose URIs name two principals is refused.
+    fn by_certificate(&self, cert: &ClientCert) -> Result<Arc<Principal>, Rejection> {
+        if let Some(p) = self.by_fingerprint.get(&cert.fingerprint.0) {
+            return Ok(p.clone());
+        }
+        let mut found: Option<&Arc<Principal>> = None;
+        for u in &cert.uris {
+            if let Some(p) = self.by_uri.get(u) {
+                if found.is_some_and(|f| !Arc::ptr_eq(f, p)) {
+                    return Err(reject!(
+                        NoCredentials,
+                        "the client certificate names more than one principal"
+                    ));
+                }
+                found = Some(p);
+            }
+        }
+        found.cloned().ok_or_else(|| {
+            reject!(
                 NoCredentials,
-                "this call needs an authorization: Bearer token"
-            ));
+                "the client certificate is not mapped to a principal"
+            )
+        })
+    }
+
+    /// Authenticates a call: by its `authorization` header if it has one
+    /// (a bad token is refused even with a good certificate), else by its
+    /// client certificate.
+    pub fn authenticate(
+        &self,
+        header: Option<&[u8]>,
+        cert: Option<&ClientCert>,
+    ) -> Result<Arc<Principal>, Rejection> {
+        let Some(value) = header else {
+            return match cert {
+                Some(c) => self.by_certificate(c),
+                None => Err(reject!(
+                    NoCredentials,
+                    "this call needs an authorization: Bearer token or a client certificate"
+                )),
+            };
         };
         let token = std::str::from_utf8(value)
             .ok()
@@ -211,11 +309,12 @@ impl Authenticator {
         &self,
         path: &str,
         header: Option<&[u8]>,
+        cert: Option<&ClientCert>,
     ) -> Result<Option<Arc<Principal>>, Rejection> {
         match access_for(path) {
             Some(Access::Public) => Ok(None),
             Some(Access::Roles(roles)) => {
-                let p = self.authenticate(header)?;
+                let p = self.authenticate(header, cert)?;
                 if roles.contains(&p.role) {
                     Ok(Some(p))
                 } else {
@@ -244,7 +343,9 @@ mod tests {
         PrincipalConfig {
             name: name.into(),
             role: role.into(),
-            token_sha256: token_hash(token),
+            token_sha256: Some(token_hash(token)),
+            cert_sha256: None,
+            cert_uri: None,
             station_id: (role == "station").then(|| "st-1".to_string()),
             tenant: (role == "hospital-it").then(|| "tenant-a".to_string()),
         }
@@ -260,33 +361,37 @@ mod tests {
         let admin = Some(&b"Bearer t-admin"[..]);
         let hosp = Some(&b"Bearer t-h"[..]);
         assert!(auth
-            .authorize("/attestd.v1.Admin/RegisterStation", admin)
+            .authorize("/attestd.v1.Admin/RegisterStation", admin, None)
             .unwrap()
             .is_some());
         let e = auth
-            .authorize("/attestd.v1.Admin/RegisterStation", hosp)
+            .authorize("/attestd.v1.Admin/RegisterStation", hosp, None)
             .unwrap_err();
         assert_eq!(e.reason, Reason::RoleForbidden);
         let e = auth
-            .authorize("/attestd.v1.Admin/RegisterStation", None)
+            .authorize("/attestd.v1.Admin/RegisterStation", None, None)
             .unwrap_err();
         assert_eq!(e.reason, Reason::NoCredentials);
         let e = auth
-            .authorize("/attestd.v1.Admin/RegisterStation", Some(b"Bearer nope"))
+            .authorize(
+                "/attestd.v1.Admin/RegisterStation",
+                Some(b"Bearer nope"),
+                None,
+            )
             .unwrap_err();
         assert_eq!(e.reason, Reason::NoCredentials);
         assert_eq!(
-            auth.authorize("/attestd.v1.DeviceAttestation/GetChallenge", None)
+            auth.authorize("/attestd.v1.DeviceAttestation/GetChallenge", None, None)
                 .unwrap(),
             None
         );
         assert_eq!(
-            auth.authorize("/grpc.health.v1.Health/Check", None)
+            auth.authorize("/grpc.health.v1.Health/Check", None, None)
                 .unwrap(),
             None
         );
         let e = auth
-            .authorize("/attestd.v1.Admin/DropEverything", admin)
+            .authorize("/attestd.v1.Admin/DropEverything", admin, None)
             .unwrap_err();
         assert_eq!(e.reason, Reason::RoleForbidden);
     }

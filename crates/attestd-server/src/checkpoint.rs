@@ -38,14 +38,8 @@ impl CheckpointKey {
         } else {
             let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
                 .map_err(|_| "key generation failed".to_string())?;
-            std::fs::write(path, B64.encode(doc.as_ref()))
+            crate::dev::write_private(path, B64.encode(doc.as_ref()).as_bytes())
                 .map_err(|e| format!("{}: {e}", path.display()))?;
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-            }
             doc.as_ref().to_vec()
         };
         let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pkcs8)

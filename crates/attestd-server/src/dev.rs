@@ -41,11 +41,34 @@ pub struct DevKit {
 }
 
 fn write_secret(path: &Path, contents: &str) -> Result<()> {
-    fs::write(path, contents).map_err(|e| err(format!("writing {}: {e}", path.display())))?;
+    write_private(path, contents.as_bytes())
+        .map_err(|e| err(format!("writing {}: {e}", path.display())))
+}
+
+/// Writes a secret file readable by its owner only: created 0600 (never
+/// readable by others, not even for a moment), written in full and synced
+/// under a temporary name, then renamed into place, so a crash leaves the
+/// old file or the new one, not half of one.
+pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    let _ = fs::remove_file(&tmp);
+    let mut opts = fs::OpenOptions::new();
+    opts.write(true).create_new(true);
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(err)?;
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(&tmp)?;
+    f.write_all(contents)?;
+    f.sync_all()?;
+    drop(f);
+    fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::File::open(dir)?.sync_all()?;
     }
     Ok(())
 }
@@ -113,7 +136,9 @@ pub fn prepare(data_dir: &Path) -> Result<DevKit> {
         principals.push(PrincipalConfig {
             name: principal.into(),
             role: role.into(),
-            token_sha256: token_hash(&t),
+            token_sha256: Some(token_hash(&t)),
+            cert_sha256: None,
+            cert_uri: None,
             station_id: station.map(Into::into),
             tenant: None,
         });

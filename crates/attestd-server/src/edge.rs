@@ -75,7 +75,10 @@ where
             .headers()
             .get(http::header::AUTHORIZATION)
             .map(|v| v.as_bytes());
-        match self.layer.auth.authorize(&path, header) {
+        let peer = req.extensions().get::<crate::tls::PeerInfo>();
+        let cert = peer.and_then(|p| p.client_cert.clone());
+        let remote = peer.and_then(|p| p.remote);
+        match self.layer.auth.authorize(&path, header, cert.as_deref()) {
             Ok(Some(principal)) => {
                 req.extensions_mut().insert(principal);
             }
@@ -86,16 +89,13 @@ where
                     attestd_core::Reason::RoleForbidden => self
                         .layer
                         .auth
-                        .authenticate(header)
+                        .authenticate(header, cert.as_deref())
                         .map(|p| format!("principal {}", p.name))
                         .unwrap_or_default(),
                     _ => String::new(),
                 };
                 let who = if who.is_empty() {
-                    let peer = req
-                        .extensions()
-                        .get::<tonic::transport::server::TcpConnectInfo>()
-                        .and_then(|c| c.remote_addr())
+                    let peer = remote
                         .map(|a| a.ip().to_string())
                         .unwrap_or_else(|| "unknown".into());
                     format!("peer {peer}")

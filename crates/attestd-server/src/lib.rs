@@ -22,6 +22,7 @@ pub mod security;
 pub mod service;
 pub mod settings;
 pub mod status;
+pub mod tls;
 pub mod verdict;
 
 use std::future::Future;
@@ -67,6 +68,9 @@ pub struct ServerParts {
     pub metrics_listener: Option<TcpListener>,
     /// The key that signs audit checkpoints; none: no checkpoints.
     pub checkpoint_key: Option<Arc<checkpoint::CheckpointKey>>,
+    /// TLS for the gRPC listener; none: plaintext (the binary allows that
+    /// on loopback only, or with an explicit override).
+    pub tls: Option<Arc<tls::TlsState>>,
 }
 
 /// A built server: its shared state, ready to run. Tests in this workspace
@@ -76,6 +80,7 @@ pub struct Server {
     auth: Arc<Authenticator>,
     metrics_listener: Option<TcpListener>,
     checkpoint_key: Option<Arc<checkpoint::CheckpointKey>>,
+    tls: Option<Arc<tls::TlsState>>,
 }
 
 impl Server {
@@ -87,8 +92,14 @@ impl Server {
             clock,
             metrics_listener,
             checkpoint_key,
+            tls,
         } = parts;
         let auth = Arc::new(Authenticator::new(&settings.principals)?);
+        if auth.has_certificate_principals() && !tls.as_ref().is_some_and(|t| t.client_certs()) {
+            return Err(ServeError::Config(
+                "principals identified by client certificate need TLS with client_ca_files".into(),
+            ));
+        }
         let trust_root = settings.release.trust_root().map_err(ServeError::Config)?;
         let metrics = Arc::new(Metrics::default());
         let limits = settings.limits.clone();
@@ -124,6 +135,7 @@ impl Server {
             auth,
             metrics_listener,
             checkpoint_key,
+            tls,
         })
     }
 
@@ -146,6 +158,7 @@ impl Server {
             auth,
             metrics_listener,
             checkpoint_key,
+            tls,
         } = self;
         let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
         let checkpoints = match (&checkpoint_key, background) {
@@ -162,6 +175,9 @@ impl Server {
                 jobs_stopped.clone(),
             ))
         });
+        let tls_watch = tls
+            .clone()
+            .map(|t| tokio::spawn(tls::watch_files(t, jobs_stopped.clone())));
         let reappraisal =
             background.then(|| tokio::spawn(reappraisal::run(app.clone(), jobs_stopped)));
         let metrics_task = metrics_listener.map(|l| {
@@ -243,9 +259,7 @@ impl Server {
                     .max_decoding_message_size(max),
             )
             .serve_with_incoming_shutdown(
-                // Replies are small: without TCP_NODELAY, Nagle's algorithm and
-                // delayed ACKs add ~40 ms to a request on a reused connection.
-                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                tls::incoming(listener, tls, app.auth_failures.clone()),
                 shutdown,
             )
             .await;
@@ -259,6 +273,9 @@ impl Server {
             let _ = job.await;
         }
         if let Some(job) = summaries {
+            let _ = job.await;
+        }
+        if let Some(job) = tls_watch {
             let _ = job.await;
         }
         app.commit.shutdown();

@@ -89,7 +89,17 @@ pub struct PrincipalConfig {
     /// station, mes, hospital-it, security-admin or auditor.
     pub role: String,
     /// SHA-256 of the bearer token, 64 lowercase hex characters.
-    pub token_sha256: String,
+    #[serde(default)]
+    pub token_sha256: Option<String>,
+    /// SHA-256 fingerprint of the principal's client certificate (its DER),
+    /// 64 hex characters (colons allowed). Needs TLS with client CAs.
+    #[serde(default)]
+    pub cert_sha256: Option<String>,
+    /// A subject-alternative-name URI of the principal's client
+    /// certificate (e.g. `spiffe://factory.example/station/line-3`). Needs
+    /// TLS with client CAs; the certificate must chain to one of them.
+    #[serde(default)]
+    pub cert_uri: Option<String>,
     /// Required for the station role: the station this principal speaks for.
     #[serde(default)]
     pub station_id: Option<String>,

@@ -534,12 +534,28 @@ impl SledStore {
     /// Opens (or creates) the database in `dir`. Start-up work is bounded:
     /// nothing here walks a tree.
     pub fn open(dir: &Path, cfg: &SledConfig) -> crate::Result<SledStore> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
             .cache_capacity(cfg.cache_capacity)
-            .mode(sled::Mode::HighThroughput)
-            .open()
-            .map_err(unavailable)?;
+            .mode(sled::Mode::HighThroughput);
+        // sled releases its file lock from a background thread after the
+        // last handle is dropped (spacejam/sled#1234), so opening right after
+        // a close in the same process, or right after a killed process, can
+        // find the lock still held for a moment. Wait for it, briefly.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                // sled reports it as ErrorKind::Other with this text.
+                Err(sled::Error::Io(e))
+                    if e.to_string().starts_with("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => return Err(unavailable(e)),
+            }
+        };
         let trees = TREE_NAMES
             .iter()
             .map(|n| db.open_tree(n).map_err(unavailable))

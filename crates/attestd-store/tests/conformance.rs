@@ -399,3 +399,20 @@ fn sled_store_keeps_the_contract_and_its_data_across_reopen() {
     assert!(s.get_station("st-a").unwrap().unwrap().revoked);
     assert_eq!(s.list_records("U1", None, 10).unwrap().items.len(), 1);
 }
+
+#[test]
+fn opening_waits_briefly_for_a_closing_store_to_release_its_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = SledConfig {
+        cache_capacity: 8 << 20,
+    };
+    let first = SledStore::open(dir.path(), &cfg).unwrap();
+    // Closed 200 ms later, while the second open is already waiting.
+    let closer = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        drop(first);
+    });
+    let second = SledStore::open(dir.path(), &cfg);
+    closer.join().unwrap();
+    assert!(second.is_ok(), "{:?}", second.err());
+}

@@ -31,7 +31,9 @@ impl DeviceService {
     /// shares one bucket.
     fn limit_peer<T>(&self, req: &Request<T>) -> Result<(), Rejection> {
         let peer = req
-            .remote_addr()
+            .extensions()
+            .get::<crate::tls::PeerInfo>()
+            .and_then(|p| p.remote)
             .map(|a| a.ip().to_string())
             .unwrap_or_default();
         self.app.peer_limit.take(&peer, self.app.clock.now_ms())
