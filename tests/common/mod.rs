@@ -7,6 +7,7 @@
 pub mod faulty;
 pub mod fleet;
 pub mod inproc;
+pub mod rpc;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -64,6 +65,11 @@ pub struct Options {
     pub test_clock: bool,
     /// ATTESTD_LOG for the server (default "warn").
     pub log: Option<&'static str>,
+    /// More configuration, appended at the end (tables: `[tls]`,
+    /// `[[principals]]`).
+    pub extra_toml: String,
+    /// Connect over TLS, trusting this CA (PEM); the endpoint is https.
+    pub tls_ca_pem: Option<Vec<u8>>,
 }
 
 pub struct TestServer {
@@ -138,13 +144,37 @@ impl TestServer {
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        match self.opts.tls_ca_pem {
+            Some(_) => format!("https://{}", self.addr),
+            None => format!("http://{}", self.addr),
+        }
     }
 
     pub async fn client(&self, token: Option<&str>) -> Client {
-        Client::connect(&self.endpoint(), token)
-            .await
-            .expect("connect")
+        self.client_with_cert(token, None).await.expect("connect")
+    }
+
+    /// A client with a token and/or a client certificate (PEM chain, key).
+    pub async fn client_with_cert(
+        &self,
+        token: Option<&str>,
+        identity: Option<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<Client, attestd_client::client::ClientError> {
+        let tls = self
+            .opts
+            .tls_ca_pem
+            .as_ref()
+            .map(|ca| attestd_client::TlsOptions {
+                ca_pem: ca.clone(),
+                identity,
+                domain: None,
+            });
+        Client::connect_with(&self.endpoint(), token, tls.as_ref()).await
+    }
+
+    /// The server's process id (for signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub async fn admin(&self) -> Client {
@@ -268,6 +298,8 @@ fn launch(dir: &Path, opts: &Options) -> (Child, String, String) {
     for (id, tok) in STATIONS {
         principal(id, "station", tok, &format!("station_id = \"{id}\"\n"));
     }
+    cfg.push('\n');
+    cfg.push_str(&opts.extra_toml);
     let cfg_path = dir.join("attestd.toml");
     std::fs::write(&cfg_path, cfg).expect("write config");
     let log = std::fs::OpenOptions::new()

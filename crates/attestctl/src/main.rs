@@ -32,6 +32,16 @@ struct Cli {
     /// Bearer token of the principal to act as.
     #[arg(long, global = true, env = "ATTESTD_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// CA certificate (PEM) that signed the server's certificate; turns TLS
+    /// on (use an https:// endpoint).
+    #[arg(long, global = true, env = "ATTESTD_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for a principal identified by certificate.
+    #[arg(long, global = true, env = "ATTESTD_CERT_FILE", requires = "key_file")]
+    cert_file: Option<PathBuf>,
+    /// Private key (PEM) of --cert-file.
+    #[arg(long, global = true, env = "ATTESTD_KEY_FILE", requires = "cert_file")]
+    key_file: Option<PathBuf>,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
@@ -257,6 +267,26 @@ fn status_code(s: &str) -> anyhow::Result<i32> {
         .with_context(|| format!("unknown status {s}"))
 }
 
+/// TLS settings from --ca-file / --cert-file / --key-file.
+fn tls_options(cli: &Cli) -> anyhow::Result<Option<attestd_client::TlsOptions>> {
+    let read = |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+    let Some(ca) = &cli.ca_file else {
+        if cli.cert_file.is_some() {
+            bail!("--cert-file needs --ca-file (client certificates are sent over TLS only)");
+        }
+        return Ok(None);
+    };
+    let identity = match (&cli.cert_file, &cli.key_file) {
+        (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
+        _ => None,
+    };
+    Ok(Some(attestd_client::TlsOptions {
+        ca_pem: read(ca)?,
+        identity,
+        domain: None,
+    }))
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let out = Out { json: cli.json };
     if let Command::Keygen { alg, out: prefix } = &cli.command {
@@ -279,7 +309,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Demo { dev_dir, units } = &cli.command {
         return demo::run(&cli.endpoint, dev_dir, *units, &out).await;
     }
-    let c = Client::connect(&cli.endpoint, cli.token.as_deref())
+    let tls = tls_options(&cli)?;
+    let c = Client::connect_with(&cli.endpoint, cli.token.as_deref(), tls.as_ref())
         .await
         .with_context(|| format!("connecting to {}", cli.endpoint))?;
     match cli.command {

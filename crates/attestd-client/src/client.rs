@@ -1,9 +1,10 @@
-//! Typed gRPC clients with bearer-token authentication.
+//! Typed gRPC clients with bearer-token authentication, over plaintext
+//! (loopback) or TLS, optionally with a client certificate.
 
 use attestd_proto::v1 as pb;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Request, Status};
 
 /// Adds `authorization: Bearer <token>` to every call, if a token is set.
@@ -28,6 +29,20 @@ pub enum ClientError {
     Transport(#[from] tonic::transport::Error),
     #[error("the token contains characters not allowed in a header")]
     Token,
+    #[error("TLS needs an https:// endpoint, got {0}")]
+    Scheme(String),
+}
+
+/// How a client speaks TLS: the CA certificate(s) that signed the server's
+/// certificate (PEM) and, for a principal identified by certificate, the
+/// client's certificate chain and private key (PEM).
+#[derive(Clone, Debug, Default)]
+pub struct TlsOptions {
+    pub ca_pem: Vec<u8>,
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+    /// The name to check the server's certificate against; default: the
+    /// endpoint's host.
+    pub domain: Option<String>,
 }
 
 /// One connection to attestd, shared by all service clients.
@@ -40,9 +55,31 @@ pub struct Client {
 impl Client {
     /// Connects to `endpoint` (e.g. `http://127.0.0.1:50051`).
     pub async fn connect(endpoint: &str, token: Option<&str>) -> Result<Client, ClientError> {
-        let channel = Endpoint::from_shared(endpoint.to_owned())?
-            .connect()
-            .await?;
+        Client::connect_with(endpoint, token, None).await
+    }
+
+    /// Connects to `endpoint`, over TLS when `tls` is given (the endpoint
+    /// must then be `https://`).
+    pub async fn connect_with(
+        endpoint: &str,
+        token: Option<&str>,
+        tls: Option<&TlsOptions>,
+    ) -> Result<Client, ClientError> {
+        let mut ep = Endpoint::from_shared(endpoint.to_owned())?;
+        if let Some(t) = tls {
+            if !endpoint.starts_with("https://") {
+                return Err(ClientError::Scheme(endpoint.to_owned()));
+            }
+            let mut cfg = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&t.ca_pem));
+            if let Some((cert, key)) = &t.identity {
+                cfg = cfg.identity(Identity::from_pem(cert, key));
+            }
+            if let Some(d) = &t.domain {
+                cfg = cfg.domain_name(d.clone());
+            }
+            ep = ep.tls_config(cfg)?;
+        }
+        let channel = ep.connect().await?;
         Client::from_channel(channel, token)
     }
 

@@ -13,5 +13,5 @@ pub mod sample;
 
 pub use attestd_core as core;
 pub use attestd_proto::v1 as pb;
-pub use client::Client;
+pub use client::{Client, TlsOptions};
 pub use keys::SigningKey;
