@@ -110,6 +110,7 @@ async fn every_change_leaves_one_entry_naming_its_principal() {
         .list_audit_events(pb::ListAuditEventsRequest {
             after_sequence: 5,
             page_size: 10,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -118,6 +119,62 @@ async fn every_change_leaves_one_entry_naming_its_principal() {
         page.events.iter().map(|e| e.sequence).collect::<Vec<_>>(),
         [6, 7]
     );
+    // Filters: by action, by principal, by target; pages of one carry on.
+    let filtered = |principal: &str, action: &str, target: &str, after: u64, size: i32| {
+        let auditor = auditor.clone();
+        let req = pb::ListAuditEventsRequest {
+            after_sequence: after,
+            page_size: size,
+            principal: principal.into(),
+            action: action.into(),
+            target: target.into(),
+        };
+        async move {
+            auditor
+                .audit()
+                .list_audit_events(req)
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    for e in &entries {
+        let by_action = filtered("", &e.action, "", 0, 100).await;
+        let want: Vec<u64> = entries
+            .iter()
+            .filter(|x| x.action == e.action)
+            .map(|x| x.seq)
+            .collect();
+        let got: Vec<u64> = by_action.events.iter().map(|x| x.sequence).collect();
+        assert_eq!(got, want, "action {}", e.action);
+        assert_eq!(by_action.next_after_sequence, 0);
+        let by_principal = filtered(&e.principal, "", "", 0, 100).await;
+        assert!(by_principal
+            .events
+            .iter()
+            .all(|x| x.principal == e.principal));
+        assert!(by_principal.events.iter().any(|x| x.sequence == e.seq));
+        let exact = filtered(&e.principal, &e.action, &e.target, 0, 100).await;
+        assert!(exact.events.iter().any(|x| x.sequence == e.seq));
+    }
+    let mut after = 0;
+    let mut paged = Vec::new();
+    loop {
+        let p = filtered("admin", "", "", after, 1).await;
+        paged.extend(p.events.iter().map(|x| x.sequence));
+        if p.next_after_sequence == 0 {
+            break;
+        }
+        after = p.next_after_sequence;
+    }
+    let want: Vec<u64> = entries
+        .iter()
+        .filter(|x| x.principal == "admin")
+        .map(|x| x.seq)
+        .collect();
+    assert!(want.len() >= 2);
+    assert_eq!(paged, want);
+    assert!(filtered("nobody", "", "", 0, 100).await.events.is_empty());
 
     // Tampering is caught at the entry where it happened.
     let mut changed = entries.clone();
@@ -249,6 +306,26 @@ async fn the_head_is_signed_in_checkpoints_that_verify_with_the_service_key_only
     let key =
         PublicKey::from_spki_der(&spki, attestd_client::core::Reason::FieldInvalid, "key").unwrap();
     assert!(verify_checkpoints(&entries, &key).unwrap() >= 1);
+    // GetAuditHead carries the newest checkpoint, which verifies.
+    let head = auditor
+        .audit()
+        .get_audit_head(pb::GetAuditHeadRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let newest = entries
+        .iter()
+        .rev()
+        .find(|e| e.action == CHECKPOINT_ACTION)
+        .unwrap();
+    let cp = head.checkpoint.expect("the head carries a checkpoint");
+    assert_eq!(
+        (cp.sequence, cp.details.as_str()),
+        (newest.seq, newest.details.as_str())
+    );
+    let parsed = attestd_client::core::audit::Checkpoint::parse(&cp.details).unwrap();
+    assert!(parsed.verify(&key));
+    assert!(parsed.seq < cp.sequence && cp.sequence <= head.sequence);
     // A checkpoint signed by another key does not verify.
     let other = SigningKey::generate(KeyAlg::Ed25519).unwrap();
     let err = verify_checkpoints(&entries, other.public_key()).unwrap_err();

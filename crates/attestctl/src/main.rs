@@ -328,6 +328,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 h.sequence,
                 attestd_client::core::ids::hex(&h.hash)
             ));
+            match h
+                .checkpoint
+                .as_ref()
+                .and_then(|c| attestd_client::core::audit::Checkpoint::parse(&c.details))
+            {
+                Some(cp) => out.line(&format!(
+                    "newest checkpoint: entry {} signs head {} {} with key {}",
+                    h.checkpoint.as_ref().map_or(0, |c| c.sequence),
+                    cp.seq,
+                    attestd_client::core::ids::hex(&cp.hash),
+                    cp.key_id
+                )),
+                None => out.line("no signed checkpoint yet"),
+            }
         }
         Command::Audit(AuditCmd::Export { out: path, after }) => {
             let mut stream = c

@@ -454,8 +454,20 @@ async fn every_command() {
     // audit head / export / verify (offline), and tampering named by line
     let out = ok(ctl(&env, admin, &["audit", "head"]).await);
     assert!(out.starts_with("sequence "), "{out}");
-    // Let a checkpoint sign the head (every second here).
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    // Wait for a checkpoint to sign the head (the interval is a second here).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let out = ok(ctl(&env, admin, &["audit", "head"]).await);
+        if out.contains("newest checkpoint: entry") {
+            break;
+        }
+        assert!(out.contains("no signed checkpoint yet"), "{out}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint in 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let chain = env.path("chain.jsonl");
     let out = ok(ctl(&env, admin, &["audit", "export", "--out", p(&chain)]).await);
     assert!(out.contains("entries written"), "{out}");

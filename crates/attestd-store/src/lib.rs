@@ -327,6 +327,8 @@ pub trait Store: Send + Sync + 'static {
     fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>>;
     /// The last sequence and hash of the chain (0 and the genesis hash when empty).
     fn audit_head(&self) -> Result<(u64, [u8; 32])>;
+    /// The newest signed checkpoint entry (`audit.checkpoint`), if any.
+    fn audit_last_checkpoint(&self) -> Result<Option<AuditRecord>>;
 
     /// Units matching a query, in index order; the page token is opaque.
     fn list_devices(&self, q: DeviceQuery<'_>) -> Result<Page<DeviceEntry>>;

@@ -42,6 +42,8 @@ const COUNT_BASELINES: &[u8] = b"count/baselines";
 const SEQ_CHANGES: &[u8] = b"seq/changes";
 const AUDIT_SEQ: &[u8] = b"audit/seq";
 const AUDIT_HEAD: &[u8] = b"audit/head";
+/// Sequence number of the newest `audit.checkpoint` entry.
+const AUDIT_LAST_CHECKPOINT: &[u8] = b"audit/last-checkpoint";
 
 // Tree positions in `SledStore::trees`.
 const STATIONS: usize = 0;
@@ -275,6 +277,10 @@ impl Tx<'_> {
         };
         self.put(AUDIT, seq.to_be_bytes(), &rec)?;
         self.t(META).insert(AUDIT_HEAD, &hash)?;
+        if note.action == attestd_core::audit::CHECKPOINT_ACTION {
+            self.t(META)
+                .insert(AUDIT_LAST_CHECKPOINT, &seq.to_be_bytes())?;
+        }
         Ok(())
     }
 
@@ -1237,6 +1243,21 @@ impl Store for SledStore {
             None => attestd_core::audit::GENESIS,
         };
         Ok((seq, head))
+    }
+
+    fn audit_last_checkpoint(&self) -> crate::Result<Option<crate::AuditRecord>> {
+        let Some(seq) = self
+            .tree(META)
+            .get(AUDIT_LAST_CHECKPOINT)
+            .map_err(unavailable)?
+        else {
+            return Ok(None);
+        };
+        let seq = <[u8; 8]>::try_from(seq.as_ref()).map_err(|_| corrupt("last checkpoint"))?;
+        match self.tree(AUDIT).get(seq).map_err(unavailable)? {
+            Some(v) => decode(&v, "audit entry").map(Some),
+            None => Err(corrupt("last checkpoint entry")),
+        }
     }
 
     fn list_devices(&self, q: DeviceQuery<'_>) -> crate::Result<Page<DeviceEntry>> {

@@ -31,6 +31,11 @@ fn event(r: AuditRecord) -> pb::AuditEvent {
     }
 }
 
+/// Entries read from the store at a time while filtering.
+const SCAN_BATCH: usize = 512;
+/// Entries one ListAuditEvents call examines at most.
+const SCAN_BUDGET: usize = 20_000;
+
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::AuditEvent, Status>> + Send>>;
 
 impl AuditService {
@@ -40,30 +45,56 @@ impl AuditService {
     ) -> Result<pb::ListAuditEventsResponse, Rejection> {
         let app = &self.app;
         let limit = app.page_size(req.page_size)?;
-        let records = app
-            .store
-            .audit_after(req.after_sequence, limit)
-            .map_err(|e| app.store_err(e))?;
-        let next = if records.len() == limit {
-            records.last().map_or(0, |r| r.seq)
-        } else {
-            0
+        let keep = |r: &AuditRecord| {
+            (req.principal.is_empty() || r.principal == req.principal)
+                && (req.action.is_empty() || r.action == req.action)
+                && (req.target.is_empty() || r.target == req.target)
         };
-        Ok(pb::ListAuditEventsResponse {
-            events: records.into_iter().map(event).collect(),
-            next_after_sequence: next,
-        })
+        let mut events = Vec::new();
+        let mut after = req.after_sequence;
+        let mut examined = 0;
+        loop {
+            let batch = app
+                .store
+                .audit_after(after, SCAN_BATCH)
+                .map_err(|e| app.store_err(e))?;
+            let exhausted = batch.len() < SCAN_BATCH;
+            for r in batch {
+                after = r.seq;
+                examined += 1;
+                if keep(&r) {
+                    events.push(event(r));
+                    if events.len() == limit {
+                        break;
+                    }
+                }
+            }
+            if events.len() == limit || examined >= SCAN_BUDGET {
+                // More may follow: continue after the last entry examined.
+                return Ok(pb::ListAuditEventsResponse {
+                    events,
+                    next_after_sequence: after,
+                });
+            }
+            if exhausted {
+                return Ok(pb::ListAuditEventsResponse {
+                    events,
+                    next_after_sequence: 0,
+                });
+            }
+        }
     }
 
     fn head(&self) -> Result<pb::AuditHead, Rejection> {
-        let (sequence, hash) = self
-            .app
-            .store
-            .audit_head()
+        let store = &self.app.store;
+        let (sequence, hash) = store.audit_head().map_err(|e| self.app.store_err(e))?;
+        let checkpoint = store
+            .audit_last_checkpoint()
             .map_err(|e| self.app.store_err(e))?;
         Ok(pb::AuditHead {
             sequence,
             hash: hash.to_vec(),
+            checkpoint: checkpoint.map(event),
         })
     }
 
