@@ -473,3 +473,26 @@ fn plaintext_on_a_network_address_is_refused_without_the_override() {
     assert!(err.contains("refusing to serve plaintext"), "{err}");
     assert!(!dir.path().join("data").exists(), "nothing may be created");
 }
+
+#[test]
+fn the_dependency_graph_has_exactly_one_crypto_provider() {
+    let lock = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.lock"),
+    )
+    .unwrap();
+    let packages: Vec<&str> = lock
+        .lines()
+        .filter_map(|l| l.strip_prefix("name = \""))
+        .map(|l| l.trim_end_matches('"'))
+        .collect();
+    assert!(packages.contains(&"ring"), "ring is the provider");
+    for other in [
+        "aws-lc-rs",
+        "aws-lc-sys",
+        "aws-lc-fips-sys",
+        "openssl",
+        "openssl-sys",
+    ] {
+        assert!(!packages.contains(&other), "{other} is in Cargo.lock");
+    }
+}
