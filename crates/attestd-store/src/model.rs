@@ -268,6 +268,10 @@ pub struct SweepEntry {
     pub cursor: String,
     #[prost(string, tag = "4")]
     pub reason: String,
+    /// Changes each time the sweep is (re)opened, so a job that read an
+    /// older opening cannot advance or close a newer one.
+    #[prost(uint64, tag = "5")]
+    pub generation: u64,
 }
 
 /// One DSSE signature as received.

@@ -42,6 +42,8 @@ const COUNT_BASELINES: &[u8] = b"count/baselines";
 const SEQ_CHANGES: &[u8] = b"seq/changes";
 const AUDIT_SEQ: &[u8] = b"audit/seq";
 const AUDIT_HEAD: &[u8] = b"audit/head";
+/// Counter that tells one opening of a sweep from the next.
+const SWEEP_GENERATION: &[u8] = b"sweeps/generation";
 /// Sequence number of the newest `audit.checkpoint` entry.
 const AUDIT_LAST_CHECKPOINT: &[u8] = b"audit/last-checkpoint";
 
@@ -228,6 +230,7 @@ impl Tx<'_> {
             key: key.to_owned(),
             cursor: String::new(),
             reason: reason.to_owned(),
+            generation: self.bump(SWEEP_GENERATION)?,
         };
         self.put(SWEEPS, sweep_key(kind, key), &s)
     }
@@ -1151,11 +1154,13 @@ impl Store for SledStore {
     fn advance_sweep(&self, sweep: &SweepEntry, cursor: Option<&str>) -> crate::Result<()> {
         let key = sweep_key(sweep.kind, &sweep.key);
         self.tx(|t| {
-            // A sweep restarted meanwhile (new cursor "") must not be closed.
+            // A sweep reopened meanwhile (a newer baseline, another station
+            // revocation) starts over: this round must neither advance nor
+            // close it, even if it is still at the same cursor.
             let Some(mut current) = t.get::<SweepEntry>(SWEEPS, &key, "sweep")? else {
                 return Ok(());
             };
-            if current.cursor != sweep.cursor {
+            if current.generation != sweep.generation || current.cursor != sweep.cursor {
                 return Ok(());
             }
             match cursor {

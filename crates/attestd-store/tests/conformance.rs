@@ -416,3 +416,31 @@ fn opening_waits_briefly_for_a_closing_store_to_release_its_lock() {
     closer.join().unwrap();
     assert!(second.is_ok(), "{:?}", second.err());
 }
+
+#[test]
+fn a_sweep_reopened_during_a_round_is_not_closed_by_that_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SledStore::open(
+        dir.path(),
+        &SledConfig {
+            cache_capacity: 8 << 20,
+        },
+    )
+    .unwrap();
+    assert!(s
+        .publish_baseline(baseline("PM-200", 1, 100), 1000, &note("baseline"))
+        .unwrap());
+    let old = s.sweeps().unwrap().remove(0);
+    // A newer baseline becomes active while a round of the first sweep is
+    // under way; the round then finishes (nothing left at its cursor).
+    assert!(s
+        .publish_baseline(baseline("PM-200", 2, 100), 1000, &note("baseline"))
+        .unwrap());
+    s.advance_sweep(&old, None).unwrap();
+    let open = s.sweeps().unwrap();
+    assert_eq!(open.len(), 1, "the reopened sweep must survive");
+    assert_ne!(open[0].generation, old.generation);
+    assert_eq!(open[0].cursor, "");
+    s.advance_sweep(&open[0], None).unwrap();
+    assert!(s.sweeps().unwrap().is_empty());
+}

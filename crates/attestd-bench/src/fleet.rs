@@ -1,0 +1,816 @@
+//! The simulated fleet and the scenarios, all over the real gRPC API through
+//! the SDK's client.
+//!
+//! Unit `i` has serial `BN000000i`, model PM-200 hardware B, a device key
+//! from the pool (ES256 for even `i`, Ed25519 for odd), application 2.1.3
+//! when `i % 10 == 0` (the build the revoke scenario withdraws) and 2.1.4
+//! otherwise, and a calibration whose digest is SHA-256("calibration of
+//! <serial>"). Station `i % stations` provisions and calibrates it.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use attestd_client::core::evidence::{CalibrationClaim, Component};
+use attestd_client::core::ids::{Digest, Serial};
+use attestd_client::core::keys::{KeyAlg, SigEncoding};
+use attestd_client::core::record::{
+    CalibrationDoc, DeviceKeyDoc, FirmwareDoc, InstrumentDoc, ParameterDoc, ProcedureDoc,
+    ProvisioningDoc,
+};
+use attestd_client::core::time::UnixTime;
+use attestd_client::core::Reason;
+use attestd_client::evidence::{sample_claims, sign_evidence};
+use attestd_client::pb;
+use attestd_client::record::{sign_baseline, sign_calibration, sign_provisioning, spki_base64};
+use attestd_client::{Client, SigningKey};
+use hdrhistogram::Histogram;
+use tonic::transport::Channel;
+
+use crate::kit::{Kit, UnitKeys};
+use crate::report::{histogram, record, Row};
+
+pub const MODEL: &str = "PM-200";
+
+pub fn serial(i: u64) -> String {
+    format!("BN{i:09}")
+}
+
+pub fn alg_of(i: u64) -> KeyAlg {
+    if i.is_multiple_of(2) {
+        KeyAlg::Es256
+    } else {
+        KeyAlg::Ed25519
+    }
+}
+
+/// Units running the build the revoke scenario withdraws.
+pub fn runs_old_build(i: u64) -> bool {
+    i.is_multiple_of(10)
+}
+
+fn app_of(i: u64) -> (&'static str, u64) {
+    if runs_old_build(i) {
+        ("2.1.3", 9)
+    } else {
+        ("2.1.4", 10)
+    }
+}
+
+fn cal_digest(serial: &str) -> Digest {
+    Digest::of(format!("calibration of {serial}").as_bytes())
+}
+
+fn now() -> UnixTime {
+    UnixTime(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64),
+    )
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The load generator's connections and the kit.
+pub struct Ctx {
+    pub kit: Arc<Kit>,
+    pub channels: Vec<Channel>,
+    /// Units provisioned (serials 0..units).
+    pub units: u64,
+    /// Each station's last record sequence number.
+    pub seqs: Vec<u64>,
+    pub baseline_version: u64,
+    pub endpoint: String,
+    pub keys: Arc<UnitKeys>,
+}
+
+impl Ctx {
+    pub fn save(&self, dir: &std::path::Path) -> anyhow::Result<()> {
+        self.kit
+            .save(dir, &self.seqs, self.units, self.baseline_version)
+    }
+
+    pub async fn connect(
+        kit: Kit,
+        keys: Arc<UnitKeys>,
+        endpoint: &str,
+        connections: usize,
+    ) -> anyhow::Result<Ctx> {
+        let mut channels = Vec::new();
+        for _ in 0..connections.max(1) {
+            channels.push(
+                tonic::transport::Endpoint::from_shared(endpoint.to_owned())?
+                    .tcp_nodelay(true)
+                    .connect()
+                    .await?,
+            );
+        }
+        Ok(Ctx {
+            units: kit.file.units,
+            seqs: kit.file.stations.iter().map(|s| s.last_sequence).collect(),
+            baseline_version: kit.file.baseline_version,
+            kit: Arc::new(kit),
+            channels,
+            endpoint: endpoint.to_owned(),
+            keys,
+        })
+    }
+
+    /// A client on connection `i` (round robin) with `token`.
+    pub fn client(&self, i: usize, token: Option<&str>) -> Client {
+        Client::from_channel(self.channels[i % self.channels.len()].clone(), token)
+            .expect("token is header-safe")
+    }
+
+    pub fn admin(&self) -> Client {
+        self.client(0, Some(&self.kit.file.admin_token))
+    }
+}
+
+/// Registers the stations (once) and publishes the first baseline (once).
+pub async fn prepare(ctx: &mut Ctx) -> anyhow::Result<()> {
+    let admin = ctx.admin();
+    let known: Vec<String> = admin
+        .admin()
+        .list_stations(pb::ListStationsRequest {
+            page_size: 1000,
+            page_token: String::new(),
+        })
+        .await?
+        .into_inner()
+        .stations
+        .into_iter()
+        .map(|s| s.station_id)
+        .collect();
+    for (s, key) in &ctx.kit.stations {
+        if !known.contains(&s.id) {
+            admin
+                .admin()
+                .register_station(pb::RegisterStationRequest {
+                    station_id: s.id.clone(),
+                    public_key: key.public_key().spki_der().to_vec(),
+                    allowed_kinds: vec![
+                        pb::RecordKind::Provisioning as i32,
+                        pb::RecordKind::Calibration as i32,
+                    ],
+                    allowed_models: vec![MODEL.into()],
+                    allow_rekey: false,
+                })
+                .await?;
+        }
+    }
+    if ctx.baseline_version == 0 {
+        publish_baseline(ctx, &[]).await?;
+    }
+    Ok(())
+}
+
+/// Publishes the next baseline version, withdrawing `revoked` builds.
+pub async fn publish_baseline(ctx: &mut Ctx, revoked: &[&str]) -> anyhow::Result<()> {
+    let version = ctx.baseline_version + 1;
+    let doc = attestd_client::sample::baseline(
+        MODEL,
+        version,
+        &[("2.1.3", 9), ("2.1.4", 10)],
+        revoked,
+        "2026-01-01T00:00:00Z",
+    );
+    ctx.admin()
+        .baselines()
+        .publish_baseline(pb::PublishBaselineRequest {
+            envelope: Some(sign_baseline(&doc, &[&ctx.kit.release])),
+        })
+        .await?;
+    ctx.baseline_version = version;
+    Ok(())
+}
+
+fn provisioning(
+    kit: &Kit,
+    dev: &SigningKey,
+    station: usize,
+    seq: u64,
+    i: u64,
+    now: UnixTime,
+) -> pb::Envelope {
+    let (s, key) = &kit.stations[station];
+    let doc = ProvisioningDoc {
+        station_id: s.id.clone(),
+        sequence: seq,
+        performed_at: now.plus_seconds(-120).to_string(),
+        operator_id: "op-bench".into(),
+        work_order: None,
+        serial: serial(i),
+        udi: None,
+        model: MODEL.into(),
+        hw_version: "B".into(),
+        device_key: DeviceKeyDoc {
+            alg: dev.alg().as_str().into(),
+            spki_der: spki_base64(dev),
+        },
+        firmware: vec![FirmwareDoc {
+            name: "bootloader".into(),
+            version: "2.1.0".into(),
+            svn: 4,
+            digest: attestd_client::sample::bootloader_digest().to_hex(),
+        }],
+        supersedes: None,
+    };
+    sign_provisioning(&doc, key)
+}
+
+fn calibration(kit: &Kit, station: usize, seq: u64, i: u64, now: UnixTime) -> pb::Envelope {
+    let (s, key) = &kit.stations[station];
+    let sn = serial(i);
+    let doc = CalibrationDoc {
+        station_id: s.id.clone(),
+        sequence: seq,
+        performed_at: now.plus_seconds(-60).to_string(),
+        operator_id: "tech-bench".into(),
+        calibration_id: format!("CAL-{sn}-1"),
+        serial: sn.clone(),
+        procedure: ProcedureDoc {
+            id: "CP-SPO2-7".into(),
+            version: "3".into(),
+        },
+        result: "PASS".into(),
+        parameters: vec![ParameterDoc {
+            name: "spo2_offset".into(),
+            unit: "%".into(),
+            nominal: 0.0,
+            tolerance_low: -0.5,
+            tolerance_high: 0.5,
+            as_found: 0.31,
+            as_left: 0.04,
+        }],
+        reference_instruments: vec![InstrumentDoc {
+            id: "REF-ProSim8-4471".into(),
+            due_at: now.plus_seconds(200 * 86_400).to_string(),
+        }],
+        calibration_digest: cal_digest(&sn).to_hex(),
+        next_due_at: now.plus_seconds(300 * 86_400).to_string(),
+        supersedes: None,
+    };
+    sign_calibration(&doc, key)
+}
+
+/// Keeps the first error message of a run.
+#[derive(Default)]
+struct FirstError(std::sync::Mutex<Option<String>>);
+
+impl FirstError {
+    fn note(&self, e: impl std::fmt::Display) {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if g.is_none() {
+            *g = Some(e.to_string());
+        }
+    }
+    fn get(&self) -> String {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .map(|e| format!("first error: {e}"))
+            .unwrap_or_default()
+    }
+}
+
+/// `provision`: the stations enroll and calibrate units up to `n`, each
+/// station a sequential worker (station sequence numbers must increase).
+pub async fn provision(ctx: &mut Ctx, n: u64) -> anyhow::Result<Vec<Row>> {
+    let from = ctx.units;
+    if from >= n {
+        return Ok(vec![]);
+    }
+    let stations = ctx.kit.stations.len();
+    let kit = ctx.kit.clone();
+    let done = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let first = Arc::new(FirstError::default());
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for st in 0..stations {
+        let client = ctx.client(st, Some(&kit.stations[st].0.token));
+        let (kit, done, errors, first) = (kit.clone(), done.clone(), errors.clone(), first.clone());
+        let seqs = ctx.seqs.clone();
+        let keys = ctx.keys.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut h = histogram();
+            let mut seq = seqs[st];
+            let now = now();
+            let mut i =
+                from + ((st as u64 + stations as u64 - from % stations as u64) % stations as u64);
+            while i < n {
+                let dev = match keys.create(i, alg_of(i)) {
+                    Ok(k) => k,
+                    Err(e) => {
+                        errors.fetch_add(1, Relaxed);
+                        first.note(format!("{}: key: {e}", serial(i)));
+                        i += stations as u64;
+                        continue;
+                    }
+                };
+                let t = Instant::now();
+                seq += 1;
+                let p = client
+                    .factory()
+                    .submit_record(pb::SubmitRecordRequest {
+                        envelope: Some(provisioning(&kit, dev, st, seq, i, now)),
+                    })
+                    .await;
+                seq += 1;
+                let c = match p {
+                    Ok(_) => client
+                        .factory()
+                        .submit_record(pb::SubmitRecordRequest {
+                            envelope: Some(calibration(&kit, st, seq, i, now)),
+                        })
+                        .await
+                        .map(|_| ()),
+                    Err(e) => Err(e),
+                };
+                match c {
+                    Ok(()) => record(&mut h, t.elapsed()),
+                    Err(e) => {
+                        errors.fetch_add(1, Relaxed);
+                        first.note(format!("{}: {}", serial(i), e.message()));
+                    }
+                }
+                done.fetch_add(1, Relaxed);
+                i += stations as u64;
+            }
+            (st, seq, h)
+        }));
+    }
+    let total = n - from;
+    let progress = {
+        let done = done.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                let d = done.load(Relaxed);
+                eprintln!(
+                    "  provisioned {d}/{total} ({:.0} units/s)",
+                    d as f64 / started.elapsed().as_secs_f64()
+                );
+            }
+        })
+    };
+    let mut all = histogram();
+    let mut last = vec![0u64; stations];
+    for t in tasks {
+        let (st, seq, h) = t.await?;
+        last[st] = seq;
+        all.add(&h)?;
+    }
+    progress.abort();
+    let elapsed = started.elapsed();
+    ctx.keys.sync()?;
+    ctx.seqs = last;
+    ctx.units = n;
+    let row = Row::new(
+        "provision",
+        "unit: provisioning + calibration",
+        &all,
+        errors.load(Relaxed),
+        elapsed,
+    )
+    .with_note(format!(
+        "{} units from {stations} stations in {:.1} s; {}",
+        total,
+        elapsed.as_secs_f64(),
+        first.get()
+    ));
+    Ok(vec![row])
+}
+
+/// One boot: challenge, then signed evidence. Returns the unit's status.
+async fn boot(device: &Client, keys: &UnitKeys, i: u64) -> Result<i32, tonic::Status> {
+    let key = keys
+        .get(i)
+        .map_err(|e| tonic::Status::internal(e.to_string()))?;
+    let sn = serial(i);
+    let nonce = device
+        .device()
+        .get_challenge(pb::GetChallengeRequest { serial: sn.clone() })
+        .await?
+        .into_inner()
+        .nonce;
+    let s = Serial::parse(&sn, Reason::FieldInvalid, "serial")
+        .map_err(|e| tonic::Status::internal(e.message))?;
+    let mut c = sample_claims(&s, MODEL, "B", now_ms(), now());
+    c.nonce = Some(nonce);
+    let (app, svn) = app_of(i);
+    c.components.push(Component {
+        name: "application".into(),
+        version: app.into(),
+        svn,
+        digest: attestd_client::sample::application_digest(app),
+    });
+    c.calibration = Some(CalibrationClaim {
+        id: "CAL".into(),
+        digest: cal_digest(&sn),
+    });
+    let r = device
+        .device()
+        .submit_evidence(pb::SubmitEvidenceRequest {
+            evidence: sign_evidence(&c, key),
+        })
+        .await?
+        .into_inner();
+    Ok(r.appraisal.map_or(0, |a| a.tier))
+}
+
+/// Which units a storm boots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Which {
+    Alg(KeyAlg),
+    All,
+    /// Units on the build the revoke scenario withdraws.
+    OldBuild,
+}
+
+impl Which {
+    fn unit(self, k: u64) -> u64 {
+        match self {
+            Which::Alg(KeyAlg::Es256) => 2 * k,
+            Which::Alg(KeyAlg::Ed25519) => 2 * k + 1,
+            Which::All => k,
+            Which::OldBuild => 10 * k,
+        }
+    }
+    fn count(self, n: u64) -> u64 {
+        match self {
+            Which::Alg(KeyAlg::Es256) => n.div_ceil(2),
+            Which::Alg(KeyAlg::Ed25519) => n / 2,
+            Which::All => n,
+            Which::OldBuild => n.div_ceil(10),
+        }
+    }
+}
+
+/// How long a storm runs.
+#[derive(Clone, Copy, Debug)]
+pub enum Bound {
+    /// Until this much time has passed.
+    Time(Duration),
+    /// Every selected unit boots exactly once.
+    Once,
+}
+
+pub struct StormResult {
+    pub row: Row,
+    pub trusted: u64,
+}
+
+/// `boot-storm`: `concurrency` workers boot units (challenge + evidence).
+pub async fn storm(
+    ctx: &Ctx,
+    label: &str,
+    which: Which,
+    concurrency: usize,
+    bound: Bound,
+) -> anyhow::Result<StormResult> {
+    let total = which.count(ctx.units);
+    anyhow::ensure!(total > 0, "no units to boot: provision first");
+    let next = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let trusted = Arc::new(AtomicU64::new(0));
+    let first = Arc::new(FirstError::default());
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..concurrency {
+        let device = ctx.client(w, None);
+        let keys = ctx.keys.clone();
+        let (next, errors, trusted, first) =
+            (next.clone(), errors.clone(), trusted.clone(), first.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut h = histogram();
+            loop {
+                let k = next.fetch_add(1, Relaxed);
+                match bound {
+                    Bound::Once if k >= total => break,
+                    Bound::Time(d) if started.elapsed() >= d => break,
+                    _ => {}
+                }
+                let i = which.unit(k % total);
+                let t = Instant::now();
+                match boot(&device, &keys, i).await {
+                    Ok(tier) => {
+                        record(&mut h, t.elapsed());
+                        if tier == pb::TrustTier::Affirming as i32 {
+                            trusted.fetch_add(1, Relaxed);
+                        }
+                    }
+                    Err(e) => {
+                        errors.fetch_add(1, Relaxed);
+                        first.note(format!("{}: {}", serial(i), e.message()));
+                    }
+                }
+            }
+            h
+        }));
+    }
+    let mut all: Histogram<u64> = histogram();
+    for t in tasks {
+        all.add(&t.await?)?;
+    }
+    let elapsed = started.elapsed();
+    let ok = all.len();
+    let trusted = trusted.load(Relaxed);
+    let row = Row::new("boot-storm", label, &all, errors.load(Relaxed), elapsed).with_note(
+        format!("c={concurrency}; {trusted}/{ok} AFFIRMING {}", first.get()),
+    );
+    Ok(StormResult { row, trusted })
+}
+
+/// A query the `queries` scenario issues.
+#[derive(Clone, Copy, Debug)]
+pub enum Query {
+    Summary,
+    ListPage,
+    GetDevice,
+    CheckRelease,
+}
+
+impl Query {
+    pub fn label(self) -> &'static str {
+        match self {
+            Query::Summary => "GetFleetSummary",
+            Query::ListPage => "ListDevices page of 100",
+            Query::GetDevice => "GetDevice",
+            Query::CheckRelease => "CheckRelease",
+        }
+    }
+}
+
+/// A small deterministic generator (xorshift) for picking units.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
+
+async fn query_once(
+    c: &Client,
+    q: Query,
+    rng: &mut Rng,
+    units: u64,
+    page_token: &mut String,
+) -> Result<(), tonic::Status> {
+    match q {
+        Query::Summary => {
+            c.fleet()
+                .get_fleet_summary(pb::GetFleetSummaryRequest::default())
+                .await?;
+        }
+        Query::ListPage => {
+            let r = c
+                .fleet()
+                .list_devices(pb::ListDevicesRequest {
+                    filter: None,
+                    page_size: 100,
+                    page_token: std::mem::take(page_token),
+                })
+                .await?
+                .into_inner();
+            if r.devices.len() != 100 && !r.next_page_token.is_empty() {
+                return Err(tonic::Status::internal(format!(
+                    "short page of {} with more to come",
+                    r.devices.len()
+                )));
+            }
+            *page_token = r.next_page_token;
+        }
+        Query::GetDevice => {
+            c.fleet()
+                .get_device(pb::GetDeviceRequest {
+                    serial: serial(rng.below(units)),
+                })
+                .await?;
+        }
+        Query::CheckRelease => {
+            c.release()
+                .check_release(pb::CheckReleaseRequest {
+                    serial: serial(rng.below(units)),
+                })
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// `concurrency` closed-loop workers issuing `q` for `duration`; with
+/// `rate`, one open-loop stream at that many requests per second instead
+/// (latency counted from the intended send time, so queueing shows).
+pub async fn queries(
+    ctx: &Ctx,
+    q: Query,
+    concurrency: usize,
+    duration: Duration,
+    rate: Option<u32>,
+    label_suffix: &str,
+) -> anyhow::Result<Row> {
+    let errors = Arc::new(AtomicU64::new(0));
+    let first = Arc::new(FirstError::default());
+    let started = Instant::now();
+    let units = ctx.units;
+    let mes = ctx.kit.file.mes_token.clone();
+    let mut all = histogram();
+    if let Some(rate) = rate {
+        let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+        let slots = Arc::new(tokio::sync::Semaphore::new(512));
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Duration>();
+        let mut k: u64 = 0;
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        while started.elapsed() < duration {
+            let due = started + interval.mul_f64(k as f64);
+            tokio::time::sleep_until(due.into()).await;
+            k += 1;
+            let permit = slots.clone().acquire_owned().await?;
+            let c = ctx.client(k as usize, Some(&mes));
+            let (tx, errors, first) = (tx.clone(), errors.clone(), first.clone());
+            let mut r = Rng(rng.below(u64::MAX) | 1);
+            tokio::spawn(async move {
+                let _permit = permit;
+                let mut tok = String::new();
+                match query_once(&c, q, &mut r, units, &mut tok).await {
+                    Ok(()) => {
+                        let _ = tx.send(due.elapsed());
+                    }
+                    Err(e) => {
+                        errors.fetch_add(1, Relaxed);
+                        first.note(e.message());
+                    }
+                }
+            });
+        }
+        drop(tx);
+        while let Some(d) = rx.recv().await {
+            record(&mut all, d);
+        }
+    } else {
+        let mut tasks = Vec::new();
+        for w in 0..concurrency {
+            let c = ctx.client(w, Some(&mes));
+            let (errors, first) = (errors.clone(), first.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut h = histogram();
+                let mut rng = Rng(0x2545_F491_4F6C_DD1D ^ (w as u64 + 1));
+                let mut tok = String::new();
+                while started.elapsed() < duration {
+                    let t = Instant::now();
+                    match query_once(&c, q, &mut rng, units, &mut tok).await {
+                        Ok(()) => record(&mut h, t.elapsed()),
+                        Err(e) => {
+                            errors.fetch_add(1, Relaxed);
+                            first.note(e.message());
+                        }
+                    }
+                }
+                h
+            }));
+        }
+        for t in tasks {
+            all.add(&t.await?)?;
+        }
+    }
+    let note = match rate {
+        Some(r) => format!("open loop {r}/s {}", first.get()),
+        None => format!("c={concurrency} {}", first.get()),
+    };
+    Ok(Row::new(
+        "queries",
+        &format!("{}{label_suffix}", q.label()),
+        &all,
+        errors.load(Relaxed),
+        started.elapsed(),
+    )
+    .with_note(note))
+}
+
+/// Count of units with `status` in the fleet summary.
+pub async fn count_status(ctx: &Ctx, status: pb::DeviceStatus) -> anyhow::Result<u64> {
+    let s = ctx
+        .client(0, Some(&ctx.kit.file.mes_token))
+        .fleet()
+        .get_fleet_summary(pb::GetFleetSummaryRequest::default())
+        .await?
+        .into_inner();
+    Ok(s.counts
+        .iter()
+        .find(|c| c.status == status as i32)
+        .map_or(0, |c| c.count))
+}
+
+/// Waits until `status` counts `want` units; returns how long it took.
+pub async fn wait_for_count(
+    ctx: &Ctx,
+    status: pb::DeviceStatus,
+    want: u64,
+    limit: Duration,
+) -> anyhow::Result<(Duration, u64)> {
+    let started = Instant::now();
+    let mut told = Duration::ZERO;
+    loop {
+        let n = count_status(ctx, status).await?;
+        if n == want || started.elapsed() > limit {
+            return Ok((started.elapsed(), n));
+        }
+        if started.elapsed() - told > Duration::from_secs(10) {
+            told = started.elapsed();
+            eprintln!(
+                "  waiting: {n} of {want} units {} after {:.0} s",
+                status.as_str_name(),
+                told.as_secs_f64()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The machine's ceilings: health-check RPCs per second at `concurrency`,
+/// and single-core signature verification rates.
+pub async fn ceiling(
+    ctx: &Ctx,
+    concurrency: usize,
+    duration: Duration,
+) -> anyhow::Result<Vec<Row>> {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..concurrency {
+        let mut health = tonic_health::pb::health_client::HealthClient::new(
+            ctx.channels[w % ctx.channels.len()].clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut h = histogram();
+            let mut errors = 0u64;
+            while started.elapsed() < duration {
+                let t = Instant::now();
+                match health
+                    .check(tonic_health::pb::HealthCheckRequest::default())
+                    .await
+                {
+                    Ok(_) => record(&mut h, t.elapsed()),
+                    Err(_) => errors += 1,
+                }
+            }
+            (h, errors)
+        }));
+    }
+    let mut all = histogram();
+    let mut errors = 0;
+    for t in tasks {
+        let (h, e) = t.await?;
+        all.add(&h)?;
+        errors += e;
+    }
+    let mut rows = vec![Row::new(
+        "ceiling",
+        "health check RPC",
+        &all,
+        errors,
+        started.elapsed(),
+    )
+    .with_note(format!("c={concurrency}"))];
+    let rates = tokio::task::spawn_blocking(verify_rates).await?;
+    for (name, rate) in rates {
+        rows.push(Row::figure(
+            "ceiling",
+            &format!("{name} verify, one core"),
+            rate,
+            "signatures/s".into(),
+        ));
+    }
+    Ok(rows)
+}
+
+/// Signatures verified per second on this thread, for ES256 and Ed25519.
+fn verify_rates() -> Vec<(&'static str, f64)> {
+    let msg = vec![7u8; 300];
+    [("ES256", KeyAlg::Es256), ("Ed25519", KeyAlg::Ed25519)]
+        .into_iter()
+        .map(|(name, alg)| {
+            let key = SigningKey::generate(alg).expect("key");
+            let sig = key.sign_raw(&msg);
+            let started = Instant::now();
+            let mut n = 0u64;
+            while started.elapsed() < Duration::from_millis(1000) {
+                for _ in 0..64 {
+                    assert!(key.public_key().verify(&msg, &sig, SigEncoding::Raw));
+                }
+                n += 64;
+            }
+            (name, n as f64 / started.elapsed().as_secs_f64())
+        })
+        .collect()
+}

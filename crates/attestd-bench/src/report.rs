@@ -1,0 +1,123 @@
+//! Latency histograms and the result rows every scenario prints and writes.
+
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// Latencies in microseconds, 1 us .. 10 min, 3 significant digits.
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds")
+}
+
+pub fn record(h: &mut Histogram<u64>, d: Duration) {
+    let us = (d.as_micros() as u64).clamp(1, 600_000_000);
+    let _ = h.record(us);
+}
+
+/// One measured operation.
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    pub scenario: String,
+    pub operation: String,
+    pub count: u64,
+    pub errors: u64,
+    pub seconds: f64,
+    pub rate_per_sec: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+    /// A single figure (seconds, MiB, signatures/s; the note names it)
+    /// instead of a latency distribution.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// Anything else worth keeping (a first error, a fraction of a ceiling).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub note: String,
+}
+
+impl Row {
+    pub fn new(
+        scenario: &str,
+        operation: &str,
+        h: &Histogram<u64>,
+        errors: u64,
+        elapsed: Duration,
+    ) -> Row {
+        let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+        let secs = elapsed.as_secs_f64().max(1e-9);
+        Row {
+            scenario: scenario.into(),
+            operation: operation.into(),
+            count: h.len(),
+            errors,
+            seconds: secs,
+            rate_per_sec: h.len() as f64 / secs,
+            p50_ms: ms(0.5),
+            p99_ms: ms(0.99),
+            p999_ms: ms(0.999),
+            max_ms: h.max() as f64 / 1000.0,
+            value: None,
+            note: String::new(),
+        }
+    }
+
+    /// A single figure (a time, a size) rather than a latency distribution.
+    pub fn figure(scenario: &str, operation: &str, value: f64, note: String) -> Row {
+        Row {
+            scenario: scenario.into(),
+            operation: operation.into(),
+            count: 1,
+            errors: 0,
+            seconds: 0.0,
+            rate_per_sec: 0.0,
+            p50_ms: 0.0,
+            p99_ms: 0.0,
+            p999_ms: 0.0,
+            max_ms: 0.0,
+            value: Some(value),
+            note,
+        }
+    }
+
+    pub fn with_errors(mut self, errors: u64) -> Row {
+        self.errors = errors;
+        self
+    }
+
+    pub fn with_note(mut self, note: impl Into<String>) -> Row {
+        self.note = note.into();
+        self
+    }
+}
+
+/// The rows as a table.
+pub fn table(rows: &[Row]) -> String {
+    let mut out = format!(
+        "{:<11} {:<38} {:>9} {:>6} {:>11} {:>8} {:>8} {:>8}  {}\n",
+        "scenario", "operation", "count", "errors", "rate/s", "p50 ms", "p99 ms", "p99.9", "note"
+    );
+    for r in rows {
+        if let Some(v) = r.value {
+            out.push_str(&format!(
+                "{:<11} {:<38} {:>9} {:>6} {:>11.2} {:>8} {:>8} {:>8}  {}\n",
+                r.scenario, r.operation, "", r.errors, v, "", "", "", r.note
+            ));
+            continue;
+        }
+        out.push_str(&format!(
+            "{:<11} {:<38} {:>9} {:>6} {:>11.1} {:>8.2} {:>8.2} {:>8.2}  {}\n",
+            r.scenario,
+            r.operation,
+            r.count,
+            r.errors,
+            r.rate_per_sec,
+            r.p50_ms,
+            r.p99_ms,
+            r.p999_ms,
+            r.note
+        ));
+    }
+    out
+}
