@@ -15,15 +15,11 @@ use attestd_client::core::baseline::BaselineDoc;
 use attestd_client::core::evidence::{CalibrationClaim, Component};
 use attestd_client::core::ids::{Digest, Serial};
 use attestd_client::core::keys::KeyAlg;
-use attestd_client::core::record::{
-    CalibrationDoc, DeviceKeyDoc, FirmwareDoc as RecordFirmware, InstrumentDoc, ParameterDoc,
-    ProcedureDoc, ProvisioningDoc,
-};
 use attestd_client::core::time::UnixTime;
 use attestd_client::core::Reason;
 use attestd_client::evidence::{sample_claims, sign_evidence};
 use attestd_client::pb;
-use attestd_client::record::{sign_baseline, sign_calibration, sign_provisioning, spki_base64};
+use attestd_client::record::{sign_baseline, sign_calibration, sign_provisioning};
 use attestd_client::{Client, SigningKey};
 
 use crate::files::read_private_key;
@@ -172,28 +168,9 @@ pub async fn run(endpoint: &str, dev_dir: &Path, n: usize, out: &Out) -> anyhow:
             KeyAlg::Ed25519
         })?;
         seq += 1;
-        let prov = ProvisioningDoc {
-            station_id: STATION.into(),
-            sequence: seq,
-            performed_at: now.plus_seconds(-120).to_string(),
-            operator_id: "op-demo".into(),
-            work_order: Some(format!("WO-{run_id}")),
-            serial: serial.clone(),
-            udi: None,
-            model: MODEL.into(),
-            hw_version: "B".into(),
-            device_key: DeviceKeyDoc {
-                alg: key.alg().as_str().into(),
-                spki_der: spki_base64(&key),
-            },
-            firmware: vec![RecordFirmware {
-                name: "bootloader".into(),
-                version: "2.1.0".into(),
-                svn: 4,
-                digest: digest("bootloader 2.1.0").to_hex(),
-            }],
-            supersedes: None,
-        };
+        let mut prov =
+            attestd_client::sample::provisioning_doc(STATION, seq, &serial, MODEL, &key, now);
+        prov.work_order = Some(format!("WO-{run_id}"));
         station
             .factory()
             .submit_record(pb::SubmitRecordRequest {
@@ -202,36 +179,8 @@ pub async fn run(endpoint: &str, dev_dir: &Path, n: usize, out: &Out) -> anyhow:
             .await
             .with_context(|| format!("provisioning {serial}"))?;
         seq += 1;
-        let cal_digest = digest(&format!("calibration of {serial}"));
-        let cal = CalibrationDoc {
-            station_id: STATION.into(),
-            sequence: seq,
-            performed_at: now.plus_seconds(-60).to_string(),
-            operator_id: "tech-demo".into(),
-            serial: serial.clone(),
-            calibration_id: format!("CAL-{serial}-1"),
-            procedure: ProcedureDoc {
-                id: "CP-SPO2-7".into(),
-                version: "3".into(),
-            },
-            result: "PASS".into(),
-            parameters: vec![ParameterDoc {
-                name: "spo2_offset".into(),
-                unit: "%".into(),
-                nominal: 0.0,
-                tolerance_low: -0.5,
-                tolerance_high: 0.5,
-                as_found: 0.31,
-                as_left: 0.04,
-            }],
-            reference_instruments: vec![InstrumentDoc {
-                id: "REF-ProSim8-4471".into(),
-                due_at: now.plus_seconds(200 * 86_400).to_string(),
-            }],
-            calibration_digest: cal_digest.to_hex(),
-            next_due_at: now.plus_seconds(300 * 86_400).to_string(),
-            supersedes: None,
-        };
+        let cal_digest = attestd_client::sample::calibration_digest(&serial);
+        let cal = attestd_client::sample::calibration_doc(STATION, seq, &serial, now);
         station
             .factory()
             .submit_record(pb::SubmitRecordRequest {

@@ -12,17 +12,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use attestd_client::core::evidence::{CalibrationClaim, Component};
-use attestd_client::core::ids::{Digest, Serial};
+use attestd_client::core::ids::Serial;
 use attestd_client::core::keys::{KeyAlg, SigEncoding};
-use attestd_client::core::record::{
-    CalibrationDoc, DeviceKeyDoc, FirmwareDoc, InstrumentDoc, ParameterDoc, ProcedureDoc,
-    ProvisioningDoc,
-};
 use attestd_client::core::time::UnixTime;
 use attestd_client::core::Reason;
 use attestd_client::evidence::{sample_claims, sign_evidence};
 use attestd_client::pb;
-use attestd_client::record::{sign_baseline, sign_calibration, sign_provisioning, spki_base64};
+use attestd_client::record::{sign_baseline, sign_calibration, sign_provisioning};
 use attestd_client::{Client, SigningKey};
 use hdrhistogram::Histogram;
 use tonic::transport::Channel;
@@ -55,10 +51,6 @@ fn app_of(i: u64) -> (&'static str, u64) {
     } else {
         ("2.1.4", 10)
     }
-}
-
-fn cal_digest(serial: &str) -> Digest {
-    Digest::of(format!("calibration of {serial}").as_bytes())
 }
 
 fn now() -> UnixTime {
@@ -198,63 +190,13 @@ fn provisioning(
     now: UnixTime,
 ) -> pb::Envelope {
     let (s, key) = &kit.stations[station];
-    let doc = ProvisioningDoc {
-        station_id: s.id.clone(),
-        sequence: seq,
-        performed_at: now.plus_seconds(-120).to_string(),
-        operator_id: "op-bench".into(),
-        work_order: None,
-        serial: serial(i),
-        udi: None,
-        model: MODEL.into(),
-        hw_version: "B".into(),
-        device_key: DeviceKeyDoc {
-            alg: dev.alg().as_str().into(),
-            spki_der: spki_base64(dev),
-        },
-        firmware: vec![FirmwareDoc {
-            name: "bootloader".into(),
-            version: "2.1.0".into(),
-            svn: 4,
-            digest: attestd_client::sample::bootloader_digest().to_hex(),
-        }],
-        supersedes: None,
-    };
+    let doc = attestd_client::sample::provisioning_doc(&s.id, seq, &serial(i), MODEL, dev, now);
     sign_provisioning(&doc, key)
 }
 
 fn calibration(kit: &Kit, station: usize, seq: u64, i: u64, now: UnixTime) -> pb::Envelope {
     let (s, key) = &kit.stations[station];
-    let sn = serial(i);
-    let doc = CalibrationDoc {
-        station_id: s.id.clone(),
-        sequence: seq,
-        performed_at: now.plus_seconds(-60).to_string(),
-        operator_id: "tech-bench".into(),
-        calibration_id: format!("CAL-{sn}-1"),
-        serial: sn.clone(),
-        procedure: ProcedureDoc {
-            id: "CP-SPO2-7".into(),
-            version: "3".into(),
-        },
-        result: "PASS".into(),
-        parameters: vec![ParameterDoc {
-            name: "spo2_offset".into(),
-            unit: "%".into(),
-            nominal: 0.0,
-            tolerance_low: -0.5,
-            tolerance_high: 0.5,
-            as_found: 0.31,
-            as_left: 0.04,
-        }],
-        reference_instruments: vec![InstrumentDoc {
-            id: "REF-ProSim8-4471".into(),
-            due_at: now.plus_seconds(200 * 86_400).to_string(),
-        }],
-        calibration_digest: cal_digest(&sn).to_hex(),
-        next_due_at: now.plus_seconds(300 * 86_400).to_string(),
-        supersedes: None,
-    };
+    let doc = attestd_client::sample::calibration_doc(&s.id, seq, &serial(i), now);
     sign_calibration(&doc, key)
 }
 
@@ -413,7 +355,7 @@ async fn boot(device: &Client, keys: &UnitKeys, i: u64) -> Result<i32, tonic::St
     });
     c.calibration = Some(CalibrationClaim {
         id: "CAL".into(),
-        digest: cal_digest(&sn),
+        digest: attestd_client::sample::calibration_digest(&sn),
     });
     let r = device
         .device()

@@ -165,6 +165,13 @@ impl Kit {
 
 /// `attestd-bench server`: runs attestd on `dir` until SIGTERM.
 pub fn run_server(dir: &Path, cache_mb: u64) -> anyhow::Result<()> {
+    // The load generator makes the kit before it starts the server; a
+    // server without one would have no principals to serve.
+    anyhow::ensure!(
+        Kit::path(dir).exists(),
+        "no bench kit in {}: the server is started by attestd-bench itself",
+        dir.display()
+    );
     let kit = Kit::load_or_create(dir, 0)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
