@@ -11,6 +11,13 @@
 //! not yet waiting), the flusher lingers for them, at most `max_wait`: under
 //! load one flush then serves many acknowledgements, while a lone writer is
 //! never delayed.
+//!
+//! The hot writes (evidence, station records, re-appraisals, release
+//! decisions) go further: [`Pending::commit`] hands the write itself to the
+//! flusher, which applies every write of the group with one
+//! [`Store::commit_batch`] (one transaction in sled) before the flush. Each
+//! write keeps its own checks and its own answer; one transaction and one
+//! lock per group instead of per request is what makes a boot storm cheap.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Condvar, Mutex};
@@ -18,16 +25,19 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use attestd_core::{Reason, Rejection};
-use attestd_store::Store;
+use attestd_store::{Store, StoreError, Write, Written};
 use tokio::sync::oneshot;
 
 use crate::metrics::Metrics;
 
 type Waiter = oneshot::Sender<Result<(), ()>>;
+type Reply = oneshot::Sender<Vec<Result<Written, StoreError>>>;
 
 #[derive(Default)]
 struct State {
     waiters: Vec<Waiter>,
+    /// Writes to apply before the next flush, each group with its reply.
+    writes: Vec<(Vec<Write>, Reply)>,
     /// Write requests under way that have not yet asked to be made durable.
     in_flight: usize,
     closing: bool,
@@ -106,12 +116,50 @@ impl Pending {
         match rx.await {
             Ok(Ok(())) => Ok(()),
             // The write happened but may not be on disk: fail the request.
-            _ => Err(Rejection::new(
-                Reason::StoreUnavailable,
-                "the write could not be made durable; retry",
-            )),
+            _ => Err(not_durable()),
         }
     }
+
+    /// Applies `write` in the next group and resolves once it is durable:
+    /// `Ok` only for a write applied and flushed. A refusal or a conflict
+    /// comes back as the store's error; nothing of that write was stored.
+    pub async fn commit(self, write: Write) -> Result<Written, StoreError> {
+        match self.commit_all(vec![write]).await?.pop() {
+            Some(r) => r,
+            None => Err(StoreError::Unavailable("no answer for a write".into())),
+        }
+    }
+
+    /// Applies `writes` in order in the next group; one answer per write,
+    /// each `Ok` durable. `Err` when the group could not be made durable.
+    pub async fn commit_all(
+        mut self,
+        writes: Vec<Write>,
+    ) -> Result<Vec<Result<Written, StoreError>>, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut st = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+            st.in_flight -= 1;
+            self.open = false;
+            if st.closing {
+                return Err(StoreError::Rejected(Rejection::new(
+                    Reason::ShuttingDown,
+                    "the server is shutting down; retry",
+                )));
+            }
+            st.writes.push((writes, tx));
+        }
+        self.shared.wake.notify_one();
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the write could not be made durable".into()))
+    }
+}
+
+fn not_durable() -> Rejection {
+    Rejection::new(
+        Reason::StoreUnavailable,
+        "the write could not be made durable; retry",
+    )
 }
 
 impl Drop for Pending {
@@ -139,9 +187,9 @@ impl GroupCommit {
 
 fn flusher(shared: Arc<Shared>, store: Arc<dyn Store>, metrics: Arc<Metrics>, max_wait: Duration) {
     loop {
-        let (batch, closing) = {
+        let (batch, writes, closing) = {
             let mut st = shared.state.lock().unwrap_or_else(|p| p.into_inner());
-            while st.waiters.is_empty() && !st.closing {
+            while st.waiters.is_empty() && st.writes.is_empty() && !st.closing {
                 st = shared.wake.wait(st).unwrap_or_else(|p| p.into_inner());
             }
             // Linger, boundedly, for writes already under way.
@@ -157,38 +205,81 @@ fn flusher(shared: Arc<Shared>, store: Arc<dyn Store>, metrics: Arc<Metrics>, ma
                     .unwrap_or_else(|p| p.into_inner())
                     .0;
             }
-            (std::mem::take(&mut st.waiters), st.closing)
+            (
+                std::mem::take(&mut st.waiters),
+                std::mem::take(&mut st.writes),
+                st.closing,
+            )
         };
+        let applied = apply(store.as_ref(), writes);
         // Flush even with no waiters when closing: it is the last one.
         let result = store.flush();
         metrics.flushes.fetch_add(1, Relaxed);
         if let Err(e) = &result {
             tracing::error!(error = %e, waiters = batch.len(), "group flush failed");
         } else {
-            metrics
-                .flushed_writes
-                .fetch_add(batch.len() as u64, Relaxed);
+            let n = batch.len() + applied.iter().map(|(r, _)| r.len()).sum::<usize>();
+            metrics.flushed_writes.fetch_add(n as u64, Relaxed);
         }
-        for w in batch {
-            let _ = w.send(result.as_ref().map(|_| ()).map_err(|_| ()));
-        }
+        answer(batch, applied, result.is_ok());
         if closing {
             // Anyone who registered while the last flush ran gets served too.
-            let late = std::mem::take(
-                &mut shared
-                    .state
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .waiters,
-            );
-            if !late.is_empty() {
-                let r = store.flush().map_err(|_| ());
+            let (late, late_writes) = {
+                let mut st = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+                (
+                    std::mem::take(&mut st.waiters),
+                    std::mem::take(&mut st.writes),
+                )
+            };
+            if !late.is_empty() || !late_writes.is_empty() {
+                let applied = apply(store.as_ref(), late_writes);
+                let ok = store.flush().is_ok();
                 metrics.flushes.fetch_add(1, Relaxed);
-                for w in late {
-                    let _ = w.send(r);
-                }
+                answer(late, applied, ok);
             }
             return;
         }
+    }
+}
+
+type Applied = Vec<(Vec<Result<Written, StoreError>>, Reply)>;
+
+/// Applies the group's writes with one batch; each group keeps its answers.
+fn apply(store: &dyn Store, groups: Vec<(Vec<Write>, Reply)>) -> Applied {
+    if groups.is_empty() {
+        return Vec::new();
+    }
+    let sizes: Vec<usize> = groups.iter().map(|(w, _)| w.len()).collect();
+    let mut all = Vec::with_capacity(sizes.iter().sum());
+    let mut replies = Vec::with_capacity(groups.len());
+    for (w, r) in groups {
+        all.extend(w);
+        replies.push(r);
+    }
+    let mut results = store.commit_batch(all).into_iter();
+    sizes
+        .into_iter()
+        .zip(replies)
+        .map(|(n, r)| (results.by_ref().take(n).collect(), r))
+        .collect()
+}
+
+/// Wakes the waiters and answers the writes once the flush is done: a write
+/// applied but not flushed is not acknowledged.
+fn answer(waiters: Vec<Waiter>, applied: Applied, flushed: bool) {
+    for w in waiters {
+        let _ = w.send(if flushed { Ok(()) } else { Err(()) });
+    }
+    for (results, reply) in applied {
+        let results = results
+            .into_iter()
+            .map(|r| match r {
+                Ok(_) if !flushed => Err(StoreError::Unavailable(
+                    "the write could not be made durable".into(),
+                )),
+                other => other,
+            })
+            .collect();
+        let _ = reply.send(results);
     }
 }

@@ -8,8 +8,9 @@
 //! `due` (time: calibration due dates, evidence going stale). Pending
 //! baselines are activated when their `effective_at` passes. Each unit is
 //! re-decided from its stored evidence and written with the same checks as
-//! any write; each batch ends with a group flush, so the job's writes are as
-//! durable as a client's. Handlers wake the job after the writes that create
+//! any write; a round's verdicts go to the group committer together (one
+//! transaction, one flush), so the job's writes are as durable as a
+//! client's. Handlers wake the job after the writes that create
 //! work; a timer catches what only time creates.
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use attestd_core::Rejection;
-use attestd_store::{ReappraisalCommit, StoreError, SweepEntry};
+use attestd_store::{ReappraisalCommit, StoreError, SweepEntry, Write};
 use tokio::sync::watch;
 
 use crate::app::App;
@@ -56,7 +57,6 @@ pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
 pub async fn step(app: &App) -> Result<usize, Rejection> {
     let store = app.store.as_ref();
     let batch = app.limits.reappraisal_batch.max(1);
-    let pending = app.commit.begin();
     let now_ms = app.clock.now_ms();
     let now_s = now_ms.div_euclid(1000);
     let mut progress = 0;
@@ -68,43 +68,47 @@ pub async fn step(app: &App) -> Result<usize, Rejection> {
         tracing::info!(model, version, "baseline became active");
         progress += 1;
     }
-    for serial in store.dirty_units(batch).map_err(|e| app.store_err(e))? {
-        if reappraise_unit(app, &serial, now_ms) {
-            progress += 1;
-        }
-    }
+    let dirty = store.dirty_units(batch).map_err(|e| app.store_err(e))?;
+    progress += written(&reappraise_units(app, &dirty, now_ms).await);
     for sweep in store.sweeps().map_err(|e| app.store_err(e))? {
-        progress += run_sweep(app, &sweep, batch, now_ms)?;
+        progress += run_sweep(app, &sweep, batch, now_ms).await?;
     }
-    for serial in store
+    let due = store
         .due_units(now_s, batch)
-        .map_err(|e| app.store_err(e))?
-    {
-        if reappraise_unit(app, &serial, now_ms) {
-            progress += 1;
-        }
-    }
+        .map_err(|e| app.store_err(e))?;
+    progress += written(&reappraise_units(app, &due, now_ms).await);
     // Keep the change feed bounded: a watcher behind it is told so.
     store
         .trim_changes(app.limits.change_feed_retention, batch * 16)
         .map_err(|e| app.store_err(e))?;
     if progress > 0 {
-        pending.durable().await?;
+        // Sweep cursors, activations, the trimmed feed.
+        app.commit.begin().durable().await?;
     }
     Ok(progress)
 }
 
+fn written(done: &[bool]) -> usize {
+    done.iter().filter(|d| **d).count()
+}
+
 /// Re-appraises the next batch of a sweep and moves its cursor past the
 /// units done. A unit that fails stops the batch there, to be retried.
-fn run_sweep(app: &App, sweep: &SweepEntry, batch: usize, now_ms: i64) -> Result<usize, Rejection> {
+async fn run_sweep(
+    app: &App,
+    sweep: &SweepEntry,
+    batch: usize,
+    now_ms: i64,
+) -> Result<usize, Rejection> {
     let store = app.store.as_ref();
     let units = store
         .sweep_units(sweep, batch)
         .map_err(|e| app.store_err(e))?;
+    let results = reappraise_units(app, &units, now_ms).await;
     let mut done: Option<&str> = None;
     let mut failed = false;
-    for serial in &units {
-        if !reappraise_unit(app, serial, now_ms) {
+    for (serial, ok) in units.iter().zip(&results) {
+        if !ok {
             failed = true;
             break;
         }
@@ -127,8 +131,57 @@ fn run_sweep(app: &App, sweep: &SweepEntry, batch: usize, now_ms: i64) -> Result
     Ok(units.len().max(1))
 }
 
-/// Re-decides one unit from its stored evidence and writes the verdict.
-/// Returns whether it was written.
+/// Re-decides `serials` and writes their verdicts in one group; returns,
+/// per unit, whether its verdict is now written (or it needs none). A unit
+/// that changed underneath is retried alone.
+pub async fn reappraise_units(app: &App, serials: &[String], now_ms: i64) -> Vec<bool> {
+    let mut done = vec![false; serials.len()];
+    let mut writes = Vec::with_capacity(serials.len());
+    let mut which = Vec::with_capacity(serials.len());
+    for (i, serial) in serials.iter().enumerate() {
+        match decide(app, serial, now_ms) {
+            Ok(Some(c)) => {
+                writes.push(Write::Reappraisal(c));
+                which.push(i);
+            }
+            Ok(None) => done[i] = true,
+            Err(e) => {
+                tracing::warn!(serial, reason = e.reason.as_str(), message = %e.message, "re-appraisal failed")
+            }
+        }
+    }
+    if writes.is_empty() {
+        return done;
+    }
+    let results = match app.commit.begin().commit_all(writes).await {
+        Ok(r) => r,
+        Err(e) => {
+            let e = app.store_err(e);
+            tracing::warn!(reason = e.reason.as_str(), message = %e.message, "re-appraisal round not durable");
+            return done;
+        }
+    };
+    for (i, r) in which.into_iter().zip(results) {
+        match r {
+            Ok(_) => {
+                app.metrics.reappraisals.fetch_add(1, Relaxed);
+                done[i] = true;
+            }
+            Err(StoreError::Conflict) => {
+                app.metrics.commit_conflicts.fetch_add(1, Relaxed);
+                done[i] = reappraise_unit(app, &serials[i], now_ms);
+            }
+            Err(e) => {
+                let e = app.store_err(e);
+                tracing::warn!(serial = %serials[i], reason = e.reason.as_str(), message = %e.message, "re-appraisal failed");
+            }
+        }
+    }
+    done
+}
+
+/// Re-decides one unit from its stored evidence and writes the verdict
+/// alone (durable with the round's flush). Returns whether it was written.
 pub fn reappraise_unit(app: &App, serial: &str, now_ms: i64) -> bool {
     match try_reappraise(app, serial, now_ms) {
         Ok(()) => true,
@@ -142,36 +195,8 @@ pub fn reappraise_unit(app: &App, serial: &str, now_ms: i64) -> bool {
 fn try_reappraise(app: &App, serial: &str, now_ms: i64) -> Result<(), Rejection> {
     let store = app.store.as_ref();
     for _ in 0..MAX_ATTEMPTS {
-        let Some(d) = store.get_device(serial).map_err(|e| app.store_err(e))? else {
+        let Some(commit) = decide(app, serial, now_ms)? else {
             return Ok(());
-        };
-        let (version, baseline) = app.baselines.active(store, &d.model)?;
-        let facts = unit_facts(store, &d)?;
-        let evidence = if d.last_evidence_id.is_empty() {
-            None
-        } else {
-            store
-                .get_evidence(&d.last_evidence_id)
-                .map_err(|e| app.store_err(e))?
-        };
-        let appraisal = match &evidence {
-            Some(e) => Some(reappraise_evidence(e, &facts, baseline.as_deref(), now_ms)?),
-            None => None,
-        };
-        let last = evidence.as_ref().map(|e| e.received_at);
-        let v = verdict(
-            appraisal.as_ref(),
-            last,
-            &facts,
-            baseline.as_deref(),
-            d.quarantined,
-            now_ms,
-        );
-        let commit = ReappraisalCommit {
-            serial: serial.to_owned(),
-            expected_revision: d.revision,
-            expected_baseline: version,
-            verdict: v,
         };
         match store.commit_reappraisal(commit) {
             Ok(_) => {
@@ -185,4 +210,40 @@ fn try_reappraise(app: &App, serial: &str, now_ms: i64) -> Result<(), Rejection>
         }
     }
     Err(app.store_err(StoreError::Conflict))
+}
+
+/// The verdict `serial` gets now, as a write; `None` for an unknown unit.
+fn decide(app: &App, serial: &str, now_ms: i64) -> Result<Option<ReappraisalCommit>, Rejection> {
+    let store = app.store.as_ref();
+    let Some(d) = store.get_device(serial).map_err(|e| app.store_err(e))? else {
+        return Ok(None);
+    };
+    let (version, baseline) = app.baselines.active(store, &d.model)?;
+    let facts = unit_facts(store, &d)?;
+    let evidence = if d.last_evidence_id.is_empty() {
+        None
+    } else {
+        store
+            .get_evidence(&d.last_evidence_id)
+            .map_err(|e| app.store_err(e))?
+    };
+    let appraisal = match &evidence {
+        Some(e) => Some(reappraise_evidence(e, &facts, baseline.as_deref(), now_ms)?),
+        None => None,
+    };
+    let last = evidence.as_ref().map(|e| e.received_at);
+    let v = verdict(
+        appraisal.as_ref(),
+        last,
+        &facts,
+        baseline.as_deref(),
+        d.quarantined,
+        now_ms,
+    );
+    Ok(Some(ReappraisalCommit {
+        serial: serial.to_owned(),
+        expected_revision: d.revision,
+        expected_baseline: version,
+        verdict: v,
+    }))
 }

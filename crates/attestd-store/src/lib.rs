@@ -223,6 +223,38 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
+/// One write of a [`Store::commit_batch`].
+#[derive(Clone, Debug)]
+pub enum Write {
+    Evidence(EvidenceCommit),
+    Reappraisal(ReappraisalCommit),
+    Record(RecordCommit),
+    Decision(ReleaseDecisionEntry, AuditNote),
+}
+
+/// What a write of a batch returned.
+#[derive(Clone, Debug)]
+pub enum Written {
+    /// The unit as written (evidence, re-appraisal).
+    Device(DeviceEntry),
+    Record(RecordOutcome),
+    /// A release decision was appended.
+    Done,
+}
+
+/// Applies one write of a batch through its own method.
+pub fn commit_alone<S: Store + ?Sized>(store: &S, w: Write) -> Result<Written> {
+    Ok(match w {
+        Write::Evidence(c) => Written::Device(store.commit_evidence(c)?),
+        Write::Reappraisal(c) => Written::Device(store.commit_reappraisal(c)?),
+        Write::Record(c) => Written::Record(store.commit_record(c)?),
+        Write::Decision(d, a) => {
+            store.record_decision(d, &a)?;
+            Written::Done
+        }
+    })
+}
+
 /// Storage as the server needs it. Every `commit_*`/`register_*`/`revoke_*`
 /// method is one atomic write that either applies whole or not at all.
 pub trait Store: Send + Sync + 'static {
@@ -342,6 +374,15 @@ pub trait Store: Send + Sync + 'static {
     fn trim_changes(&self, keep: u64, max: usize) -> Result<usize>;
 
     fn counts(&self) -> Result<Counts>;
+
+    /// Applies several writes, in order, each with the same checks and the
+    /// same result as its own method; a write refused leaves nothing and
+    /// does not stop the others. A backend may apply them as one atomic
+    /// write (the sled backend does): cheaper, and durable together after
+    /// the next [`Store::flush`]. By default, one at a time.
+    fn commit_batch(&self, writes: Vec<Write>) -> Vec<Result<Written>> {
+        writes.into_iter().map(|w| commit_alone(self, w)).collect()
+    }
 
     /// Makes every write that returned before this call durable.
     fn flush(&self) -> Result<()>;

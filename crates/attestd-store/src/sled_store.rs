@@ -25,8 +25,8 @@ use crate::{
     Assignment, BaselineEntry, ChangeEntry, ConcessionEntry, Counts, DeviceEntry, DeviceIndex,
     DeviceQuery, EvidenceCommit, EvidenceEntry, Group, HistoryItem, Page, ReappraisalCommit,
     ReappraisalEntry, RecordCommit, RecordEntry, RecordOutcome, ReleaseDecisionEntry, StationEntry,
-    Store, StoreError, SummaryCount, SweepEntry, UnitVerdict, STATUS_UNKNOWN, SWEEP_MODEL,
-    SWEEP_STATION,
+    Store, StoreError, SummaryCount, SweepEntry, UnitVerdict, Write, Written, STATUS_UNKNOWN,
+    SWEEP_MODEL, SWEEP_STATION,
 };
 
 const HISTORY_EVIDENCE: u8 = b'e';
@@ -162,12 +162,24 @@ fn u64_of(v: &[u8]) -> Option<u64> {
     <[u8; 8]>::try_from(v).ok().map(u64::from_be_bytes)
 }
 
-/// The transaction's view of every tree.
-struct Tx<'a>(&'a [TransactionalTree]);
+/// The transaction's view of every tree. Writes go through [`Tx::w`], which
+/// notes that the current operation wrote: a batch can then tell a refusal
+/// that left nothing behind from one that did.
+struct Tx<'a> {
+    trees: &'a [TransactionalTree],
+    wrote: std::cell::Cell<bool>,
+}
 
 impl Tx<'_> {
+    /// A tree, for reading.
     fn t(&self, i: usize) -> &TransactionalTree {
-        &self.0[i]
+        &self.trees[i]
+    }
+
+    /// A tree, for writing.
+    fn w(&self, i: usize) -> &TransactionalTree {
+        self.wrote.set(true);
+        &self.trees[i]
     }
 
     fn get<M: Message + Default>(
@@ -185,7 +197,7 @@ impl Tx<'_> {
     }
 
     fn put<M: Message>(&self, tree: usize, key: impl AsRef<[u8]>, value: &M) -> TxResult<()> {
-        self.t(tree).insert(key.as_ref(), value.encode_to_vec())?;
+        self.w(tree).insert(key.as_ref(), value.encode_to_vec())?;
         Ok(())
     }
 
@@ -200,9 +212,9 @@ impl Tx<'_> {
         };
         let next = n.saturating_add_signed(delta);
         if next == 0 && tree == SUMMARY {
-            self.t(tree).remove(key)?;
+            self.w(tree).remove(key)?;
         } else {
-            self.t(tree).insert(key, &next.to_be_bytes())?;
+            self.w(tree).insert(key, &next.to_be_bytes())?;
         }
         Ok(next)
     }
@@ -219,7 +231,7 @@ impl Tx<'_> {
     }
 
     fn mark_dirty(&self, serial: &str) -> TxResult<()> {
-        self.t(DIRTY).insert(serial.as_bytes(), &[])?;
+        self.w(DIRTY).insert(serial.as_bytes(), &[])?;
         Ok(())
     }
 
@@ -241,7 +253,7 @@ impl Tx<'_> {
         if self.active_version(model)?.is_some_and(|v| v >= version) {
             return Ok(());
         }
-        self.t(BASELINE_ACTIVE)
+        self.w(BASELINE_ACTIVE)
             .insert(model.as_bytes(), &version.to_be_bytes())?;
         self.open_sweep(
             SWEEP_MODEL,
@@ -279,9 +291,9 @@ impl Tx<'_> {
             hash: hash.to_vec(),
         };
         self.put(AUDIT, seq.to_be_bytes(), &rec)?;
-        self.t(META).insert(AUDIT_HEAD, &hash)?;
+        self.w(META).insert(AUDIT_HEAD, &hash)?;
         if note.action == attestd_core::audit::CHECKPOINT_ACTION {
-            self.t(META)
+            self.w(META)
                 .insert(AUDIT_LAST_CHECKPOINT, &seq.to_be_bytes())?;
         }
         Ok(())
@@ -292,7 +304,7 @@ impl Tx<'_> {
         let mut h = Vec::with_capacity(body.len() + 1);
         h.push(kind);
         h.extend_from_slice(body);
-        self.t(HISTORY).insert(indexed_key(serial, order), h)?;
+        self.w(HISTORY).insert(indexed_key(serial, order), h)?;
         Ok(())
     }
 }
@@ -322,37 +334,37 @@ fn put_device(t: &Tx<'_>, old: Option<&DeviceEntry>, new: &DeviceEntry) -> TxRes
     }
     if old_status != new.status {
         if old_status != 0 {
-            t.t(BY_STATUS).remove(status_key(old_status, serial))?;
+            t.w(BY_STATUS).remove(status_key(old_status, serial))?;
         }
         if new.status != 0 {
-            t.t(BY_STATUS).insert(status_key(new.status, serial), &[])?;
+            t.w(BY_STATUS).insert(status_key(new.status, serial), &[])?;
         }
     }
     let old_tenant = old.map_or("", |o| o.tenant.as_str());
     if old_tenant != new.tenant {
         if !old_tenant.is_empty() {
-            t.t(BY_TENANT).remove(len_key(old_tenant, serial))?;
+            t.w(BY_TENANT).remove(len_key(old_tenant, serial))?;
         }
         if !new.tenant.is_empty() {
-            t.t(BY_TENANT).insert(len_key(&new.tenant, serial), &[])?;
+            t.w(BY_TENANT).insert(len_key(&new.tenant, serial), &[])?;
         }
     }
     let old_model = old.map_or("", |o| o.model.as_str());
     if old_model != new.model {
         if !old_model.is_empty() {
-            t.t(BY_MODEL).remove(pair_key(old_model, serial))?;
+            t.w(BY_MODEL).remove(pair_key(old_model, serial))?;
         }
         if !new.model.is_empty() {
-            t.t(BY_MODEL).insert(pair_key(&new.model, serial), &[])?;
+            t.w(BY_MODEL).insert(pair_key(&new.model, serial), &[])?;
         }
     }
     let old_due = old.map_or(0, |o| o.next_check_at);
     if old_due != new.next_check_at {
         if old_due != 0 {
-            t.t(DUE).remove(due_key(old_due, serial))?;
+            t.w(DUE).remove(due_key(old_due, serial))?;
         }
         if new.next_check_at != 0 {
-            t.t(DUE).insert(due_key(new.next_check_at, serial), &[])?;
+            t.w(DUE).insert(due_key(new.next_check_at, serial), &[])?;
         }
     }
     if old_status != new.status {
@@ -393,6 +405,220 @@ fn same_verdict(a: &DeviceEntry, b: &DeviceEntry) -> bool {
 }
 
 /// Applies a verdict to a unit (status, due time, appraisal).
+/// Stores verified evidence and the unit's new verdict (see [`Store::commit_evidence`]).
+fn evidence_tx(t: &Tx<'_>, commit: &EvidenceCommit, order: u64) -> TxResult<DeviceEntry> {
+    let entry = &commit.entry;
+    let serial = entry.serial.as_str();
+    let Some(old) = t.device(serial)? else {
+        return rejected(reject!(UnknownDevice, "serial {serial} is not enrolled"));
+    };
+    if old.spki_der != commit.spki_der {
+        return rejected(reject!(
+            SignatureInvalid,
+            "the key enrolled for {serial} changed while the evidence was checked"
+        ));
+    }
+    if old.revision != commit.expected_revision
+        || t.active_version(&old.model)? != commit.expected_baseline
+    {
+        return abort(Abort::Conflict);
+    }
+    if t.t(EVIDENCE).get(entry.evidence_id.as_bytes())?.is_some() {
+        return rejected(reject!(Replayed, "this evidence was already accepted"));
+    }
+    if commit.deferred && old.has_bootcount && entry.bootcount <= old.highest_bootcount {
+        return rejected(reject!(
+            Replayed,
+            "deferred evidence: bootcount {} is not above the highest accepted ({})",
+            entry.bootcount,
+            old.highest_bootcount
+        ));
+    }
+    let mut d = old.clone();
+    if !d.has_bootcount || entry.bootcount > d.highest_bootcount {
+        d.highest_bootcount = entry.bootcount;
+        d.has_bootcount = true;
+    }
+    d.svns = commit.svns.clone();
+    d.firmware = commit.firmware.clone();
+    d.calibration_digest = commit.calibration_digest.clone();
+    d.evidence_count += 1;
+    d.last_evidence_id = entry.evidence_id.clone();
+    d.last_seen = entry.received_at;
+    apply_verdict(&mut d, &commit.verdict);
+    d.revision += 1;
+    put_device(t, Some(&old), &d)?;
+    t.put(EVIDENCE, entry.evidence_id.as_bytes(), entry)?;
+    t.history(
+        serial,
+        order,
+        HISTORY_EVIDENCE,
+        entry.evidence_id.as_bytes(),
+    )?;
+    t.bump(COUNT_EVIDENCE)?;
+    t.audit(&commit.audit)?;
+    Ok(d)
+}
+
+/// Stores a re-appraised verdict (see [`Store::commit_reappraisal`]).
+fn reappraisal_tx(t: &Tx<'_>, commit: &ReappraisalCommit, order: u64) -> TxResult<DeviceEntry> {
+    let serial = commit.serial.as_str();
+    let Some(old) = t.device(serial)? else {
+        t.w(DIRTY).remove(serial.as_bytes())?;
+        return rejected(reject!(DeviceNotFound, "serial {serial} is not enrolled"));
+    };
+    if old.revision != commit.expected_revision
+        || t.active_version(&old.model)? != commit.expected_baseline
+    {
+        return abort(Abort::Conflict);
+    }
+    t.w(DIRTY).remove(serial.as_bytes())?;
+    let mut d = old.clone();
+    apply_verdict(&mut d, &commit.verdict);
+    if same_verdict(&old, &d) {
+        // Nothing a reader could see changed: keep the verdict (and
+        // when it was reached) as it was.
+        return Ok(old);
+    }
+    d.revision += 1;
+    put_device(t, Some(&old), &d)?;
+    let h = ReappraisalEntry {
+        appraisal: d.appraisal.clone(),
+        status: d.status,
+        at: commit.verdict.now_ms,
+    };
+    t.history(serial, order, HISTORY_REAPPRAISAL, &h.encode_to_vec())?;
+    Ok(d)
+}
+
+/// Stores a station record (see [`Store::commit_record`]).
+fn record_tx(t: &Tx<'_>, commit: &RecordCommit, order: u64) -> TxResult<RecordOutcome> {
+    let entry = &commit.entry;
+    if let Some(existing) = t.get::<RecordEntry>(RECORDS, entry.record_id.as_bytes(), "record")? {
+        return Ok(RecordOutcome::Duplicate(existing));
+    }
+    let sid = entry.station_id.as_str();
+    let Some(mut station) = t.get::<StationEntry>(STATIONS, sid.as_bytes(), "station")? else {
+        return rejected(reject!(UnknownStation, "station {sid} is not registered"));
+    };
+    if station.revoked {
+        return rejected(reject!(StationRevoked, "station {sid} is revoked"));
+    }
+    if station.has_sequence && entry.sequence <= station.last_sequence {
+        return rejected(reject!(
+            SequenceRegressed,
+            "sequence {} of station {sid} is not above its last accepted sequence {}",
+            entry.sequence,
+            station.last_sequence
+        ));
+    }
+    let serial = entry.serial.as_str();
+    let old = t.device(serial)?;
+    let mut d = match (&commit.enrollment, &old) {
+        (Some(en), old) => {
+            if let Some(owner) = t.t(KEYS).get(en.key_id.as_bytes())? {
+                if owner.as_ref() != serial.as_bytes() {
+                    return rejected(reject!(
+                        KeyInUse,
+                        "device_key: this key is already enrolled for another unit"
+                    ));
+                }
+            }
+            let mut d = match old {
+                None => {
+                    t.bump(COUNT_DEVICES)?;
+                    DeviceEntry {
+                        serial: serial.to_owned(),
+                        enrolled_at: entry.received_at,
+                        status: STATUS_UNKNOWN,
+                        status_changed_at: entry.received_at,
+                        ..DeviceEntry::default()
+                    }
+                }
+                Some(d) if d.spki_der == en.spki_der => d.clone(),
+                Some(d) => {
+                    let rekey_ok = station.allow_rekey
+                        && en.supersedes.as_deref() == Some(d.provisioning_record_id.as_str());
+                    if !rekey_ok {
+                        return rejected(reject!(
+                            SerialEnrolled,
+                            "serial {serial} is enrolled with another key; a re-key needs \
+                             \"supersedes\": \"{}\" from a station allowed to re-key",
+                            d.provisioning_record_id
+                        ));
+                    }
+                    let old_kid = attestd_core::keys::PublicKey::from_spki_der(
+                        &d.spki_der,
+                        attestd_core::Reason::FieldInvalid,
+                        "stored key",
+                    )
+                    .map(|k| k.key_id())
+                    .map_err(|_| tx_corrupt("device key"))?;
+                    t.w(KEYS).remove(old_kid.as_bytes())?;
+                    d.clone()
+                }
+            };
+            t.w(KEYS).insert(en.key_id.as_bytes(), serial.as_bytes())?;
+            let previous = std::mem::replace(&mut d.provisioning_station_id, sid.to_owned());
+            unlink_station(t, &previous, &d)?;
+            d.model = en.model.clone();
+            d.hw_version = en.hw_version.clone();
+            d.spki_der = en.spki_der.clone();
+            d.provisioning_record_id = entry.record_id.clone();
+            d
+        }
+        (None, Some(d)) => {
+            let mut d = d.clone();
+            d.calibration_record_id = entry.record_id.clone();
+            let previous = std::mem::replace(&mut d.calibration_station_id, sid.to_owned());
+            unlink_station(t, &previous, &d)?;
+            d
+        }
+        (None, None) => {
+            return rejected(reject!(DeviceNotFound, "serial {serial} is not enrolled"));
+        }
+    };
+    t.w(BY_STATION).insert(pair_key(sid, serial), &[])?;
+    // The unit's verdict must follow its new record.
+    t.mark_dirty(serial)?;
+    d.revision += 1;
+    put_device(t, old.as_ref(), &d)?;
+    station.last_sequence = entry.sequence;
+    station.has_sequence = true;
+    t.put(STATIONS, sid.as_bytes(), &station)?;
+    t.put(RECORDS, entry.record_id.as_bytes(), entry)?;
+    t.w(RECORD_INDEX)
+        .insert(indexed_key(serial, order), entry.record_id.as_bytes())?;
+    t.history(serial, order, HISTORY_RECORD, entry.record_id.as_bytes())?;
+    t.bump(COUNT_RECORDS)?;
+    t.audit(&commit.audit)?;
+    Ok(RecordOutcome::Stored(entry.clone()))
+}
+
+/// Appends a release decision to the unit's history, with its audit entry.
+fn decision_tx(
+    t: &Tx<'_>,
+    dec: &ReleaseDecisionEntry,
+    audit: &crate::AuditNote,
+    order: u64,
+) -> TxResult<()> {
+    t.history(&dec.serial, order, HISTORY_DECISION, &dec.encode_to_vec())?;
+    t.audit(audit)
+}
+
+/// One write of a batch.
+fn apply_write(t: &Tx<'_>, w: &Write, order: u64) -> TxResult<Written> {
+    Ok(match w {
+        Write::Evidence(c) => Written::Device(evidence_tx(t, c, order)?),
+        Write::Reappraisal(c) => Written::Device(reappraisal_tx(t, c, order)?),
+        Write::Record(c) => Written::Record(record_tx(t, c, order)?),
+        Write::Decision(d, a) => {
+            decision_tx(t, d, a, order)?;
+            Written::Done
+        }
+    })
+}
+
 fn apply_verdict(d: &mut DeviceEntry, v: &UnitVerdict) {
     if d.status != v.status {
         d.status = v.status;
@@ -578,8 +804,13 @@ impl SledStore {
 
     /// Runs `f` as one transaction over every tree.
     fn tx<A>(&self, f: impl Fn(&Tx<'_>) -> TxResult<A>) -> crate::Result<A> {
-        <[Tree] as Transactional<Abort>>::transaction(&self.trees[..], |view| f(&Tx(view)))
-            .map_err(map_tx_error)
+        <[Tree] as Transactional<Abort>>::transaction(&self.trees[..], |view| {
+            f(&Tx {
+                trees: view,
+                wrote: std::cell::Cell::new(false),
+            })
+        })
+        .map_err(map_tx_error)
     }
 
     fn next_order(&self) -> crate::Result<u64> {
@@ -754,113 +985,7 @@ impl Store for SledStore {
 
     fn commit_record(&self, commit: RecordCommit) -> crate::Result<RecordOutcome> {
         let order = self.next_order()?;
-        let entry = &commit.entry;
-        self.tx(|t| {
-            if let Some(existing) =
-                t.get::<RecordEntry>(RECORDS, entry.record_id.as_bytes(), "record")?
-            {
-                return Ok(RecordOutcome::Duplicate(existing));
-            }
-            let sid = entry.station_id.as_str();
-            let Some(mut station) = t.get::<StationEntry>(STATIONS, sid.as_bytes(), "station")?
-            else {
-                return rejected(reject!(UnknownStation, "station {sid} is not registered"));
-            };
-            if station.revoked {
-                return rejected(reject!(StationRevoked, "station {sid} is revoked"));
-            }
-            if station.has_sequence && entry.sequence <= station.last_sequence {
-                return rejected(reject!(
-                    SequenceRegressed,
-                    "sequence {} of station {sid} is not above its last accepted sequence {}",
-                    entry.sequence,
-                    station.last_sequence
-                ));
-            }
-            let serial = entry.serial.as_str();
-            let old = t.device(serial)?;
-            let mut d = match (&commit.enrollment, &old) {
-                (Some(en), old) => {
-                    if let Some(owner) = t.t(KEYS).get(en.key_id.as_bytes())? {
-                        if owner.as_ref() != serial.as_bytes() {
-                            return rejected(reject!(
-                                KeyInUse,
-                                "device_key: this key is already enrolled for another unit"
-                            ));
-                        }
-                    }
-                    let mut d = match old {
-                        None => {
-                            t.bump(COUNT_DEVICES)?;
-                            DeviceEntry {
-                                serial: serial.to_owned(),
-                                enrolled_at: entry.received_at,
-                                status: STATUS_UNKNOWN,
-                                status_changed_at: entry.received_at,
-                                ..DeviceEntry::default()
-                            }
-                        }
-                        Some(d) if d.spki_der == en.spki_der => d.clone(),
-                        Some(d) => {
-                            let rekey_ok = station.allow_rekey
-                                && en.supersedes.as_deref()
-                                    == Some(d.provisioning_record_id.as_str());
-                            if !rekey_ok {
-                                return rejected(reject!(
-                                    SerialEnrolled,
-                                    "serial {serial} is enrolled with another key; a re-key needs \
-                                     \"supersedes\": \"{}\" from a station allowed to re-key",
-                                    d.provisioning_record_id
-                                ));
-                            }
-                            let old_kid = attestd_core::keys::PublicKey::from_spki_der(
-                                &d.spki_der,
-                                attestd_core::Reason::FieldInvalid,
-                                "stored key",
-                            )
-                            .map(|k| k.key_id())
-                            .map_err(|_| tx_corrupt("device key"))?;
-                            t.t(KEYS).remove(old_kid.as_bytes())?;
-                            d.clone()
-                        }
-                    };
-                    t.t(KEYS).insert(en.key_id.as_bytes(), serial.as_bytes())?;
-                    let previous =
-                        std::mem::replace(&mut d.provisioning_station_id, sid.to_owned());
-                    unlink_station(t, &previous, &d)?;
-                    d.model = en.model.clone();
-                    d.hw_version = en.hw_version.clone();
-                    d.spki_der = en.spki_der.clone();
-                    d.provisioning_record_id = entry.record_id.clone();
-                    d
-                }
-                (None, Some(d)) => {
-                    let mut d = d.clone();
-                    d.calibration_record_id = entry.record_id.clone();
-                    let previous = std::mem::replace(&mut d.calibration_station_id, sid.to_owned());
-                    unlink_station(t, &previous, &d)?;
-                    d
-                }
-                (None, None) => {
-                    return rejected(reject!(DeviceNotFound, "serial {serial} is not enrolled"));
-                }
-            };
-            t.t(BY_STATION).insert(pair_key(sid, serial), &[])?;
-            // The unit's verdict must follow its new record.
-            t.mark_dirty(serial)?;
-            d.revision += 1;
-            put_device(t, old.as_ref(), &d)?;
-            station.last_sequence = entry.sequence;
-            station.has_sequence = true;
-            t.put(STATIONS, sid.as_bytes(), &station)?;
-            t.put(RECORDS, entry.record_id.as_bytes(), entry)?;
-            t.t(RECORD_INDEX)
-                .insert(indexed_key(serial, order), entry.record_id.as_bytes())?;
-            t.history(serial, order, HISTORY_RECORD, entry.record_id.as_bytes())?;
-            t.bump(COUNT_RECORDS)?;
-            t.audit(&commit.audit)?;
-            Ok(RecordOutcome::Stored(entry.clone()))
-        })
+        self.tx(|t| record_tx(t, &commit, order))
     }
 
     fn get_record(&self, record_id: &str) -> crate::Result<Option<RecordEntry>> {
@@ -898,92 +1023,12 @@ impl Store for SledStore {
 
     fn commit_evidence(&self, commit: EvidenceCommit) -> crate::Result<DeviceEntry> {
         let order = self.next_order()?;
-        let entry = &commit.entry;
-        let serial = entry.serial.as_str();
-        self.tx(|t| {
-            let Some(old) = t.device(serial)? else {
-                return rejected(reject!(UnknownDevice, "serial {serial} is not enrolled"));
-            };
-            if old.spki_der != commit.spki_der {
-                return rejected(reject!(
-                    SignatureInvalid,
-                    "the key enrolled for {serial} changed while the evidence was checked"
-                ));
-            }
-            if old.revision != commit.expected_revision
-                || t.active_version(&old.model)? != commit.expected_baseline
-            {
-                return abort(Abort::Conflict);
-            }
-            if t.t(EVIDENCE).get(entry.evidence_id.as_bytes())?.is_some() {
-                return rejected(reject!(Replayed, "this evidence was already accepted"));
-            }
-            if commit.deferred && old.has_bootcount && entry.bootcount <= old.highest_bootcount {
-                return rejected(reject!(
-                    Replayed,
-                    "deferred evidence: bootcount {} is not above the highest accepted ({})",
-                    entry.bootcount,
-                    old.highest_bootcount
-                ));
-            }
-            let mut d = old.clone();
-            if !d.has_bootcount || entry.bootcount > d.highest_bootcount {
-                d.highest_bootcount = entry.bootcount;
-                d.has_bootcount = true;
-            }
-            d.svns = commit.svns.clone();
-            d.firmware = commit.firmware.clone();
-            d.calibration_digest = commit.calibration_digest.clone();
-            d.evidence_count += 1;
-            d.last_evidence_id = entry.evidence_id.clone();
-            d.last_seen = entry.received_at;
-            apply_verdict(&mut d, &commit.verdict);
-            d.revision += 1;
-            put_device(t, Some(&old), &d)?;
-            t.put(EVIDENCE, entry.evidence_id.as_bytes(), entry)?;
-            t.history(
-                serial,
-                order,
-                HISTORY_EVIDENCE,
-                entry.evidence_id.as_bytes(),
-            )?;
-            t.bump(COUNT_EVIDENCE)?;
-            t.audit(&commit.audit)?;
-            Ok(d)
-        })
+        self.tx(|t| evidence_tx(t, &commit, order))
     }
 
     fn commit_reappraisal(&self, commit: ReappraisalCommit) -> crate::Result<DeviceEntry> {
         let order = self.next_order()?;
-        let serial = commit.serial.as_str();
-        self.tx(|t| {
-            let Some(old) = t.device(serial)? else {
-                t.t(DIRTY).remove(serial.as_bytes())?;
-                return rejected(reject!(DeviceNotFound, "serial {serial} is not enrolled"));
-            };
-            if old.revision != commit.expected_revision
-                || t.active_version(&old.model)? != commit.expected_baseline
-            {
-                return abort(Abort::Conflict);
-            }
-            t.t(DIRTY).remove(serial.as_bytes())?;
-            let mut d = old.clone();
-            apply_verdict(&mut d, &commit.verdict);
-            if same_verdict(&old, &d) {
-                // Nothing a reader could see changed: keep the verdict (and
-                // when it was reached) as it was.
-                return Ok(old);
-            }
-            d.revision += 1;
-            put_device(t, Some(&old), &d)?;
-            let h = ReappraisalEntry {
-                appraisal: d.appraisal.clone(),
-                status: d.status,
-                at: commit.verdict.now_ms,
-            };
-            t.history(serial, order, HISTORY_REAPPRAISAL, &h.encode_to_vec())?;
-            Ok(d)
-        })
+        self.tx(|t| reappraisal_tx(t, &commit, order))
     }
 
     fn publish_baseline(
@@ -1004,7 +1049,7 @@ impl Store for SledStore {
                     ));
                 }
             }
-            t.t(META).insert(latest_key, &b.version.to_be_bytes())?;
+            t.w(META).insert(latest_key, &b.version.to_be_bytes())?;
             t.put(BASELINES, baseline_key(&model, b.version), &b)?;
             t.bump(COUNT_BASELINES)?;
             t.audit(audit)?;
@@ -1014,7 +1059,7 @@ impl Store for SledStore {
             } else {
                 let mut k = (b.effective_at.max(0) as u64).to_be_bytes().to_vec();
                 k.extend_from_slice(&baseline_key(&model, b.version));
-                t.t(BASELINE_PENDING).insert(k, &[])?;
+                t.w(BASELINE_PENDING).insert(k, &[])?;
                 Ok(false)
             }
         })
@@ -1084,7 +1129,7 @@ impl Store for SledStore {
             let version =
                 u64_of(&rest[sep + 1..]).ok_or_else(|| corrupt("pending baseline key"))?;
             self.tx(|t| {
-                t.t(BASELINE_PENDING).remove(&k)?;
+                t.w(BASELINE_PENDING).remove(&k)?;
                 t.activate(&model, version)
             })?;
             activated.push((model, version));
@@ -1169,7 +1214,7 @@ impl Store for SledStore {
                     t.put(SWEEPS, &key, &current)?;
                 }
                 None => {
-                    t.t(SWEEPS).remove(key.as_slice())?;
+                    t.w(SWEEPS).remove(key.as_slice())?;
                 }
             }
             Ok(())
@@ -1222,10 +1267,60 @@ impl Store for SledStore {
         audit: &crate::AuditNote,
     ) -> crate::Result<()> {
         let order = self.next_order()?;
-        self.tx(|t| {
-            t.history(&dec.serial, order, HISTORY_DECISION, &dec.encode_to_vec())?;
-            t.audit(audit)
-        })
+        self.tx(|t| decision_tx(t, &dec, audit, order))
+    }
+
+    fn commit_batch(&self, writes: Vec<Write>) -> Vec<crate::Result<Written>> {
+        if writes.len() <= 1 {
+            return writes
+                .into_iter()
+                .map(|w| crate::commit_alone(self, w))
+                .collect();
+        }
+        let orders = match writes
+            .iter()
+            .map(|_| self.next_order())
+            .collect::<crate::Result<Vec<u64>>>()
+        {
+            Ok(o) => o,
+            Err(_) => {
+                return writes
+                    .into_iter()
+                    .map(|w| crate::commit_alone(self, w))
+                    .collect()
+            }
+        };
+        let all = <[Tree] as Transactional<Abort>>::transaction(&self.trees[..], |view| {
+            let t = Tx {
+                trees: view,
+                wrote: std::cell::Cell::new(false),
+            };
+            let mut out = Vec::with_capacity(writes.len());
+            for (w, order) in writes.iter().zip(&orders) {
+                t.wrote.set(false);
+                match apply_write(&t, w, *order) {
+                    Ok(x) => out.push(Ok(x)),
+                    // Refused before writing anything: the others go on.
+                    Err(ConflictableTransactionError::Abort(
+                        a @ (Abort::Rejected(_) | Abort::Conflict),
+                    )) if !t.wrote.get() => out.push(Err(a)),
+                    // Refused after writing, or broken: the batch is undone
+                    // and each write runs alone below.
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(out)
+        });
+        match all {
+            Ok(out) => out
+                .into_iter()
+                .map(|r| r.map_err(|a| map_tx_error(TransactionError::Abort(a))))
+                .collect(),
+            Err(_) => writes
+                .into_iter()
+                .map(|w| crate::commit_alone(self, w))
+                .collect(),
+        }
     }
 
     fn append_audit(&self, audit: &crate::AuditNote) -> crate::Result<()> {
@@ -1440,7 +1535,7 @@ fn unlink_station(t: &Tx<'_>, station: &str, d: &DeviceEntry) -> TxResult<()> {
         && station != d.provisioning_station_id
         && station != d.calibration_station_id
     {
-        t.t(BY_STATION).remove(pair_key(station, &d.serial))?;
+        t.w(BY_STATION).remove(pair_key(station, &d.serial))?;
     }
     Ok(())
 }

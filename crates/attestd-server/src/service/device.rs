@@ -10,7 +10,7 @@ use attestd_core::ids::{object_id, Digest, Serial};
 use attestd_core::keys::PublicKey;
 use attestd_core::{reject, Reason, Rejection};
 use attestd_proto::v1 as pb;
-use attestd_store::{AuditNote, EvidenceCommit, EvidenceEntry, FirmwareEntry, StoreError};
+use attestd_store::{AuditNote, EvidenceCommit, EvidenceEntry, FirmwareEntry, StoreError, Write};
 use tonic::{Request, Response, Status};
 
 use crate::app::App;
@@ -67,7 +67,7 @@ impl DeviceService {
         req: pb::SubmitEvidenceRequest,
     ) -> Result<pb::SubmitEvidenceResponse, Rejection> {
         let app = &self.app;
-        let pending = app.commit.begin();
+        let mut pending = app.commit.begin();
         let raw = req.evidence;
         // Decode under hard bounds; nothing from it is trusted yet.
         let ev = Evidence::decode(&raw)?;
@@ -198,9 +198,8 @@ impl DeviceService {
                     .unwrap_or_default(),
                 verdict: v,
             };
-            match app.store.commit_evidence(commit) {
+            match pending.commit(Write::Evidence(commit)).await {
                 Ok(_) => {
-                    pending.durable().await?;
                     app.metrics.evidence_accepted.fetch_add(1, Relaxed);
                     tracing::info!(serial, evidence_id = %evidence_id, nonce_fresh, tier = ?appraisal.tier, "evidence accepted");
                     return Ok(pb::SubmitEvidenceResponse {
@@ -210,6 +209,7 @@ impl DeviceService {
                 }
                 Err(StoreError::Conflict) => {
                     app.metrics.commit_conflicts.fetch_add(1, Relaxed);
+                    pending = app.commit.begin();
                     device = app
                         .store
                         .get_device(serial)

@@ -12,7 +12,8 @@ use attestd_core::record::{record_id, Record, RecordKind};
 use attestd_core::{reject, Reason, Rejection};
 use attestd_proto::v1 as pb;
 use attestd_store::{
-    AuditNote, Enrollment, RecordCommit, RecordEntry, RecordOutcome, SignatureEntry,
+    AuditNote, Enrollment, RecordCommit, RecordEntry, RecordOutcome, SignatureEntry, StoreError,
+    Write, Written,
 };
 use tonic::{Request, Response, Status};
 
@@ -172,16 +173,20 @@ impl FactoryService {
                 })
                 .collect(),
         };
-        let outcome = app
-            .store
-            .commit_record(RecordCommit {
+        // Also a duplicate waits for the flush: the original may still be in
+        // its flush window.
+        let outcome = match pending
+            .commit(Write::Record(RecordCommit {
                 entry,
                 enrollment,
                 audit,
-            })
-            .map_err(|e| app.store_err(e))?;
-        // Also for a duplicate: the original may still be in its flush window.
-        pending.durable().await?;
+            }))
+            .await
+        {
+            Ok(Written::Record(o)) => o,
+            Ok(_) => return Err(app.store_err(StoreError::Unavailable("unexpected answer".into()))),
+            Err(e) => return Err(app.store_err(e)),
+        };
         // The unit's verdict follows its new record.
         app.work.notify_one();
         let (stored, duplicate) = match outcome {

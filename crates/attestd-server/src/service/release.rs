@@ -10,7 +10,7 @@ use attestd_core::ids::{hex, Serial};
 use attestd_core::release::{decide, waivable, GateInput, NOT_ENROLLED};
 use attestd_core::{reject, Reason, Rejection};
 use attestd_proto::v1 as pb;
-use attestd_store::{AuditNote, ConcessionEntry, GateReasonEntry, ReleaseDecisionEntry};
+use attestd_store::{AuditNote, ConcessionEntry, GateReasonEntry, ReleaseDecisionEntry, Write};
 use ring::rand::{SecureRandom, SystemRandom};
 use tonic::{Request, Response, Status};
 
@@ -58,7 +58,7 @@ fn decision_note(d: &ReleaseDecisionEntry) -> AuditNote {
 }
 
 impl ReleaseService {
-    /// Decides for one serial and stores the decision (not yet durable).
+    /// Decides for one serial; the caller stores the decision.
     fn decide_one(
         &self,
         caller: &Principal,
@@ -85,9 +85,6 @@ impl ReleaseService {
                 detail: "no provisioning record enrolls this serial".into(),
                 waived: false,
             }];
-            store
-                .record_decision(entry.clone(), &decision_note(&entry))
-                .map_err(|e| app.store_err(e))?;
             return Ok(entry);
         };
         let (version, baseline) = app.baselines.active(store, &d.model)?;
@@ -151,9 +148,6 @@ impl ReleaseService {
         entry.calibration_record_id = d.calibration_record_id.clone();
         entry.under_concession = gate.concession_id.is_some();
         entry.concession_id = gate.concession_id.unwrap_or_default();
-        store
-            .record_decision(entry.clone(), &decision_note(&entry))
-            .map_err(|e| app.store_err(e))?;
         Ok(entry)
     }
 
@@ -164,7 +158,11 @@ impl ReleaseService {
     ) -> Result<pb::ReleaseDecision, Rejection> {
         let pending = self.app.commit.begin();
         let entry = self.decide_one(caller, &req.serial)?;
-        pending.durable().await?;
+        let write = Write::Decision(entry.clone(), decision_note(&entry));
+        pending
+            .commit(write)
+            .await
+            .map_err(|e| self.app.store_err(e))?;
         tracing::info!(serial = %entry.serial, decision = entry.decision, by = %caller.name, "release decision");
         Ok(convert::decision(entry))
     }
@@ -184,9 +182,13 @@ impl ReleaseService {
         }
         let pending = self.app.commit.begin();
         let mut results = Vec::with_capacity(req.serials.len());
+        let mut writes = Vec::new();
         for (i, serial) in req.serials.iter().enumerate() {
             let decision = match self.decide_one(caller, serial) {
-                Ok(entry) => convert::decision(entry),
+                Ok(entry) => {
+                    writes.push(Write::Decision(entry.clone(), decision_note(&entry)));
+                    convert::decision(entry)
+                }
                 // A unit that cannot be decided is held, never released.
                 Err(r) => pb::ReleaseDecision {
                     serial: serial.chars().take(64).collect(),
@@ -201,7 +203,15 @@ impl ReleaseService {
             };
             results.push(decision);
         }
-        pending.durable().await?;
+        // Every decision is stored before any is answered; a decision that
+        // could not be stored fails the call (the MES asks again).
+        for r in pending
+            .commit_all(writes)
+            .await
+            .map_err(|e| self.app.store_err(e))?
+        {
+            r.map_err(|e| self.app.store_err(e))?;
+        }
         Ok(pb::CheckReleaseBatchResponse { results })
     }
 
