@@ -149,6 +149,35 @@ impl Baseline {
         self.model.as_str() == model && self.hw_versions.iter().any(|h| h == hw_version)
     }
 
+    /// Digests whose units this baseline most likely re-grades when it
+    /// replaces `previous`: newly revoked, or approved before and not now.
+    /// A hint for ordering work; the whole model is re-appraised anyway.
+    pub fn urgent_digests(&self, previous: Option<&Baseline>) -> Vec<Digest> {
+        let approved = |b: &Baseline| -> Vec<Digest> {
+            b.components
+                .iter()
+                .flat_map(|c| c.approved.iter().map(|a| a.digest))
+                .collect()
+        };
+        let now_approved = approved(self);
+        let mut out: Vec<Digest> = self
+            .revoked
+            .iter()
+            .map(|(d, _)| *d)
+            .filter(|d| previous.is_none_or(|p| p.revoked_reason(d).is_none()))
+            .collect();
+        if let Some(p) = previous {
+            out.extend(
+                approved(p)
+                    .into_iter()
+                    .filter(|d| !now_approved.contains(d)),
+            );
+        }
+        out.sort_by_key(|d| d.0);
+        out.dedup();
+        out
+    }
+
     pub fn revoked_reason(&self, d: &Digest) -> Option<&str> {
         self.revoked
             .iter()

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use attestd_core::Rejection;
-use attestd_store::{ReappraisalCommit, StoreError, SweepEntry, Write};
+use attestd_store::{ReappraisalCommit, StoreError, SweepEntry, Write, SWEEP_DIGEST};
 use tokio::sync::watch;
 
 use crate::app::App;
@@ -70,7 +70,13 @@ pub async fn step(app: &App) -> Result<usize, Rejection> {
     }
     let dirty = store.dirty_units(batch).map_err(|e| app.store_err(e))?;
     progress += written(&reappraise_units(app, &dirty, now_ms).await);
-    for sweep in store.sweeps().map_err(|e| app.store_err(e))? {
+    // Units on a firmware a new baseline withdrew go first (one sweep per
+    // digest); the sweeps of whole models and stations follow.
+    let mut sweeps = store.sweeps().map_err(|e| app.store_err(e))?;
+    if sweeps.iter().any(|s| s.kind == SWEEP_DIGEST) {
+        sweeps.retain(|s| s.kind == SWEEP_DIGEST);
+    }
+    for sweep in sweeps {
         progress += run_sweep(app, &sweep, batch, now_ms).await?;
     }
     let due = store

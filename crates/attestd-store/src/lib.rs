@@ -100,6 +100,9 @@ pub enum RecordOutcome {
 /// Sweep kinds: which index a re-appraisal sweep walks.
 pub const SWEEP_MODEL: i32 = 1;
 pub const SWEEP_STATION: i32 = 2;
+/// Units reporting one firmware digest (hex): run before the others, so the
+/// units a revocation hits turn first.
+pub const SWEEP_DIGEST: i32 = 3;
 
 /// Status code of a freshly enrolled unit (UNKNOWN in the API enum).
 pub const STATUS_UNKNOWN: i32 = 5;

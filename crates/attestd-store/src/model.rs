@@ -252,13 +252,18 @@ pub struct BaselineEntry {
     pub published_at: i64,
     #[prost(string, tag = "9")]
     pub published_by: String,
+    /// Firmware digests (hex) whose units this baseline most likely
+    /// re-grades (newly revoked or no longer approved): when it becomes
+    /// active they are swept first, ahead of the sweep of the whole model.
+    #[prost(string, repeated, tag = "10")]
+    pub urgent_digests: Vec<String>,
 }
 
 /// A re-appraisal sweep over one index (all units of a model, or all units
 /// relying on a station), resumable from its cursor.
 #[derive(Clone, PartialEq, Message)]
 pub struct SweepEntry {
-    /// 1 by model, 2 by station.
+    /// 1 by model, 2 by station, 3 by firmware digest.
     #[prost(int32, tag = "1")]
     pub kind: i32,
     #[prost(string, tag = "2")]

@@ -26,7 +26,7 @@ use crate::{
     DeviceQuery, EvidenceCommit, EvidenceEntry, Group, HistoryItem, Page, ReappraisalCommit,
     ReappraisalEntry, RecordCommit, RecordEntry, RecordOutcome, ReleaseDecisionEntry, StationEntry,
     Store, StoreError, SummaryCount, SweepEntry, UnitVerdict, Write, Written, STATUS_UNKNOWN,
-    SWEEP_MODEL, SWEEP_STATION,
+    SWEEP_DIGEST, SWEEP_MODEL, SWEEP_STATION,
 };
 
 const HISTORY_EVIDENCE: u8 = b'e';
@@ -69,7 +69,8 @@ const BY_TENANT: usize = 17;
 const SUMMARY: usize = 18;
 const CHANGES: usize = 19;
 const AUDIT: usize = 20;
-const TREE_NAMES: [&str; 21] = [
+const BY_DIGEST: usize = 21;
+const TREE_NAMES: [&str; 22] = [
     "stations",
     "devices",
     "keys",
@@ -91,6 +92,7 @@ const TREE_NAMES: [&str; 21] = [
     "summary",
     "changes",
     "audit",
+    "by_digest",
 ];
 
 /// Settings of the sled backend.
@@ -255,11 +257,13 @@ impl Tx<'_> {
         }
         self.w(BASELINE_ACTIVE)
             .insert(model.as_bytes(), &version.to_be_bytes())?;
-        self.open_sweep(
-            SWEEP_MODEL,
-            model,
-            &format!("baseline {model} v{version} active"),
-        )
+        let reason = format!("baseline {model} v{version} active");
+        let entry: Option<BaselineEntry> =
+            self.get(BASELINES, &baseline_key(model, version), "baseline")?;
+        for digest in entry.iter().flat_map(|b| &b.urgent_digests) {
+            self.open_sweep(SWEEP_DIGEST, digest, &reason)?;
+        }
+        self.open_sweep(SWEEP_MODEL, model, &reason)
     }
 
     /// Appends one entry to the audit chain, after the current head.
@@ -358,6 +362,14 @@ fn put_device(t: &Tx<'_>, old: Option<&DeviceEntry>, new: &DeviceEntry) -> TxRes
             t.w(BY_MODEL).insert(pair_key(&new.model, serial), &[])?;
         }
     }
+    let old_digests = old.map(firmware_digests).unwrap_or_default();
+    let new_digests = firmware_digests(new);
+    for d in old_digests.iter().filter(|d| !new_digests.contains(d)) {
+        t.w(BY_DIGEST).remove(pair_key(d, serial))?;
+    }
+    for d in new_digests.iter().filter(|d| !old_digests.contains(d)) {
+        t.w(BY_DIGEST).insert(pair_key(d, serial), &[])?;
+    }
     let old_due = old.map_or(0, |o| o.next_check_at);
     if old_due != new.next_check_at {
         if old_due != 0 {
@@ -387,6 +399,18 @@ fn put_device(t: &Tx<'_>, old: Option<&DeviceEntry>, new: &DeviceEntry) -> TxRes
         t.put(CHANGES, seq.to_be_bytes(), &change)?;
     }
     t.put(DEVICES, serial.as_bytes(), new)
+}
+
+/// The firmware digests a unit last reported, in hex, without repeats.
+fn firmware_digests(d: &DeviceEntry) -> Vec<String> {
+    let mut out: Vec<String> = d
+        .firmware
+        .iter()
+        .map(|f| attestd_core::ids::hex(&f.digest))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// Whether two states of a unit carry the same verdict, ignoring when the
@@ -1175,6 +1199,7 @@ impl Store for SledStore {
         let index = match sweep.kind {
             SWEEP_MODEL => self.tree(BY_MODEL),
             SWEEP_STATION => self.tree(BY_STATION),
+            SWEEP_DIGEST => self.tree(BY_DIGEST),
             _ => return Err(corrupt("sweep kind")),
         };
         let prefix = serial_prefix(&sweep.key);

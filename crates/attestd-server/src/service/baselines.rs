@@ -43,6 +43,13 @@ impl BaselinesService {
         // Signatures before content: unsigned bytes are not even parsed.
         let signed = app.trust_root.verify(&env)?;
         let b = Baseline::parse(&env.payload)?;
+        // Against the baseline active now: the usual predecessor.
+        let (_, previous) = app.baselines.active(app.store.as_ref(), b.model.as_str())?;
+        let urgent_digests = b
+            .urgent_digests(previous.as_deref())
+            .iter()
+            .map(|d| d.to_hex())
+            .collect();
         let entry = BaselineEntry {
             model: b.model.as_str().to_owned(),
             version: b.version,
@@ -60,6 +67,7 @@ impl BaselinesService {
                 .collect(),
             published_at: app.clock.now_ms(),
             published_by: caller.name.clone(),
+            urgent_digests,
         };
         let active = app
             .store
