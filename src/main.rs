@@ -240,6 +240,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// mimalloc: the request path allocates and frees many small buffers
+/// (protobuf, HTTP/2 frames, sled nodes); glibc's malloc cost ~15% of the
+/// server's CPU in a boot storm (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {

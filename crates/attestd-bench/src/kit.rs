@@ -406,3 +406,18 @@ impl UnitKeys {
         Ok(self.file.sync_all()?)
     }
 }
+
+/// CPU seconds (user + system, every thread) process `pid` has used, from
+/// /proc/<pid>/stat (in clock ticks of 1/100 s, Linux's USER_HZ); 0 when
+/// unreadable.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name (field 2) may hold spaces; fields count from its ')'.
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After ')': state is field 3, so utime (14) and stime (15) are 11 and 12.
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    (ticks(11) + ticks(12)) as f64 / 100.0
+}

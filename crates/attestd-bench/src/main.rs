@@ -117,6 +117,8 @@ struct Run {
     rpc_ceiling: Option<f64>,
     keys: std::sync::Arc<UnitKeys>,
     warmed: bool,
+    /// The server process, for its CPU time.
+    server_pid: u32,
     _temp: Option<tempfile_dir::TempDir>,
 }
 
@@ -203,6 +205,29 @@ impl Run {
         }
     }
 
+    /// CPU seconds used so far by the server and by this load generator.
+    fn cpu(&self) -> (f64, f64) {
+        (
+            kit::cpu_seconds(self.server_pid),
+            kit::cpu_seconds(std::process::id()),
+        )
+    }
+
+    /// CPU per operation since `before`: what a figure costs, whatever else
+    /// the machine was doing.
+    fn cpu_note(&self, before: (f64, f64), ops: u64) -> String {
+        let (s, c) = self.cpu();
+        if ops == 0 {
+            return String::new();
+        }
+        let per = |d: f64| d * 1e6 / ops as f64;
+        format!(
+            "; CPU per boot: server {:.0} us, load generator {:.0} us",
+            per(s - before.0),
+            per(c - before.1)
+        )
+    }
+
     /// Parses every unit's key before a measured storm (not timed).
     async fn warm(&mut self, ctx: &Ctx) -> anyhow::Result<()> {
         if !self.warmed {
@@ -227,6 +252,7 @@ impl Run {
             ("boot ES256 (challenge + evidence)", KeyAlg::Es256),
             ("boot Ed25519 (challenge + evidence)", KeyAlg::Ed25519),
         ] {
+            let cpu = self.cpu();
             let r = fleet::storm(
                 ctx,
                 label,
@@ -236,9 +262,10 @@ impl Run {
             )
             .await?;
             let note = self.ceiling_note(r.row.rate_per_sec);
+            let cpu = self.cpu_note(cpu, r.row.count);
             let row = r.row.clone();
             let n = row.note.clone();
-            self.add(row.with_note(format!("{n}{note}")));
+            self.add(row.with_note(format!("{n}{note}{cpu}")));
         }
         Ok(())
     }
@@ -462,9 +489,11 @@ async fn run(cli: Cli) -> anyhow::Result<Vec<Row>> {
         rpc_ceiling: None,
         keys,
         warmed: false,
+        server_pid: 0,
         _temp: temp,
     };
     let (server, mut ctx) = run.start().await?;
+    run.server_pid = server.pid();
     match scenario {
         Scenario::Provision => run.ensure_units(&mut ctx, true).await?,
         Scenario::BootStorm => {
@@ -521,6 +550,12 @@ fn machine() -> serde_json::Value {
         "memory": mem,
     })
 }
+
+/// mimalloc: the request path allocates and frees many small buffers
+/// (protobuf, HTTP/2 frames, sled nodes); glibc's malloc cost ~15% of the
+/// server's CPU in a boot storm (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();

@@ -71,6 +71,23 @@ impl PublicKey {
     /// Parses SubjectPublicKeyInfo DER. Accepts an uncompressed P-256 point
     /// or an Ed25519 key, nothing else. `field` names the input in errors.
     pub fn from_spki_der(der: &[u8], reason: Reason, field: &str) -> Result<PublicKey, Rejection> {
+        PublicKey::parse(der, reason, field, true)
+    }
+
+    /// Parses a key that passed [`PublicKey::from_spki_der`] when it was
+    /// enrolled and comes back from the store: the shape is checked again,
+    /// the curve equation is not (it costs more than the verification it
+    /// precedes, and ring checks the point at every verification anyway).
+    pub fn from_enrolled_spki_der(der: &[u8], field: &str) -> Result<PublicKey, Rejection> {
+        PublicKey::parse(der, Reason::StoreUnavailable, field, false)
+    }
+
+    fn parse(
+        der: &[u8],
+        reason: Reason,
+        field: &str,
+        check_curve: bool,
+    ) -> Result<PublicKey, Rejection> {
         let alg = if der.len() == 91 && der[..26] == P256_SPKI_PREFIX && der[26] == 0x04 {
             KeyAlg::Es256
         } else if der.len() == 44 && der[..12] == ED25519_SPKI_PREFIX {
@@ -85,7 +102,7 @@ impl PublicKey {
                 ),
             ));
         };
-        if alg == KeyAlg::Es256 {
+        if alg == KeyAlg::Es256 && check_curve {
             // Reject points that are not on the curve now, not at first use.
             if !p256_point_valid(&der[26..]) {
                 return Err(Rejection::new(
@@ -297,6 +314,23 @@ mod tests {
             let e = PublicKey::from_spki_der(der, Reason::FieldInvalid, "device_key.spki_der")
                 .unwrap_err();
             assert!(e.message.starts_with("device_key.spki_der:"));
+            let e = PublicKey::from_enrolled_spki_der(der, "stored key").unwrap_err();
+            assert_eq!(e.reason, Reason::StoreUnavailable);
         }
+    }
+
+    #[test]
+    fn an_enrolled_key_is_not_checked_against_the_curve_again() {
+        let g = p256_generator();
+        let der = PublicKey::from_raw(KeyAlg::Es256, &g).unwrap().spki_der().to_vec();
+        let k = PublicKey::from_enrolled_spki_der(&der, "stored key").unwrap();
+        assert_eq!(k.alg(), KeyAlg::Es256);
+        // Off the curve: refused on the way in, not on the way back (ring
+        // refuses such a point when it verifies).
+        let mut off = der.clone();
+        off[90] ^= 1;
+        assert!(PublicKey::from_spki_der(&off, Reason::FieldInvalid, "k").is_err());
+        let k = PublicKey::from_enrolled_spki_der(&off, "stored key").unwrap();
+        assert!(!k.verify(b"m", &[0u8; 64], SigEncoding::Raw));
     }
 }

@@ -78,11 +78,7 @@ impl DeviceService {
             .get_device(serial)
             .map_err(|e| app.store_err(e))?
             .ok_or_else(|| reject!(UnknownDevice, "serial {serial} is not enrolled"))?;
-        let key = PublicKey::from_spki_der(
-            &device.spki_der,
-            Reason::StoreUnavailable,
-            "stored device key",
-        )?;
+        let key = PublicKey::from_enrolled_spki_der(&device.spki_der, "stored device key")?;
         let now_ms = app.clock.now_ms();
         if let Err(r) = ev.verify(&key) {
             app.security.raise("device", serial, r.reason, now_ms);

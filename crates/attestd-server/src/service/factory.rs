@@ -75,11 +75,7 @@ impl FactoryService {
             .get_station(sid.as_str())
             .map_err(|e| app.store_err(e))?
             .ok_or_else(|| reject!(UnknownStation, "station {sid} is not registered"))?;
-        let key = PublicKey::from_spki_der(
-            &station.spki_der,
-            Reason::StoreUnavailable,
-            "stored station key",
-        )?;
+        let key = PublicKey::from_enrolled_spki_der(&station.spki_der, "stored station key")?;
         let now_ms = app.clock.now_ms();
         if !env.signed_by(&key) {
             app.security
