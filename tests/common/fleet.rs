@@ -240,15 +240,28 @@ impl Fleet {
         code: Option<&str>,
         within: Duration,
     ) -> pb::Device {
-        let deadline = Instant::now() + within;
-        loop {
-            let dev = self.get(i).await;
+        self.wait_until(i, within, |dev| {
             let has_code = code.is_none_or(|c| {
                 dev.appraisal
                     .as_ref()
                     .is_some_and(|a| a.reasons.iter().any(|r| r.code == c))
             });
-            if dev.status == status as i32 && has_code {
+            dev.status == status as i32 && has_code
+        })
+        .await
+    }
+
+    /// Polls unit `i` until `ok` holds; fails the test after `within`.
+    pub async fn wait_until(
+        &self,
+        i: usize,
+        within: Duration,
+        ok: impl Fn(&pb::Device) -> bool,
+    ) -> pb::Device {
+        let deadline = Instant::now() + within;
+        loop {
+            let dev = self.get(i).await;
+            if ok(&dev) {
                 return dev;
             }
             assert!(

@@ -173,6 +173,21 @@ pub fn run_server(dir: &Path, cache_mb: u64) -> anyhow::Result<()> {
         dir.display()
     );
     let kit = Kit::load_or_create(dir, 0)?;
+    // Logs as attestd writes them (ATTESTD_LOG, default info), into a file
+    // so that they cost what they cost in production without mixing into
+    // the tables.
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ATTESTD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::sync::Mutex::new(log))
+        .with_ansi(false)
+        .init();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -322,7 +322,10 @@ mod tests {
     #[test]
     fn an_enrolled_key_is_not_checked_against_the_curve_again() {
         let g = p256_generator();
-        let der = PublicKey::from_raw(KeyAlg::Es256, &g).unwrap().spki_der().to_vec();
+        let der = PublicKey::from_raw(KeyAlg::Es256, &g)
+            .unwrap()
+            .spki_der()
+            .to_vec();
         let k = PublicKey::from_enrolled_spki_der(&der, "stored key").unwrap();
         assert_eq!(k.alg(), KeyAlg::Es256);
         // Off the curve: refused on the way in, not on the way back (ring

@@ -227,6 +227,9 @@ pub struct Page<T> {
 }
 
 /// One write of a [`Store::commit_batch`].
+// Moved a few times per request, never stored: boxing would only add an
+// allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Write {
     Evidence(EvidenceCommit),
@@ -236,6 +239,9 @@ pub enum Write {
 }
 
 /// What a write of a batch returned.
+// Moved a few times per request, never stored: boxing would only add an
+// allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Written {
     /// The unit as written (evidence, re-appraisal).

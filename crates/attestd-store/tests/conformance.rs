@@ -355,6 +355,12 @@ fn contract(s: &dyn Store) {
             "station.revoke"
         ]
     );
+    assert_eq!(s.audit_head().unwrap(), (8, verified_head(&entries)));
+    s.flush().unwrap();
+}
+
+/// Verifies a whole chain from genesis; returns its head hash.
+fn verified_head(entries: &[AuditRecord]) -> [u8; 32] {
     let chain: Vec<attestd_core::audit::AuditEntry> = entries
         .iter()
         .map(|e| attestd_core::audit::AuditEntry {
@@ -369,9 +375,122 @@ fn contract(s: &dyn Store) {
             hash: e.hash.clone().try_into().unwrap(),
         })
         .collect();
-    let head = attestd_core::audit::verify_chain(&chain, attestd_core::audit::GENESIS, 0).unwrap();
-    assert_eq!(s.audit_head().unwrap(), (8, head));
+    attestd_core::audit::verify_chain(&chain, attestd_core::audit::GENESIS, 0).unwrap()
+}
+
+/// A batch gives each write the answer it would get alone, in order (a
+/// write sees the ones before it), and a refused write leaves nothing.
+fn batch_contract(s: &dyn Store) {
+    s.register_station(station("st-a"), &note("station.register"))
+        .unwrap();
+    let out = s.commit_batch(vec![
+        Write::Record(provisioning("st-a", 1, "U1", &key(1), None)),
+        // The key of U1, already enrolled by the write before it.
+        Write::Record(provisioning("st-a", 2, "U2", &key(1), None)),
+        Write::Record(provisioning("st-a", 3, "U3", &key(3), None)),
+        // Not above the sequence the write before it accepted.
+        Write::Record(provisioning("st-a", 3, "U4", &key(4), None)),
+    ]);
+    assert_eq!(out.len(), 4);
+    assert!(matches!(
+        &out[0],
+        Ok(Written::Record(RecordOutcome::Stored(_)))
+    ));
+    assert_eq!(rejected(out[1].clone_ok()), Reason::KeyInUse);
+    assert!(matches!(
+        &out[2],
+        Ok(Written::Record(RecordOutcome::Stored(_)))
+    ));
+    assert_eq!(rejected(out[3].clone_ok()), Reason::SequenceRegressed);
+    assert!(s.get_device("U2").unwrap().is_none());
+    assert!(s.get_device("U4").unwrap().is_none());
+    assert_eq!(totals(s), (1, 2, 2, 0));
+
+    // Two pieces of evidence decided on the same snapshot: the second finds
+    // the unit changed by the first.
+    let u1 = s.get_device("U1").unwrap().unwrap();
+    let u3 = s.get_device("U3").unwrap().unwrap();
+    let out = s.commit_batch(vec![
+        Write::Evidence(evidence("U1", 5, &u1, false)),
+        Write::Evidence(evidence("U1", 6, &u1, false)),
+        Write::Evidence(evidence("U3", 1, &u3, false)),
+        Write::Decision(
+            ReleaseDecisionEntry {
+                decision_id: "rd_1".into(),
+                serial: "U3".into(),
+                ..ReleaseDecisionEntry::default()
+            },
+            note("release.decide"),
+        ),
+    ]);
+    assert!(matches!(&out[0], Ok(Written::Device(d)) if d.highest_bootcount == 5));
+    assert!(matches!(out[1], Err(StoreError::Conflict)));
+    assert!(matches!(&out[2], Ok(Written::Device(d)) if d.evidence_count == 1));
+    assert!(matches!(out[3], Ok(Written::Done)));
+    assert_eq!(totals(s), (1, 2, 2, 2));
+    assert_eq!(s.get_device("U1").unwrap().unwrap().evidence_count, 1);
+    assert!(matches!(
+        s.list_history("U3", None, 10).unwrap().items.last(),
+        Some(HistoryItem::Decision(d)) if d.decision_id == "rd_1"
+    ));
+
+    // One audit entry per applied write, none for the refused, chained.
+    let entries = s.audit_after(0, 100).unwrap();
+    let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "station.register",
+            "record",
+            "record",
+            "evidence",
+            "evidence",
+            "release.decide"
+        ]
+    );
+    assert_eq!(s.audit_head().unwrap(), (6, verified_head(&entries)));
+    assert!(s.commit_batch(Vec::new()).is_empty());
+}
+
+/// `Result` of a batch by reference, as the owned form `rejected` takes.
+trait CloneOk {
+    fn clone_ok(&self) -> Result<()>;
+}
+
+impl CloneOk for Result<Written> {
+    fn clone_ok(&self) -> Result<()> {
+        match self {
+            Ok(_) => Ok(()),
+            Err(StoreError::Rejected(r)) => Err(StoreError::Rejected(r.clone())),
+            Err(StoreError::Conflict) => Err(StoreError::Conflict),
+            Err(StoreError::Unavailable(m)) => Err(StoreError::Unavailable(m.clone())),
+        }
+    }
+}
+
+#[test]
+fn a_batch_answers_each_write_as_alone_and_a_refused_write_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SledStore::open(
+        dir.path(),
+        &SledConfig {
+            cache_capacity: 8 << 20,
+        },
+    )
+    .unwrap();
+    batch_contract(&s);
+    // And durably, as one: after reopening, the same state.
     s.flush().unwrap();
+    drop(s);
+    let s = SledStore::open(
+        dir.path(),
+        &SledConfig {
+            cache_capacity: 8 << 20,
+        },
+    )
+    .unwrap();
+    assert_eq!(totals(&s), (1, 2, 2, 2));
+    assert_eq!(s.audit_head().unwrap().0, 6);
 }
 
 #[test]

@@ -197,7 +197,7 @@ impl DeviceService {
             match pending.commit(Write::Evidence(commit)).await {
                 Ok(_) => {
                     app.metrics.evidence_accepted.fetch_add(1, Relaxed);
-                    tracing::info!(serial, evidence_id = %evidence_id, nonce_fresh, tier = ?appraisal.tier, "evidence accepted");
+                    tracing::debug!(serial, evidence_id = %evidence_id, nonce_fresh, tier = ?appraisal.tier, "evidence accepted");
                     return Ok(pb::SubmitEvidenceResponse {
                         evidence_id,
                         appraisal: answer.as_ref().map(convert::appraisal),

@@ -195,7 +195,7 @@ impl FactoryService {
                 (e, true)
             }
         };
-        tracing::info!(record_id = %stored.record_id, serial = %stored.serial, station = %stored.station_id, duplicate, "record accepted");
+        tracing::debug!(record_id = %stored.record_id, serial = %stored.serial, station = %stored.station_id, duplicate, "record accepted");
         Ok(pb::SubmitRecordResponse {
             record_id: stored.record_id,
             serial: stored.serial,

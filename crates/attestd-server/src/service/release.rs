@@ -163,7 +163,7 @@ impl ReleaseService {
             .commit(write)
             .await
             .map_err(|e| self.app.store_err(e))?;
-        tracing::info!(serial = %entry.serial, decision = entry.decision, by = %caller.name, "release decision");
+        tracing::debug!(serial = %entry.serial, decision = entry.decision, by = %caller.name, "release decision");
         Ok(convert::decision(entry))
     }
 
