@@ -144,8 +144,12 @@ pub async fn reappraise_units(app: &App, serials: &[String], now_ms: i64) -> Vec
     let mut done = vec![false; serials.len()];
     let mut writes = Vec::with_capacity(serials.len());
     let mut which = Vec::with_capacity(serials.len());
-    for (i, serial) in serials.iter().enumerate() {
-        match decide(app, serial, now_ms) {
+    for (i, (serial, decided)) in serials
+        .iter()
+        .zip(decide_all(app, serials, now_ms))
+        .enumerate()
+    {
+        match decided {
             Ok(Some(c)) => {
                 writes.push(Write::Reappraisal(c));
                 which.push(i);
@@ -184,6 +188,36 @@ pub async fn reappraise_units(app: &App, serials: &[String], now_ms: i64) -> Vec
         }
     }
     done
+}
+
+/// Decides every unit of a round, on every core for a large round (deciding
+/// is reading, decoding and appraising: no locks held, no writes).
+fn decide_all(
+    app: &App,
+    serials: &[String],
+    now_ms: i64,
+) -> Vec<Result<Option<ReappraisalCommit>, Rejection>> {
+    let one = |s: &[String]| -> Vec<_> { s.iter().map(|x| decide(app, x, now_ms)).collect() };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores < 2 || serials.len() < 64 {
+        return one(serials);
+    }
+    let chunk = serials.len().div_ceil(cores);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = serials
+            .chunks(chunk)
+            .skip(1)
+            .map(|part| scope.spawn(move || one(part)))
+            .collect();
+        let mut out = one(&serials[..chunk]);
+        for h in handles {
+            match h.join() {
+                Ok(part) => out.extend(part),
+                Err(p) => std::panic::resume_unwind(p),
+            }
+        }
+        out
+    })
 }
 
 /// Re-decides one unit from its stored evidence and writes the verdict

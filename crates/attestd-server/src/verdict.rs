@@ -11,10 +11,14 @@ use attestd_core::appraisal::{
 };
 use attestd_core::baseline::Baseline;
 use attestd_core::evidence::{Claims, Evidence};
-use attestd_core::record::Record;
+use attestd_core::ids::Digest;
+use attestd_core::record::{CalibrationResult, Record};
 use attestd_core::time::UnixTime;
 use attestd_core::{reject, Rejection};
-use attestd_store::{DeviceEntry, EvidenceEntry, Store, SvnEntry, UnitVerdict};
+use attestd_store::{
+    CalibrationFactsEntry, CalibrationParameterEntry, DeviceEntry, EvidenceEntry, InstrumentEntry,
+    Store, SvnEntry, UnitVerdict,
+};
 
 use crate::convert;
 use crate::status::store_rejection;
@@ -65,10 +69,73 @@ impl BaselineCache {
     }
 }
 
+/// The stored form of a calibration record's facts (kept with the unit).
+pub fn calibration_entry(c: &CalibrationFacts) -> CalibrationFactsEntry {
+    CalibrationFactsEntry {
+        record_id: c.record_id.clone(),
+        station_id: c.station_id.clone(),
+        passed: c.result == CalibrationResult::Pass,
+        performed_at: c.performed_at.0,
+        received_at_ms: c.received_at_ms,
+        next_due_at: c.next_due_at.0,
+        digest: c.digest.0.to_vec(),
+        parameters: c
+            .parameters
+            .iter()
+            .map(|(name, as_left)| CalibrationParameterEntry {
+                name: name.clone(),
+                as_left: *as_left,
+            })
+            .collect(),
+        instruments: c
+            .instruments
+            .iter()
+            .map(|(id, due)| InstrumentEntry {
+                id: id.clone(),
+                due_at: due.0,
+            })
+            .collect(),
+    }
+}
+
+/// The facts back from their stored form; `None` if the digest is damaged.
+pub fn calibration_facts(e: &CalibrationFactsEntry) -> Option<CalibrationFacts> {
+    Some(CalibrationFacts {
+        record_id: e.record_id.clone(),
+        station_id: e.station_id.clone(),
+        result: if e.passed {
+            CalibrationResult::Pass
+        } else {
+            CalibrationResult::Fail
+        },
+        performed_at: UnixTime(e.performed_at),
+        received_at_ms: e.received_at_ms,
+        next_due_at: UnixTime(e.next_due_at),
+        digest: Digest::from_slice(&e.digest)?,
+        parameters: e
+            .parameters
+            .iter()
+            .map(|p| (p.name.clone(), p.as_left))
+            .collect(),
+        instruments: e
+            .instruments
+            .iter()
+            .map(|i| (i.id.clone(), UnixTime(i.due_at)))
+            .collect(),
+    })
+}
+
 /// What the unit's records and the stations behind them say.
 pub fn unit_facts(store: &dyn Store, d: &DeviceEntry) -> Result<UnitFacts, Rejection> {
+    let kept = d
+        .calibration_facts
+        .as_ref()
+        .filter(|f| f.record_id == d.calibration_record_id)
+        .and_then(calibration_facts);
     let calibration = if d.calibration_record_id.is_empty() {
         None
+    } else if kept.is_some() {
+        kept
     } else {
         let r = store
             .get_record(&d.calibration_record_id)
@@ -208,4 +275,35 @@ pub fn reappraise_evidence(
         baseline,
         UnixTime(now_ms.div_euclid(1000)),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calibration_facts_survive_their_stored_form() {
+        let facts = CalibrationFacts {
+            record_id: "rec_1".into(),
+            station_id: "cal-1".into(),
+            result: CalibrationResult::Fail,
+            performed_at: UnixTime(1_700_000_000),
+            received_at_ms: 1_700_000_000_123,
+            next_due_at: UnixTime(1_730_000_000),
+            digest: Digest::of(b"data set"),
+            parameters: vec![("spo2_offset".into(), -0.25), ("gain".into(), 1.5)],
+            instruments: vec![("REF-9".into(), UnixTime(1_710_000_000))],
+        };
+        let stored = calibration_entry(&facts);
+        assert_eq!(calibration_facts(&stored), Some(facts.clone()));
+        let pass = CalibrationFacts {
+            result: CalibrationResult::Pass,
+            ..facts
+        };
+        assert_eq!(calibration_facts(&calibration_entry(&pass)), Some(pass));
+        // A damaged digest is not silently taken: the record is read instead.
+        let mut damaged = stored;
+        damaged.digest.pop();
+        assert_eq!(calibration_facts(&damaged), None);
+    }
 }

@@ -86,6 +86,9 @@ pub struct RecordCommit {
     pub audit: AuditNote,
     /// Present for provisioning records.
     pub enrollment: Option<Enrollment>,
+    /// Present for calibration records: what the record says, stored with
+    /// the unit (`DeviceEntry::calibration_facts`).
+    pub calibration: Option<CalibrationFactsEntry>,
 }
 
 /// The result of [`Store::commit_record`].

@@ -113,6 +113,53 @@ pub struct DeviceEntry {
     /// When the active baseline says calibration falls due (seconds; 0 unknown).
     #[prost(int64, tag = "32")]
     pub calibration_due_at: i64,
+    /// What the latest calibration record says, kept with the unit so that
+    /// appraisal does not re-read and re-parse the record (absent in data
+    /// written before it existed: then the record is read).
+    #[prost(message, optional, tag = "33")]
+    pub calibration_facts: Option<CalibrationFactsEntry>,
+    /// When attestd accepted the latest provisioning record (ms; 0 unknown).
+    #[prost(int64, tag = "34")]
+    pub provisioning_received_at: i64,
+}
+
+/// The facts of a calibration record that appraisal uses.
+#[derive(Clone, PartialEq, Message)]
+pub struct CalibrationFactsEntry {
+    #[prost(string, tag = "1")]
+    pub record_id: String,
+    #[prost(string, tag = "2")]
+    pub station_id: String,
+    #[prost(bool, tag = "3")]
+    pub passed: bool,
+    #[prost(int64, tag = "4")]
+    pub performed_at: i64,
+    #[prost(int64, tag = "5")]
+    pub received_at_ms: i64,
+    #[prost(int64, tag = "6")]
+    pub next_due_at: i64,
+    #[prost(bytes = "vec", tag = "7")]
+    pub digest: Vec<u8>,
+    #[prost(message, repeated, tag = "8")]
+    pub parameters: Vec<CalibrationParameterEntry>,
+    #[prost(message, repeated, tag = "9")]
+    pub instruments: Vec<InstrumentEntry>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct CalibrationParameterEntry {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(double, tag = "2")]
+    pub as_left: f64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct InstrumentEntry {
+    #[prost(string, tag = "1")]
+    pub id: String,
+    #[prost(int64, tag = "2")]
+    pub due_at: i64,
 }
 
 /// Waived reason codes for one unit.

@@ -589,11 +589,13 @@ fn record_tx(t: &Tx<'_>, commit: &RecordCommit, order: u64) -> TxResult<RecordOu
             d.hw_version = en.hw_version.clone();
             d.spki_der = en.spki_der.clone();
             d.provisioning_record_id = entry.record_id.clone();
+            d.provisioning_received_at = entry.received_at;
             d
         }
         (None, Some(d)) => {
             let mut d = d.clone();
             d.calibration_record_id = entry.record_id.clone();
+            d.calibration_facts = commit.calibration.clone();
             let previous = std::mem::replace(&mut d.calibration_station_id, sid.to_owned());
             unlink_station(t, &previous, &d)?;
             d

@@ -56,6 +56,7 @@ fn provisioning(
             key_id: k.key_id(),
             supersedes,
         }),
+        calibration: None,
     }
 }
 

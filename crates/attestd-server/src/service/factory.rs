@@ -20,6 +20,8 @@ use tonic::{Request, Response, Status};
 use crate::app::{page_token, principal, App};
 use crate::auth::Principal;
 use crate::convert;
+use crate::verdict::calibration_entry;
+use attestd_core::appraisal::CalibrationFacts;
 
 pub struct FactoryService {
     pub app: Arc<App>,
@@ -137,6 +139,12 @@ impl FactoryService {
             }),
             Record::Calibration(_) => None,
         };
+        let calibration = match &record {
+            Record::Calibration(c) => Some(calibration_entry(&CalibrationFacts::from_record(
+                c, &id, now_ms,
+            ))),
+            Record::Provisioning(_) => None,
+        };
         let audit = AuditNote::new(
             now_ms,
             &caller.name,
@@ -176,6 +184,7 @@ impl FactoryService {
                 entry,
                 enrollment,
                 audit,
+                calibration,
             }))
             .await
         {

@@ -109,9 +109,21 @@ impl ReleaseService {
             Some(e) => Some(reappraise_evidence(e, &facts, baseline.as_deref(), now_ms)?),
             None => None,
         };
+        // When the unit's records arrived: kept with the unit, else read.
         let mut latest_record_ms = 0;
-        for id in [&d.provisioning_record_id, &d.calibration_record_id] {
+        let kept = [
+            d.provisioning_received_at,
+            facts.calibration.as_ref().map_or(0, |c| c.received_at_ms),
+        ];
+        for (id, kept) in [&d.provisioning_record_id, &d.calibration_record_id]
+            .into_iter()
+            .zip(kept)
+        {
             if id.is_empty() {
+                continue;
+            }
+            if kept != 0 {
+                latest_record_ms = latest_record_ms.max(kept);
                 continue;
             }
             let r = store
