@@ -77,7 +77,13 @@ pub async fn step(app: &App) -> Result<usize, Rejection> {
         sweeps.retain(|s| s.kind == SWEEP_DIGEST);
     }
     for sweep in sweeps {
-        progress += run_sweep(app, &sweep, batch, now_ms).await?;
+        // A withdrawn build is urgent: bigger rounds, fewer flushes.
+        let n = if sweep.kind == SWEEP_DIGEST {
+            batch * 4
+        } else {
+            batch
+        };
+        progress += run_sweep(app, &sweep, n, now_ms).await?;
     }
     let due = store
         .due_units(now_s, batch)
@@ -190,7 +196,12 @@ pub async fn reappraise_units(app: &App, serials: &[String], now_ms: i64) -> Vec
     done
 }
 
-/// Decides every unit of a round, on every core for a large round (deciding
+/// Threads deciding a large round: more than the cores, because deciding
+/// waits on disk reads (the unit's last evidence) once the fleet outgrows
+/// the cache.
+const DECIDE_THREADS: usize = 8;
+
+/// Decides every unit of a round, in parallel for a large round (deciding
 /// is reading, decoding and appraising: no locks held, no writes).
 fn decide_all(
     app: &App,
@@ -198,11 +209,10 @@ fn decide_all(
     now_ms: i64,
 ) -> Vec<Result<Option<ReappraisalCommit>, Rejection>> {
     let one = |s: &[String]| -> Vec<_> { s.iter().map(|x| decide(app, x, now_ms)).collect() };
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if cores < 2 || serials.len() < 64 {
+    if serials.len() < 64 {
         return one(serials);
     }
-    let chunk = serials.len().div_ceil(cores);
+    let chunk = serials.len().div_ceil(DECIDE_THREADS);
     std::thread::scope(|scope| {
         let handles: Vec<_> = serials
             .chunks(chunk)
