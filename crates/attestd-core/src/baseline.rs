@@ -149,8 +149,9 @@ impl Baseline {
         self.model.as_str() == model && self.hw_versions.iter().any(|h| h == hw_version)
     }
 
-    /// Digests whose units this baseline most likely re-grades when it
-    /// replaces `previous`: newly revoked, or approved before and not now.
+    /// Digests whose standing this baseline changes against `previous`
+    /// (revoked or approved in one and not the other; without a previous
+    /// baseline, the revoked ones): their units most likely change verdict.
     /// A hint for ordering work; the whole model is re-appraised anyway.
     pub fn urgent_digests(&self, previous: Option<&Baseline>) -> Vec<Digest> {
         let approved = |b: &Baseline| -> Vec<Digest> {
@@ -159,19 +160,16 @@ impl Baseline {
                 .flat_map(|c| c.approved.iter().map(|a| a.digest))
                 .collect()
         };
-        let now_approved = approved(self);
-        let mut out: Vec<Digest> = self
-            .revoked
-            .iter()
-            .map(|(d, _)| *d)
-            .filter(|d| previous.is_none_or(|p| p.revoked_reason(d).is_none()))
-            .collect();
+        let revoked = |b: &Baseline| -> Vec<Digest> { b.revoked.iter().map(|(d, _)| *d).collect() };
+        let mut out = revoked(self);
         if let Some(p) = previous {
-            out.extend(
-                approved(p)
-                    .into_iter()
-                    .filter(|d| !now_approved.contains(d)),
-            );
+            let changed = |a: Vec<Digest>, b: Vec<Digest>| -> Vec<Digest> {
+                let only_a = a.iter().filter(|d| !b.contains(d));
+                let only_b = b.iter().filter(|d| !a.contains(d));
+                only_a.chain(only_b).copied().collect()
+            };
+            out = changed(revoked(self), revoked(p));
+            out.extend(changed(approved(self), approved(p)));
         }
         out.sort_by_key(|d| d.0);
         out.dedup();
@@ -367,5 +365,69 @@ impl TrustRoot {
             ));
         }
         Ok(signed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::Model;
+    use crate::Reason;
+
+    fn baseline(approved: &[&str], revoked: &[&str]) -> Baseline {
+        Baseline {
+            model: Model::parse("PM-200", Reason::FieldInvalid, "model").unwrap(),
+            hw_versions: vec!["B".into()],
+            version: 1,
+            effective_at: UnixTime(0),
+            description: String::new(),
+            components: vec![ComponentPolicy {
+                name: "application".into(),
+                min_svn: 0,
+                approved: approved
+                    .iter()
+                    .map(|v| Approved {
+                        version: (*v).into(),
+                        svn: 1,
+                        digest: Digest::of(v.as_bytes()),
+                    })
+                    .collect(),
+            }],
+            revoked: revoked
+                .iter()
+                .map(|v| (Digest::of(v.as_bytes()), "withdrawn".into()))
+                .collect(),
+            calibration_required: false,
+            max_interval_days: 0,
+            parameters: vec![],
+            require_secure_boot: false,
+            min_dbgstat: 0,
+            max_evidence_age_hours: 24,
+            nonce_required: false,
+        }
+    }
+
+    fn digests(names: &[&str]) -> Vec<Digest> {
+        let mut v: Vec<Digest> = names.iter().map(|n| Digest::of(n.as_bytes())).collect();
+        v.sort_by_key(|d| d.0);
+        v
+    }
+
+    #[test]
+    fn urgent_digests_are_those_whose_standing_changed() {
+        let v1 = baseline(&["2.1.3", "2.1.4"], &[]);
+        // Withdrawing 2.1.3: revoked now, approved no longer.
+        let v2 = baseline(&["2.1.4"], &["2.1.3"]);
+        assert_eq!(v2.urgent_digests(Some(&v1)), digests(&["2.1.3"]));
+        // Approving it again: both changes undone, the same digest.
+        let v3 = baseline(&["2.1.3", "2.1.4"], &[]);
+        assert_eq!(v3.urgent_digests(Some(&v2)), digests(&["2.1.3"]));
+        // A new build approved: its units may turn from unapproved.
+        let v4 = baseline(&["2.1.3", "2.1.4", "2.1.5"], &[]);
+        assert_eq!(v4.urgent_digests(Some(&v3)), digests(&["2.1.5"]));
+        // Nothing changed: nothing urgent.
+        assert!(v4.urgent_digests(Some(&v4)).is_empty());
+        // The first baseline of a model: its revoked digests.
+        assert_eq!(v2.urgent_digests(None), digests(&["2.1.3"]));
     }
 }
