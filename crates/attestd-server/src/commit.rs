@@ -244,7 +244,14 @@ fn flusher(shared: Arc<Shared>, store: Arc<dyn Store>, metrics: Arc<Metrics>, ma
 
 type Applied = Vec<(Vec<Result<Written, StoreError>>, Reply)>;
 
-/// Applies the group's writes with one batch; each group keeps its answers.
+/// Writes per transaction at most. sled holds its global lock for a whole
+/// transaction, reads included, so a re-appraisal round of a thousand units
+/// in one transaction stalled every query behind it for seconds once the
+/// fleet outgrew the cache; a boot storm's groups are smaller than this.
+const MAX_WRITES_PER_TRANSACTION: usize = 64;
+
+/// Applies the group's writes in batches; each caller keeps its answers. A
+/// panic in the store fails these writes instead of stopping the committer.
 fn apply(store: &dyn Store, groups: Vec<(Vec<Write>, Reply)>) -> Applied {
     if groups.is_empty() {
         return Vec::new();
@@ -256,7 +263,26 @@ fn apply(store: &dyn Store, groups: Vec<(Vec<Write>, Reply)>) -> Applied {
         all.extend(w);
         replies.push(r);
     }
-    let mut results = store.commit_batch(all).into_iter();
+    let n = all.len();
+    let mut results = Vec::with_capacity(n);
+    let mut rest = all.into_iter();
+    while results.len() < n {
+        let chunk: Vec<Write> = rest.by_ref().take(MAX_WRITES_PER_TRANSACTION).collect();
+        let size = chunk.len();
+        let out =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.commit_batch(chunk)));
+        match out {
+            Ok(r) if r.len() == size => results.extend(r),
+            _ => {
+                tracing::error!(writes = size, "a commit batch failed without an answer");
+                results.extend(
+                    (0..size)
+                        .map(|_| Err(StoreError::Unavailable("the write was not applied".into()))),
+                );
+            }
+        }
+    }
+    let mut results = results.into_iter();
     sizes
         .into_iter()
         .zip(replies)
@@ -281,5 +307,53 @@ fn answer(waiters: Vec<Waiter>, applied: Applied, flushed: bool) {
             })
             .collect();
         let _ = reply.send(results);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use attestd_store::sled_store::{SledConfig, SledStore};
+    use attestd_store::{AuditNote, ReleaseDecisionEntry};
+
+    #[tokio::test]
+    async fn a_large_group_is_applied_in_several_transactions_answering_each_write_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(
+            SledStore::open(
+                dir.path(),
+                &SledConfig {
+                    cache_capacity: 8 << 20,
+                },
+            )
+            .unwrap(),
+        );
+        let gc = GroupCommit::start(
+            store.clone(),
+            Arc::new(Metrics::default()),
+            Duration::from_micros(200),
+        );
+        let n = MAX_WRITES_PER_TRANSACTION * 2 + 5;
+        let writes = (0..n)
+            .map(|i| {
+                Write::Decision(
+                    ReleaseDecisionEntry {
+                        decision_id: format!("rd_{i}"),
+                        serial: "U1".into(),
+                        ..ReleaseDecisionEntry::default()
+                    },
+                    AuditNote::new(1, "mes", "release.decide", &format!("rd_{i}")),
+                )
+            })
+            .collect();
+        let answers = gc.begin().commit_all(writes).await.unwrap();
+        assert_eq!(answers.len(), n);
+        assert!(answers.iter().all(|a| matches!(a, Ok(Written::Done))));
+        // Every decision is stored, in the order given, each with its entry.
+        let audit = store.audit_after(0, 1000).unwrap();
+        let targets: Vec<String> = audit.into_iter().map(|e| e.target).collect();
+        let expected: Vec<String> = (0..n).map(|i| format!("rd_{i}")).collect();
+        assert_eq!(targets, expected);
+        gc.shutdown();
     }
 }
