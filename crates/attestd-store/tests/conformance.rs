@@ -469,27 +469,25 @@ impl CloneOk for Result<Written> {
     }
 }
 
-#[test]
-fn a_batch_answers_each_write_as_alone_and_a_refused_write_leaves_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = SledStore::open(
-        dir.path(),
+fn open_small(dir: &std::path::Path) -> SledStore {
+    SledStore::open(
+        dir,
         &SledConfig {
             cache_capacity: 8 << 20,
         },
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn a_batch_answers_each_write_as_alone_and_a_refused_write_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open_small(dir.path());
     batch_contract(&s);
     // And durably, as one: after reopening, the same state.
     s.flush().unwrap();
     drop(s);
-    let s = SledStore::open(
-        dir.path(),
-        &SledConfig {
-            cache_capacity: 8 << 20,
-        },
-    )
-    .unwrap();
+    let s = open_small(dir.path());
     assert_eq!(totals(&s), (1, 2, 2, 2));
     assert_eq!(s.audit_head().unwrap().0, 6);
 }
