@@ -24,7 +24,9 @@ pub struct Limits {
     /// Longest a group flush waits for write requests already under way
     /// (microseconds). A lone writer is never delayed.
     pub group_commit_max_wait_us: u64,
-    /// Units re-appraised per batch (one flush per batch).
+    /// Units re-appraised per round (committed as one group, one flush);
+    /// rounds over the units of a withdrawn firmware digest take four times
+    /// as many.
     pub reappraisal_batch: usize,
     /// How often the re-appraisal job looks for due work it was not told of
     /// (time passing), in milliseconds.
