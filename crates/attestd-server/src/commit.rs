@@ -126,7 +126,9 @@ impl Pending {
     pub async fn commit(self, write: Write) -> Result<Written, StoreError> {
         match self.commit_all(vec![write]).await?.pop() {
             Some(r) => r,
-            None => Err(StoreError::Unavailable("no answer for a write".into())),
+            None => Err(StoreError::Unavailable(
+                "the group committer gave no answer for this write; retry".into(),
+            )),
         }
     }
 
@@ -275,10 +277,12 @@ fn apply(store: &dyn Store, groups: Vec<(Vec<Write>, Reply)>) -> Applied {
             Ok(r) if r.len() == size => results.extend(r),
             _ => {
                 tracing::error!(writes = size, "a commit batch failed without an answer");
-                results.extend(
-                    (0..size)
-                        .map(|_| Err(StoreError::Unavailable("the write was not applied".into()))),
-                );
+                results.extend((0..size).map(|_| {
+                    Err(StoreError::Unavailable(
+                        "the store failed while applying this write; it may not be stored; retry"
+                            .into(),
+                    ))
+                }));
             }
         }
     }

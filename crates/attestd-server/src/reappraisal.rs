@@ -22,7 +22,7 @@ use attestd_store::{ReappraisalCommit, StoreError, SweepEntry, Write, SWEEP_DIGE
 use tokio::sync::watch;
 
 use crate::app::App;
-use crate::verdict::{reappraise_evidence, unit_facts, verdict};
+use crate::verdict::{redecide, verdict};
 
 /// Attempts per unit when it keeps changing underneath the job.
 const MAX_ATTEMPTS: usize = 5;
@@ -268,32 +268,19 @@ fn decide(app: &App, serial: &str, now_ms: i64) -> Result<Option<ReappraisalComm
     let Some(d) = store.get_device(serial).map_err(|e| app.store_err(e))? else {
         return Ok(None);
     };
-    let (version, baseline) = app.baselines.active(store, &d.model)?;
-    let facts = unit_facts(store, &d)?;
-    let evidence = if d.last_evidence_id.is_empty() {
-        None
-    } else {
-        store
-            .get_evidence(&d.last_evidence_id)
-            .map_err(|e| app.store_err(e))?
-    };
-    let appraisal = match &evidence {
-        Some(e) => Some(reappraise_evidence(e, &facts, baseline.as_deref(), now_ms)?),
-        None => None,
-    };
-    let last = evidence.as_ref().map(|e| e.received_at);
+    let r = redecide(store, &app.baselines, &d, now_ms)?;
     let v = verdict(
-        appraisal.as_ref(),
-        last,
-        &facts,
-        baseline.as_deref(),
+        r.appraisal.as_ref(),
+        r.evidence.as_ref().map(|e| e.received_at),
+        &r.facts,
+        r.baseline.as_deref(),
         d.quarantined,
         now_ms,
     );
     Ok(Some(ReappraisalCommit {
         serial: serial.to_owned(),
         expected_revision: d.revision,
-        expected_baseline: version,
+        expected_baseline: r.baseline_version,
         verdict: v,
     }))
 }

@@ -245,9 +245,60 @@ pub fn merged_svns(prior: &[SvnEntry], claims: &Claims) -> Vec<SvnEntry> {
     out
 }
 
+/// A unit re-decided now from what is stored: the active baseline of its
+/// model, its facts, its last evidence and that evidence's appraisal.
+pub struct Redecided {
+    pub baseline_version: Option<u64>,
+    pub baseline: Option<Arc<Baseline>>,
+    pub facts: UnitFacts,
+    pub evidence: Option<EvidenceEntry>,
+    pub appraisal: Option<Appraisal>,
+}
+
+/// Re-decides unit `d` at `now_ms` (re-appraisal and the release gate).
+/// Evidence the unit names but the store lacks is an error, never "no
+/// evidence": a damaged store must not turn into a different verdict.
+pub fn redecide(
+    store: &dyn Store,
+    baselines: &BaselineCache,
+    d: &DeviceEntry,
+    now_ms: i64,
+) -> Result<Redecided, Rejection> {
+    let (baseline_version, baseline) = baselines.active(store, &d.model)?;
+    let facts = unit_facts(store, d)?;
+    let evidence = if d.last_evidence_id.is_empty() {
+        None
+    } else {
+        Some(
+            store
+                .get_evidence(&d.last_evidence_id)
+                .map_err(store_rejection)?
+                .ok_or_else(|| {
+                    reject!(
+                        StoreUnavailable,
+                        "evidence {} named by unit {} is missing",
+                        d.last_evidence_id,
+                        d.serial
+                    )
+                })?,
+        )
+    };
+    let appraisal = match &evidence {
+        Some(e) => Some(reappraise_evidence(e, &facts, baseline.as_deref(), now_ms)?),
+        None => None,
+    };
+    Ok(Redecided {
+        baseline_version,
+        baseline,
+        facts,
+        evidence,
+        appraisal,
+    })
+}
+
 /// Re-appraises stored evidence: decodes its bytes again (they were verified
 /// when accepted) and appraises them with the unit's history of that time.
-pub fn reappraise_evidence(
+fn reappraise_evidence(
     e: &EvidenceEntry,
     facts: &UnitFacts,
     baseline: Option<&Baseline>,
@@ -305,5 +356,31 @@ mod tests {
         let mut damaged = stored;
         damaged.digest.pop();
         assert_eq!(calibration_facts(&damaged), None);
+    }
+
+    #[test]
+    fn a_unit_naming_evidence_the_store_lacks_is_not_redecided_as_never_attested() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = attestd_store::sled_store::SledStore::open(
+            dir.path(),
+            &attestd_store::sled_store::SledConfig {
+                cache_capacity: 8 << 20,
+            },
+        )
+        .unwrap();
+        let cache = BaselineCache::default();
+        let mut d = DeviceEntry {
+            serial: "U1".into(),
+            model: "PM-200".into(),
+            ..DeviceEntry::default()
+        };
+        let fresh = redecide(&store, &cache, &d, 1_000).unwrap();
+        assert!(fresh.evidence.is_none() && fresh.appraisal.is_none());
+        d.last_evidence_id = "ev_00000000000000000000000000000000".into();
+        let e = redecide(&store, &cache, &d, 1_000)
+            .err()
+            .expect("missing evidence is an error");
+        assert_eq!(e.reason, attestd_core::Reason::StoreUnavailable);
+        assert!(e.message.contains("ev_00000000000000000000000000000000"));
     }
 }

@@ -189,7 +189,11 @@ impl FactoryService {
             .await
         {
             Ok(Written::Record(o)) => o,
-            Ok(_) => return Err(app.store_err(StoreError::Unavailable("unexpected answer".into()))),
+            Ok(_) => {
+                return Err(app.store_err(StoreError::Unavailable(
+                    "the store answered a record write without a record outcome".into(),
+                )))
+            }
             Err(e) => return Err(app.store_err(e)),
         };
         // The unit's verdict follows its new record.

@@ -17,7 +17,7 @@ use tonic::{Request, Response, Status};
 use crate::app::{principal, App};
 use crate::auth::Principal;
 use crate::convert;
-use crate::verdict::{reappraise_evidence, unit_facts};
+use crate::verdict::{redecide, Redecided};
 
 pub struct ReleaseService {
     pub app: Arc<App>,
@@ -87,28 +87,13 @@ impl ReleaseService {
             }];
             return Ok(entry);
         };
-        let (version, baseline) = app.baselines.active(store, &d.model)?;
-        let facts = unit_facts(store, &d)?;
-        let evidence = if d.last_evidence_id.is_empty() {
-            None
-        } else {
-            Some(
-                store
-                    .get_evidence(&d.last_evidence_id)
-                    .map_err(|e| app.store_err(e))?
-                    .ok_or_else(|| {
-                        reject!(
-                            StoreUnavailable,
-                            "evidence {} is missing",
-                            d.last_evidence_id
-                        )
-                    })?,
-            )
-        };
-        let appraisal = match &evidence {
-            Some(e) => Some(reappraise_evidence(e, &facts, baseline.as_deref(), now_ms)?),
-            None => None,
-        };
+        let Redecided {
+            baseline_version: version,
+            facts,
+            evidence,
+            appraisal,
+            ..
+        } = redecide(store, &app.baselines, &d, now_ms)?;
         // When the unit's records arrived: kept with the unit, else read.
         let mut latest_record_ms = 0;
         let kept = [
