@@ -43,7 +43,7 @@ impl Store for FaultyStore {
         fn commit_record(&self, commit: RecordCommit) -> Result<RecordOutcome>;
         fn get_record(&self, record_id: &str) -> Result<Option<RecordEntry>>;
         fn list_records(&self, serial: &str, after: Option<&str>, limit: usize) -> Result<Page<RecordEntry>>;
-        fn revoke_device(&self, serial: &str, reason: &str, audit: &AuditNote) -> Result<DeviceEntry>;
+        fn set_flag(&self, commit: FlagCommit) -> Result<DeviceEntry>;
         fn commit_evidence(&self, commit: EvidenceCommit) -> Result<DeviceEntry>;
         fn commit_reappraisal(&self, commit: ReappraisalCommit) -> Result<DeviceEntry>;
         fn publish_baseline(&self, baseline: BaselineEntry, now_secs: i64, audit: &AuditNote) -> Result<bool>;
@@ -59,9 +59,8 @@ impl Store for FaultyStore {
         fn get_evidence(&self, evidence_id: &str) -> Result<Option<EvidenceEntry>>;
         fn list_history(&self, serial: &str, after: Option<&str>, limit: usize) -> Result<Page<HistoryItem>>;
         fn assign_device(&self, serial: &str, a: &Assignment, audit: &AuditNote) -> Result<DeviceEntry>;
-        fn set_quarantine(&self, serial: &str, on: bool, reason: &str, audit: &AuditNote) -> Result<DeviceEntry>;
         fn grant_concession(&self, c: ConcessionEntry, audit: &AuditNote) -> Result<DeviceEntry>;
-        fn record_decision(&self, d: ReleaseDecisionEntry, audit: &AuditNote) -> Result<()>;
+        fn record_decision(&self, d: DecisionCommit) -> Result<()>;
         fn append_audit(&self, audit: &AuditNote) -> Result<()>;
         fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>>;
         fn audit_head(&self) -> Result<(u64, [u8; 32])>;
@@ -69,6 +68,7 @@ impl Store for FaultyStore {
         fn list_devices(&self, q: DeviceQuery<'_>) -> Result<Page<DeviceEntry>>;
         fn summary(&self, group: Group, tenant: Option<&str>) -> Result<Vec<SummaryCount>>;
         fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<ChangeEntry>>;
+        fn change_cursor(&self) -> Result<u64>;
         fn change_bounds(&self) -> Result<Option<(u64, u64)>>;
         fn trim_changes(&self, keep: u64, max: usize) -> Result<usize>;
         fn counts(&self) -> Result<Counts>;

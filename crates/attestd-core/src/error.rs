@@ -54,6 +54,7 @@ reasons! {
     MalformedCose => "MALFORMED_COSE", InvalidArgument;
     MalformedCbor => "MALFORMED_CBOR", InvalidArgument;
     MalformedJson => "MALFORMED_JSON", InvalidArgument;
+    MalformedMessage => "MALFORMED_MESSAGE", InvalidArgument;
     ClaimMissing => "CLAIM_MISSING", InvalidArgument;
     ClaimInvalid => "CLAIM_INVALID", InvalidArgument;
     FieldInvalid => "FIELD_INVALID", InvalidArgument;

@@ -28,10 +28,13 @@ pub struct App {
     /// Release keys and threshold for baselines.
     pub trust_root: TrustRoot,
     /// Limits on unauthenticated calls per peer address and per serial.
-    pub peer_limit: crate::ratelimit::Buckets,
+    pub peer_limit: Arc<crate::ratelimit::Buckets>,
     pub serial_limit: crate::ratelimit::Buckets,
     /// Refusals at the edge, summarized into the audit chain per interval.
     pub auth_failures: Arc<crate::security::AuthFailures>,
+    /// Release checks of serials that are not enrolled, per principal: not
+    /// stored one by one, summarized into the audit chain per interval.
+    pub unknown_serials: Arc<crate::security::AuthFailures>,
     pub baselines: BaselineCache,
     /// Wakes the re-appraisal job after a write that created work for it.
     pub work: tokio::sync::Notify,
@@ -48,6 +51,25 @@ impl App {
     /// The store error as a rejection.
     pub fn store_err(&self, e: attestd_store::StoreError) -> Rejection {
         store_rejection(e)
+    }
+
+    /// Runs blocking work (store calls, decoding, appraisal) on the
+    /// runtime's blocking pool, so that the threads that move requests and
+    /// streams never wait on the disk or a lock.
+    pub async fn blocking<T, F>(self: &Arc<Self>, f: F) -> Result<T, Rejection>
+    where
+        T: Send + 'static,
+        F: FnOnce(&App) -> Result<T, Rejection> + Send + 'static,
+    {
+        let app = self.clone();
+        match tokio::task::spawn_blocking(move || f(&app)).await {
+            Ok(r) => r,
+            Err(e) if e.is_panic() => Err(reject!(
+                StoreUnavailable,
+                "the request failed inside the server; retry (the failure is logged)"
+            )),
+            Err(_) => Err(reject!(ShuttingDown, "the server is shutting down; retry")),
+        }
     }
 
     /// Validates a page size: 0 means the default; larger than the maximum is capped.

@@ -318,7 +318,10 @@ fn answer(waiters: Vec<Waiter>, applied: Applied, flushed: bool) {
 mod tests {
     use super::*;
     use attestd_store::sled_store::{SledConfig, SledStore};
-    use attestd_store::{AuditNote, ReleaseDecisionEntry};
+    use attestd_store::{
+        AuditNote, DecisionCommit, Enrollment, RecordCommit, RecordEntry, ReleaseDecisionEntry,
+        StationEntry,
+    };
 
     #[tokio::test]
     async fn a_large_group_is_applied_in_several_transactions_answering_each_write_in_order() {
@@ -337,24 +340,60 @@ mod tests {
             Arc::new(Metrics::default()),
             Duration::from_micros(200),
         );
+        // One enrolled unit (decisions are about enrolled units).
+        store
+            .register_station(
+                StationEntry {
+                    station_id: "st".into(),
+                    allowed_models: vec!["*".into()],
+                    ..StationEntry::default()
+                },
+                &AuditNote::new(1, "admin", "station.register", "st"),
+            )
+            .unwrap();
+        store
+            .commit_record(RecordCommit {
+                entry: RecordEntry {
+                    record_id: "rec_1".into(),
+                    serial: "U1".into(),
+                    station_id: "st".into(),
+                    sequence: 1,
+                    ..RecordEntry::default()
+                },
+                audit: AuditNote::new(1, "station", "record.provisioning", "U1"),
+                enrollment: Some(Enrollment {
+                    model: "PM-200".into(),
+                    hw_version: "1".into(),
+                    spki_der: vec![1],
+                    key_id: "sha256:01".into(),
+                    supersedes: None,
+                }),
+                calibration: None,
+            })
+            .unwrap();
+        let revision = store.get_device("U1").unwrap().unwrap().revision;
+        let before = store.audit_head().unwrap().0;
         let n = MAX_WRITES_PER_TRANSACTION * 2 + 5;
         let writes = (0..n)
             .map(|i| {
-                Write::Decision(
-                    ReleaseDecisionEntry {
+                Write::Decision(DecisionCommit {
+                    entry: ReleaseDecisionEntry {
                         decision_id: format!("rd_{i}"),
                         serial: "U1".into(),
                         ..ReleaseDecisionEntry::default()
                     },
-                    AuditNote::new(1, "mes", "release.decide", &format!("rd_{i}")),
-                )
+                    audit: AuditNote::new(1, "mes", "release.decide", &format!("rd_{i}")),
+                    expected_revision: revision,
+                    expected_baseline: None,
+                    expected_revoked_stations: Vec::new(),
+                })
             })
             .collect();
         let answers = gc.begin().commit_all(writes).await.unwrap();
         assert_eq!(answers.len(), n);
         assert!(answers.iter().all(|a| matches!(a, Ok(Written::Done))));
         // Every decision is stored, in the order given, each with its entry.
-        let audit = store.audit_after(0, 1000).unwrap();
+        let audit = store.audit_after(before, 1000).unwrap();
         let targets: Vec<String> = audit.into_iter().map(|e| e.target).collect();
         let expected: Vec<String> = (0..n).map(|i| format!("rd_{i}")).collect();
         assert_eq!(targets, expected);

@@ -24,6 +24,10 @@ pub struct EdgeLayer {
     /// Refusals, summarized into the audit chain per interval.
     pub failures: Arc<crate::security::AuthFailures>,
     pub max_request_bytes: usize,
+    /// The per-peer limit of the public (unauthenticated) routes, taken
+    /// before the request is read, so that malformed requests count too.
+    pub peer_limit: Arc<crate::ratelimit::Buckets>,
+    pub clock: Arc<dyn crate::clock::Clock>,
 }
 
 impl<S> Layer<S> for EdgeLayer {
@@ -55,6 +59,53 @@ where
     Box::pin(async move { Ok(resp) })
 }
 
+/// The public routes whose calls are limited per peer (devices).
+const DEVICE_ROUTES: &str = "/attestd.v1.DeviceAttestation/";
+
+/// The detail of tonic's "failed to decode Protobuf message" answer, if
+/// that is what `headers` carry (attestd itself never answers INTERNAL).
+fn decode_failure(headers: &http::HeaderMap) -> Option<String> {
+    const PREFIX: &str = "failed to decode Protobuf message";
+    if headers.get("grpc-status").map(|v| v.as_bytes()) != Some(b"13") {
+        return None;
+    }
+    let message = headers.get("grpc-message")?.to_str().ok()?;
+    // grpc-message is percent-encoded; tonic encodes spaces and a few signs.
+    let text = percent_decode(message);
+    let detail = text.strip_prefix(PREFIX)?;
+    Some(
+        detail
+            .trim_start_matches([':', ' '])
+            .chars()
+            .take(200)
+            .collect(),
+    )
+}
+
+/// Decodes `%XX` escapes (invalid escapes are kept as they are).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b[i], hex) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 impl<S, B> Service<http::Request<B>> for Edge<S>
 where
     S: Service<http::Request<B>, Response = http::Response<Body>> + Send + 'static,
@@ -78,11 +129,29 @@ where
         let peer = req.extensions().get::<crate::tls::PeerInfo>();
         let cert = peer.and_then(|p| p.client_cert.clone());
         let remote = peer.and_then(|p| p.remote);
-        match self.layer.auth.authorize(&path, header, cert.as_deref()) {
+        let peer_name = || {
+            remote
+                .map(|a| a.ip().to_string())
+                .unwrap_or_else(|| "unknown".into())
+        };
+        let who = match self.layer.auth.authorize(&path, header, cert.as_deref()) {
             Ok(Some(principal)) => {
+                let who = format!("principal {}", principal.name);
                 req.extensions_mut().insert(principal);
+                who
             }
-            Ok(None) => {}
+            // A public route: limited per peer address before it is read
+            // (a request without a peer address, not over TCP, shares one
+            // bucket).
+            Ok(None) => {
+                if path.starts_with(DEVICE_ROUTES) {
+                    let key = remote.map(|a| a.ip().to_string()).unwrap_or_default();
+                    if let Err(r) = self.layer.peer_limit.take(&key, self.layer.clock.now_ms()) {
+                        return refuse(r, &path, &self.layer.metrics);
+                    }
+                }
+                format!("peer {}", peer_name())
+            }
             Err(r) => {
                 // Who failed: the principal if the token was known, else the peer.
                 let who = match r.reason {
@@ -105,7 +174,7 @@ where
                 self.layer.failures.note(&who);
                 return refuse(r, &path, &self.layer.metrics);
             }
-        }
+        };
         let fut = self.inner.call(req);
         let metrics = self.layer.metrics.clone();
         let limit = self.layer.max_request_bytes;
@@ -121,6 +190,19 @@ where
                 let r = reject!(TooLarge, "request exceeds the limit of {limit} bytes");
                 metrics.count_rejection(r.reason);
                 tracing::warn!(method = %path, reason = r.reason.as_str(), "call refused");
+                let headers = resp.headers_mut();
+                headers.remove("grpc-message");
+                headers.remove("grpc-status-details-bin");
+                let _ = to_status(&r).add_header(headers);
+            } else if let Some(detail) = decode_failure(resp.headers()) {
+                // tonic answers a body that is not the method's protobuf
+                // message with INTERNAL; it is the caller's error.
+                let r = reject!(
+                    MalformedMessage,
+                    "the request is not a valid protobuf message for {path}: {detail}"
+                );
+                metrics.count_rejection(r.reason);
+                tracing::warn!(method = %path, caller = %who, reason = r.reason.as_str(), message = %r.message, "call refused");
                 let headers = resp.headers_mut();
                 headers.remove("grpc-message");
                 headers.remove("grpc-status-details-bin");

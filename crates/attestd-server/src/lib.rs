@@ -103,7 +103,11 @@ impl Server {
         let trust_root = settings.release.trust_root().map_err(ServeError::Config)?;
         let metrics = Arc::new(Metrics::default());
         let limits = settings.limits.clone();
-        let peer_limit = ratelimit::Buckets::new("peer", limits.rate_per_peer_per_min, 100_000);
+        let peer_limit = Arc::new(ratelimit::Buckets::new(
+            "peer",
+            limits.rate_per_peer_per_min,
+            100_000,
+        ));
         let serial_limit =
             ratelimit::Buckets::new("serial", limits.rate_per_serial_per_min, 1_000_000);
         let commit = GroupCommit::start(
@@ -127,6 +131,7 @@ impl Server {
             peer_limit,
             serial_limit,
             auth_failures: Default::default(),
+            unknown_serials: Default::default(),
             baselines: verdict::BaselineCache::default(),
             work: tokio::sync::Notify::new(),
         });
@@ -172,6 +177,15 @@ impl Server {
         let summaries = background.then(|| {
             tokio::spawn(checkpoint::summarize_auth_failures(
                 app.clone(),
+                jobs_stopped.clone(),
+            ))
+        });
+        let unknown_summaries = background.then(|| {
+            tokio::spawn(crate::security::summarize(
+                app.clone(),
+                app.unknown_serials.clone(),
+                "release.unknown_serials",
+                "release checks of serials not enrolled",
                 jobs_stopped.clone(),
             ))
         });
@@ -222,6 +236,8 @@ impl Server {
             metrics: app.metrics.clone(),
             failures: app.auth_failures.clone(),
             max_request_bytes: max,
+            peer_limit: app.peer_limit.clone(),
+            clock: app.clock.clone(),
         };
         let a = || app.clone();
         let result = tonic::transport::Server::builder()
@@ -272,7 +288,7 @@ impl Server {
         if let Some(job) = checkpoints {
             let _ = job.await;
         }
-        if let Some(job) = summaries {
+        for job in [summaries, unknown_summaries].into_iter().flatten() {
             let _ = job.await;
         }
         if let Some(job) = tls_watch {

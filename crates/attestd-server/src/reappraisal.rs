@@ -22,7 +22,7 @@ use attestd_store::{ReappraisalCommit, StoreError, SweepEntry, Write, SWEEP_DIGE
 use tokio::sync::watch;
 
 use crate::app::App;
-use crate::verdict::{redecide, verdict};
+use crate::verdict::unit_verdict;
 
 /// Attempts per unit when it keeps changing underneath the job.
 const MAX_ATTEMPTS: usize = 5;
@@ -54,25 +54,33 @@ pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
 }
 
 /// One bounded round of work; returns how much progressed.
-pub async fn step(app: &App) -> Result<usize, Rejection> {
-    let store = app.store.as_ref();
+pub async fn step(app: &Arc<App>) -> Result<usize, Rejection> {
     let batch = app.limits.reappraisal_batch.max(1);
     let now_ms = app.clock.now_ms();
     let now_s = now_ms.div_euclid(1000);
     let mut progress = 0;
 
-    for (model, version) in store
-        .activate_due_baselines(now_s)
-        .map_err(|e| app.store_err(e))?
-    {
+    // Every store call runs on the blocking pool, never on the runtime.
+    let (activated, dirty) = app
+        .blocking(move |app| {
+            let store = app.store.as_ref();
+            let activated = store
+                .activate_due_baselines(now_s)
+                .map_err(|e| app.store_err(e))?;
+            let dirty = store.dirty_units(batch).map_err(|e| app.store_err(e))?;
+            Ok((activated, dirty))
+        })
+        .await?;
+    for (model, version) in activated {
         tracing::info!(model, version, "baseline became active");
         progress += 1;
     }
-    let dirty = store.dirty_units(batch).map_err(|e| app.store_err(e))?;
     progress += written(&reappraise_units(app, &dirty, now_ms).await);
     // Units on a firmware a new baseline withdrew go first (one sweep per
     // digest); the sweeps of whole models and stations follow.
-    let mut sweeps = store.sweeps().map_err(|e| app.store_err(e))?;
+    let mut sweeps = app
+        .blocking(|app| app.store.sweeps().map_err(|e| app.store_err(e)))
+        .await?;
     if sweeps.iter().any(|s| s.kind == SWEEP_DIGEST) {
         sweeps.retain(|s| s.kind == SWEEP_DIGEST);
     }
@@ -85,14 +93,21 @@ pub async fn step(app: &App) -> Result<usize, Rejection> {
         };
         progress += run_sweep(app, &sweep, n, now_ms).await?;
     }
-    let due = store
-        .due_units(now_s, batch)
-        .map_err(|e| app.store_err(e))?;
+    let due = app
+        .blocking(move |app| {
+            app.store
+                .due_units(now_s, batch)
+                .map_err(|e| app.store_err(e))
+        })
+        .await?;
     progress += written(&reappraise_units(app, &due, now_ms).await);
     // Keep the change feed bounded: a watcher behind it is told so.
-    store
-        .trim_changes(app.limits.change_feed_retention, batch * 16)
-        .map_err(|e| app.store_err(e))?;
+    app.blocking(move |app| {
+        app.store
+            .trim_changes(app.limits.change_feed_retention, batch * 16)
+            .map_err(|e| app.store_err(e))
+    })
+    .await?;
     if progress > 0 {
         // Sweep cursors, activations, the trimmed feed.
         app.commit.begin().durable().await?;
@@ -107,15 +122,19 @@ fn written(done: &[bool]) -> usize {
 /// Re-appraises the next batch of a sweep and moves its cursor past the
 /// units done. A unit that fails stops the batch there, to be retried.
 async fn run_sweep(
-    app: &App,
+    app: &Arc<App>,
     sweep: &SweepEntry,
     batch: usize,
     now_ms: i64,
 ) -> Result<usize, Rejection> {
-    let store = app.store.as_ref();
-    let units = store
-        .sweep_units(sweep, batch)
-        .map_err(|e| app.store_err(e))?;
+    let s = sweep.clone();
+    let units = app
+        .blocking(move |app| {
+            app.store
+                .sweep_units(&s, batch)
+                .map_err(|e| app.store_err(e))
+        })
+        .await?;
     let results = reappraise_units(app, &units, now_ms).await;
     let mut done: Option<&str> = None;
     let mut failed = false;
@@ -134,9 +153,13 @@ async fn run_sweep(
     if cursor.is_none() && failed {
         return Ok(0);
     }
-    store
-        .advance_sweep(sweep, cursor)
-        .map_err(|e| app.store_err(e))?;
+    let (s, c) = (sweep.clone(), cursor.map(str::to_owned));
+    app.blocking(move |app| {
+        app.store
+            .advance_sweep(&s, c.as_deref())
+            .map_err(|e| app.store_err(e))
+    })
+    .await?;
     if cursor.is_none() {
         tracing::info!(kind = sweep.kind, key = %sweep.key, reason = %sweep.reason, "re-appraisal sweep finished");
     }
@@ -146,15 +169,23 @@ async fn run_sweep(
 /// Re-decides `serials` and writes their verdicts in one group; returns,
 /// per unit, whether its verdict is now written (or it needs none). A unit
 /// that changed underneath is retried alone.
-pub async fn reappraise_units(app: &App, serials: &[String], now_ms: i64) -> Vec<bool> {
+pub async fn reappraise_units(app: &Arc<App>, serials: &[String], now_ms: i64) -> Vec<bool> {
     let mut done = vec![false; serials.len()];
     let mut writes = Vec::with_capacity(serials.len());
     let mut which = Vec::with_capacity(serials.len());
-    for (i, (serial, decided)) in serials
-        .iter()
-        .zip(decide_all(app, serials, now_ms))
-        .enumerate()
+    // Deciding reads the store and spawns threads: off the runtime.
+    let owned = serials.to_vec();
+    let decided = match app
+        .blocking(move |app| Ok(decide_all(app, &owned, now_ms)))
+        .await
     {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(reason = e.reason.as_str(), message = %e.message, "re-appraisal round failed");
+            return done;
+        }
+    };
+    for (i, (serial, decided)) in serials.iter().zip(decided).enumerate() {
         match decided {
             Ok(Some(c)) => {
                 writes.push(Write::Reappraisal(c));
@@ -185,7 +216,11 @@ pub async fn reappraise_units(app: &App, serials: &[String], now_ms: i64) -> Vec
             }
             Err(StoreError::Conflict) => {
                 app.metrics.commit_conflicts.fetch_add(1, Relaxed);
-                done[i] = reappraise_unit(app, &serials[i], now_ms);
+                let serial = serials[i].clone();
+                done[i] = app
+                    .blocking(move |app| Ok(reappraise_unit(app, &serial, now_ms)))
+                    .await
+                    .unwrap_or(false);
             }
             Err(e) => {
                 let e = app.store_err(e);
@@ -268,15 +303,7 @@ fn decide(app: &App, serial: &str, now_ms: i64) -> Result<Option<ReappraisalComm
     let Some(d) = store.get_device(serial).map_err(|e| app.store_err(e))? else {
         return Ok(None);
     };
-    let r = redecide(store, &app.baselines, &d, now_ms)?;
-    let v = verdict(
-        r.appraisal.as_ref(),
-        r.evidence.as_ref().map(|e| e.received_at),
-        &r.facts,
-        r.baseline.as_deref(),
-        d.quarantined,
-        now_ms,
-    );
+    let (v, r) = unit_verdict(store, &app.baselines, &d, now_ms)?;
     Ok(Some(ReappraisalCommit {
         serial: serial.to_owned(),
         expected_revision: d.revision,

@@ -84,3 +84,53 @@ impl AuthFailures {
         v
     }
 }
+
+/// Every `checkpoint_interval_secs`, writes what `counts` gathered since the
+/// last time as one audit entry (`action`, target "<n> <what>"), if anything;
+/// once more when `shutdown` turns true.
+pub async fn summarize(
+    app: Arc<crate::app::App>,
+    counts: Arc<AuthFailures>,
+    action: &'static str,
+    what: &'static str,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let interval = std::time::Duration::from_secs(app.limits.checkpoint_interval_secs.max(1));
+    loop {
+        let stop = tokio::select! {
+            _ = tokio::time::sleep(interval) => false,
+            _ = shutdown.changed() => true,
+        };
+        let counts = counts.drain();
+        if !counts.is_empty() {
+            let total: u64 = counts.iter().map(|(_, n)| n).sum();
+            let details = counts
+                .iter()
+                .map(|(who, n)| format!("{who}: {n}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            let note = attestd_store::AuditNote::new(
+                app.clock.now_ms(),
+                "attestd",
+                action,
+                &format!("{total} {what}"),
+            )
+            .details(details);
+            let pending = app.commit.begin();
+            match app
+                .blocking(move |app| app.store.append_audit(&note).map_err(|e| app.store_err(e)))
+                .await
+            {
+                Ok(()) => {
+                    let _ = pending.durable().await;
+                }
+                Err(e) => {
+                    tracing::warn!(action, reason = e.reason.as_str(), message = %e.message, "could not record a refusal summary")
+                }
+            }
+        }
+        if stop {
+            return;
+        }
+    }
+}

@@ -296,6 +296,26 @@ pub fn redecide(
     })
 }
 
+/// The verdict unit `d` has now, from what is stored, with what it rests
+/// on (re-appraisal, administrators' flags, the release gate).
+pub fn unit_verdict(
+    store: &dyn Store,
+    baselines: &BaselineCache,
+    d: &DeviceEntry,
+    now_ms: i64,
+) -> Result<(UnitVerdict, Redecided), Rejection> {
+    let r = redecide(store, baselines, d, now_ms)?;
+    let v = verdict(
+        r.appraisal.as_ref(),
+        r.evidence.as_ref().map(|e| e.received_at),
+        &r.facts,
+        r.baseline.as_deref(),
+        d.quarantined,
+        now_ms,
+    );
+    Ok((v, r))
+}
+
 /// Re-appraises stored evidence: decodes its bytes again (they were verified
 /// when accepted) and appraises them with the unit's history of that time.
 fn reappraise_evidence(

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod model;
+pub mod rules;
 pub mod sled_store;
 
 use attestd_core::Rejection;
@@ -229,6 +230,68 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
+/// A release decision to store, with what it rested on. The store refuses
+/// it with [`StoreError::Conflict`] when the unit, its model's active
+/// baseline or the revocation of a station behind its records changed
+/// since the decision read them; the gate then decides again. So a RELEASE
+/// is never stored (or answered) on a state already replaced.
+#[derive(Clone, Debug)]
+pub struct DecisionCommit {
+    pub entry: ReleaseDecisionEntry,
+    pub audit: AuditNote,
+    /// `DeviceEntry::revision` of the snapshot the decision used.
+    pub expected_revision: u64,
+    /// The active baseline version of the unit's model the decision used.
+    pub expected_baseline: Option<u64>,
+    /// The stations behind the unit's records that were revoked when it
+    /// was decided (sorted).
+    pub expected_revoked_stations: Vec<String>,
+}
+
+/// A flag an administrator sets on a unit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Flag {
+    /// Hold (`on`) or release a unit, whatever its evidence says.
+    Quarantine { on: bool, reason: String },
+    /// Revoke a unit for good (idempotent).
+    Revoke { reason: String },
+}
+
+impl Flag {
+    /// Applies the flag to a unit's state (`at_ms`: when it was set).
+    pub fn apply(&self, d: &mut DeviceEntry, at_ms: i64) {
+        match self {
+            Flag::Quarantine { on, reason } => {
+                d.quarantined = *on;
+                d.quarantine_reason = if *on { reason.clone() } else { String::new() };
+            }
+            Flag::Revoke { reason } => {
+                if !d.revoked {
+                    d.revoked = true;
+                    d.revoked_reason = reason.clone();
+                    d.status_changed_at = d.status_changed_at.max(at_ms);
+                }
+            }
+        }
+    }
+}
+
+/// An administrator's flag and the verdict the unit has with it, written
+/// together: the status, its index, the counters and the change feed change
+/// in the same atomic write as the flag, so the acknowledged action is what
+/// every later read sees. Refused with [`StoreError::Conflict`] if the unit
+/// or its model's active baseline changed since the verdict was decided.
+#[derive(Clone, Debug)]
+pub struct FlagCommit {
+    pub serial: String,
+    pub flag: Flag,
+    pub expected_revision: u64,
+    pub expected_baseline: Option<u64>,
+    /// The verdict of the unit with the flag applied.
+    pub verdict: UnitVerdict,
+    pub audit: AuditNote,
+}
+
 /// One write of a [`Store::commit_batch`].
 // Moved a few times per request, never stored: boxing would only add an
 // allocation.
@@ -238,7 +301,7 @@ pub enum Write {
     Evidence(EvidenceCommit),
     Reappraisal(ReappraisalCommit),
     Record(RecordCommit),
-    Decision(ReleaseDecisionEntry, AuditNote),
+    Decision(DecisionCommit),
 }
 
 /// What a write of a batch returned.
@@ -260,8 +323,8 @@ pub fn commit_alone<S: Store + ?Sized>(store: &S, w: Write) -> Result<Written> {
         Write::Evidence(c) => Written::Device(store.commit_evidence(c)?),
         Write::Reappraisal(c) => Written::Device(store.commit_reappraisal(c)?),
         Write::Record(c) => Written::Record(store.commit_record(c)?),
-        Write::Decision(d, a) => {
-            store.record_decision(d, &a)?;
+        Write::Decision(d) => {
+            store.record_decision(d)?;
             Written::Done
         }
     })
@@ -297,8 +360,9 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Page<RecordEntry>>;
 
-    /// Marks a unit revoked and queues its re-appraisal; NOT_FOUND if unknown.
-    fn revoke_device(&self, serial: &str, reason: &str, audit: &AuditNote) -> Result<DeviceEntry>;
+    /// Sets an administrator's flag (quarantine, revocation) together with
+    /// the unit's verdict under it; NOT_FOUND if unknown.
+    fn set_flag(&self, commit: FlagCommit) -> Result<DeviceEntry>;
 
     /// Stores evidence and the unit's new verdict, if the unit is still at
     /// `expected_revision`, the model's active baseline is still the one
@@ -352,18 +416,11 @@ pub trait Store: Send + Sync + 'static {
     /// Places a unit with a tenant, site, department and asset tag.
     fn assign_device(&self, serial: &str, a: &Assignment, audit: &AuditNote)
         -> Result<DeviceEntry>;
-    /// Holds or releases a unit; its status follows through re-appraisal.
-    fn set_quarantine(
-        &self,
-        serial: &str,
-        on: bool,
-        reason: &str,
-        audit: &AuditNote,
-    ) -> Result<DeviceEntry>;
     /// Stores a unit's concession (replacing an earlier one).
     fn grant_concession(&self, c: ConcessionEntry, audit: &AuditNote) -> Result<DeviceEntry>;
-    /// Appends a release decision to the unit's history.
-    fn record_decision(&self, d: ReleaseDecisionEntry, audit: &AuditNote) -> Result<()>;
+    /// Appends a release decision to the unit's history, if what it rested
+    /// on is still current (see [`DecisionCommit`]).
+    fn record_decision(&self, d: DecisionCommit) -> Result<()>;
 
     /// Appends an entry that records no other change (a signed checkpoint).
     fn append_audit(&self, audit: &AuditNote) -> Result<()>;
@@ -380,6 +437,10 @@ pub trait Store: Send + Sync + 'static {
     fn summary(&self, group: Group, tenant: Option<&str>) -> Result<Vec<SummaryCount>>;
     /// Status changes after `after` (a change sequence), oldest first.
     fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<ChangeEntry>>;
+    /// The change-feed cursor now: the sequence of the newest change ever
+    /// written (0 before the first). A read that saw the same cursor before
+    /// and after reflects exactly the changes up to it.
+    fn change_cursor(&self) -> Result<u64>;
     /// The oldest and newest change sequences kept, if any.
     fn change_bounds(&self) -> Result<Option<(u64, u64)>>;
     /// Drops the oldest changes so that at most `keep` remain; returns how many went.

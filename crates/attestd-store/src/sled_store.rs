@@ -22,9 +22,9 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use sled::{Transactional, Tree};
 
 use crate::{
-    Assignment, BaselineEntry, ChangeEntry, ConcessionEntry, Counts, DeviceEntry, DeviceIndex,
-    DeviceQuery, EvidenceCommit, EvidenceEntry, Group, HistoryItem, Page, ReappraisalCommit,
-    ReappraisalEntry, RecordCommit, RecordEntry, RecordOutcome, ReleaseDecisionEntry, StationEntry,
+    Assignment, BaselineEntry, ChangeEntry, ConcessionEntry, Counts, DecisionCommit, DeviceEntry,
+    DeviceIndex, DeviceQuery, EvidenceCommit, EvidenceEntry, FlagCommit, Group, HistoryItem, Page,
+    ReappraisalCommit, ReappraisalEntry, RecordCommit, RecordEntry, RecordOutcome, StationEntry,
     Store, StoreError, SummaryCount, SweepEntry, UnitVerdict, Write, Written, STATUS_UNKNOWN,
     SWEEP_DIGEST, SWEEP_MODEL, SWEEP_STATION,
 };
@@ -538,6 +538,7 @@ fn record_tx(t: &Tx<'_>, commit: &RecordCommit, order: u64) -> TxResult<RecordOu
     }
     let serial = entry.serial.as_str();
     let old = t.device(serial)?;
+    let mut audit = std::borrow::Cow::Borrowed(&commit.audit);
     let mut d = match (&commit.enrollment, &old) {
         (Some(en), old) => {
             if let Some(owner) = t.t(KEYS).get(en.key_id.as_bytes())? {
@@ -550,6 +551,13 @@ fn record_tx(t: &Tx<'_>, commit: &RecordCommit, order: u64) -> TxResult<RecordOu
             }
             let mut d = match old {
                 None => {
+                    if !crate::rules::station_allows_model(&station, &en.model) {
+                        return rejected(reject!(
+                            StationNotAuthorized,
+                            "station {sid} is not allowed to handle model {}",
+                            en.model
+                        ));
+                    }
                     t.bump(COUNT_DEVICES)?;
                     DeviceEntry {
                         serial: serial.to_owned(),
@@ -559,26 +567,24 @@ fn record_tx(t: &Tx<'_>, commit: &RecordCommit, order: u64) -> TxResult<RecordOu
                         ..DeviceEntry::default()
                     }
                 }
-                Some(d) if d.spki_der == en.spki_der => d.clone(),
                 Some(d) => {
-                    let rekey_ok = station.allow_rekey
-                        && en.supersedes.as_deref() == Some(d.provisioning_record_id.as_str());
-                    if !rekey_ok {
-                        return rejected(reject!(
-                            SerialEnrolled,
-                            "serial {serial} is enrolled with another key; a re-key needs \
-                             \"supersedes\": \"{}\" from a station allowed to re-key",
-                            d.provisioning_record_id
-                        ));
+                    let change =
+                        crate::rules::admit_reprovisioning(&station, d, en).or_else(rejected)?;
+                    if change.changes_identity() {
+                        let mut note = commit.audit.clone();
+                        note.details = format!("{}; {}", note.details, change.describe());
+                        audit = std::borrow::Cow::Owned(note);
                     }
-                    let old_kid = attestd_core::keys::PublicKey::from_spki_der(
-                        &d.spki_der,
-                        attestd_core::Reason::FieldInvalid,
-                        "stored key",
-                    )
-                    .map(|k| k.key_id())
-                    .map_err(|_| tx_corrupt("device key"))?;
-                    t.w(KEYS).remove(old_kid.as_bytes())?;
+                    if change.rekey {
+                        let old_kid = attestd_core::keys::PublicKey::from_spki_der(
+                            &d.spki_der,
+                            attestd_core::Reason::FieldInvalid,
+                            "stored key",
+                        )
+                        .map(|k| k.key_id())
+                        .map_err(|_| tx_corrupt("device key"))?;
+                        t.w(KEYS).remove(old_kid.as_bytes())?;
+                    }
                     d.clone()
                 }
             };
@@ -593,6 +599,7 @@ fn record_tx(t: &Tx<'_>, commit: &RecordCommit, order: u64) -> TxResult<RecordOu
             d
         }
         (None, Some(d)) => {
+            crate::rules::check_station_for_unit(&station, d).or_else(rejected)?;
             let mut d = d.clone();
             d.calibration_record_id = entry.record_id.clone();
             d.calibration_facts = commit.calibration.clone();
@@ -617,19 +624,65 @@ fn record_tx(t: &Tx<'_>, commit: &RecordCommit, order: u64) -> TxResult<RecordOu
         .insert(indexed_key(serial, order), entry.record_id.as_bytes())?;
     t.history(serial, order, HISTORY_RECORD, entry.record_id.as_bytes())?;
     t.bump(COUNT_RECORDS)?;
-    t.audit(&commit.audit)?;
+    t.audit(&audit)?;
     Ok(RecordOutcome::Stored(entry.clone()))
 }
 
-/// Appends a release decision to the unit's history, with its audit entry.
-fn decision_tx(
-    t: &Tx<'_>,
-    dec: &ReleaseDecisionEntry,
-    audit: &crate::AuditNote,
-    order: u64,
-) -> TxResult<()> {
-    t.history(&dec.serial, order, HISTORY_DECISION, &dec.encode_to_vec())?;
-    t.audit(audit)
+/// Appends a release decision to the unit's history, with its audit entry,
+/// if what the decision rested on is still current (see
+/// [`crate::DecisionCommit`]); otherwise a conflict: decide again.
+fn decision_tx(t: &Tx<'_>, c: &DecisionCommit, order: u64) -> TxResult<()> {
+    let serial = c.entry.serial.as_str();
+    let Some(d) = t.device(serial)? else {
+        return abort(Abort::Conflict);
+    };
+    if d.revision != c.expected_revision || t.active_version(&d.model)? != c.expected_baseline {
+        return abort(Abort::Conflict);
+    }
+    let mut revoked = Vec::new();
+    for sid in [&d.provisioning_station_id, &d.calibration_station_id] {
+        if sid.is_empty() || revoked.contains(sid) {
+            continue;
+        }
+        if t.get::<StationEntry>(STATIONS, sid.as_bytes(), "station")?
+            .is_some_and(|s| s.revoked)
+        {
+            revoked.push(sid.clone());
+        }
+    }
+    revoked.sort();
+    if revoked != c.expected_revoked_stations {
+        return abort(Abort::Conflict);
+    }
+    t.history(serial, order, HISTORY_DECISION, &c.entry.encode_to_vec())?;
+    t.audit(&c.audit)
+}
+
+/// Sets an administrator's flag with the unit's verdict under it (see
+/// [`Store::set_flag`]).
+fn flag_tx(t: &Tx<'_>, c: &FlagCommit, order: u64) -> TxResult<DeviceEntry> {
+    let serial = c.serial.as_str();
+    let Some(old) = t.device(serial)? else {
+        return rejected(reject!(DeviceNotFound, "serial {serial} is not enrolled"));
+    };
+    if old.revision != c.expected_revision || t.active_version(&old.model)? != c.expected_baseline {
+        return abort(Abort::Conflict);
+    }
+    let mut d = old.clone();
+    c.flag.apply(&mut d, c.audit.at_ms);
+    apply_verdict(&mut d, &c.verdict);
+    d.revision += 1;
+    put_device(t, Some(&old), &d)?;
+    if !same_verdict(&old, &d) {
+        let h = ReappraisalEntry {
+            appraisal: d.appraisal.clone(),
+            status: d.status,
+            at: c.verdict.now_ms,
+        };
+        t.history(serial, order, HISTORY_REAPPRAISAL, &h.encode_to_vec())?;
+    }
+    t.audit(&c.audit)?;
+    Ok(d)
 }
 
 /// One write of a batch.
@@ -638,8 +691,8 @@ fn apply_write(t: &Tx<'_>, w: &Write, order: u64) -> TxResult<Written> {
         Write::Evidence(c) => Written::Device(evidence_tx(t, c, order)?),
         Write::Reappraisal(c) => Written::Device(reappraisal_tx(t, c, order)?),
         Write::Record(c) => Written::Record(record_tx(t, c, order)?),
-        Write::Decision(d, a) => {
-            decision_tx(t, d, a, order)?;
+        Write::Decision(d) => {
+            decision_tx(t, d, order)?;
             Written::Done
         }
     })
@@ -1029,22 +1082,9 @@ impl Store for SledStore {
         })
     }
 
-    fn revoke_device(
-        &self,
-        serial: &str,
-        reason: &str,
-        audit: &crate::AuditNote,
-    ) -> crate::Result<DeviceEntry> {
-        let at = audit.at_ms;
-        self.update_device(serial, audit, |t, d| {
-            if !d.revoked {
-                d.revoked = true;
-                d.revoked_reason = reason.to_owned();
-                d.status_changed_at = d.status_changed_at.max(at);
-                t.mark_dirty(&d.serial)?;
-            }
-            Ok(())
-        })
+    fn set_flag(&self, commit: FlagCommit) -> crate::Result<DeviceEntry> {
+        let order = self.next_order()?;
+        self.tx(|t| flag_tx(t, &commit, order))
     }
 
     fn commit_evidence(&self, commit: EvidenceCommit) -> crate::Result<DeviceEntry> {
@@ -1263,20 +1303,6 @@ impl Store for SledStore {
         })
     }
 
-    fn set_quarantine(
-        &self,
-        serial: &str,
-        on: bool,
-        reason: &str,
-        audit: &crate::AuditNote,
-    ) -> crate::Result<DeviceEntry> {
-        self.update_device(serial, audit, |t, d| {
-            d.quarantined = on;
-            d.quarantine_reason = if on { reason.to_owned() } else { String::new() };
-            t.mark_dirty(&d.serial)
-        })
-    }
-
     fn grant_concession(
         &self,
         c: ConcessionEntry,
@@ -1288,13 +1314,9 @@ impl Store for SledStore {
         })
     }
 
-    fn record_decision(
-        &self,
-        dec: ReleaseDecisionEntry,
-        audit: &crate::AuditNote,
-    ) -> crate::Result<()> {
+    fn record_decision(&self, dec: DecisionCommit) -> crate::Result<()> {
         let order = self.next_order()?;
-        self.tx(|t| decision_tx(t, &dec, audit, order))
+        self.tx(|t| decision_tx(t, &dec, order))
     }
 
     fn commit_batch(&self, writes: Vec<Write>) -> Vec<crate::Result<Written>> {
@@ -1472,6 +1494,10 @@ impl Store for SledStore {
             .take(limit)
             .map(|v| decode(&v.map_err(unavailable)?, "change"))
             .collect()
+    }
+
+    fn change_cursor(&self) -> crate::Result<u64> {
+        self.count(SEQ_CHANGES)
     }
 
     fn change_bounds(&self) -> crate::Result<Option<(u64, u64)>> {

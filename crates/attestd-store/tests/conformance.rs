@@ -100,6 +100,56 @@ fn baseline(model: &str, version: u64, effective_at: i64) -> BaselineEntry {
     }
 }
 
+fn revoke() -> Flag {
+    Flag::Revoke {
+        reason: "stolen".into(),
+    }
+}
+
+fn quarantine(on: bool) -> Flag {
+    Flag::Quarantine {
+        on,
+        reason: if on { "held".into() } else { String::new() },
+    }
+}
+
+/// A flag decided on the snapshot `d`, giving the unit `status`.
+fn flag(serial: &str, d: &DeviceEntry, f: Flag, status: i32, baseline: Option<u64>) -> FlagCommit {
+    FlagCommit {
+        serial: serial.into(),
+        flag: f,
+        expected_revision: d.revision,
+        expected_baseline: baseline,
+        verdict: UnitVerdict {
+            status,
+            now_ms: 9_000,
+            ..UnitVerdict::default()
+        },
+        audit: note("device.flag"),
+    }
+}
+
+fn decision(
+    id: &str,
+    serial: &str,
+    revision: u64,
+    baseline: Option<u64>,
+    revoked_stations: Vec<String>,
+) -> DecisionCommit {
+    DecisionCommit {
+        entry: ReleaseDecisionEntry {
+            decision_id: id.into(),
+            serial: serial.into(),
+            decision: 1,
+            ..ReleaseDecisionEntry::default()
+        },
+        audit: note("release.decide"),
+        expected_revision: revision,
+        expected_baseline: baseline,
+        expected_revoked_stations: revoked_stations,
+    }
+}
+
 fn totals(s: &dyn Store) -> (u64, u64, u64, u64) {
     let c = s.counts().unwrap();
     (c.stations, c.devices, c.records, c.evidence)
@@ -304,15 +354,15 @@ fn contract(s: &dyn Store) {
         .items
         .is_empty());
 
-    // Device revocation marks the unit for re-appraisal.
-    assert!(
-        s.revoke_device("U1", "stolen", &note("device.revoke"))
-            .unwrap()
-            .revoked
-    );
-    assert_eq!(s.dirty_units(10).unwrap(), vec!["U1".to_string()]);
+    // Device revocation is written with the unit's verdict under it.
+    let u1 = s.get_device("U1").unwrap().unwrap();
+    let active = s.active_baseline_version(&u1.model).unwrap();
+    let mut revocation = flag("U1", &u1, revoke(), 3, active);
+    revocation.audit = note("device.revoke");
+    let revoked = s.set_flag(revocation).unwrap();
+    assert!(revoked.revoked && revoked.status == 3);
     assert_eq!(
-        rejected(s.revoke_device("U404", "x", &note("device.revoke"))),
+        rejected(s.set_flag(flag("U404", &u1, revoke(), 3, None))),
         Reason::DeviceNotFound
     );
 
@@ -415,14 +465,8 @@ fn batch_contract(s: &dyn Store) {
         Write::Evidence(evidence("U1", 5, &u1, false)),
         Write::Evidence(evidence("U1", 6, &u1, false)),
         Write::Evidence(evidence("U3", 1, &u3, false)),
-        Write::Decision(
-            ReleaseDecisionEntry {
-                decision_id: "rd_1".into(),
-                serial: "U3".into(),
-                ..ReleaseDecisionEntry::default()
-            },
-            note("release.decide"),
-        ),
+        // Decided after the evidence before it (later writes see earlier ones).
+        Write::Decision(decision("rd_1", "U3", u3.revision + 1, None, vec![])),
     ]);
     assert!(matches!(&out[0], Ok(Written::Device(d)) if d.highest_bootcount == 5));
     assert!(matches!(out[1], Err(StoreError::Conflict)));
@@ -553,4 +597,190 @@ fn a_sweep_reopened_during_a_round_is_not_closed_by_that_round() {
     assert_eq!(open[0].cursor, "");
     s.advance_sweep(&open[0], None).unwrap();
     assert!(s.sweeps().unwrap().is_empty());
+}
+
+/// Everything a reader can see of a unit and the fleet views.
+fn snapshot(s: &dyn Store, serial: &str) -> String {
+    format!(
+        "{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
+        s.get_device(serial).unwrap(),
+        s.list_history(serial, None, 100).unwrap(),
+        s.list_records(serial, None, 100).unwrap(),
+        s.counts().unwrap(),
+        s.audit_head().unwrap(),
+        s.change_cursor().unwrap(),
+        s.list_stations(None, 100).unwrap(),
+    )
+}
+
+/// A second provisioning record may not move a unit to another model or
+/// hardware version silently, nor come from a station of another model.
+fn reprovisioning_contract(s: &dyn Store) {
+    let mut pm = station("pm-line");
+    pm.allowed_models = vec!["PM-200".into()];
+    pm.allow_rekey = true;
+    let mut ip = station("ip-line");
+    ip.allowed_models = vec!["IP-100".into()];
+    ip.allow_rekey = true;
+    let mut both = station("both-lines");
+    both.allowed_models = vec!["PM-200".into(), "IP-100".into()];
+    s.register_station(pm, &note("s")).unwrap();
+    s.register_station(ip, &note("s")).unwrap();
+    s.register_station(both, &note("s")).unwrap();
+    let k = key(40);
+    s.commit_record(provisioning("pm-line", 1, "R1", &k, None))
+        .unwrap();
+    let first = s.get_device("R1").unwrap().unwrap();
+    let before = snapshot(s, "R1");
+
+    // The attack: a station of IP-100 only, the unit's own public key.
+    let mut attack = provisioning(
+        "ip-line",
+        1,
+        "R1",
+        &k,
+        Some(first.provisioning_record_id.clone()),
+    );
+    attack.enrollment.as_mut().unwrap().model = "IP-100".into();
+    assert_eq!(
+        rejected(s.commit_record(attack)),
+        Reason::StationNotAuthorized
+    );
+    // A calibration record from it is refused too.
+    let mut cal = provisioning("ip-line", 2, "R1", &k, None);
+    cal.enrollment = None;
+    cal.entry.kind = 2;
+    assert_eq!(rejected(s.commit_record(cal)), Reason::StationNotAuthorized);
+    // A station allowed for both, without the explicit path.
+    let mut change = provisioning("both-lines", 1, "R1", &k, None);
+    change.enrollment.as_mut().unwrap().model = "IP-100".into();
+    assert_eq!(rejected(s.commit_record(change)), Reason::SerialEnrolled);
+    let mut hw = provisioning("pm-line", 2, "R1", &k, None);
+    hw.enrollment.as_mut().unwrap().hw_version = "C".into();
+    assert_eq!(rejected(s.commit_record(hw)), Reason::SerialEnrolled);
+    assert_eq!(snapshot(s, "R1"), before, "a refusal leaves nothing");
+
+    // The explicit path: supersedes, from a station allowed to re-key and
+    // for both models; the audit entry says what changed.
+    let mut ok = provisioning(
+        "pm-line",
+        3,
+        "R1",
+        &k,
+        Some(first.provisioning_record_id.clone()),
+    );
+    ok.enrollment.as_mut().unwrap().hw_version = "C".into();
+    s.commit_record(ok).unwrap();
+    let after = s.get_device("R1").unwrap().unwrap();
+    assert_eq!(
+        (after.model.as_str(), after.hw_version.as_str()),
+        ("PM-200", "C")
+    );
+    let (seq, _) = s.audit_head().unwrap();
+    let last = s.audit_after(seq - 1, 1).unwrap().remove(0);
+    assert!(
+        last.details.ends_with("changes hw_version B -> C"),
+        "{}",
+        last.details
+    );
+}
+
+/// A release decision is stored only on the state it was decided on.
+fn decision_contract(s: &dyn Store) {
+    s.register_station(station("dc"), &note("s")).unwrap();
+    s.commit_record(provisioning("dc", 1, "D1", &key(50), None))
+        .unwrap();
+    let d = s.get_device("D1").unwrap().unwrap();
+    let history = |s: &dyn Store| s.list_history("D1", None, 100).unwrap().items.len();
+    let n = history(s);
+    // A stale revision, another baseline, a station revoked meanwhile.
+    for c in [
+        decision("rd_a", "D1", d.revision + 1, None, vec![]),
+        decision("rd_b", "D1", d.revision, Some(1), vec![]),
+        decision("rd_c", "D1", d.revision, None, vec!["dc".into()]),
+        decision("rd_d", "NOPE", 0, None, vec![]),
+    ] {
+        assert!(matches!(s.record_decision(c), Err(StoreError::Conflict)));
+    }
+    assert_eq!(history(s), n, "a conflict stores nothing");
+    s.record_decision(decision("rd_e", "D1", d.revision, None, vec![]))
+        .unwrap();
+    assert_eq!(history(s), n + 1);
+    // After a quarantine the old snapshot no longer holds.
+    s.set_flag(flag("D1", &d, quarantine(true), 6, None))
+        .unwrap();
+    assert!(matches!(
+        s.record_decision(decision("rd_f", "D1", d.revision, None, vec![])),
+        Err(StoreError::Conflict)
+    ));
+    let d = s.get_device("D1").unwrap().unwrap();
+    s.revoke_station("dc", "gone", &note("station.revoke"))
+        .unwrap();
+    assert!(matches!(
+        s.record_decision(decision("rd_g", "D1", d.revision, None, vec![])),
+        Err(StoreError::Conflict)
+    ));
+    s.record_decision(decision("rd_h", "D1", d.revision, None, vec!["dc".into()]))
+        .unwrap();
+}
+
+/// A flag and the status under it are one write: unit, status index,
+/// counters and change feed move together; every status change is fed.
+fn flag_contract(s: &dyn Store) {
+    s.register_station(station("fl"), &note("s")).unwrap();
+    s.commit_record(provisioning("fl", 1, "F1", &key(60), None))
+        .unwrap();
+    let d = s.get_device("F1").unwrap().unwrap();
+    assert_eq!(d.status, STATUS_UNKNOWN);
+    let cursor = s.change_cursor().unwrap();
+    let held = s.counts().unwrap().by_status[6];
+    let on = s
+        .set_flag(flag("F1", &d, quarantine(true), 6, None))
+        .unwrap();
+    assert!(on.quarantined && on.status == 6);
+    let in_status = |s: &dyn Store, status: i32| {
+        s.list_devices(DeviceQuery {
+            index: DeviceIndex::Status(vec![status]),
+            after: None,
+            limit: 100,
+            budget: 1000,
+            filter: &|_| true,
+        })
+        .unwrap()
+        .items
+        .iter()
+        .any(|x| x.serial == "F1")
+    };
+    assert!(in_status(s, 6) && !in_status(s, STATUS_UNKNOWN));
+    assert_eq!(s.counts().unwrap().by_status[6], held + 1);
+    // A stale snapshot conflicts and changes nothing.
+    assert!(matches!(
+        s.set_flag(flag("F1", &d, quarantine(false), STATUS_UNKNOWN, None)),
+        Err(StoreError::Conflict)
+    ));
+    let off = s
+        .set_flag(flag("F1", &on, quarantine(false), STATUS_UNKNOWN, None))
+        .unwrap();
+    assert!(!off.quarantined && off.status == STATUS_UNKNOWN);
+    assert!(!in_status(s, 6) && in_status(s, STATUS_UNKNOWN));
+    assert_eq!(s.counts().unwrap().by_status[6], held);
+    // On and off: two changes in the feed, and the cursor is the newest.
+    let changes: Vec<(i32, i32)> = s
+        .changes_after(cursor, 10)
+        .unwrap()
+        .iter()
+        .filter(|c| c.serial == "F1")
+        .map(|c| (c.old_status, c.new_status))
+        .collect();
+    assert_eq!(changes, vec![(STATUS_UNKNOWN, 6), (6, STATUS_UNKNOWN)]);
+    assert_eq!(s.change_cursor().unwrap(), cursor + 2);
+}
+
+#[test]
+fn reprovisioning_decisions_and_flags_keep_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open_small(dir.path());
+    reprovisioning_contract(&s);
+    decision_contract(&s);
+    flag_contract(&s);
 }

@@ -1,17 +1,75 @@
 //! Admin: the stations whose records attestd accepts.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use attestd_core::ids::{Model, Serial, StationId};
 use attestd_core::keys::PublicKey;
 use attestd_core::{reject, Reason, Rejection};
 use attestd_proto::v1 as pb;
-use attestd_store::{Assignment, AuditNote, StationEntry};
+use attestd_store::{
+    Assignment, AuditNote, DeviceEntry, Flag, FlagCommit, StationEntry, StoreError,
+};
 use tonic::{Request, Response, Status};
 
 use crate::app::{page_token, principal, App};
 use crate::auth::Principal;
 use crate::convert;
+use crate::verdict::unit_verdict;
+
+/// How often an administrator's flag is re-decided when the unit changes
+/// underneath it.
+const FLAG_ATTEMPTS: usize = 8;
+
+/// Sets an administrator's flag on a unit together with the verdict the
+/// unit has under it, in one atomic write: when this returns, every read
+/// (the unit, its status index, the counters, the change feed) shows it.
+pub async fn set_flag(
+    app: &Arc<App>,
+    serial: &Serial,
+    flag: Flag,
+    audit: AuditNote,
+) -> Result<DeviceEntry, Rejection> {
+    for _ in 0..FLAG_ATTEMPTS {
+        let pending = app.commit.begin();
+        let (serial, flag, audit) = (serial.clone(), flag.clone(), audit.clone());
+        let written = app
+            .blocking(move |app| {
+                let store = app.store.as_ref();
+                let Some(d) = store
+                    .get_device(serial.as_str())
+                    .map_err(|e| app.store_err(e))?
+                else {
+                    return Err(reject!(DeviceNotFound, "serial {serial} is not enrolled"));
+                };
+                let mut flagged = d.clone();
+                flag.apply(&mut flagged, audit.at_ms);
+                let (verdict, r) =
+                    unit_verdict(store, &app.baselines, &flagged, app.clock.now_ms())?;
+                match store.set_flag(FlagCommit {
+                    serial: serial.as_str().to_owned(),
+                    flag,
+                    expected_revision: d.revision,
+                    expected_baseline: r.baseline_version,
+                    verdict,
+                    audit,
+                }) {
+                    Ok(d) => Ok(Some(d)),
+                    Err(StoreError::Conflict) => {
+                        app.metrics.commit_conflicts.fetch_add(1, Relaxed);
+                        Ok(None)
+                    }
+                    Err(e) => Err(app.store_err(e)),
+                }
+            })
+            .await?;
+        if let Some(d) = written {
+            pending.durable().await?;
+            return Ok(d);
+        }
+    }
+    Err(app.store_err(StoreError::Conflict))
+}
 
 pub struct AdminService {
     pub app: Arc<App>,
@@ -71,19 +129,20 @@ impl AdminService {
             registered_at: app.clock.now_ms(),
             ..StationEntry::default()
         };
+        let note = AuditNote::new(
+            app.clock.now_ms(),
+            &caller.name,
+            "station.register",
+            id.as_str(),
+        )
+        .details(format!("key {}", key.key_id()));
         let stored = app
-            .store
-            .register_station(
-                entry,
-                &AuditNote::new(
-                    app.clock.now_ms(),
-                    &caller.name,
-                    "station.register",
-                    id.as_str(),
-                )
-                .details(format!("key {}", key.key_id())),
-            )
-            .map_err(|e| app.store_err(e))?;
+            .blocking(move |app| {
+                app.store
+                    .register_station(entry, &note)
+                    .map_err(|e| app.store_err(e))
+            })
+            .await?;
         pending.durable().await?;
         tracing::info!(station = %id, key_id = %key.key_id(), "station registered");
         Ok(convert::station(stored))
@@ -103,20 +162,21 @@ impl AdminService {
                 "reason: required, at most 1024 bytes"
             ));
         }
+        let note = AuditNote::new(
+            app.clock.now_ms(),
+            &caller.name,
+            "station.revoke",
+            id.as_str(),
+        )
+        .reason(&req.reason);
+        let (sid, reason) = (id.as_str().to_owned(), req.reason);
         let s = app
-            .store
-            .revoke_station(
-                id.as_str(),
-                &req.reason,
-                &AuditNote::new(
-                    app.clock.now_ms(),
-                    &caller.name,
-                    "station.revoke",
-                    id.as_str(),
-                )
-                .reason(&req.reason),
-            )
-            .map_err(|e| app.store_err(e))?;
+            .blocking(move |app| {
+                app.store
+                    .revoke_station(&sid, &reason, &note)
+                    .map_err(|e| app.store_err(e))
+            })
+            .await?;
         pending.durable().await?;
         // Units relying on its records are re-appraised.
         app.work.notify_one();
@@ -130,7 +190,6 @@ impl AdminService {
         req: pb::RevokeDeviceRequest,
     ) -> Result<pb::RevokeDeviceResponse, Rejection> {
         let app = &self.app;
-        let pending = app.commit.begin();
         let serial = Serial::parse(&req.serial, Reason::FieldInvalid, "serial")?;
         if req.reason.trim().is_empty() || req.reason.len() > 1024 {
             return Err(reject!(
@@ -138,23 +197,16 @@ impl AdminService {
                 "reason: required, at most 1024 bytes"
             ));
         }
-        let d = app
-            .store
-            .revoke_device(
-                serial.as_str(),
-                &req.reason,
-                &AuditNote::new(
-                    app.clock.now_ms(),
-                    &caller.name,
-                    "device.revoke",
-                    serial.as_str(),
-                )
-                .reason(&req.reason),
-            )
-            .map_err(|e| app.store_err(e))?;
-        pending.durable().await?;
-        app.work.notify_one();
-        tracing::warn!(serial = %serial, "device revoked");
+        let audit = AuditNote::new(
+            app.clock.now_ms(),
+            &caller.name,
+            "device.revoke",
+            serial.as_str(),
+        )
+        .reason(&req.reason);
+        let flag = Flag::Revoke { reason: req.reason };
+        let d = set_flag(app, &serial, flag, audit).await?;
+        tracing::warn!(serial = %serial, status = d.status, "device revoked");
         Ok(pb::RevokeDeviceResponse {
             serial: d.serial,
             revoked: d.revoked,
@@ -195,23 +247,24 @@ impl AdminService {
             department: req.department,
             asset_tag: req.asset_tag,
         };
+        let note = AuditNote::new(
+            app.clock.now_ms(),
+            &caller.name,
+            "device.assign",
+            serial.as_str(),
+        )
+        .details(format!(
+            "tenant {:?} site {:?} department {:?} asset {:?}",
+            a.tenant, a.site, a.department, a.asset_tag
+        ));
+        let target = serial.as_str().to_owned();
         let d = app
-            .store
-            .assign_device(
-                serial.as_str(),
-                &a,
-                &AuditNote::new(
-                    app.clock.now_ms(),
-                    &caller.name,
-                    "device.assign",
-                    serial.as_str(),
-                )
-                .details(format!(
-                    "tenant {:?} site {:?} department {:?} asset {:?}",
-                    a.tenant, a.site, a.department, a.asset_tag
-                )),
-            )
-            .map_err(|e| app.store_err(e))?;
+            .blocking(move |app| {
+                app.store
+                    .assign_device(&target, &a, &note)
+                    .map_err(|e| app.store_err(e))
+            })
+            .await?;
         pending.durable().await?;
         tracing::info!(serial = %serial, tenant = %d.tenant, site = %d.site, "device assigned");
         Ok(pb::AssignDeviceResponse {
@@ -295,7 +348,13 @@ impl pb::admin_server::Admin for AdminService {
         &self,
         req: Request<pb::ListStationsRequest>,
     ) -> Result<Response<pb::ListStationsResponse>, Status> {
-        self.list(req.into_inner())
+        let svc = AdminService {
+            app: self.app.clone(),
+        };
+        let req = req.into_inner();
+        self.app
+            .blocking(move |_| svc.list(req))
+            .await
             .map(Response::new)
             .map_err(|r| self.app.fail("ListStations", r))
     }

@@ -29,6 +29,23 @@ impl BaselinesService {
     ) -> Result<pb::PublishBaselineResponse, Rejection> {
         let app = &self.app;
         let pending = app.commit.begin();
+        let svc = BaselinesService { app: app.clone() };
+        let who = caller.name.clone();
+        // Verifying, parsing and storing block: off the runtime.
+        let answer = app.blocking(move |_| svc.publish_now(&who, req)).await?;
+        pending.durable().await?;
+        app.metrics.baselines_accepted.fetch_add(1, Relaxed);
+        app.work.notify_one();
+        Ok(answer)
+    }
+
+    /// Verifies, parses and stores a baseline (not yet durable).
+    fn publish_now(
+        &self,
+        caller: &str,
+        req: pb::PublishBaselineRequest,
+    ) -> Result<pb::PublishBaselineResponse, Rejection> {
+        let app = &self.app;
         let env = envelope(
             req.envelope
                 .ok_or_else(|| reject!(FieldInvalid, "envelope: required"))?,
@@ -66,7 +83,7 @@ impl BaselinesService {
                 })
                 .collect(),
             published_at: app.clock.now_ms(),
-            published_by: caller.name.clone(),
+            published_by: caller.to_owned(),
             urgent_digests,
         };
         let active = app
@@ -76,7 +93,7 @@ impl BaselinesService {
                 app.clock.now().0,
                 &AuditNote::new(
                     app.clock.now_ms(),
-                    &caller.name,
+                    caller,
                     "baseline.publish",
                     &format!("{} v{}", b.model, b.version),
                 )
@@ -86,10 +103,7 @@ impl BaselinesService {
                 )),
             )
             .map_err(|e| app.store_err(e))?;
-        pending.durable().await?;
-        app.metrics.baselines_accepted.fetch_add(1, Relaxed);
-        app.work.notify_one();
-        tracing::info!(model = %b.model, version = b.version, signatures = signed, active, by = %caller.name, "baseline accepted");
+        tracing::info!(model = %b.model, version = b.version, signatures = signed, active, by = %caller, "baseline accepted");
         Ok(pb::PublishBaselineResponse {
             model: b.model.as_str().to_owned(),
             version: b.version,
@@ -173,7 +187,13 @@ impl pb::baselines_server::Baselines for BaselinesService {
         &self,
         req: Request<pb::GetBaselineRequest>,
     ) -> Result<Response<pb::Baseline>, Status> {
-        self.get(req.into_inner())
+        let svc = BaselinesService {
+            app: self.app.clone(),
+        };
+        let req = req.into_inner();
+        self.app
+            .blocking(move |_| svc.get(req))
+            .await
             .map(Response::new)
             .map_err(|r| self.app.fail("GetBaseline", r))
     }
@@ -182,7 +202,13 @@ impl pb::baselines_server::Baselines for BaselinesService {
         &self,
         req: Request<pb::ListBaselinesRequest>,
     ) -> Result<Response<pb::ListBaselinesResponse>, Status> {
-        self.list(req.into_inner())
+        let svc = BaselinesService {
+            app: self.app.clone(),
+        };
+        let req = req.into_inner();
+        self.app
+            .blocking(move |_| svc.list(req))
+            .await
             .map(Response::new)
             .map_err(|r| self.app.fail("ListBaselines", r))
     }

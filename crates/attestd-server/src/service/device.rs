@@ -5,12 +5,15 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use attestd_core::appraisal::{appraise, EvidenceFacts};
-use attestd_core::evidence::{check_deferred, DeferredPolicy, Evidence};
+use attestd_core::evidence::{check_deferred, Claims, DeferredPolicy, Evidence};
 use attestd_core::ids::{object_id, Digest, Serial};
 use attestd_core::keys::PublicKey;
 use attestd_core::{reject, Reason, Rejection};
 use attestd_proto::v1 as pb;
-use attestd_store::{AuditNote, EvidenceCommit, EvidenceEntry, FirmwareEntry, StoreError, Write};
+use attestd_store::{
+    AppraisalEntry, AuditNote, DeviceEntry, EvidenceCommit, EvidenceEntry, FirmwareEntry,
+    StoreError, Write,
+};
 use tonic::{Request, Response, Status};
 
 use crate::app::App;
@@ -27,19 +30,7 @@ pub struct DeviceService {
 }
 
 impl DeviceService {
-    /// The per-peer limit; a request without a peer address (not over TCP)
-    /// shares one bucket.
-    fn limit_peer<T>(&self, req: &Request<T>) -> Result<(), Rejection> {
-        let peer = req
-            .extensions()
-            .get::<crate::tls::PeerInfo>()
-            .and_then(|p| p.remote)
-            .map(|a| a.ip().to_string())
-            .unwrap_or_default();
-        self.app.peer_limit.take(&peer, self.app.clock.now_ms())
-    }
-
-    async fn challenge(
+    fn challenge(
         &self,
         req: pb::GetChallengeRequest,
     ) -> Result<pb::GetChallengeResponse, Rejection> {
@@ -68,149 +59,27 @@ impl DeviceService {
     ) -> Result<pb::SubmitEvidenceResponse, Rejection> {
         let app = &self.app;
         let mut pending = app.commit.begin();
-        let raw = req.evidence;
-        // Decode under hard bounds; nothing from it is trusted yet.
-        let ev = Evidence::decode(&raw)?;
-        let serial = ev.claims.serial.as_str();
-        app.serial_limit.take(serial, app.clock.now_ms())?;
-        let device = app
-            .store
-            .get_device(serial)
-            .map_err(|e| app.store_err(e))?
-            .ok_or_else(|| reject!(UnknownDevice, "serial {serial} is not enrolled"))?;
-        let key = PublicKey::from_enrolled_spki_der(&device.spki_der, "stored device key")?;
-        let now_ms = app.clock.now_ms();
-        if let Err(r) = ev.verify(&key) {
-            app.security.raise("device", serial, r.reason, now_ms);
-            return Err(r);
-        }
-        // Authenticated from here on.
-        let now = app.clock.now();
-        let nonce_fresh = match &ev.claims.nonce {
-            Some(n) => {
-                if let Err(r) = app.nonces.consume(n, serial, now_ms) {
-                    app.security.raise("device", serial, r.reason, now_ms);
-                    return Err(r);
-                }
-                true
-            }
-            None => false,
-        };
-        let evidence_id = object_id(EVIDENCE_ID_PREFIX, &Digest::of(&raw));
-        let mut device = device;
+        // Decoding, verifying and reading the store block: off the runtime.
+        let checked = Arc::new(app.blocking(move |app| check(app, req.evidence)).await?);
+        let mut first = true;
         for _ in 0..MAX_ATTEMPTS {
-            let (baseline_version, baseline) =
-                app.baselines.active(app.store.as_ref(), &device.model)?;
-            let highest = device.has_bootcount.then_some(device.highest_bootcount);
-            if !nonce_fresh {
-                let max_age_secs = baseline
-                    .as_deref()
-                    .map_or(app.limits.deferred_max_age_secs, |b| {
-                        b.max_evidence_age_secs()
-                    });
-                let policy = DeferredPolicy {
-                    clock_skew_secs: app.limits.clock_skew_secs,
-                    max_age_secs,
-                };
-                if let Err(r) = check_deferred(&ev.claims, highest, now, policy) {
-                    app.security.raise("device", serial, r.reason, now_ms);
-                    return Err(r);
-                }
-            }
-            let facts = unit_facts(app.store.as_ref(), &device)?;
-            let prior_svns = svn_pairs(&device.svns);
-            let ev_facts = EvidenceFacts {
-                claims: &ev.claims,
-                evidence_id: &evidence_id,
-                nonce_fresh,
-                received_at_ms: now_ms,
-                prior_bootcount: highest,
-                prior_svns: &prior_svns,
-            };
-            let appraisal = appraise(&ev_facts, &facts, baseline.as_deref(), now);
-            let v = verdict(
-                Some(&appraisal),
-                Some(now_ms),
-                &facts,
-                baseline.as_deref(),
-                device.quarantined,
-                now_ms,
-            );
-            // The stored form of the verdict is also the answer: convert once.
-            let answer = v.appraisal.clone();
-            let entry = EvidenceEntry {
-                evidence_id: evidence_id.clone(),
-                serial: serial.to_owned(),
-                bootcount: ev.claims.bootcount,
-                issued_at: ev.claims.iat.0,
-                received_at: now_ms,
-                nonce_fresh,
-                raw: raw.clone(),
-                appraisal: v.appraisal.clone(),
-                has_prior_bootcount: highest.is_some(),
-                prior_bootcount: highest.unwrap_or(0),
-                prior_svns: device.svns.clone(),
-            };
-            let audit = AuditNote::new(
-                now_ms,
-                &format!("device:{serial}"),
-                "evidence.accept",
-                serial,
-            )
-            .details(format!(
-                "{evidence_id}; bootcount {}; {}; tier {:?}",
-                ev.claims.bootcount,
-                if nonce_fresh {
-                    "nonce-fresh"
-                } else {
-                    "deferred"
-                },
-                appraisal.tier
-            ));
-            let commit = EvidenceCommit {
-                entry,
-                audit,
-                spki_der: device.spki_der.clone(),
-                expected_revision: device.revision,
-                deferred: !nonce_fresh,
-                expected_baseline: baseline_version,
-                svns: merged_svns(&device.svns, &ev.claims),
-                firmware: ev
-                    .claims
-                    .components
-                    .iter()
-                    .map(|c| FirmwareEntry {
-                        name: c.name.clone(),
-                        version: c.version.clone(),
-                        svn: c.svn,
-                        digest: c.digest.0.to_vec(),
-                    })
-                    .collect(),
-                calibration_digest: ev
-                    .claims
-                    .calibration
-                    .as_ref()
-                    .map(|c| c.digest.0.to_vec())
-                    .unwrap_or_default(),
-                verdict: v,
-            };
+            let c = checked.clone();
+            let (commit, answer) = app.blocking(move |app| decide(app, &c, first)).await?;
+            let serial = checked.claims.serial.as_str();
             match pending.commit(Write::Evidence(commit)).await {
                 Ok(_) => {
                     app.metrics.evidence_accepted.fetch_add(1, Relaxed);
-                    tracing::debug!(serial, evidence_id = %evidence_id, nonce_fresh, tier = ?appraisal.tier, "evidence accepted");
+                    tracing::debug!(serial, evidence_id = %checked.evidence_id, nonce_fresh = checked.nonce_fresh, "evidence accepted");
                     return Ok(pb::SubmitEvidenceResponse {
-                        evidence_id,
+                        evidence_id: checked.evidence_id.clone(),
                         appraisal: answer.as_ref().map(convert::appraisal),
                     });
                 }
                 Err(StoreError::Conflict) => {
                     app.metrics.commit_conflicts.fetch_add(1, Relaxed);
                     pending = app.commit.begin();
-                    device = app
-                        .store
-                        .get_device(serial)
-                        .map_err(|e| app.store_err(e))?
-                        .ok_or_else(|| reject!(UnknownDevice, "serial {serial} is not enrolled"))?;
+                    // Read the unit again.
+                    first = false;
                 }
                 Err(e) => return Err(app.store_err(e)),
             }
@@ -219,16 +88,199 @@ impl DeviceService {
     }
 }
 
+/// Evidence decoded, authenticated and fresh, with the unit it names.
+struct Checked {
+    /// The claims (the signature is checked: the COSE structure is not kept).
+    claims: Claims,
+    raw: Vec<u8>,
+    nonce_fresh: bool,
+    evidence_id: String,
+    now_ms: i64,
+    device: DeviceEntry,
+}
+
+/// Decodes evidence under hard bounds, authenticates it with the unit's
+/// enrolled key and checks its freshness by nonce; nothing is written.
+fn check(app: &App, raw: Vec<u8>) -> Result<Checked, Rejection> {
+    // Decode under hard bounds; nothing from it is trusted yet.
+    let ev = Evidence::decode(&raw)?;
+    let serial = ev.claims.serial.as_str();
+    app.serial_limit.take(serial, app.clock.now_ms())?;
+    let device = app
+        .store
+        .get_device(serial)
+        .map_err(|e| app.store_err(e))?
+        .ok_or_else(|| reject!(UnknownDevice, "serial {serial} is not enrolled"))?;
+    let key = PublicKey::from_enrolled_spki_der(&device.spki_der, "stored device key")?;
+    let now_ms = app.clock.now_ms();
+    if let Err(r) = ev.verify(&key) {
+        app.security.raise("device", serial, r.reason, now_ms);
+        return Err(r);
+    }
+    // Authenticated from here on. No evidence may claim to come from the
+    // future, nonce or not: a far-future iat would otherwise be kept as
+    // the unit's production time.
+    let now = app.clock.now();
+    if ev.claims.iat > now.plus_seconds(app.limits.clock_skew_secs) {
+        app.security
+            .raise("device", serial, Reason::ClockSkew, now_ms);
+        return Err(reject!(
+            ClockSkew,
+            "iat {} is in the future (now {now}; at most {} s of clock skew is allowed)",
+            ev.claims.iat,
+            app.limits.clock_skew_secs
+        ));
+    }
+    let nonce_fresh = match &ev.claims.nonce {
+        Some(n) => {
+            if let Err(r) = app.nonces.consume(n, serial, now_ms) {
+                app.security.raise("device", serial, r.reason, now_ms);
+                return Err(r);
+            }
+            true
+        }
+        None => false,
+    };
+    let evidence_id = object_id(EVIDENCE_ID_PREFIX, &Digest::of(&raw));
+    Ok(Checked {
+        claims: ev.claims,
+        raw,
+        nonce_fresh,
+        evidence_id,
+        now_ms,
+        device,
+    })
+}
+
+/// Appraises checked evidence against the unit (the one read at check time
+/// on the `first` attempt, else read again) and prepares its write and its
+/// answer.
+fn decide(
+    app: &App,
+    c: &Checked,
+    first: bool,
+) -> Result<(EvidenceCommit, Option<AppraisalEntry>), Rejection> {
+    let serial = c.claims.serial.as_str();
+    let device = if first {
+        c.device.clone()
+    } else {
+        app.store
+            .get_device(serial)
+            .map_err(|e| app.store_err(e))?
+            .ok_or_else(|| reject!(UnknownDevice, "serial {serial} is not enrolled"))?
+    };
+    let now_ms = c.now_ms;
+    let now = attestd_core::time::UnixTime(now_ms.div_euclid(1000));
+    let (baseline_version, baseline) = app.baselines.active(app.store.as_ref(), &device.model)?;
+    let highest = device.has_bootcount.then_some(device.highest_bootcount);
+    if !c.nonce_fresh {
+        let max_age_secs = baseline
+            .as_deref()
+            .map_or(app.limits.deferred_max_age_secs, |b| {
+                b.max_evidence_age_secs()
+            });
+        let policy = DeferredPolicy {
+            clock_skew_secs: app.limits.clock_skew_secs,
+            max_age_secs,
+        };
+        if let Err(r) = check_deferred(&c.claims, highest, now, policy) {
+            app.security.raise("device", serial, r.reason, now_ms);
+            return Err(r);
+        }
+    }
+    let facts = unit_facts(app.store.as_ref(), &device)?;
+    let prior_svns = svn_pairs(&device.svns);
+    let ev_facts = EvidenceFacts {
+        claims: &c.claims,
+        evidence_id: &c.evidence_id,
+        nonce_fresh: c.nonce_fresh,
+        received_at_ms: now_ms,
+        prior_bootcount: highest,
+        prior_svns: &prior_svns,
+    };
+    let appraisal = appraise(&ev_facts, &facts, baseline.as_deref(), now);
+    let v = verdict(
+        Some(&appraisal),
+        Some(now_ms),
+        &facts,
+        baseline.as_deref(),
+        device.quarantined,
+        now_ms,
+    );
+    // The stored form of the verdict is also the answer: convert once.
+    let answer = v.appraisal.clone();
+    let entry = EvidenceEntry {
+        evidence_id: c.evidence_id.clone(),
+        serial: serial.to_owned(),
+        bootcount: c.claims.bootcount,
+        issued_at: c.claims.iat.0,
+        received_at: now_ms,
+        nonce_fresh: c.nonce_fresh,
+        raw: c.raw.clone(),
+        appraisal: v.appraisal.clone(),
+        has_prior_bootcount: highest.is_some(),
+        prior_bootcount: highest.unwrap_or(0),
+        prior_svns: device.svns.clone(),
+    };
+    let audit = AuditNote::new(
+        now_ms,
+        &format!("device:{serial}"),
+        "evidence.accept",
+        serial,
+    )
+    .details(format!(
+        "{}; bootcount {}; {}; tier {:?}",
+        c.evidence_id,
+        c.claims.bootcount,
+        if c.nonce_fresh {
+            "nonce-fresh"
+        } else {
+            "deferred"
+        },
+        appraisal.tier
+    ));
+    let commit = EvidenceCommit {
+        entry,
+        audit,
+        spki_der: device.spki_der.clone(),
+        expected_revision: device.revision,
+        deferred: !c.nonce_fresh,
+        expected_baseline: baseline_version,
+        svns: merged_svns(&device.svns, &c.claims),
+        firmware: c
+            .claims
+            .components
+            .iter()
+            .map(|x| FirmwareEntry {
+                name: x.name.clone(),
+                version: x.version.clone(),
+                svn: x.svn,
+                digest: x.digest.0.to_vec(),
+            })
+            .collect(),
+        calibration_digest: c
+            .claims
+            .calibration
+            .as_ref()
+            .map(|x| x.digest.0.to_vec())
+            .unwrap_or_default(),
+        verdict: v,
+    };
+    Ok((commit, answer))
+}
+
 #[tonic::async_trait]
 impl pb::device_attestation_server::DeviceAttestation for DeviceService {
     async fn get_challenge(
         &self,
         req: Request<pb::GetChallengeRequest>,
     ) -> Result<Response<pb::GetChallengeResponse>, Status> {
-        if let Err(r) = self.limit_peer(&req) {
-            return Err(self.app.fail("GetChallenge", r));
-        }
-        self.challenge(req.into_inner())
+        let svc = DeviceService {
+            app: self.app.clone(),
+        };
+        let req = req.into_inner();
+        self.app
+            .blocking(move |_| svc.challenge(req))
             .await
             .map(Response::new)
             .map_err(|r| self.app.fail("GetChallenge", r))
@@ -238,9 +290,6 @@ impl pb::device_attestation_server::DeviceAttestation for DeviceService {
         &self,
         req: Request<pb::SubmitEvidenceRequest>,
     ) -> Result<Response<pb::SubmitEvidenceResponse>, Status> {
-        if let Err(r) = self.limit_peer(&req) {
-            return Err(self.app.fail("SubmitEvidence", r));
-        }
         self.submit(req.into_inner())
             .await
             .map(Response::new)

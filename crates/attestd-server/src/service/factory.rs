@@ -58,6 +58,49 @@ impl FactoryService {
     ) -> Result<pb::SubmitRecordResponse, Rejection> {
         let app = &self.app;
         let pending = app.commit.begin();
+        let svc = FactoryService { app: app.clone() };
+        let who = caller.clone();
+        // Parsing, verifying and the store's reads block: off the runtime.
+        let commit = app.blocking(move |_| svc.check(&who, req)).await?;
+        // Also a duplicate waits for the flush: the original may still be in
+        // its flush window.
+        let outcome = match pending.commit(Write::Record(commit)).await {
+            Ok(Written::Record(o)) => o,
+            Ok(_) => {
+                return Err(app.store_err(StoreError::Unavailable(
+                    "the store answered a record write without a record outcome".into(),
+                )))
+            }
+            Err(e) => return Err(app.store_err(e)),
+        };
+        // The unit's verdict follows its new record.
+        app.work.notify_one();
+        let (stored, duplicate) = match outcome {
+            RecordOutcome::Stored(e) => {
+                app.metrics.records_accepted.fetch_add(1, Relaxed);
+                (e, false)
+            }
+            RecordOutcome::Duplicate(e) => {
+                app.metrics.records_duplicate.fetch_add(1, Relaxed);
+                (e, true)
+            }
+        };
+        tracing::debug!(record_id = %stored.record_id, serial = %stored.serial, station = %stored.station_id, duplicate, "record accepted");
+        Ok(pb::SubmitRecordResponse {
+            record_id: stored.record_id,
+            serial: stored.serial,
+            kind: stored.kind,
+            duplicate,
+        })
+    }
+
+    /// Checks a record and prepares its write.
+    fn check(
+        &self,
+        caller: &Principal,
+        req: pb::SubmitRecordRequest,
+    ) -> Result<RecordCommit, Rejection> {
+        let app = &self.app;
         let env = envelope(
             req.envelope
                 .ok_or_else(|| reject!(FieldInvalid, "envelope: required"))?,
@@ -177,43 +220,11 @@ impl FactoryService {
                 })
                 .collect(),
         };
-        // Also a duplicate waits for the flush: the original may still be in
-        // its flush window.
-        let outcome = match pending
-            .commit(Write::Record(RecordCommit {
-                entry,
-                enrollment,
-                audit,
-                calibration,
-            }))
-            .await
-        {
-            Ok(Written::Record(o)) => o,
-            Ok(_) => {
-                return Err(app.store_err(StoreError::Unavailable(
-                    "the store answered a record write without a record outcome".into(),
-                )))
-            }
-            Err(e) => return Err(app.store_err(e)),
-        };
-        // The unit's verdict follows its new record.
-        app.work.notify_one();
-        let (stored, duplicate) = match outcome {
-            RecordOutcome::Stored(e) => {
-                app.metrics.records_accepted.fetch_add(1, Relaxed);
-                (e, false)
-            }
-            RecordOutcome::Duplicate(e) => {
-                app.metrics.records_duplicate.fetch_add(1, Relaxed);
-                (e, true)
-            }
-        };
-        tracing::debug!(record_id = %stored.record_id, serial = %stored.serial, station = %stored.station_id, duplicate, "record accepted");
-        Ok(pb::SubmitRecordResponse {
-            record_id: stored.record_id,
-            serial: stored.serial,
-            kind: stored.kind,
-            duplicate,
+        Ok(RecordCommit {
+            entry,
+            enrollment,
+            audit,
+            calibration,
         })
     }
 
@@ -266,7 +277,13 @@ impl pb::factory_server::Factory for FactoryService {
         &self,
         req: Request<pb::GetRecordRequest>,
     ) -> Result<Response<pb::StoredRecord>, Status> {
-        self.get(req.into_inner())
+        let svc = FactoryService {
+            app: self.app.clone(),
+        };
+        let req = req.into_inner();
+        self.app
+            .blocking(move |_| svc.get(req))
+            .await
             .map(Response::new)
             .map_err(|r| self.app.fail("GetRecord", r))
     }
@@ -275,7 +292,13 @@ impl pb::factory_server::Factory for FactoryService {
         &self,
         req: Request<pb::ListRecordsRequest>,
     ) -> Result<Response<pb::ListRecordsResponse>, Status> {
-        self.list(req.into_inner())
+        let svc = FactoryService {
+            app: self.app.clone(),
+        };
+        let req = req.into_inner();
+        self.app
+            .blocking(move |_| svc.list(req))
+            .await
             .map(Response::new)
             .map_err(|r| self.app.fail("ListRecords", r))
     }

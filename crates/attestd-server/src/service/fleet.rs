@@ -9,7 +9,9 @@ use std::time::Duration;
 use attestd_core::ids::{Digest, Model, Serial};
 use attestd_core::{reject, Reason, Rejection};
 use attestd_proto::v1 as pb;
-use attestd_store::{ChangeEntry, DeviceEntry, DeviceIndex, DeviceQuery, Group, HistoryItem};
+use attestd_store::{
+    ChangeEntry, DeviceEntry, DeviceIndex, DeviceQuery, Group, HistoryItem, StoreError,
+};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
@@ -157,6 +159,41 @@ impl Filter {
     }
 }
 
+/// The summary group and model pair refused before reading.
+fn unreachable_summary() -> Result<Vec<attestd_store::SummaryCount>, StoreError> {
+    Err(StoreError::Rejected(reject!(
+        FieldInvalid,
+        "filter.model: a summary filtered by model can only be grouped by model"
+    )))
+}
+
+/// Tries of [`at_cursor`] before it settles for the cursor read first.
+const CURSOR_TRIES: usize = 4;
+
+/// Runs `read` and returns the change-feed cursor it reflects, so that a
+/// watch from that cursor continues exactly where the read ended. The read
+/// runs between two readings of the cursor; when both are equal no status
+/// change was committed meanwhile (a change and its feed entry are one
+/// atomic write, and a store's reads see a write whole or not at all), so
+/// the read shows exactly the changes up to the cursor. Under a steady
+/// stream of changes it settles, after a few tries, for the cursor read
+/// before: every change up to it is shown, and a watch from it may repeat
+/// a change the read already shows but never misses one.
+fn at_cursor<T, E: From<StoreError>>(
+    store: &dyn attestd_store::Store,
+    mut read: impl FnMut() -> Result<T, E>,
+) -> Result<(T, u64), E> {
+    let mut tries = 0;
+    loop {
+        let before = store.change_cursor()?;
+        let out = read()?;
+        tries += 1;
+        if store.change_cursor()? == before || tries == CURSOR_TRIES {
+            return Ok((out, before));
+        }
+    }
+}
+
 /// A stream of changes, ending with an error status if the reader lags.
 pub type ChangeStream = Pin<Box<dyn Stream<Item = Result<pb::DeviceChange, Status>> + Send>>;
 
@@ -233,19 +270,20 @@ impl FleetService {
         let filter = Filter::new(req.filter, caller)?;
         let limit = app.page_size(req.page_size)?;
         let matches = |d: &DeviceEntry| filter.matches(d);
-        let page = app
-            .store
-            .list_devices(DeviceQuery {
+        let (page, cursor) = at_cursor(app.store.as_ref(), || {
+            app.store.list_devices(DeviceQuery {
                 index: filter.index(),
                 after: page_token(&req.page_token),
                 limit,
                 budget: limit.saturating_mul(10).max(1000),
                 filter: &matches,
             })
-            .map_err(|e| app.store_err(e))?;
+        })
+        .map_err(|e| app.store_err(e))?;
         Ok(pb::ListDevicesResponse {
             devices: page.items.into_iter().map(convert::device).collect(),
             next_page_token: page.next.unwrap_or_default(),
+            cursor: cursor.to_string(),
         })
     }
 
@@ -280,7 +318,13 @@ impl FleetService {
             Err(_) => return Err(reject!(FieldInvalid, "group_by: not a summary group")),
         };
         let tenant = (!filter.tenant.is_empty()).then_some(filter.tenant.as_str());
-        let counts = match (group, filter.model.as_str()) {
+        if matches!(group, Some(Group::Site | Group::Firmware)) && !filter.model.is_empty() {
+            return Err(reject!(
+                FieldInvalid,
+                "filter.model: a summary filtered by model can only be grouped by model"
+            ));
+        }
+        let read = || match (group, filter.model.as_str()) {
             (None, "") => app.store.summary(Group::All, tenant),
             (None | Some(Group::Model), model) => {
                 app.store.summary(Group::Model, tenant).map(|v| {
@@ -290,15 +334,12 @@ impl FleetService {
                 })
             }
             (Some(g), "") => app.store.summary(g, tenant),
-            (Some(_), _) => {
-                return Err(reject!(
-                    FieldInvalid,
-                    "filter.model: a summary filtered by model can only be grouped by model"
-                ))
-            }
-        }
-        .map_err(|e| app.store_err(e))?;
-        Ok(convert::summary(&counts, group.is_some()))
+            (Some(_), _) => unreachable_summary(),
+        };
+        let (counts, cursor) = at_cursor(app.store.as_ref(), read).map_err(|e| app.store_err(e))?;
+        let mut summary = convert::summary(&counts, group.is_some());
+        summary.cursor = cursor.to_string();
+        Ok(summary)
     }
 
     /// The change stream of WatchFleet (public for in-process tests).
@@ -306,12 +347,12 @@ impl FleetService {
         &self,
         caller: &Principal,
         req: pb::WatchFleetRequest,
-    ) -> Result<ChangeStream, Rejection> {
+    ) -> Result<(u64, ChangeStream), Rejection> {
         let app = self.app.clone();
         let filter = Filter::new(req.filter, caller)?;
         let bounds = app.store.change_bounds().map_err(|e| app.store_err(e))?;
         let mut cursor = match req.after_cursor.as_str() {
-            "" => bounds.map_or(0, |(_, last)| last),
+            "" => app.store.change_cursor().map_err(|e| app.store_err(e))?,
             c => c.parse::<u64>().map_err(|_| {
                 reject!(
                     FieldInvalid,
@@ -328,6 +369,7 @@ impl FleetService {
                 ));
             }
         }
+        let start = cursor;
         let buffer = app.limits.watch_buffer.max(1);
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::DeviceChange, Status>>(buffer);
         let poll = Duration::from_millis(app.limits.watch_poll_ms.max(10));
@@ -381,7 +423,10 @@ impl FleetService {
                 }
             }
         });
-        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
+        Ok((
+            start,
+            Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)),
+        ))
     }
 
     fn evidence(&self, req: pb::GetEvidenceRequest) -> Result<pb::StoredEvidence, Rejection> {
@@ -400,37 +445,54 @@ impl FleetService {
     }
 }
 
+/// Runs a handler's work on the blocking pool (it reads the store).
+async fn off_runtime<T, R, F>(
+    svc: &FleetService,
+    method: &'static str,
+    req: Request<R>,
+    f: F,
+) -> Result<Response<T>, Status>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+    F: FnOnce(&FleetService, &Principal, R) -> Result<T, Rejection> + Send + 'static,
+{
+    let caller = principal(&req).map_err(|r| svc.app.fail(method, r))?;
+    let inner = FleetService {
+        app: svc.app.clone(),
+    };
+    let req = req.into_inner();
+    svc.app
+        .blocking(move |_| f(&inner, &caller, req))
+        .await
+        .map(Response::new)
+        .map_err(|r| svc.app.fail(method, r))
+}
+
+/// The metadata key of the change-feed cursor a watch starts after.
+pub const CURSOR_HEADER: &str = "attestd-cursor";
+
 #[tonic::async_trait]
 impl pb::fleet_server::Fleet for FleetService {
     async fn get_device(
         &self,
         req: Request<pb::GetDeviceRequest>,
     ) -> Result<Response<pb::Device>, Status> {
-        let run = || principal(&req).and_then(|caller| self.device(&caller, req.get_ref().clone()));
-        run()
-            .map(Response::new)
-            .map_err(|r| self.app.fail("GetDevice", r))
+        off_runtime(self, "GetDevice", req, |s, c, r| s.device(c, r)).await
     }
 
     async fn list_devices(
         &self,
         req: Request<pb::ListDevicesRequest>,
     ) -> Result<Response<pb::ListDevicesResponse>, Status> {
-        let run = || principal(&req).and_then(|caller| self.list(&caller, req.get_ref().clone()));
-        run()
-            .map(Response::new)
-            .map_err(|r| self.app.fail("ListDevices", r))
+        off_runtime(self, "ListDevices", req, |s, c, r| s.list(c, r)).await
     }
 
     async fn get_fleet_summary(
         &self,
         req: Request<pb::GetFleetSummaryRequest>,
     ) -> Result<Response<pb::FleetSummary>, Status> {
-        let run =
-            || principal(&req).and_then(|caller| self.summary(&caller, req.get_ref().clone()));
-        run()
-            .map(Response::new)
-            .map_err(|r| self.app.fail("GetFleetSummary", r))
+        off_runtime(self, "GetFleetSummary", req, |s, c, r| s.summary(c, r)).await
     }
 
     type WatchFleetStream = ChangeStream;
@@ -439,28 +501,34 @@ impl pb::fleet_server::Fleet for FleetService {
         &self,
         req: Request<pb::WatchFleetRequest>,
     ) -> Result<Response<ChangeStream>, Status> {
-        let run = || principal(&req).and_then(|caller| self.watch(&caller, req.get_ref().clone()));
-        run()
-            .map(Response::new)
-            .map_err(|r| self.app.fail("WatchFleet", r))
+        let (cursor, stream) = off_runtime(self, "WatchFleet", req, |s, c, r| s.watch(c, r))
+            .await?
+            .into_inner();
+        let mut resp = Response::new(stream);
+        if let Ok(v) = cursor.to_string().parse() {
+            resp.metadata_mut().insert(CURSOR_HEADER, v);
+        }
+        Ok(resp)
     }
 
     async fn list_device_history(
         &self,
         req: Request<pb::ListDeviceHistoryRequest>,
     ) -> Result<Response<pb::ListDeviceHistoryResponse>, Status> {
-        let run =
-            || principal(&req).and_then(|caller| self.history(&caller, req.get_ref().clone()));
-        run()
-            .map(Response::new)
-            .map_err(|r| self.app.fail("ListDeviceHistory", r))
+        off_runtime(self, "ListDeviceHistory", req, |s, c, r| s.history(c, r)).await
     }
 
     async fn get_evidence(
         &self,
         req: Request<pb::GetEvidenceRequest>,
     ) -> Result<Response<pb::StoredEvidence>, Status> {
-        self.evidence(req.into_inner())
+        let svc = FleetService {
+            app: self.app.clone(),
+        };
+        let req = req.into_inner();
+        self.app
+            .blocking(move |_| svc.evidence(req))
+            .await
             .map(Response::new)
             .map_err(|r| self.app.fail("GetEvidence", r))
     }

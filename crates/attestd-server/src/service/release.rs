@@ -4,19 +4,24 @@
 //! history with the ids it rests on, and made durable before it is answered.
 //! Any error is an error, never RELEASE.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use attestd_core::ids::{hex, Serial};
 use attestd_core::release::{decide, waivable, GateInput, NOT_ENROLLED};
 use attestd_core::{reject, Reason, Rejection};
 use attestd_proto::v1 as pb;
-use attestd_store::{AuditNote, ConcessionEntry, GateReasonEntry, ReleaseDecisionEntry, Write};
+use attestd_store::{
+    AuditNote, ConcessionEntry, DecisionCommit, Flag, GateReasonEntry, ReleaseDecisionEntry,
+    StoreError, Write,
+};
 use ring::rand::{SecureRandom, SystemRandom};
 use tonic::{Request, Response, Status};
 
 use crate::app::{principal, App};
 use crate::auth::Principal;
 use crate::convert;
+use crate::service::admin::set_flag;
 use crate::verdict::{redecide, Redecided};
 
 pub struct ReleaseService {
@@ -57,111 +62,148 @@ fn decision_note(d: &ReleaseDecisionEntry) -> AuditNote {
     ))
 }
 
-impl ReleaseService {
-    /// Decides for one serial; the caller stores the decision.
-    fn decide_one(
-        &self,
-        caller: &Principal,
-        serial: &str,
-    ) -> Result<ReleaseDecisionEntry, Rejection> {
-        let app = &self.app;
-        let store = app.store.as_ref();
-        let serial = Serial::parse(serial, Reason::FieldInvalid, "serial")?;
-        let now_ms = app.clock.now_ms();
-        let mut entry = ReleaseDecisionEntry {
-            decision_id: random_id("rd_")?,
-            serial: serial.as_str().to_owned(),
-            decided_at: now_ms,
-            decided_for: caller.name.clone(),
-            ..Default::default()
-        };
-        let Some(d) = store
-            .get_device(serial.as_str())
-            .map_err(|e| app.store_err(e))?
-        else {
-            entry.decision = HOLD;
-            entry.reasons = vec![GateReasonEntry {
-                code: NOT_ENROLLED.into(),
-                detail: "no provisioning record enrolls this serial".into(),
-                waived: false,
-            }];
-            return Ok(entry);
-        };
-        let Redecided {
-            baseline_version: version,
-            facts,
-            evidence,
-            appraisal,
-            ..
-        } = redecide(store, &app.baselines, &d, now_ms)?;
-        // When the unit's records arrived: kept with the unit, else read.
-        let mut latest_record_ms = 0;
-        let kept = [
-            d.provisioning_received_at,
-            facts.calibration.as_ref().map_or(0, |c| c.received_at_ms),
-        ];
-        for (id, kept) in [&d.provisioning_record_id, &d.calibration_record_id]
-            .into_iter()
-            .zip(kept)
-        {
-            if id.is_empty() {
-                continue;
-            }
-            if kept != 0 {
-                latest_record_ms = latest_record_ms.max(kept);
-                continue;
-            }
-            let r = store
-                .get_record(id)
-                .map_err(|e| app.store_err(e))?
-                .ok_or_else(|| reject!(StoreUnavailable, "record {id} is missing"))?;
-            latest_record_ms = latest_record_ms.max(r.received_at);
-        }
-        let concession = d.concession.as_ref();
-        let gate = decide(&GateInput {
-            enrolled: true,
-            quarantined: d.quarantined,
-            appraisal: appraisal.as_ref(),
-            evidence_nonce_fresh: evidence.as_ref().is_some_and(|e| e.nonce_fresh),
-            evidence_received_ms: evidence.as_ref().map_or(0, |e| e.received_at),
-            latest_record_received_ms: latest_record_ms,
-            now_ms,
-            release_window_secs: app.limits.release_window_secs,
-            concession: concession.map(|c| (c.concession_id.as_str(), c.waived_codes.as_slice())),
-        });
-        entry.decision = if gate.release { RELEASE } else { HOLD };
-        entry.reasons = gate
-            .reasons
-            .into_iter()
-            .map(|r| GateReasonEntry {
-                code: r.code,
-                detail: r.detail,
-                waived: r.waived,
-            })
-            .collect();
-        entry.baseline_version = version.unwrap_or(0);
-        entry.evidence_id = d.last_evidence_id.clone();
-        entry.provisioning_record_id = d.provisioning_record_id.clone();
-        entry.calibration_record_id = d.calibration_record_id.clone();
-        entry.under_concession = gate.concession_id.is_some();
-        entry.concession_id = gate.concession_id.unwrap_or_default();
-        Ok(entry)
-    }
+/// A decision, and whether it must be stored.
+enum Decided {
+    /// The serial is not enrolled: HOLD, answered without storing (a caller
+    /// asking about made-up serials must not grow storage); counted per
+    /// principal into the audit chain's periodic summary instead.
+    NotEnrolled(ReleaseDecisionEntry),
+    /// A decision about an enrolled unit, stored before it is answered.
+    Unit(DecisionCommit),
+}
 
+/// Decides for one serial from what is stored now; the caller stores it.
+fn decide_one(app: &App, caller: &str, serial: &str) -> Result<Decided, Rejection> {
+    let store = app.store.as_ref();
+    let serial = Serial::parse(serial, Reason::FieldInvalid, "serial")?;
+    let now_ms = app.clock.now_ms();
+    let mut entry = ReleaseDecisionEntry {
+        decision_id: random_id("rd_")?,
+        serial: serial.as_str().to_owned(),
+        decided_at: now_ms,
+        decided_for: caller.to_owned(),
+        ..Default::default()
+    };
+    let Some(d) = store
+        .get_device(serial.as_str())
+        .map_err(|e| app.store_err(e))?
+    else {
+        entry.decision = HOLD;
+        entry.reasons = vec![GateReasonEntry {
+            code: NOT_ENROLLED.into(),
+            detail: "no provisioning record enrolls this serial".into(),
+            waived: false,
+        }];
+        return Ok(Decided::NotEnrolled(entry));
+    };
+    let Redecided {
+        baseline_version: version,
+        facts,
+        evidence,
+        appraisal,
+        ..
+    } = redecide(store, &app.baselines, &d, now_ms)?;
+    // When the unit's records arrived: kept with the unit, else read.
+    let mut latest_record_ms = 0;
+    let kept = [
+        d.provisioning_received_at,
+        facts.calibration.as_ref().map_or(0, |c| c.received_at_ms),
+    ];
+    for (id, kept) in [&d.provisioning_record_id, &d.calibration_record_id]
+        .into_iter()
+        .zip(kept)
+    {
+        if id.is_empty() {
+            continue;
+        }
+        if kept != 0 {
+            latest_record_ms = latest_record_ms.max(kept);
+            continue;
+        }
+        let r = store
+            .get_record(id)
+            .map_err(|e| app.store_err(e))?
+            .ok_or_else(|| reject!(StoreUnavailable, "record {id} is missing"))?;
+        latest_record_ms = latest_record_ms.max(r.received_at);
+    }
+    let concession = d.concession.as_ref();
+    let gate = decide(&GateInput {
+        enrolled: true,
+        quarantined: d.quarantined,
+        appraisal: appraisal.as_ref(),
+        evidence_nonce_fresh: evidence.as_ref().is_some_and(|e| e.nonce_fresh),
+        evidence_received_ms: evidence.as_ref().map_or(0, |e| e.received_at),
+        latest_record_received_ms: latest_record_ms,
+        now_ms,
+        release_window_secs: app.limits.release_window_secs,
+        concession: concession.map(|c| (c.concession_id.as_str(), c.waived_codes.as_slice())),
+    });
+    entry.decision = if gate.release { RELEASE } else { HOLD };
+    entry.reasons = gate
+        .reasons
+        .into_iter()
+        .map(|r| GateReasonEntry {
+            code: r.code,
+            detail: r.detail,
+            waived: r.waived,
+        })
+        .collect();
+    entry.baseline_version = version.unwrap_or(0);
+    entry.evidence_id = d.last_evidence_id.clone();
+    entry.provisioning_record_id = d.provisioning_record_id.clone();
+    entry.calibration_record_id = d.calibration_record_id.clone();
+    entry.under_concession = gate.concession_id.is_some();
+    entry.concession_id = gate.concession_id.unwrap_or_default();
+    let mut revoked = facts.revoked_stations;
+    revoked.sort();
+    Ok(Decided::Unit(DecisionCommit {
+        audit: decision_note(&entry),
+        entry,
+        expected_revision: d.revision,
+        expected_baseline: version,
+        expected_revoked_stations: revoked,
+    }))
+}
+
+/// How often the gate decides again when what a decision rested on changed
+/// before it was stored.
+const DECIDE_ATTEMPTS: usize = 8;
+
+impl ReleaseService {
     async fn check(
         &self,
         caller: &Principal,
         req: pb::CheckReleaseRequest,
     ) -> Result<pb::ReleaseDecision, Rejection> {
-        let pending = self.app.commit.begin();
-        let entry = self.decide_one(caller, &req.serial)?;
-        let write = Write::Decision(entry.clone(), decision_note(&entry));
-        pending
-            .commit(write)
-            .await
-            .map_err(|e| self.app.store_err(e))?;
-        tracing::debug!(serial = %entry.serial, decision = entry.decision, by = %caller.name, "release decision");
-        Ok(convert::decision(entry))
+        let app = &self.app;
+        for _ in 0..DECIDE_ATTEMPTS {
+            let pending = app.commit.begin();
+            let (who, serial) = (caller.name.clone(), req.serial.clone());
+            let commit = match app
+                .blocking(move |app| decide_one(app, &who, &serial))
+                .await?
+            {
+                Decided::NotEnrolled(entry) => {
+                    app.unknown_serials
+                        .note(&format!("principal {}", caller.name));
+                    return Ok(convert::decision(entry));
+                }
+                Decided::Unit(c) => c,
+            };
+            let entry = commit.entry.clone();
+            match pending.commit(Write::Decision(commit)).await {
+                Ok(_) => {
+                    tracing::debug!(serial = %entry.serial, decision = entry.decision, by = %caller.name, "release decision");
+                    return Ok(convert::decision(entry));
+                }
+                // The unit, its baseline or a station changed meanwhile.
+                Err(StoreError::Conflict) => {
+                    app.metrics.commit_conflicts.fetch_add(1, Relaxed);
+                }
+                Err(e) => return Err(app.store_err(e)),
+            }
+        }
+        Err(app.store_err(StoreError::Conflict))
     }
 
     async fn check_batch(
@@ -169,7 +211,8 @@ impl ReleaseService {
         caller: &Principal,
         req: pb::CheckReleaseBatchRequest,
     ) -> Result<pb::CheckReleaseBatchResponse, Rejection> {
-        let max = self.app.limits.max_release_batch;
+        let app = &self.app;
+        let max = app.limits.max_release_batch;
         if req.serials.is_empty() || req.serials.len() > max {
             return Err(reject!(
                 FieldInvalid,
@@ -177,39 +220,79 @@ impl ReleaseService {
                 req.serials.len()
             ));
         }
-        let pending = self.app.commit.begin();
-        let mut results = Vec::with_capacity(req.serials.len());
-        let mut writes = Vec::new();
-        for (i, serial) in req.serials.iter().enumerate() {
-            let decision = match self.decide_one(caller, serial) {
-                Ok(entry) => {
-                    writes.push(Write::Decision(entry.clone(), decision_note(&entry)));
-                    convert::decision(entry)
+        let serials = Arc::new(req.serials);
+        let mut results: Vec<Option<pb::ReleaseDecision>> = vec![None; serials.len()];
+        let mut open: Vec<usize> = (0..serials.len()).collect();
+        for _ in 0..DECIDE_ATTEMPTS {
+            let pending = app.commit.begin();
+            let (who, all, todo) = (caller.name.clone(), serials.clone(), open.clone());
+            let decided = app
+                .blocking(move |app| {
+                    Ok(todo
+                        .into_iter()
+                        .map(|i| (i, decide_one(app, &who, &all[i])))
+                        .collect::<Vec<_>>())
+                })
+                .await?;
+            let mut writes = Vec::new();
+            let mut written = Vec::new();
+            for (i, d) in decided {
+                match d {
+                    Ok(Decided::NotEnrolled(entry)) => {
+                        app.unknown_serials
+                            .note(&format!("principal {}", caller.name));
+                        results[i] = Some(convert::decision(entry));
+                    }
+                    Ok(Decided::Unit(c)) => {
+                        written.push((i, c.entry.clone()));
+                        writes.push(Write::Decision(c));
+                    }
+                    // A unit that cannot be decided is held, never released.
+                    Err(r) => {
+                        results[i] = Some(pb::ReleaseDecision {
+                            serial: serials[i].chars().take(64).collect(),
+                            decision: HOLD,
+                            reasons: vec![pb::GateReason {
+                                code: r.reason.as_str().into(),
+                                detail: format!("serials[{i}]: {}", r.message),
+                                waived: false,
+                            }],
+                            ..Default::default()
+                        })
+                    }
                 }
-                // A unit that cannot be decided is held, never released.
-                Err(r) => pb::ReleaseDecision {
-                    serial: serial.chars().take(64).collect(),
-                    decision: HOLD,
-                    reasons: vec![pb::GateReason {
-                        code: r.reason.as_str().into(),
-                        detail: format!("serials[{i}]: {}", r.message),
-                        waived: false,
-                    }],
-                    ..Default::default()
-                },
-            };
-            results.push(decision);
+            }
+            open.clear();
+            if writes.is_empty() {
+                break;
+            }
+            // Every decision is stored before any is answered; a decision
+            // that could not be stored fails the call (the MES asks again);
+            // one whose unit changed meanwhile is decided again.
+            let stored = pending
+                .commit_all(writes)
+                .await
+                .map_err(|e| app.store_err(e))?;
+            for ((i, entry), r) in written.into_iter().zip(stored) {
+                match r {
+                    Ok(_) => results[i] = Some(convert::decision(entry)),
+                    Err(StoreError::Conflict) => {
+                        app.metrics.commit_conflicts.fetch_add(1, Relaxed);
+                        open.push(i);
+                    }
+                    Err(e) => return Err(app.store_err(e)),
+                }
+            }
+            if open.is_empty() {
+                break;
+            }
         }
-        // Every decision is stored before any is answered; a decision that
-        // could not be stored fails the call (the MES asks again).
-        for r in pending
-            .commit_all(writes)
-            .await
-            .map_err(|e| self.app.store_err(e))?
-        {
-            r.map_err(|e| self.app.store_err(e))?;
+        if !open.is_empty() {
+            return Err(app.store_err(StoreError::Conflict));
         }
-        Ok(pb::CheckReleaseBatchResponse { results })
+        Ok(pb::CheckReleaseBatchResponse {
+            results: results.into_iter().flatten().collect(),
+        })
     }
 
     async fn quarantine(
@@ -218,7 +301,6 @@ impl ReleaseService {
         req: pb::SetQuarantineRequest,
     ) -> Result<pb::SetQuarantineResponse, Rejection> {
         let app = &self.app;
-        let pending = app.commit.begin();
         let serial = Serial::parse(&req.serial, Reason::FieldInvalid, "serial")?;
         if req.on && (req.reason.trim().is_empty() || req.reason.len() > 1024) {
             return Err(reject!(
@@ -226,28 +308,23 @@ impl ReleaseService {
                 "reason: required to quarantine, at most 1024 bytes"
             ));
         }
-        let d = app
-            .store
-            .set_quarantine(
-                serial.as_str(),
-                req.on,
-                &req.reason,
-                &AuditNote::new(
-                    app.clock.now_ms(),
-                    &caller.name,
-                    if req.on {
-                        "device.quarantine"
-                    } else {
-                        "device.unquarantine"
-                    },
-                    serial.as_str(),
-                )
-                .reason(&req.reason),
-            )
-            .map_err(|e| app.store_err(e))?;
-        pending.durable().await?;
-        app.work.notify_one();
-        tracing::warn!(serial = %serial, on = req.on, "quarantine set");
+        let audit = AuditNote::new(
+            app.clock.now_ms(),
+            &caller.name,
+            if req.on {
+                "device.quarantine"
+            } else {
+                "device.unquarantine"
+            },
+            serial.as_str(),
+        )
+        .reason(&req.reason);
+        let flag = Flag::Quarantine {
+            on: req.on,
+            reason: req.reason,
+        };
+        let d = set_flag(app, &serial, flag, audit).await?;
+        tracing::warn!(serial = %serial, on = d.quarantined, status = d.status, "quarantine set");
         Ok(pb::SetQuarantineResponse {
             serial: d.serial,
             quarantined: d.quarantined,
@@ -298,24 +375,26 @@ impl ReleaseService {
             granted_by: caller.name.clone(),
             granted_at: app.clock.now_ms(),
         };
-        app.store
-            .grant_concession(
-                c.clone(),
-                &AuditNote::new(
-                    c.granted_at,
-                    &caller.name,
-                    "concession.grant",
-                    serial.as_str(),
-                )
-                .reason(&c.justification)
-                .details(format!(
-                    "{}; waives {}; meaning: {}",
-                    c.concession_id,
-                    c.waived_codes.join(","),
-                    c.meaning
-                )),
-            )
-            .map_err(|e| app.store_err(e))?;
+        let note = AuditNote::new(
+            c.granted_at,
+            &caller.name,
+            "concession.grant",
+            serial.as_str(),
+        )
+        .reason(&c.justification)
+        .details(format!(
+            "{}; waives {}; meaning: {}",
+            c.concession_id,
+            c.waived_codes.join(","),
+            c.meaning
+        ));
+        let stored = c.clone();
+        app.blocking(move |app| {
+            app.store
+                .grant_concession(stored, &note)
+                .map_err(|e| app.store_err(e))
+        })
+        .await?;
         pending.durable().await?;
         tracing::warn!(serial = %serial, concession = %c.concession_id, by = %caller.name, "concession granted");
         Ok(pb::Concession {
