@@ -4,6 +4,8 @@
 
 use attestd_core::baseline::Baseline;
 use attestd_core::record::{Record, CALIBRATION_TYPE, PROVISIONING_TYPE};
+use attestd_core::{Reason, Rejection};
+use serde_json::Value;
 
 const DIGEST: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
 
@@ -43,9 +45,7 @@ fn baseline() -> String {
     )
 }
 
-fn calibration_record(
-    json: &str,
-) -> Result<attestd_core::record::Calibration, attestd_core::Rejection> {
+fn calibration_record(json: &str) -> Result<attestd_core::record::Calibration, Rejection> {
     match Record::parse(CALIBRATION_TYPE, json.as_bytes())? {
         Record::Calibration(c) => Ok(c),
         other => panic!("not a calibration record: {other:?}"),
@@ -86,4 +86,119 @@ fn numbers_are_read_exactly_as_written() {
     let doc = baseline().replace("\"max\":0.5", &format!("\"max\":{LONG}"));
     let b = Baseline::parse(doc.as_bytes()).unwrap();
     assert_eq!(b.parameters[0].max.to_bits(), exact.to_bits());
+}
+
+type Parser = fn(&[u8]) -> Result<(), Rejection>;
+
+/// The three kinds of payload, each with a parser.
+fn documents() -> Vec<(&'static str, String, Parser)> {
+    vec![
+        ("provisioning", provisioning(), |b| {
+            Record::parse(PROVISIONING_TYPE, b).map(drop)
+        }),
+        ("calibration", calibration(), |b| {
+            Record::parse(CALIBRATION_TYPE, b).map(drop)
+        }),
+        ("baseline", baseline(), |b| Baseline::parse(b).map(drop)),
+    ]
+}
+
+/// Every node of a document with its field path as errors write it
+/// (`parameters[0].as_left`; the empty path is the document itself).
+fn nodes(v: &Value, path: String, out: &mut Vec<(String, Value)>) {
+    out.push((path.clone(), v.clone()));
+    let join = |k: &str| {
+        if path.is_empty() {
+            k.to_owned()
+        } else {
+            format!("{path}.{k}")
+        }
+    };
+    match v {
+        Value::Object(m) => m.iter().for_each(|(k, c)| nodes(c, join(k), out)),
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .for_each(|(i, c)| nodes(c, format!("{path}[{i}]"), out)),
+        _ => {}
+    }
+}
+
+/// The document with the node at `path` replaced.
+fn replaced(doc: &Value, path: &str, new: &Value) -> Value {
+    fn walk(v: &mut Value, here: String, path: &str, new: &Value) {
+        if here == path {
+            *v = new.clone();
+            return;
+        }
+        let join = |k: &str| {
+            if here.is_empty() {
+                k.to_owned()
+            } else {
+                format!("{here}.{k}")
+            }
+        };
+        match v {
+            Value::Object(m) => m.iter_mut().for_each(|(k, c)| walk(c, join(k), path, new)),
+            Value::Array(a) => a
+                .iter_mut()
+                .enumerate()
+                .for_each(|(i, c)| walk(c, format!("{here}[{i}]"), path, new)),
+            _ => {}
+        }
+    }
+    let mut d = doc.clone();
+    walk(&mut d, String::new(), path, new);
+    d
+}
+
+fn with_path(path: &str, msg: &str) -> String {
+    if path.is_empty() {
+        msg.to_owned()
+    } else {
+        format!("{path}: {msg}")
+    }
+}
+
+/// The issue's case: a calibration parameter written as an array was read by
+/// position and stored with as_found and as_left swapped.
+#[test]
+fn a_parameter_written_as_an_array_is_refused() {
+    let doc = calibration().replace(
+        r#"{"name":"spo2_offset","unit":"%","nominal":0.0,"tolerance_low":-0.5,
+          "tolerance_high":0.5,"as_found":0.31,"as_left":0.04}"#,
+        r#"["spo2_offset","%",0.0,-0.5,0.5,0.04,0.31]"#,
+    );
+    assert_ne!(doc, calibration());
+    let e = calibration_record(&doc).unwrap_err();
+    assert_eq!(e.reason, Reason::MalformedJson);
+    assert_eq!(e.message, "parameters[0]: expected an object, got an array");
+}
+
+/// Every object of every payload kind, the document itself included, written
+/// as the array of its values in order (what serde's derived code read by
+/// position) is refused, and the error names its path.
+#[test]
+fn every_object_written_as_an_array_is_refused() {
+    let mut checked = 0;
+    for (kind, json, parse) in documents() {
+        let doc: Value = serde_json::from_str(&json).unwrap();
+        let mut all = Vec::new();
+        nodes(&doc, String::new(), &mut all);
+        for (path, node) in all {
+            let Value::Object(m) = &node else { continue };
+            let as_array = Value::Array(m.values().cloned().collect());
+            let bytes = serde_json::to_vec(&replaced(&doc, &path, &as_array)).unwrap();
+            let e = parse(&bytes).expect_err(&format!("{kind} {path:?} as an array"));
+            assert_eq!(e.reason, Reason::MalformedJson, "{kind} {path:?}");
+            assert_eq!(
+                e.message,
+                with_path(&path, "expected an object, got an array"),
+                "{kind}"
+            );
+            checked += 1;
+        }
+    }
+    // 3 documents; provisioning has 3 objects, calibration 4, baseline 9.
+    assert_eq!(checked, 16);
 }
