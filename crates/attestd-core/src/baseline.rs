@@ -72,7 +72,14 @@ pub struct CalibrationPolicyDoc {
 #[serde(deny_unknown_fields)]
 pub struct SecurityDoc {
     pub require_secure_boot: bool,
+    #[serde(deserialize_with = "dbgstat")]
     pub min_dbgstat: u8,
+}
+
+/// `min_dbgstat` is an EAT debug status, 0..4.
+fn dbgstat<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    // whole_number refuses anything above 4, so the cast cannot truncate.
+    crate::json::whole_number(d, 0, 4).map(|n| n as u8)
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

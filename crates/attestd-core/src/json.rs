@@ -109,6 +109,34 @@ where
     Option::<Object<T>>::deserialize(d).map(|o| o.map(|o| o.0))
 }
 
+/// Reads a whole number in `min..=max`, saying so when it is not ("expected a
+/// whole number 0..4, got 7"); for fields whose range is narrower than their
+/// Rust type's. Use it from a one-line function per range for
+/// `#[serde(deserialize_with = ...)]`.
+pub fn whole_number<'de, D: Deserializer<'de>>(d: D, min: u64, max: u64) -> Result<u64, D::Error> {
+    struct V(u64, u64);
+    impl<'de> Visitor<'de> for V {
+        type Value = u64;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "a whole number {}..{}", self.0, self.1)
+        }
+        fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<u64, E> {
+            if (self.0..=self.1).contains(&n) {
+                Ok(n)
+            } else {
+                Err(E::invalid_value(serde::de::Unexpected::Unsigned(n), &self))
+            }
+        }
+        fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<u64, E> {
+            match u64::try_from(n) {
+                Ok(n) => self.visit_u64(n),
+                Err(_) => Err(E::invalid_value(serde::de::Unexpected::Signed(n), &self)),
+            }
+        }
+    }
+    d.deserialize_u64(V(min, max))
+}
+
 /// A `T` that was written as a JSON object.
 struct Object<T>(T);
 

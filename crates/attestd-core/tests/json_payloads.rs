@@ -202,3 +202,129 @@ fn every_object_written_as_an_array_is_refused() {
     // 3 documents; provisioning has 3 objects, calibration 4, baseline 9.
     assert_eq!(checked, 16);
 }
+
+/// serde words its errors after the Rust type being filled in ("invalid
+/// type: floating point `1.5`, expected u64"), which a station team cannot
+/// act on. Every field of every payload kind, given each kind of wrong
+/// value, must fail with a message free of Rust type names.
+#[test]
+fn no_error_message_names_a_rust_type() {
+    const RUST: &[&str] = &[
+        "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128", "isize",
+        "f32", "f64", "struct", "String", "Vec", "Option",
+    ];
+    let wrong = [
+        serde_json::json!(1.5),
+        serde_json::json!(-1),
+        serde_json::json!(300),
+        serde_json::json!(1e20),
+        serde_json::json!(u64::MAX),
+        serde_json::json!("x"),
+        serde_json::json!(true),
+        serde_json::json!(null),
+        serde_json::json!([]),
+        serde_json::json!([1]),
+        serde_json::json!({}),
+        serde_json::json!({"a": 1}),
+    ];
+    let mut refused = 0;
+    for (kind, json, parse) in documents() {
+        let doc: Value = serde_json::from_str(&json).unwrap();
+        let mut all = Vec::new();
+        nodes(&doc, String::new(), &mut all);
+        for (path, _) in all {
+            for w in &wrong {
+                let bytes = serde_json::to_vec(&replaced(&doc, &path, w)).unwrap();
+                let Err(e) = parse(&bytes) else { continue };
+                refused += 1;
+                let leaked: Vec<&str> = e
+                    .message
+                    .split(|c: char| !c.is_ascii_alphanumeric())
+                    .filter(|w| RUST.contains(w) || w.ends_with("Doc"))
+                    .collect();
+                assert!(leaked.is_empty(), "{kind} {path} = {w}: {}", e.message);
+                // serde's own wording ("invalid type: sequence, ...").
+                for phrase in [
+                    "invalid",
+                    "a sequence",
+                    "a map",
+                    "unit value",
+                    "floating point",
+                ] {
+                    assert!(
+                        !e.message.contains(phrase),
+                        "{kind} {path} = {w}: {}",
+                        e.message
+                    );
+                }
+            }
+        }
+    }
+    assert!(refused > 500, "{refused}");
+}
+
+#[test]
+fn numbers_of_the_wrong_kind_say_what_is_expected() {
+    let cases = [
+        (
+            provisioning().replace("\"sequence\":1042", "\"sequence\":1.5"),
+            "sequence: expected a whole number 0..2^64-1, got 1.5",
+        ),
+        (
+            provisioning().replace("\"svn\":4", "\"svn\":-1"),
+            "firmware[0].svn: expected a whole number 0..2^64-1, got -1",
+        ),
+        (
+            provisioning().replace("\"sequence\":1042", "\"sequence\":18446744073709551616"),
+            "sequence: expected a whole number 0..2^64-1, got 1.8446744073709552e+19",
+        ),
+        (
+            calibration().replace("\"as_left\":0.04", "\"as_left\":\"0.04\""),
+            "parameters[0].as_left: expected a number, got a string",
+        ),
+    ];
+    for (doc, want) in cases {
+        let e = Record::parse(
+            if doc.contains("device_key") {
+                PROVISIONING_TYPE
+            } else {
+                CALIBRATION_TYPE
+            },
+            doc.as_bytes(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            (e.reason, e.message.as_str()),
+            (Reason::MalformedJson, want)
+        );
+    }
+    let cases = [
+        (
+            baseline().replace("\"min_dbgstat\":3", "\"min_dbgstat\":7"),
+            "security.min_dbgstat: expected a whole number 0..4, got 7",
+        ),
+        (
+            baseline().replace("\"min_dbgstat\":3", "\"min_dbgstat\":3.0"),
+            "security.min_dbgstat: expected a whole number 0..4, got 3.0",
+        ),
+        (
+            baseline().replace("\"max_interval_days\":365", "\"max_interval_days\":-365"),
+            "calibration.max_interval_days: expected a whole number 0..4294967295, got -365",
+        ),
+        (
+            baseline().replace("\"required\":true", "\"required\":1"),
+            "calibration.required: expected true or false, got 1",
+        ),
+        (
+            baseline().replace("\"hw_versions\":[\"A\",\"B\"]", "\"hw_versions\":\"A\""),
+            "hw_versions: expected an array, got a string",
+        ),
+    ];
+    for (doc, want) in cases {
+        let e = Baseline::parse(doc.as_bytes()).unwrap_err();
+        assert_eq!(
+            (e.reason, e.message.as_str()),
+            (Reason::MalformedJson, want)
+        );
+    }
+}
