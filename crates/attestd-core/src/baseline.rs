@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::dsse::{pae, Envelope};
 use crate::error::{Reason, Rejection};
 use crate::ids::{Digest, Model};
+use crate::json::{object, objects};
 use crate::keys::{PublicKey, SigEncoding};
 use crate::record::parse_json;
 use crate::reject;
@@ -30,6 +31,7 @@ pub struct ApprovedDoc {
 pub struct ComponentDoc {
     pub name: String,
     pub min_svn: u64,
+    #[serde(deserialize_with = "objects")]
     pub approved: Vec<ApprovedDoc>,
 }
 
@@ -43,8 +45,9 @@ pub struct RevokedDoc {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FirmwareDoc {
+    #[serde(deserialize_with = "objects")]
     pub components: Vec<ComponentDoc>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "objects")]
     pub revoked: Vec<RevokedDoc>,
 }
 
@@ -61,7 +64,7 @@ pub struct BoundDoc {
 pub struct CalibrationPolicyDoc {
     pub required: bool,
     pub max_interval_days: u32,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "objects")]
     pub parameters: Vec<BoundDoc>,
 }
 
@@ -69,7 +72,14 @@ pub struct CalibrationPolicyDoc {
 #[serde(deny_unknown_fields)]
 pub struct SecurityDoc {
     pub require_secure_boot: bool,
+    #[serde(deserialize_with = "dbgstat")]
     pub min_dbgstat: u8,
+}
+
+/// `min_dbgstat` is an EAT debug status, 0..4.
+fn dbgstat<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    // whole_number refuses anything above 4, so the cast cannot truncate.
+    crate::json::whole_number(d, 0, 4).map(|n| n as u8)
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -89,9 +99,13 @@ pub struct BaselineDoc {
     pub effective_at: String,
     #[serde(default)]
     pub description: String,
+    #[serde(deserialize_with = "object")]
     pub firmware: FirmwareDoc,
+    #[serde(deserialize_with = "object")]
     pub calibration: CalibrationPolicyDoc,
+    #[serde(deserialize_with = "object")]
     pub security: SecurityDoc,
+    #[serde(deserialize_with = "object")]
     pub freshness: FreshnessDoc,
 }
 

@@ -237,15 +237,24 @@ impl<'a> Decoder<'a> {
                 nested(self)?;
                 let n = self.count(info, 2)?;
                 let mut entries: Vec<(Value<'a>, Value<'a>)> = Vec::with_capacity(n);
+                // Keys are compared by their canonical encoding, not with
+                // `==`: NaN never equals itself, so two NaN keys passed an
+                // equality check, and 0.0 == -0.0 although they are
+                // different CBOR values. A canonical key is never longer
+                // than the key as encoded, so this holds at most the input.
+                let mut keys: Vec<Vec<u8>> = Vec::with_capacity(n);
                 for _ in 0..n {
                     let at = self.pos;
                     let k = self.item(depth + 1)?;
-                    if entries.iter().any(|(existing, _)| *existing == k) {
+                    let mut canonical = Vec::new();
+                    canonical_key(&k, &mut canonical);
+                    if keys.contains(&canonical) {
                         return Err(Rejection::new(
                             Reason::MalformedCbor,
                             format!("at byte {at}: duplicate map key"),
                         ));
                     }
+                    keys.push(canonical);
                     let v = self.item(depth + 1)?;
                     entries.push((k, v));
                 }
@@ -282,6 +291,123 @@ fn f16_to_f64(h: u16) -> f64 {
         e => (1.0 + frac / 1024.0) * 2f64.powi(e - 15),
     };
     sign * mag
+}
+
+/// Appends the canonical encoding of a decoded item to `out`: the
+/// deterministic encoding of RFC 8949 §4.2 (shortest heads, floats in the
+/// shortest width that keeps their value, map entries sorted by their
+/// encoded keys). Two map keys are the same key exactly when their
+/// canonical encodings are equal, so `1` written as `01` or `18 01` is one
+/// key, as is 1.0 in half, single or double precision.
+///
+/// Decisions, for keys (formats.md rejects duplicates):
+/// - Every NaN is the same key, encoded `f9 7e 00`: the decoder does not keep
+///   NaN payloads, and RFC 8949 §4.2.2 encodes every NaN that way.
+/// - 0.0 (`f9 00 00`) and -0.0 (`f9 80 00`) are different keys: they are
+///   different CBOR values with different encodings.
+/// - An integer and a float of the same number (1 and 1.0) are different
+///   keys, as in the CBOR data model.
+fn canonical_key(v: &Value<'_>, out: &mut Vec<u8>) {
+    let mut e = Encoder {
+        buf: std::mem::take(out),
+    };
+    match v {
+        Value::Unsigned(n) => {
+            e.head(0, *n);
+        }
+        Value::Negative(n) => {
+            e.head(1, *n);
+        }
+        Value::Bytes(b) => {
+            e.bytes(b);
+        }
+        Value::Text(t) => {
+            e.text(t);
+        }
+        Value::Array(items) => {
+            e.array(items.len());
+            for i in items {
+                canonical_key(i, &mut e.buf);
+            }
+        }
+        Value::Map(entries) => {
+            let mut encoded: Vec<(Vec<u8>, Vec<u8>)> = entries
+                .iter()
+                .map(|(k, v)| {
+                    let (mut ke, mut ve) = (Vec::new(), Vec::new());
+                    canonical_key(k, &mut ke);
+                    canonical_key(v, &mut ve);
+                    (ke, ve)
+                })
+                .collect();
+            encoded.sort();
+            e.map(encoded.len());
+            for (k, v) in encoded {
+                e.raw(&k).raw(&v);
+            }
+        }
+        Value::Tag(t, inner) => {
+            e.tag(*t);
+            canonical_key(inner, &mut e.buf);
+        }
+        Value::Bool(b) => {
+            e.bool(*b);
+        }
+        Value::Null => {
+            e.buf.push(0xf6);
+        }
+        Value::Undefined => {
+            e.buf.push(0xf7);
+        }
+        Value::Float(f) => canonical_float(*f, &mut e.buf),
+    }
+    *out = e.buf;
+}
+
+/// The shortest of half, single and double precision that holds `f`
+/// exactly (sign of zero included); every NaN as `f9 7e 00`.
+fn canonical_float(f: f64, out: &mut Vec<u8>) {
+    if f.is_nan() {
+        out.extend_from_slice(&[0xf9, 0x7e, 0x00]);
+    } else if let Some(h) = f64_to_f16_exact(f) {
+        out.push(0xf9);
+        out.extend_from_slice(&h.to_be_bytes());
+    } else if (f as f32) as f64 == f {
+        out.push(0xfa);
+        out.extend_from_slice(&(f as f32).to_be_bytes());
+    } else {
+        out.push(0xfb);
+        out.extend_from_slice(&f.to_be_bytes());
+    }
+}
+
+/// The half-precision bits of `f` if it has an exact one (not for NaN).
+fn f64_to_f16_exact(f: f64) -> Option<u16> {
+    let sign: u16 = if f.is_sign_negative() { 0x8000 } else { 0 };
+    let a = f.abs();
+    let candidate = if a == 0.0 {
+        0
+    } else if a.is_infinite() {
+        0x7c00
+    } else if a < 2f64.powi(-14) {
+        // Subnormal: a multiple of 2^-24 below 2^-14 (scaling by a power of
+        // two is exact here).
+        let k = a * 2f64.powi(24);
+        if k.fract() != 0.0 || k >= 1024.0 {
+            return None;
+        }
+        k as u16
+    } else {
+        let bits = a.to_bits();
+        let exp = ((bits >> 52) & 0x7ff) as i32 - 1023;
+        let mant = bits & ((1u64 << 52) - 1);
+        if exp > 15 || mant & ((1u64 << 42) - 1) != 0 {
+            return None;
+        }
+        (((exp + 15) as u16) << 10) | (mant >> 42) as u16
+    };
+    let h = sign | candidate;
+    (f16_to_f64(h).to_bits() == f.to_bits()).then_some(h)
 }
 
 /// A minimal CBOR encoder producing preferred (shortest) encodings.
@@ -424,6 +550,75 @@ mod tests {
     }
 
     #[test]
+    fn map_keys_are_duplicates_when_their_canonical_encodings_are_equal() {
+        let dup = |input: &[u8]| reason(input).contains("duplicate map key");
+        // Two NaN keys (half precision 0x7e00): NaN != NaN, but the same key.
+        assert!(dup(&[0xa2, 0xf9, 0x7e, 0x00, 0x01, 0xf9, 0x7e, 0x00, 0x02]));
+        // NaN in half and double precision, and with another payload.
+        let nan64 = [0xfb, 0x7f, 0xf8, 0, 0, 0, 0, 0, 0];
+        assert!(dup(
+            &[&[0xa2, 0xf9, 0x7e, 0x00, 0x01][..], &nan64, &[0x02]].concat()
+        ));
+        assert!(dup(&[0xa2, 0xf9, 0x7e, 0x00, 0x01, 0xf9, 0x7e, 0x01, 0x02]));
+        // 1.0 in half, single and double precision is one key.
+        let one32 = [0xfa, 0x3f, 0x80, 0x00, 0x00];
+        let one64 = [0xfb, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0];
+        assert!(dup(
+            &[&[0xa2, 0xf9, 0x3c, 0x00, 0x01][..], &one32, &[0x02]].concat()
+        ));
+        assert!(dup(
+            &[&[0xa2][..], &one32, &[0x01], &one64, &[0x02]].concat()
+        ));
+        // Two -0.0 keys are one key; -0.0 and 0.0 are two (different values,
+        // different encodings), as are 1 and 1.0.
+        assert!(dup(&[0xa2, 0xf9, 0x80, 0x00, 0x01, 0xf9, 0x80, 0x00, 0x02]));
+        assert!(decode(&[0xa2, 0xf9, 0x80, 0x00, 0x01, 0xf9, 0x00, 0x00, 0x02], L).is_ok());
+        assert!(decode(&[0xa2, 0x01, 0x01, 0xf9, 0x3c, 0x00, 0x02], L).is_ok());
+        // Infinity, a subnormal half and a value only a double holds.
+        assert!(dup(&[
+            0xa2, 0xf9, 0x7c, 0x00, 0x01, 0xfa, 0x7f, 0x80, 0x00, 0x00, 0x02
+        ]));
+        assert!(dup(&[
+            0xa2, 0xf9, 0x00, 0x01, 0x01, 0xfa, 0x33, 0x80, 0x00, 0x00, 0x02
+        ]));
+        let tenth = [0xfb, 0x3f, 0xb9, 0x99, 0x99, 0x99, 0x99, 0x99, 0x9a];
+        assert!(dup(
+            &[&[0xa2][..], &tenth, &[0x01], &tenth, &[0x02]].concat()
+        ));
+        // Container keys: the same map with its entries in another order.
+        assert!(dup(&[
+            0xa2, 0xa2, 0x01, 0x02, 0x03, 0x04, 0x00, 0xa2, 0x03, 0x04, 0x18, 0x01, 0x02, 0x00
+        ]));
+        assert!(decode(&[0xa2, 0x81, 0x01, 0x00, 0x81, 0x02, 0x00], L).is_ok());
+    }
+
+    #[test]
+    fn canonical_floats_use_the_shortest_exact_width() {
+        let enc = |f: f64| {
+            let mut v = Vec::new();
+            canonical_float(f, &mut v);
+            v
+        };
+        // RFC 8949 appendix A.
+        assert_eq!(enc(0.0), [0xf9, 0x00, 0x00]);
+        assert_eq!(enc(-0.0), [0xf9, 0x80, 0x00]);
+        assert_eq!(enc(1.5), [0xf9, 0x3e, 0x00]);
+        assert_eq!(enc(65504.0), [0xf9, 0x7b, 0xff]);
+        assert_eq!(enc(5.960464477539063e-8), [0xf9, 0x00, 0x01]);
+        assert_eq!(enc(0.00006103515625), [0xf9, 0x04, 0x00]);
+        assert_eq!(enc(-4.0), [0xf9, 0xc4, 0x00]);
+        assert_eq!(enc(100000.0), [0xfa, 0x47, 0xc3, 0x50, 0x00]);
+        assert_eq!(enc(3.4028234663852886e38), [0xfa, 0x7f, 0x7f, 0xff, 0xff]);
+        assert_eq!(
+            enc(1.1),
+            [0xfb, 0x3f, 0xf1, 0x99, 0x99, 0x99, 0x99, 0x99, 0x9a]
+        );
+        assert_eq!(enc(f64::INFINITY), [0xf9, 0x7c, 0x00]);
+        assert_eq!(enc(f64::NEG_INFINITY), [0xf9, 0xfc, 0x00]);
+        assert_eq!(enc(f64::NAN), [0xf9, 0x7e, 0x00]);
+    }
+
+    #[test]
     fn encoder_uses_shortest_heads() {
         let mut e = Encoder::new();
         e.uint(23)
@@ -446,6 +641,20 @@ mod tests {
         #[test]
         fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = decode(&data, L);
+        }
+
+        /// Any float key written twice, in any width that holds it, is a
+        /// duplicate; two floats with different bits (other than NaNs) are not.
+        #[test]
+        fn float_keys_are_compared_by_encoding(a in any::<f64>(), b in any::<f64>()) {
+            let map = |x: &[u8], y: &[u8]| [&[0xa2][..], x, &[0x00], y, &[0x00]].concat();
+            let f64_item = |f: f64| [&[0xfb][..], &f.to_be_bytes()].concat();
+            let mut short = Vec::new();
+            canonical_float(a, &mut short);
+            prop_assert!(reason(&map(&f64_item(a), &f64_item(a))).contains("duplicate"));
+            prop_assert!(reason(&map(&short, &f64_item(a))).contains("duplicate"));
+            let same = a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
+            prop_assert_eq!(decode(&map(&f64_item(a), &f64_item(b)), L).is_err(), same);
         }
     }
 }

@@ -50,6 +50,16 @@ impl CoseAlg {
         }
     }
 
+    /// The name of the algorithm in the COSE registry.
+    pub fn name(self) -> &'static str {
+        match self {
+            CoseAlg::Es256 => "ES256",
+            CoseAlg::Esp256 => "ESP256",
+            CoseAlg::EdDsa => "EdDSA",
+            CoseAlg::Ed25519 => "Ed25519",
+        }
+    }
+
     /// The key algorithm this COSE algorithm needs.
     pub fn key_alg(self) -> KeyAlg {
         match self {
@@ -185,6 +195,66 @@ impl<'a> CoseSign1<'a> {
     }
 }
 
+impl CoseSign1<'_> {
+    /// Why this message cannot verify with `key`, when that shows without
+    /// cryptography: an `alg` of the wrong family for the key, or a signature
+    /// of the wrong shape (a DER ECDSA signature where COSE wants raw
+    /// `r || s`). `None` when the shapes fit: then only the signature itself
+    /// is wrong. Call it after [`CoseSign1::verify`] failed, to tell a device
+    /// team what to fix instead of only "does not verify".
+    pub fn mismatch(&self, key: &PublicKey) -> Option<String> {
+        let alg = self.alg;
+        if key.alg() != alg.key_alg() {
+            let (key_name, labels) = match key.alg() {
+                KeyAlg::Es256 => ("P-256", "-7 (ES256) or -9 (ESP256)"),
+                KeyAlg::Ed25519 => ("Ed25519", "-8 (EdDSA) or -19 (Ed25519)"),
+            };
+            return Some(format!(
+                "alg {} ({}) does not match the enrolled {key_name} key; label the token {labels}",
+                alg.label(),
+                alg.name()
+            ));
+        }
+        let n = self.signature.len();
+        match key.alg() {
+            KeyAlg::Es256 if looks_like_der_ecdsa(self.signature) => Some(format!(
+                "signature: {n} bytes look like a DER-encoded ECDSA signature; {} signatures \
+                 are the raw 64-byte r||s (RFC 9053 section 2.1)",
+                alg.name()
+            )),
+            KeyAlg::Es256 if n != 64 => Some(format!(
+                "signature: {n} bytes; {} signatures are the raw 64-byte r||s \
+                 (RFC 9053 section 2.1)",
+                alg.name()
+            )),
+            KeyAlg::Ed25519 if n != 64 => Some(format!(
+                "signature: {n} bytes; Ed25519 signatures are 64 bytes (RFC 8032 section 5.1.6)"
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// Whether `sig` has the shape of an ASN.1 DER ECDSA P-256 signature,
+/// `SEQUENCE { r INTEGER, s INTEGER }` with integers of 1..33 bytes. Shape
+/// only: used to explain a failure, never to accept anything.
+fn looks_like_der_ecdsa(sig: &[u8]) -> bool {
+    fn integer(b: &[u8]) -> Option<&[u8]> {
+        match b {
+            [0x02, len, rest @ ..] if (1..=33).contains(len) && rest.len() >= *len as usize => {
+                Some(&rest[*len as usize..])
+            }
+            _ => None,
+        }
+    }
+    match sig {
+        [0x30, len, body @ ..] if *len as usize == body.len() => {
+            matches!(integer(body).and_then(integer), Some([]))
+        }
+        _ => false,
+    }
+}
+
 /// The protected-header bytes as they enter the Sig_structure: a header that
 /// encodes an empty map means "no protected attributes", which RFC 9052 §4.4
 /// signs as a zero-length bstr.
@@ -264,5 +334,129 @@ fn header_alg(protected: &[u8], unprotected: &Value<'_>) -> Result<CoseAlg, Reje
                     .map_or_else(|| format!("of type {}", v.type_name()), |i| i.to_string())
             )),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ring::rand::SystemRandom;
+    use ring::signature::{
+        EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING,
+        ECDSA_P256_SHA256_FIXED_SIGNING,
+    };
+
+    const PAYLOAD: &[u8] = b"claims";
+
+    fn p256(alg: &'static ring::signature::EcdsaSigningAlgorithm) -> (EcdsaKeyPair, PublicKey) {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
+        let kp = EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng).unwrap();
+        let pk = PublicKey::from_raw(KeyAlg::Es256, kp.public_key().as_ref()).unwrap();
+        (kp, pk)
+    }
+
+    fn ed25519() -> (Ed25519KeyPair, PublicKey) {
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
+        let kp = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+        let pk = PublicKey::from_raw(KeyAlg::Ed25519, kp.public_key().as_ref()).unwrap();
+        (kp, pk)
+    }
+
+    /// A token with `alg` whose signature is made by `sign` over its
+    /// Sig_structure.
+    fn token(alg: CoseAlg, sign: impl Fn(&[u8]) -> Vec<u8>) -> Vec<u8> {
+        let prot = protected_header(alg);
+        let sig = sign(&sig_structure(&prot, &[], PAYLOAD));
+        encode_sign1(&prot, PAYLOAD, &sig)
+    }
+
+    fn refusal(bytes: &[u8], key: &PublicKey) -> Option<String> {
+        let cose = CoseSign1::decode(bytes).unwrap();
+        assert!(!cose.verify(key));
+        cose.mismatch(key)
+    }
+
+    #[test]
+    fn a_der_es256_signature_is_explained() {
+        let (kp, pk) = p256(&ECDSA_P256_SHA256_ASN1_SIGNING);
+        let rng = SystemRandom::new();
+        let t = token(CoseAlg::Es256, |m| {
+            kp.sign(&rng, m).unwrap().as_ref().to_vec()
+        });
+        let n = CoseSign1::decode(&t).unwrap().signature.len();
+        assert!((8..=72).contains(&n));
+        assert_eq!(
+            refusal(&t, &pk).unwrap(),
+            format!(
+                "signature: {n} bytes look like a DER-encoded ECDSA signature; ES256 \
+                 signatures are the raw 64-byte r||s (RFC 9053 section 2.1)"
+            )
+        );
+        // The same key signing raw r||s verifies; a wrong raw signature has
+        // the right shape, so nothing is explained beyond "does not verify".
+        let (kp, pk) = p256(&ECDSA_P256_SHA256_FIXED_SIGNING);
+        let t = token(CoseAlg::Esp256, |m| {
+            kp.sign(&rng, m).unwrap().as_ref().to_vec()
+        });
+        let cose = CoseSign1::decode(&t).unwrap();
+        assert!(cose.verify(&pk));
+        let t = token(CoseAlg::Esp256, |_| vec![0x11; 64]);
+        assert_eq!(refusal(&t, &pk), None);
+        let t = token(CoseAlg::Es256, |_| vec![0x11; 63]);
+        assert_eq!(
+            refusal(&t, &pk).unwrap(),
+            "signature: 63 bytes; ES256 signatures are the raw 64-byte r||s (RFC 9053 section 2.1)"
+        );
+    }
+
+    #[test]
+    fn an_alg_of_the_other_key_family_is_explained() {
+        let (kp, pk) = ed25519();
+        let t = token(CoseAlg::Es256, |m| kp.sign(m).as_ref().to_vec());
+        assert_eq!(
+            refusal(&t, &pk).unwrap(),
+            "alg -7 (ES256) does not match the enrolled Ed25519 key; \
+             label the token -8 (EdDSA) or -19 (Ed25519)"
+        );
+        let t = token(CoseAlg::EdDsa, |m| kp.sign(m).as_ref().to_vec());
+        assert!(CoseSign1::decode(&t).unwrap().verify(&pk));
+        let t = token(CoseAlg::Ed25519, |_| vec![0; 65]);
+        assert_eq!(
+            refusal(&t, &pk).unwrap(),
+            "signature: 65 bytes; Ed25519 signatures are 64 bytes (RFC 8032 section 5.1.6)"
+        );
+        let t = token(CoseAlg::EdDsa, |_| vec![0; 64]);
+        assert_eq!(refusal(&t, &pk), None);
+
+        let (_, pk) = p256(&ECDSA_P256_SHA256_FIXED_SIGNING);
+        let t = token(CoseAlg::EdDsa, |_| vec![0; 64]);
+        assert_eq!(
+            refusal(&t, &pk).unwrap(),
+            "alg -8 (EdDSA) does not match the enrolled P-256 key; \
+             label the token -7 (ES256) or -9 (ESP256)"
+        );
+    }
+
+    #[test]
+    fn der_shape() {
+        let der = |r: &[u8], s: &[u8]| {
+            let mut v = vec![0x30, (4 + r.len() + s.len()) as u8, 0x02, r.len() as u8];
+            v.extend(r);
+            v.extend([0x02, s.len() as u8]);
+            v.extend(s);
+            v
+        };
+        assert!(looks_like_der_ecdsa(&der(&[1; 32], &[2; 32])));
+        assert!(looks_like_der_ecdsa(&der(&[0, 0x80], &[1; 33])));
+        assert!(!looks_like_der_ecdsa(&der(&[1; 34], &[2; 32])));
+        assert!(!looks_like_der_ecdsa(&der(&[], &[2; 32])));
+        let mut trailing = der(&[1; 32], &[2; 32]);
+        trailing[1] += 1;
+        trailing.push(0);
+        assert!(!looks_like_der_ecdsa(&trailing));
+        assert!(!looks_like_der_ecdsa(&[0x11; 64]));
+        assert!(!looks_like_der_ecdsa(&[]));
+        assert!(!looks_like_der_ecdsa(&[0x30, 0x00]));
     }
 }

@@ -100,14 +100,17 @@ impl<'a> Evidence<'a> {
     /// Checks the signature against the unit's enrolled key.
     pub fn verify(&self, key: &crate::keys::PublicKey) -> Result<(), Rejection> {
         if self.cose.verify(key) {
-            Ok(())
-        } else {
-            Err(reject!(
+            return Ok(());
+        }
+        // Say what to fix when the shape shows it (wrong alg, DER signature).
+        Err(match self.cose.mismatch(key) {
+            Some(why) => reject!(SignatureInvalid, "{why}"),
+            None => reject!(
                 SignatureInvalid,
                 "signature does not verify with the key enrolled for {}",
                 self.claims.serial
-            ))
-        }
+            ),
+        })
     }
 }
 

@@ -13,6 +13,7 @@ pub mod dsse;
 pub mod error;
 pub mod evidence;
 pub mod ids;
+pub mod json;
 pub mod keys;
 pub mod record;
 pub mod release;

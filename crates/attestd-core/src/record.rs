@@ -3,14 +3,19 @@
 //! path) and then checked into typed values.
 
 use base64::Engine as _;
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Reason, Rejection};
 use crate::evidence::Component;
 use crate::ids::{is_object_id, Digest, Model, Serial, StationId};
+use crate::json::{object, objects};
 use crate::keys::{KeyAlg, PublicKey};
 use crate::reject;
 use crate::time::UnixTime;
+
+/// Strict JSON: objects only, unknown and duplicate fields are errors, and the
+/// error names the field path (`parameters[2].as_left: ...`).
+pub use crate::json::parse_json;
 
 pub const PROVISIONING_TYPE: &str = "application/vnd.attestd.provisioning.v1+json";
 pub const CALIBRATION_TYPE: &str = "application/vnd.attestd.calibration.v1+json";
@@ -84,7 +89,9 @@ pub struct ProvisioningDoc {
     pub udi: Option<String>,
     pub model: String,
     pub hw_version: String,
+    #[serde(deserialize_with = "object")]
     pub device_key: DeviceKeyDoc,
+    #[serde(deserialize_with = "objects")]
     pub firmware: Vec<FirmwareDoc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub supersedes: Option<String>,
@@ -126,9 +133,12 @@ pub struct CalibrationDoc {
     pub operator_id: String,
     pub serial: String,
     pub calibration_id: String,
+    #[serde(deserialize_with = "object")]
     pub procedure: ProcedureDoc,
     pub result: String,
+    #[serde(deserialize_with = "objects")]
     pub parameters: Vec<ParameterDoc>,
+    #[serde(deserialize_with = "objects")]
     pub reference_instruments: Vec<InstrumentDoc>,
     pub calibration_digest: String,
     pub next_due_at: String,
@@ -261,36 +271,6 @@ pub fn record_id(payload_type: &str, payload: &[u8]) -> String {
         RECORD_ID_PREFIX,
         &Digest::of(&crate::dsse::pae(payload_type, payload)),
     )
-}
-
-/// Strict JSON: unknown fields and duplicate fields are errors, and the error
-/// names the field path (`parameters[2].as_left: ...`).
-pub fn parse_json<T: DeserializeOwned>(payload: &[u8]) -> Result<T, Rejection> {
-    if std::str::from_utf8(payload).is_err() {
-        return Err(reject!(MalformedJson, "payload is not UTF-8"));
-    }
-    let mut de = serde_json::Deserializer::from_slice(payload);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let msg = strip_position(&inner.to_string());
-        if path == "." || path.is_empty() {
-            reject!(MalformedJson, "{msg}")
-        } else {
-            reject!(MalformedJson, "{path}: {msg}")
-        }
-    })?;
-    de.end()
-        .map_err(|e| reject!(MalformedJson, "{}", strip_position(&e.to_string())))?;
-    Ok(value)
-}
-
-/// serde_json appends " at line L column C"; the path already says where.
-fn strip_position(msg: &str) -> String {
-    match msg.rfind(" at line ") {
-        Some(i) => msg[..i].to_owned(),
-        None => msg.to_owned(),
-    }
 }
 
 fn field(path: &str, msg: impl std::fmt::Display) -> Rejection {
