@@ -31,10 +31,7 @@ async fn never_release_when_the_store_fails() {
         )
         .unwrap(),
     );
-    let store = Arc::new(FaultyStore {
-        inner: sled,
-        failing: Default::default(),
-    });
+    let store = Arc::new(FaultyStore::new(sled));
     let release_key = SigningKey::generate(KeyAlg::Es256).unwrap();
     let release = ReleaseConfig {
         threshold: 1,

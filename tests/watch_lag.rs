@@ -48,7 +48,8 @@ async fn a_reader_that_falls_behind_is_told_so() {
     };
     let mut stream = fleet
         .watch(&auditor, pb::WatchFleetRequest::default())
-        .expect("watch");
+        .expect("watch")
+        .1;
 
     // 40 changes while nobody reads the stream; every write goes through.
     let admin = srv.client(Some(ADMIN_TOKEN)).await;
@@ -115,7 +116,8 @@ async fn a_reader_that_falls_behind_is_told_so() {
                     after_cursor: cursor.clone(),
                 },
             )
-            .expect("resume");
+            .expect("resume")
+            .1;
         while serials.len() < 40 {
             match tokio::time::timeout(std::time::Duration::from_secs(5), rest.next()).await {
                 Ok(Some(Ok(c))) => {
