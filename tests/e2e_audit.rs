@@ -397,7 +397,8 @@ mod doc_verifier {
     use serde_json::Value;
 
     fn unhex(s: &str) -> Result<Vec<u8>, String> {
-        if s.len() % 2 != 0 || s.bytes().any(|b| !matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        if !s.len().is_multiple_of(2) || s.bytes().any(|b| !matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
             return Err(format!("{s:?} is not lowercase hex"));
         }
         (0..s.len() / 2)

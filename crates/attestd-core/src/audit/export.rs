@@ -250,17 +250,11 @@ fn hash_field(s: &str, line: usize, what: &str) -> Result<[u8; 32], ExportError>
 }
 
 fn hex_bytes(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return None;
     }
     (0..s.len() / 2)
-        .map(|i| {
-            let pair = s.get(2 * i..2 * i + 2)?;
-            if pair.bytes().any(|b| b.is_ascii_uppercase()) {
-                return None;
-            }
-            u8::from_str_radix(pair, 16).ok()
-        })
+        .map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
         .collect()
 }
 
