@@ -387,3 +387,314 @@ async fn refused_calls_are_summarized_per_caller_not_one_entry_each() {
     );
     assert!(!summary.details.contains(HOSPITAL_TOKEN));
 }
+
+/// A verifier of audit exports written from `docs/audit-format.md` alone:
+/// its own SHA-256 and Ed25519 (ring), its own JSON parsing, nothing from
+/// attestd. If the document and the code disagree, this fails.
+mod doc_verifier {
+    use base64::Engine as _;
+    use ring::{digest, signature};
+    use serde_json::Value;
+
+    fn unhex(s: &str) -> Result<Vec<u8>, String> {
+        if !s.len().is_multiple_of(2) || s.bytes().any(|b| !matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            return Err(format!("{s:?} is not lowercase hex"));
+        }
+        (0..s.len() / 2)
+            .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|e| e.to_string()))
+            .collect()
+    }
+
+    fn hash32(v: &Value, what: &str) -> Result<Vec<u8>, String> {
+        let h = unhex(v.as_str().ok_or(format!("{what} is not a string"))?)?;
+        (h.len() == 32)
+            .then_some(h)
+            .ok_or(format!("{what} is not 32 bytes"))
+    }
+
+    fn u64_of(v: &Value, what: &str) -> Result<u64, String> {
+        v.as_u64().ok_or(format!("{what} is not a u64"))
+    }
+
+    fn text<'a>(v: &'a Value, what: &str) -> Result<&'a str, String> {
+        v.as_str().ok_or(format!("{what} is not a string"))
+    }
+
+    /// Section 2: the entry hash.
+    fn entry_hash(prev: &[u8], e: &Value) -> Result<Vec<u8>, String> {
+        let mut m = b"attestd-audit-v1".to_vec();
+        m.extend_from_slice(prev);
+        m.extend_from_slice(&u64_of(&e["sequence"], "sequence")?.to_be_bytes());
+        let at = e["at_ms"].as_i64().ok_or("at_ms is not an i64")?;
+        m.extend_from_slice(&at.to_be_bytes());
+        for f in ["principal", "action", "target", "reason", "details"] {
+            let s = text(&e[f], f)?.as_bytes();
+            m.extend_from_slice(&(s.len() as u32).to_be_bytes());
+            m.extend_from_slice(s);
+        }
+        Ok(digest::digest(&digest::SHA256, &m).as_ref().to_vec())
+    }
+
+    fn ed25519_ok(raw_key: &[u8], msg: &[u8], sig: &[u8]) -> bool {
+        signature::UnparsedPublicKey::new(&signature::ED25519, raw_key)
+            .verify(msg, sig)
+            .is_ok()
+    }
+
+    /// Section 5, with the key (base64 SPKI). Returns (first, last, checkpoints).
+    pub fn verify(file: &str, key_b64: &str) -> Result<(u64, u64, usize), String> {
+        let spki = base64::engine::general_purpose::STANDARD
+            .decode(key_b64.trim())
+            .map_err(|e| e.to_string())?;
+        let prefix = unhex("302a300506032b6570032100")?;
+        if spki.len() != 44 || !spki.starts_with(&prefix) {
+            return Err("not an Ed25519 SPKI".into());
+        }
+        let raw = &spki[12..];
+        let key_id = format!(
+            "sha256:{}",
+            digest::digest(&digest::SHA256, &spki)
+                .as_ref()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        let lines: Vec<Value> = file
+            .lines()
+            .map(|l| serde_json::from_str(l).map_err(|e| e.to_string()))
+            .collect::<Result<_, _>>()?;
+        let range = lines.first().ok_or("empty file")?;
+        if range["audit_export"] != "attestd-audit-export-v1" {
+            return Err("line 1 is not a range line".into());
+        }
+        let first = u64_of(&range["first"], "first")?;
+        let last = u64_of(&range["last"], "last")?;
+        let range_prev = hash32(&range["prev_hash"], "prev_hash")?;
+        if first == 0 || last + 1 < first || (first == 1 && range_prev != [0; 32]) {
+            return Err("bad range".into());
+        }
+        let (mut expected, mut prev) = (first, range_prev.clone());
+        let mut seen: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut checkpoints = 0;
+        let mut head = None;
+        for (i, l) in lines.iter().enumerate().skip(1) {
+            if head.is_some() {
+                return Err("a line after the signed head".into());
+            }
+            if l.get("signed_head").is_some() {
+                head = Some(&l["signed_head"]);
+                continue;
+            }
+            let seq = u64_of(&l["sequence"], "sequence")?;
+            if seq > last {
+                return Err(format!("entry {seq} beyond the stated range"));
+            }
+            if seq > expected {
+                let at = if seen.is_empty() {
+                    "at the start"
+                } else {
+                    "inside"
+                };
+                return Err(format!("entries {expected}..{} missing {at}", seq - 1));
+            }
+            if seq < expected {
+                return Err(format!("entry {seq} repeated or moved"));
+            }
+            let h = hash32(&l["hash"], "hash")?;
+            if hash32(&l["prev_hash"], "prev_hash")? != prev || entry_hash(&prev, l)? != h {
+                return Err(format!("entry {seq} (line {}) does not verify", i + 1));
+            }
+            if l["action"] == "audit.checkpoint" {
+                // Section 3.1: "head <seq> <hash>; at <ms>; key <id>; sig <hex>".
+                let d = text(&l["details"], "details")?;
+                let parts: Vec<&str> = d.split("; ").collect();
+                let [h_part, at_part, key_part, sig_part] = parts[..] else {
+                    return Err("checkpoint details".into());
+                };
+                let hp: Vec<&str> = h_part.split(' ').collect();
+                let (Some(cs), Some(ch)) = (hp.get(1), hp.get(2)) else {
+                    return Err("checkpoint head".into());
+                };
+                let cseq: u64 = cs.parse().map_err(|_| "checkpoint seq")?;
+                let chash = unhex(ch)?;
+                let cat: i64 = at_part
+                    .strip_prefix("at ")
+                    .and_then(|s| s.parse().ok())
+                    .ok_or("checkpoint at")?;
+                if key_part.strip_prefix("key ") != Some(key_id.as_str()) {
+                    return Err("checkpoint by another key".into());
+                }
+                let sig = unhex(sig_part.strip_prefix("sig ").ok_or("checkpoint sig")?)?;
+                let mut m = b"attestd-checkpoint-v1".to_vec();
+                m.extend_from_slice(&cseq.to_be_bytes());
+                m.extend_from_slice(&chash);
+                m.extend_from_slice(&cat.to_be_bytes());
+                if !ed25519_ok(raw, &m, &sig) {
+                    return Err(format!("checkpoint {seq} signature"));
+                }
+                if cseq >= first && !seen.iter().any(|(s, h)| *s == cseq && *h == chash) {
+                    return Err(format!("checkpoint {seq} names a head not in the export"));
+                }
+                checkpoints += 1;
+            }
+            seen.push((seq, h.clone()));
+            prev = h;
+            expected = seq + 1;
+        }
+        let end = expected - 1;
+        let head = head.ok_or(format!("no signed head after entry {end}"))?;
+        let hseq = u64_of(&head["sequence"], "head sequence")?;
+        if hseq > end || last > end {
+            return Err(format!(
+                "entries {}..{} missing at the end",
+                end + 1,
+                hseq.max(last)
+            ));
+        }
+        let hhash = hash32(&head["hash"], "head hash")?;
+        if hseq != end || hhash != prev {
+            return Err("the signed head is not the export's end".into());
+        }
+        let mut m = b"attestd-export-head-v1".to_vec();
+        m.extend_from_slice(&first.to_be_bytes());
+        m.extend_from_slice(&range_prev);
+        m.extend_from_slice(&hseq.to_be_bytes());
+        m.extend_from_slice(&hhash);
+        let at = head["at_ms"].as_i64().ok_or("head at_ms")?;
+        m.extend_from_slice(&at.to_be_bytes());
+        let sig = unhex(text(&head["signature"], "signature")?)?;
+        if !ed25519_ok(raw, &m, &sig) {
+            return Err("the signed head does not verify".into());
+        }
+        Ok((first, last, checkpoints))
+    }
+}
+
+fn doc_block(name: &str) -> String {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/audit-format.md"))
+        .unwrap();
+    let mut lines = doc.lines();
+    lines
+        .by_ref()
+        .find(|l| l.starts_with("```") && l.ends_with(name))
+        .unwrap_or_else(|| panic!("no {name} block"));
+    lines
+        .take_while(|l| !l.starts_with("```"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_verifies_with_a_verifier_written_from_the_format_document_alone() {
+    // The document's own vector first: the verifier reads the document right.
+    let vector = doc_block("audit-vector-export");
+    let vector_key = doc_block("audit-vector-key");
+    assert_eq!(doc_verifier::verify(&vector, &vector_key), Ok((1, 3, 1)));
+
+    let server = TestServer::start_with(Options {
+        limits: vec![("checkpoint_interval_secs", "1".into())],
+        ..Options::default()
+    });
+    let admin = server.admin().await;
+    let st_key = register_station(
+        &admin,
+        "line1-prov",
+        &[pb::RecordKind::Provisioning],
+        &["PM-200"],
+    )
+    .await;
+    let station = server.station("line1-prov").await;
+    let unit = SigningKey::generate(KeyAlg::Ed25519).unwrap();
+    provision(&station, "line1-prov", &st_key, 1, "PM200-1", &unit)
+        .await
+        .unwrap();
+    let auditor = server.client(Some(AUDITOR_TOKEN)).await;
+    // Wait for a checkpoint, then add one more change after it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !audit_entries(&auditor)
+        .await
+        .iter()
+        .any(|e| e.action == attestd_client::core::audit::CHECKPOINT_ACTION)
+    {
+        assert!(std::time::Instant::now() < deadline, "no checkpoint");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    boot(&server.client(None).await, "PM200-1", &unit, 1)
+        .await
+        .unwrap();
+    let key = std::fs::read_to_string(server.data_dir().join("audit-key.pkcs8.pub")).unwrap();
+    let export = attestd_client::audit::export_file(&auditor, 0, 0, |_| {})
+        .await
+        .unwrap();
+    let (first, last, checkpoints) =
+        doc_verifier::verify(&export.text, &key).expect("the export verifies by the document");
+    assert_eq!((first, last), (1, export.entries));
+    assert!(
+        last >= 4 && checkpoints >= 1,
+        "{last} entries, {checkpoints} checkpoints"
+    );
+
+    // The same verifier refuses the cuts the document describes.
+    let lines: Vec<&str> = export.text.lines().collect();
+    let without = |i: usize| {
+        let mut l = lines.clone();
+        l.remove(i);
+        l.join("\n")
+    };
+    assert_eq!(
+        doc_verifier::verify(&without(1), &key),
+        Err("entries 1..1 missing at the start".into())
+    );
+    assert_eq!(
+        doc_verifier::verify(&without(lines.len() - 2), &key),
+        Err(format!("entries {last}..{last} missing at the end"))
+    );
+    // And attestd's verifier agrees on the whole file.
+    use base64::Engine as _;
+    let spki = base64::engine::general_purpose::STANDARD
+        .decode(key.trim())
+        .unwrap();
+    let public = attestd_client::core::keys::PublicKey::from_spki_der(
+        &spki,
+        attestd_client::core::Reason::FieldInvalid,
+        "key",
+    )
+    .unwrap();
+    let v =
+        attestd_client::core::audit::export::verify_export(&export.text, Some(&public)).unwrap();
+    assert_eq!(v.range.last, last);
+
+    // A partial export states where it starts and what it chains from.
+    let entries = audit_entries(&auditor).await;
+    let part = attestd_client::audit::export_file(&auditor, 2, 3, |_| {})
+        .await
+        .unwrap();
+    let range: serde_json::Value = serde_json::from_str(part.text.lines().next().unwrap()).unwrap();
+    assert_eq!(range["first"], 3);
+    assert_eq!(range["last"], 3);
+    assert_eq!(
+        range["prev_hash"],
+        attestd_client::core::ids::hex(&entries[1].hash)
+    );
+    assert!(
+        matches!(doc_verifier::verify(&part.text, &key), Ok((3, 3, _))),
+        "{}",
+        part.text
+    );
+    // Beyond the head: refused, naming the head.
+    let err = auditor
+        .audit()
+        .export_audit(pb::ExportAuditRequest {
+            after_sequence: 1_000,
+            up_to_sequence: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(
+        err.message().contains("beyond the head"),
+        "{}",
+        err.message()
+    );
+}

@@ -226,20 +226,30 @@ enum GroupBy {
 enum AuditCmd {
     /// The newest entry's sequence and hash.
     Head,
-    /// Write the whole chain (or a range) to a file, one JSON entry per line.
+    /// Write the whole chain (or the entries after --after) to a file: a range
+    /// line, one JSON entry per line, then the head signed with the audit key
+    /// (docs/audit-format.md).
     Export {
         #[arg(long)]
         out: PathBuf,
         #[arg(long, default_value_t = 0)]
         after: u64,
     },
-    /// Check an exported chain offline; names the first bad entry. No server needed.
+    /// Check an export offline: the chain, that no entry is missing at either
+    /// end of its stated range, and (with --key) the signed head and every
+    /// checkpoint. Names the first problem. No server needed.
     Verify {
         file: PathBuf,
         /// The service's checkpoint public key (base64 SPKI, `audit-key.pkcs8.pub`):
-        /// every checkpoint in the file must be signed by it.
-        #[arg(long)]
+        /// the export's head and every checkpoint in it must be signed by it.
+        /// Without it (and without --no-key) verification fails: only the key
+        /// proves that the export was not cut.
+        #[arg(long, conflicts_with = "no_key")]
         key: Option<PathBuf>,
+        /// Check the chain and its stated range without the key, accepting
+        /// that nothing proves the end of the export.
+        #[arg(long)]
+        no_key: bool,
     },
 }
 
@@ -303,8 +313,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         ));
         return Ok(());
     }
-    if let Command::Audit(AuditCmd::Verify { file, key }) = &cli.command {
-        return files::verify_audit(file, key.as_deref(), &out);
+    if let Command::Audit(AuditCmd::Verify { file, key, no_key }) = &cli.command {
+        return files::verify_audit(file, key.as_deref(), *no_key, &out);
     }
     if let Command::Demo { dev_dir, units } = &cli.command {
         return demo::run(&cli.endpoint, dev_dir, *units, &out).await;
@@ -344,26 +354,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Audit(AuditCmd::Export { out: path, after }) => {
-            let mut stream = c
-                .audit()
-                .export_audit(pb::ExportAuditRequest {
-                    after_sequence: after,
-                    up_to_sequence: 0,
-                })
-                .await?
-                .into_inner();
-            let mut lines = String::new();
-            let mut n = 0u64;
-            while let Some(e) = stream.message().await? {
-                lines.push_str(&files::audit_line(&e));
-                lines.push('\n');
-                n += 1;
+            let export = attestd_client::audit::export_file(&c, after, 0, |n| {
                 if n.is_multiple_of(10_000) {
                     eprintln!("exported {n} entries ...");
                 }
-            }
-            std::fs::write(&path, lines).with_context(|| format!("writing {}", path.display()))?;
-            out.line(&format!("{n} entries written to {}", path.display()));
+            })
+            .await?;
+            std::fs::write(&path, export.text)
+                .with_context(|| format!("writing {}", path.display()))?;
+            out.line(&format!(
+                "{} entries written to {}",
+                export.entries,
+                path.display()
+            ));
         }
         Command::Station(cmd) => match cmd {
             StationCmd::Register {

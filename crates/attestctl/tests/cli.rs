@@ -471,8 +471,13 @@ async fn every_command() {
     let chain = env.path("chain.jsonl");
     let out = ok(ctl(&env, admin, &["audit", "export", "--out", p(&chain)]).await);
     assert!(out.contains("entries written"), "{out}");
-    let out = ok(ctl(&env, None, &["audit", "verify", p(&chain)]).await);
-    assert!(out.starts_with("ok: "), "{out}");
+    // Without the key, a consistent export is not enough: its end is unproven.
+    let r = ctl(&env, None, &["audit", "verify", p(&chain)]).await;
+    assert_eq!(r.0, 1, "verify without --key fails closed: {}", r.1);
+    assert!(r.2.contains("only the service key proves"), "{}", r.2);
+    let out = ok(ctl(&env, None, &["audit", "verify", p(&chain), "--no-key"]).await);
+    assert!(out.starts_with("ok without key: "), "{out}");
+    assert!(out.contains("may be missing at the end"), "{out}");
     let service_key = env.path("audit-key.pkcs8.pub");
     let out = ok(ctl(
         &env,
@@ -511,6 +516,62 @@ async fn every_command() {
     .await;
     assert_eq!(r.0, 1);
     assert!(r.2.contains("(line 4) does not verify"), "{}", r.2);
+
+    // Cuts: the first entry removed, or the export cut after any entry,
+    // fail naming the missing entries, with the key and without it.
+    let full: Vec<String> = text.lines().map(String::from).collect();
+    let n = full.len() - 2; // the range line, n entries, the signed head
+    let cut = env.path("cut.jsonl");
+    let verify_cut = |lines: Vec<String>, key: bool| {
+        std::fs::write(&cut, lines.join("\n") + "\n").unwrap();
+        let mut args = vec!["audit", "verify", p(&cut)];
+        if key {
+            args.extend(["--key", p(&service_key)]);
+        } else {
+            args.push("--no-key");
+        }
+        let args: Vec<String> = args.into_iter().map(String::from).collect();
+        let env = &env;
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let r = ctl(env, None, &args).await;
+            assert_eq!(r.0, 1, "a cut export verified: {}", r.1);
+            r.2
+        }
+    };
+    let mut no_first = full.clone();
+    no_first.remove(1);
+    for key in [true, false] {
+        let err = verify_cut(no_first.clone(), key).await;
+        assert!(
+            err.contains("entries 1..1 missing at the start: the export states it begins at 1"),
+            "{err}"
+        );
+    }
+    for keep in 0..n {
+        let gap = format!("entries {}..{n} missing", keep + 1);
+        // Entries removed from the end, the signed head kept.
+        let mut lines = full[..1 + keep].to_vec();
+        lines.push(full[n + 1].clone());
+        let err = verify_cut(lines, keep % 2 == 0).await;
+        assert!(
+            err.contains(&format!(
+                "export ends at {keep} but its signed head is at {n}: {gap}"
+            )),
+            "{err}"
+        );
+        // The file cut after the entry.
+        let err = verify_cut(full[..1 + keep].to_vec(), keep % 2 == 1).await;
+        assert!(
+            err.contains(&format!(
+                "export ends at {keep} but its stated range ends at {n}: {gap}"
+            )),
+            "{err}"
+        );
+    }
+    // An export without a range line (the format before it) proves nothing.
+    let err = verify_cut(full[1..=n].to_vec(), true).await;
+    assert!(err.contains("states no range"), "{err}");
 }
 
 fn base64_decode(s: &str) -> Vec<u8> {

@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod client;
 pub mod evidence;
 pub mod keys;

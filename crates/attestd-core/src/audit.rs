@@ -6,8 +6,13 @@
 //!
 //! `SHA-256("attestd-audit-v1" || prev_hash || seq u64 BE || at_ms i64 BE ||
 //! for principal, action, target, reason, details: len u32 BE || UTF-8 bytes)`
+//!
+//! `docs/audit-format.md` specifies this layout, the checkpoints and the
+//! export file (module [`export`]) for auditors, with a test vector.
 
 use crate::ids::Digest;
+
+pub mod export;
 
 /// The `prev_hash` of the first entry.
 pub const GENESIS: [u8; 32] = [0u8; 32];

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use attestd_core::audit::export::{signed_head_message, Range, SignedHead};
 use attestd_core::audit::{checkpoint_message, Checkpoint, CHECKPOINT_ACTION};
 use attestd_core::keys::{KeyAlg, PublicKey};
 use attestd_store::AuditNote;
@@ -61,6 +62,31 @@ impl CheckpointKey {
             .as_ref()
             .to_vec();
         Checkpoint {
+            seq,
+            hash,
+            at_ms,
+            key_id: self.public.key_id(),
+            signature,
+        }
+    }
+}
+
+impl CheckpointKey {
+    /// The signed head that ends an export of `range`: the head `seq`/`hash`
+    /// at its end (same key and algorithm as checkpoints, another message).
+    pub fn sign_export_head(
+        &self,
+        range: &Range,
+        seq: u64,
+        hash: [u8; 32],
+        at_ms: i64,
+    ) -> SignedHead {
+        let signature = self
+            .pair
+            .sign(&signed_head_message(range, seq, &hash, at_ms))
+            .as_ref()
+            .to_vec();
+        SignedHead {
             seq,
             hash,
             at_ms,

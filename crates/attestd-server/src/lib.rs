@@ -271,8 +271,11 @@ impl Server {
                     .max_decoding_message_size(max),
             )
             .add_service(
-                pb::audit_server::AuditServer::new(AuditService { app: a() })
-                    .max_decoding_message_size(max),
+                pb::audit_server::AuditServer::new(AuditService {
+                    app: a(),
+                    key: checkpoint_key.clone(),
+                })
+                .max_decoding_message_size(max),
             )
             .serve_with_incoming_shutdown(
                 tls::incoming(listener, tls, app.auth_failures.clone()),

@@ -1,20 +1,26 @@
 //! Audit: read the chain, for auditors and security admins. Entries are
 //! written by the store in the same transaction as each change; this
-//! service only reads.
+//! service only reads (and signs the head at the end of an export).
 
 use std::pin::Pin;
 use std::sync::Arc;
 
-use attestd_core::Rejection;
+use attestd_core::audit::export::Range;
+use attestd_core::audit::GENESIS;
+use attestd_core::{Reason, Rejection};
 use attestd_proto::v1 as pb;
 use attestd_store::AuditRecord;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::app::App;
+use crate::checkpoint::CheckpointKey;
 
 pub struct AuditService {
     pub app: Arc<App>,
+    /// Signs the head at the end of every export; none: exports end with an
+    /// unsigned head (a verifier with a key refuses them).
+    pub key: Option<Arc<CheckpointKey>>,
 }
 
 fn event(r: AuditRecord) -> pb::AuditEvent {
@@ -36,7 +42,23 @@ const SCAN_BATCH: usize = 512;
 /// Entries one ListAuditEvents call examines at most.
 const SCAN_BUDGET: usize = 20_000;
 
-type EventStream = Pin<Box<dyn Stream<Item = Result<pb::AuditEvent, Status>> + Send>>;
+type ExportStream = Pin<Box<dyn Stream<Item = Result<pb::ExportAuditItem, Status>> + Send>>;
+
+fn item(i: pb::export_audit_item::Item) -> pb::ExportAuditItem {
+    pb::ExportAuditItem { item: Some(i) }
+}
+
+/// A gap in the stored chain: the store is damaged.
+fn missing(app: &App, seq: u64) -> Rejection {
+    app.store_err(attestd_store::StoreError::Unavailable(format!(
+        "audit entry {seq} is missing from the store"
+    )))
+}
+
+fn hash32(h: &[u8]) -> [u8; 32] {
+    // The store writes 32-byte hashes; anything else cannot verify anyway.
+    <[u8; 32]>::try_from(h).unwrap_or([0; 32])
+}
 
 impl AuditService {
     fn list(
@@ -98,38 +120,120 @@ impl AuditService {
         })
     }
 
-    fn export(&self, req: pb::ExportAuditRequest) -> Result<EventStream, Rejection> {
-        let app = self.app.clone();
-        let up_to = match req.up_to_sequence {
-            0 => app.store.audit_head().map_err(|e| app.store_err(e))?.0,
-            n => n,
+    /// The range an export of `req` holds, checked against the chain now.
+    fn export_range(&self, req: &pb::ExportAuditRequest) -> Result<Range, Rejection> {
+        let store = &self.app.store;
+        let (head, _) = store.audit_head().map_err(|e| self.app.store_err(e))?;
+        let after = req.after_sequence;
+        if after > head {
+            return Err(Rejection::new(
+                Reason::FieldInvalid,
+                format!("after_sequence {after} is beyond the head of the chain ({head})"),
+            ));
+        }
+        let last = match req.up_to_sequence {
+            0 => head,
+            n => n.min(head),
         };
+        if last < after {
+            return Err(Rejection::new(
+                Reason::FieldInvalid,
+                format!("up_to_sequence {last} is before after_sequence {after}"),
+            ));
+        }
+        let prev_hash = if after == 0 {
+            GENESIS
+        } else {
+            let before = store
+                .audit_after(after - 1, 1)
+                .map_err(|e| self.app.store_err(e))?;
+            match before.first() {
+                Some(r) if r.seq == after => hash32(&r.hash),
+                _ => return Err(missing(&self.app, after)),
+            }
+        };
+        Ok(Range {
+            first: after + 1,
+            last,
+            prev_hash,
+        })
+    }
+
+    /// The range, its entries, then the head at its end signed with the
+    /// audit key. Entries are read in batches while streaming; the head
+    /// signs the last entry actually sent.
+    fn export(&self, req: pb::ExportAuditRequest) -> Result<ExportStream, Rejection> {
+        use pb::export_audit_item::Item;
+        let range = self.export_range(&req)?;
+        let app = self.app.clone();
+        let key = self.key.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         tokio::spawn(async move {
-            let mut after = req.after_sequence;
-            while after < up_to {
-                let batch = match app.store.audit_after(after, 512) {
+            let header = pb::ExportRange {
+                first_sequence: range.first,
+                last_sequence: range.last,
+                prev_hash: range.prev_hash.to_vec(),
+            };
+            if tx.send(Ok(item(Item::Range(header)))).await.is_err() {
+                return;
+            }
+            let (mut after, mut hash) = (range.first - 1, range.prev_hash);
+            while after < range.last {
+                let batch = app
+                    .store
+                    .audit_after(after, 512)
+                    .map_err(|e| app.store_err(e));
+                let batch = match batch {
+                    Ok(b) if b.first().is_some_and(|r| r.seq == after + 1) => Ok(b),
+                    Ok(_) => Err(missing(&app, after + 1)),
+                    Err(e) => Err(e),
+                };
+                let batch = match batch {
                     Ok(b) => b,
-                    Err(e) => {
-                        let _ = tx
-                            .send(Err(app.fail("ExportAudit", app.store_err(e))))
-                            .await;
+                    Err(r) => {
+                        // Ends the stream without its head: the export is
+                        // visibly incomplete.
+                        let _ = tx.send(Err(app.fail("ExportAudit", r))).await;
                         return;
                     }
                 };
-                if batch.is_empty() {
-                    return;
-                }
                 for r in batch {
-                    if r.seq > up_to {
+                    if r.seq > range.last {
+                        break;
+                    }
+                    if r.seq != after + 1 {
+                        let _ = tx
+                            .send(Err(app.fail("ExportAudit", missing(&app, after + 1))))
+                            .await;
                         return;
                     }
                     after = r.seq;
-                    if tx.send(Ok(event(r))).await.is_err() {
+                    hash = hash32(&r.hash);
+                    if tx.send(Ok(item(Item::Event(event(r))))).await.is_err() {
                         return;
                     }
                 }
             }
+            let at_ms = app.clock.now_ms();
+            let head = match &key {
+                Some(k) => k.sign_export_head(&range, after, hash, at_ms),
+                None => attestd_core::audit::export::SignedHead {
+                    seq: after,
+                    hash,
+                    at_ms,
+                    key_id: String::new(),
+                    signature: Vec::new(),
+                },
+            };
+            let _ = tx
+                .send(Ok(item(Item::Head(pb::SignedExportHead {
+                    sequence: head.seq,
+                    hash: head.hash.to_vec(),
+                    at_ms: head.at_ms,
+                    key_id: head.key_id,
+                    signature: head.signature,
+                }))))
+                .await;
         });
         Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
     }
@@ -155,12 +259,12 @@ impl pb::audit_server::Audit for AuditService {
             .map_err(|r| self.app.fail("GetAuditHead", r))
     }
 
-    type ExportAuditStream = EventStream;
+    type ExportAuditStream = ExportStream;
 
     async fn export_audit(
         &self,
         req: Request<pb::ExportAuditRequest>,
-    ) -> Result<Response<EventStream>, Status> {
+    ) -> Result<Response<ExportStream>, Status> {
         self.export(req.into_inner())
             .map(Response::new)
             .map_err(|r| self.app.fail("ExportAudit", r))
