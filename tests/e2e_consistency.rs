@@ -67,7 +67,7 @@ async fn trusted(n: usize, limits: Limits) -> Bench {
     let prov_key =
         register_station(&admin, PROV, &[pb::RecordKind::Provisioning], &["PM-200"]).await;
     let cal_key = register_station(&admin, CAL, &[pb::RecordKind::Calibration], &["PM-200"]).await;
-    publish(&admin, &release_key, 1, &[]).await;
+    publish(&admin, &release_key, 1, false).await;
     let prov = srv.client(Some(station_token(PROV))).await;
     let cal = srv.client(Some(station_token(CAL))).await;
     let mut units = Vec::new();
@@ -122,17 +122,25 @@ async fn trusted(n: usize, limits: Limits) -> Bench {
     b
 }
 
-/// Publishes baseline `version` of PM-200 approving bootloader 2.1.4
-/// (svn 10) unless `revoked` names its digest.
-async fn publish(admin: &Client, key: &SigningKey, version: u64, revoked: &[&str]) {
+/// Publishes baseline `version` of PM-200 approving the units' bootloader,
+/// or withdrawing its build when `withdraw`.
+async fn publish(admin: &Client, key: &SigningKey, version: u64, withdraw: bool) {
     let mut doc = common::fleet::baseline_doc(
         "PM-200",
         version,
         &[("2.1.4", 10)],
-        revoked,
+        &[],
         "2026-01-01T00:00:00Z".into(),
     );
     doc.firmware.components.retain(|c| c.name == "bootloader");
+    if withdraw {
+        doc.firmware
+            .revoked
+            .push(attestd_client::core::baseline::RevokedDoc {
+                digest: attestd_client::core::ids::Digest::of(b"bootloader 2.1.0").to_hex(),
+                reason: "bootloader 2.1.0 withdrawn".into(),
+            });
+    }
     doc.calibration.parameters.clear();
     admin
         .baselines()
@@ -217,7 +225,7 @@ async fn the_gate_never_releases_on_a_state_replaced_while_it_decided() {
                     .await
                     .unwrap();
             }
-            _ => publish(&b.admin, &b.release_key, 2, &["2.1.4"]).await,
+            _ => publish(&b.admin, &b.release_key, 2, true).await,
         }
         go.send(()).unwrap();
         let d = gate.await.unwrap().unwrap().into_inner();
