@@ -1,4 +1,4 @@
-//! The release gate (appraisal.md, "Release gate"): RELEASE only when every
+//! The release gate (docs/appraisal.md, "Release gate"): RELEASE only when every
 //! condition holds; otherwise HOLD with every failing reason. Pure, like
 //! appraisal: the same state always gives the same decision and reasons.
 
@@ -45,9 +45,11 @@ pub struct GateDecision {
 }
 
 /// Whether a concession may waive `code`. Identity codes never can, nor can
-/// the gate's own conditions that mean "not verified at all".
+/// the conditions that mean "not verified at all": the gate's own, and no
+/// baseline to appraise against (a unit is never released without one).
 pub fn waivable(code: &str) -> bool {
     match Code::parse(code) {
+        Some(Code::NoBaseline) => false,
         Some(c) => c.claim() != Claim::InstanceIdentity,
         None => code == EVIDENCE_TOO_OLD,
     }
@@ -239,6 +241,13 @@ mod tests {
         assert!(
             !waivable(QUARANTINED) && !waivable(NOT_ENROLLED) && !waivable(NO_FINAL_ATTESTATION)
         );
+        // Without a baseline nothing was verified: never released.
+        assert!(!waivable("NO_BASELINE"));
+        let a = appraisal(&[Code::NoBaseline]);
+        let named = vec!["NO_BASELINE".to_string()];
+        let mut g = input(Some(&a));
+        g.concession = Some(("con_3", &named));
+        assert!(!decide(&g).release);
         assert!(waivable(EVIDENCE_TOO_OLD) && waivable("FIRMWARE_REVOKED"));
         assert!(!waivable("MADE_UP"));
     }
