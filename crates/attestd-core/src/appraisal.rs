@@ -2,7 +2,7 @@
 //! (evidence, the unit's records, baseline, history, now) — design
 //! invariant 4. Every failing check is collected, in a fixed order, so the
 //! same inputs always give the same verdict and the same reasons.
-//! The rules are those of `appraisal.md`.
+//! The rules are those of docs/appraisal.md.
 
 use crate::baseline::Baseline;
 use crate::evidence::Claims;
@@ -92,7 +92,7 @@ impl Claim {
 
 macro_rules! codes {
     ($($variant:ident => $text:literal, $claim:ident, $value:expr;)*) => {
-        /// The reason codes of appraisal.md, each with its claim and value.
+        /// The reason codes of docs/appraisal.md, each with its claim and value.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         pub enum Code { $($variant,)* }
 

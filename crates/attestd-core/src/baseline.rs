@@ -1,4 +1,4 @@
-//! Baselines (formats.md §2.3): reference values and appraisal policy for
+//! Baselines (docs/formats.md §2.3): reference values and appraisal policy for
 //! one model, published by release engineering as a DSSE envelope that needs
 //! signatures from at least `t` of the `n` configured release keys.
 

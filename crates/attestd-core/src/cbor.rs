@@ -3,7 +3,7 @@
 //! Evidence arrives from devices that attestd does not yet trust, so every
 //! byte is parsed under hard limits, before any other work: nesting depth,
 //! string and container lengths, total size. Indefinite-length items and
-//! duplicate map keys are rejected, as formats.md requires. General-purpose
+//! duplicate map keys are rejected, as docs/formats.md requires. General-purpose
 //! CBOR crates accept both, which is why attestd carries its own decoder.
 
 use crate::error::{Reason, Rejection};
@@ -89,7 +89,7 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The limits of formats.md for an evidence claims set.
+    /// The limits of docs/formats.md for an evidence claims set.
     pub const CLAIMS: Limits = Limits {
         max_depth: 8,
         max_string: 256,
@@ -300,7 +300,7 @@ fn f16_to_f64(h: u16) -> f64 {
 /// canonical encodings are equal, so `1` written as `01` or `18 01` is one
 /// key, as is 1.0 in half, single or double precision.
 ///
-/// Decisions, for keys (formats.md rejects duplicates):
+/// Decisions, for keys (docs/formats.md rejects duplicates):
 /// - Every NaN is the same key, encoded `f9 7e 00`: the decoder does not keep
 ///   NaN payloads, and RFC 8949 §4.2.2 encodes every NaN that way.
 /// - 0.0 (`f9 00 00`) and -0.0 (`f9 80 00`) are different keys: they are

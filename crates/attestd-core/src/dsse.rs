@@ -6,7 +6,7 @@ use crate::error::Rejection;
 use crate::keys::{PublicKey, SigEncoding};
 use crate::reject;
 
-/// Largest payload accepted (formats.md §2).
+/// Largest payload accepted (docs/formats.md §2).
 pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
 /// At most this many signatures on one envelope.
 pub const MAX_SIGNATURES: usize = 16;

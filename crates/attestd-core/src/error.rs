@@ -29,7 +29,7 @@ pub enum Class {
 
 macro_rules! reasons {
     ($($variant:ident => $code:literal, $class:ident;)*) => {
-        /// Machine-readable reason codes of api.md (the `ErrorInfo.reason`).
+        /// Machine-readable reason codes of docs/api.md (the `ErrorInfo.reason`).
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         pub enum Reason { $($variant,)* }
 

@@ -1,5 +1,5 @@
 //! Device evidence: an EAT (RFC 9711) claims set inside COSE_Sign1, decoded
-//! under the bounds of formats.md §1, and the freshness rules for evidence
+//! under the bounds of docs/formats.md §1, and the freshness rules for evidence
 //! that carries no nonce (deferred evidence, RFC 9334 §10.4).
 
 use crate::cbor::{self, Encoder, Limits, Value};
@@ -80,7 +80,7 @@ pub struct Evidence<'a> {
 }
 
 impl<'a> Evidence<'a> {
-    /// Decodes a COSE_Sign1 EAT with every bound of formats.md applied before
+    /// Decodes a COSE_Sign1 EAT with every bound of docs/formats.md applied before
     /// any other work.
     pub fn decode(bytes: &'a [u8]) -> Result<Evidence<'a>, Rejection> {
         if bytes.len() > MAX_EVIDENCE_BYTES {
@@ -443,7 +443,7 @@ pub struct DeferredPolicy {
 
 /// Accepts deferred evidence only with a boot counter above every one
 /// accepted for the unit and an `iat` inside the freshness window; anything
-/// else is a replay (formats.md §1).
+/// else is a replay (docs/formats.md §1).
 pub fn check_deferred(
     claims: &Claims,
     highest_bootcount: Option<u64>,

@@ -1,5 +1,5 @@
 //! Strict JSON for the signed payloads of stations and release engineering
-//! (formats.md §2): an object wherever the format has an object, unknown and
+//! (docs/formats.md §2): an object wherever the format has an object, unknown and
 //! duplicate fields refused, numbers read exactly (serde_json's
 //! `float_roundtrip`, enabled in the workspace), and errors that name the
 //! field path and say what the format expects, never a Rust type.

@@ -1,5 +1,5 @@
 //! Public keys and signature verification. Two algorithms only, ECDSA P-256
-//! with SHA-256 and Ed25519 (formats.md); keys travel as SubjectPublicKeyInfo
+//! with SHA-256 and Ed25519 (docs/formats.md); keys travel as SubjectPublicKeyInfo
 //! DER and are identified by `sha256:<hex>` of that DER.
 
 use ring::signature::{self, UnparsedPublicKey};

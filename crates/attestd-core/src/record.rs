@@ -1,4 +1,4 @@
-//! Station records (formats.md §2.1, §2.2): the JSON payloads of DSSE
+//! Station records (docs/formats.md §2.1, §2.2): the JSON payloads of DSSE
 //! envelopes, parsed strictly (unknown fields rejected, errors name the field
 //! path) and then checked into typed values.
 

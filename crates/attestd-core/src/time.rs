@@ -1,6 +1,6 @@
 //! Time as attestd reasons about it: whole seconds since the Unix epoch, UTC.
 //! RFC 3339 parsing is strict: only UTC (`Z`) timestamps are accepted, as
-//! formats.md requires.
+//! docs/formats.md requires.
 
 use std::fmt;
 

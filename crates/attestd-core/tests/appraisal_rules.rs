@@ -1,4 +1,4 @@
-//! The appraisal rules of appraisal.md: one table row per code (claim, value,
+//! The appraisal rules of docs/appraisal.md: one table row per code (claim, value,
 //! overall tier), status precedence, and property tests for determinism and
 //! against an independent oracle.
 
@@ -612,7 +612,7 @@ fn mutated(mask: u32) -> Inputs {
 }
 
 /// An independent statement of "every check passes", written from
-/// appraisal.md without looking at the engine.
+/// docs/appraisal.md without looking at the engine.
 fn oracle_all_pass(i: &Inputs) -> bool {
     let Some(b) = &i.baseline else { return false };
     let c = &i.claims;

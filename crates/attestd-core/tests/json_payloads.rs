@@ -1,4 +1,4 @@
-//! The JSON payloads of station records and baselines (formats.md §2) as a
+//! The JSON payloads of station records and baselines (docs/formats.md §2) as a
 //! station or release engineer writes them: objects only at every level,
 //! numbers read exactly as written, and error messages in the format's terms.
 

@@ -31,10 +31,10 @@ pub struct App {
     pub peer_limit: Arc<crate::ratelimit::Buckets>,
     pub serial_limit: crate::ratelimit::Buckets,
     /// Refusals at the edge, summarized into the audit chain per interval.
-    pub auth_failures: Arc<crate::security::AuthFailures>,
+    pub auth_failures: Arc<crate::security::CallerTally>,
     /// Release checks of serials that are not enrolled, per principal: not
     /// stored one by one, summarized into the audit chain per interval.
-    pub unknown_serials: Arc<crate::security::AuthFailures>,
+    pub unknown_serials: Arc<crate::security::CallerTally>,
     pub baselines: BaselineCache,
     /// Wakes the re-appraisal job after a write that created work for it.
     pub work: tokio::sync::Notify,
@@ -64,10 +64,13 @@ impl App {
         let app = self.clone();
         match tokio::task::spawn_blocking(move || f(&app)).await {
             Ok(r) => r,
-            Err(e) if e.is_panic() => Err(reject!(
-                StoreUnavailable,
-                "the request failed inside the server; retry (the failure is logged)"
-            )),
+            Err(e) if e.is_panic() => {
+                tracing::error!(error = %e, "a request panicked on the blocking pool");
+                Err(reject!(
+                    StoreUnavailable,
+                    "the request failed inside the server; retry (the failure is logged)"
+                ))
+            }
             Err(_) => Err(reject!(ShuttingDown, "the server is shutting down; retry")),
         }
     }

@@ -14,7 +14,7 @@ use attestd_core::{reject, Reason, Rejection};
 use crate::settings::PrincipalConfig;
 use crate::tls::ClientCert;
 
-/// The roles of api.md.
+/// The roles of docs/api.md.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Role {
     Station,

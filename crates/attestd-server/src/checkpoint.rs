@@ -69,9 +69,7 @@ impl CheckpointKey {
             signature,
         }
     }
-}
 
-impl CheckpointKey {
     /// The signed head that ends an export of `range`: the head `seq`/`hash`
     /// at its end (same key and algorithm as checkpoints, another message).
     pub fn sign_export_head(
@@ -138,46 +136,6 @@ pub async fn run(app: Arc<App>, key: Arc<CheckpointKey>, mut shutdown: watch::Re
             Err(e) => {
                 tracing::warn!(reason = e.reason.as_str(), message = %e.message, "audit checkpoint failed")
             }
-        }
-    }
-}
-
-/// Every `checkpoint_interval_secs`, writes the refusals at the edge since
-/// the last time as one audit entry (action `auth.failures`), if there were any.
-pub async fn summarize_auth_failures(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
-    let interval = Duration::from_secs(app.limits.checkpoint_interval_secs.max(1));
-    loop {
-        let stop = tokio::select! {
-            _ = tokio::time::sleep(interval) => false,
-            _ = shutdown.changed() => true,
-        };
-        let counts = app.auth_failures.drain();
-        if !counts.is_empty() {
-            let total: u64 = counts.iter().map(|(_, n)| n).sum();
-            let details = counts
-                .iter()
-                .map(|(who, n)| format!("{who}: {n}"))
-                .collect::<Vec<_>>()
-                .join("; ");
-            let note = AuditNote::new(
-                app.clock.now_ms(),
-                "attestd",
-                "auth.failures",
-                &format!("{total} refused calls"),
-            )
-            .details(details);
-            let pending = app.commit.begin();
-            match app.store.append_audit(&note) {
-                Ok(()) => {
-                    let _ = pending.durable().await;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not record the authentication failure summary")
-                }
-            }
-        }
-        if stop {
-            return;
         }
     }
 }

@@ -2,7 +2,7 @@
 //! matrix in [`crate::auth`] before the request body is read, puts the
 //! principal into the request extensions for the handlers, and turns
 //! tonic's own "message too large" refusal into RESOURCE_EXHAUSTED with
-//! reason TOO_LARGE, as api.md promises.
+//! reason TOO_LARGE, as docs/api.md promises.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,7 +22,7 @@ pub struct EdgeLayer {
     pub auth: Arc<Authenticator>,
     pub metrics: Arc<Metrics>,
     /// Refusals, summarized into the audit chain per interval.
-    pub failures: Arc<crate::security::AuthFailures>,
+    pub failures: Arc<crate::security::CallerTally>,
     pub max_request_bytes: usize,
     /// The per-peer limit of the public (unauthenticated) routes, taken
     /// before the request is read, so that malformed requests count too.
@@ -69,9 +69,9 @@ fn decode_failure(headers: &http::HeaderMap) -> Option<String> {
     if headers.get("grpc-status").map(|v| v.as_bytes()) != Some(b"13") {
         return None;
     }
-    let message = headers.get("grpc-message")?.to_str().ok()?;
-    // grpc-message is percent-encoded; tonic encodes spaces and a few signs.
-    let text = percent_decode(message);
+    let message = headers.get("grpc-message")?.as_bytes();
+    // grpc-message is percent-encoded (RFC 3986 style, as tonic writes it).
+    let text = percent_encoding::percent_decode(message).decode_utf8_lossy();
     let detail = text.strip_prefix(PREFIX)?;
     Some(
         detail
@@ -80,30 +80,6 @@ fn decode_failure(headers: &http::HeaderMap) -> Option<String> {
             .take(200)
             .collect(),
     )
-}
-
-/// Decodes `%XX` escapes (invalid escapes are kept as they are).
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = b
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (b[i], hex) {
-            (b'%', Some(v)) => {
-                out.push(v);
-                i += 3;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl<S, B> Service<http::Request<B>> for Edge<S>
@@ -129,10 +105,16 @@ where
         let peer = req.extensions().get::<crate::tls::PeerInfo>();
         let cert = peer.and_then(|p| p.client_cert.clone());
         let remote = peer.and_then(|p| p.remote);
-        let peer_name = || {
-            remote
-                .map(|a| a.ip().to_string())
-                .unwrap_or_else(|| "unknown".into())
+        // Requests not over TCP (in-process) have no peer address; they
+        // share one rate-limit bucket.
+        let peer_ip = remote.map(|a| a.ip().to_string()).unwrap_or_default();
+        let peer_label = || {
+            let ip = if peer_ip.is_empty() {
+                "unknown"
+            } else {
+                &peer_ip
+            };
+            format!("peer {ip}")
         };
         let who = match self.layer.auth.authorize(&path, header, cert.as_deref()) {
             Ok(Some(principal)) => {
@@ -140,17 +122,15 @@ where
                 req.extensions_mut().insert(principal);
                 who
             }
-            // A public route: limited per peer address before it is read
-            // (a request without a peer address, not over TCP, shares one
-            // bucket).
+            // A device route: limited per peer address before it is read.
             Ok(None) => {
                 if path.starts_with(DEVICE_ROUTES) {
-                    let key = remote.map(|a| a.ip().to_string()).unwrap_or_default();
-                    if let Err(r) = self.layer.peer_limit.take(&key, self.layer.clock.now_ms()) {
+                    let now = self.layer.clock.now_ms();
+                    if let Err(r) = self.layer.peer_limit.take(&peer_ip, now) {
                         return refuse(r, &path, &self.layer.metrics);
                     }
                 }
-                format!("peer {}", peer_name())
+                peer_label()
             }
             Err(r) => {
                 // Who failed: the principal if the token was known, else the peer.
@@ -163,14 +143,7 @@ where
                         .unwrap_or_default(),
                     _ => String::new(),
                 };
-                let who = if who.is_empty() {
-                    let peer = remote
-                        .map(|a| a.ip().to_string())
-                        .unwrap_or_else(|| "unknown".into());
-                    format!("peer {peer}")
-                } else {
-                    who
-                };
+                let who = if who.is_empty() { peer_label() } else { who };
                 self.layer.failures.note(&who);
                 return refuse(r, &path, &self.layer.metrics);
             }

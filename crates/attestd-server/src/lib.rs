@@ -174,9 +174,14 @@ impl Server {
             ))),
             _ => None,
         };
+        // Refusals at the edge, and gate checks of serials that are not
+        // enrolled: one audit entry per interval each, not one per call.
         let summaries = background.then(|| {
-            tokio::spawn(checkpoint::summarize_auth_failures(
+            tokio::spawn(crate::security::summarize(
                 app.clone(),
+                app.auth_failures.clone(),
+                "auth.failures",
+                "refused calls",
                 jobs_stopped.clone(),
             ))
         });

@@ -1,5 +1,5 @@
 //! The re-appraisal job: keeps every unit's verdict true as the world
-//! changes without new evidence (appraisal.md, "When a verdict changes
+//! changes without new evidence (docs/appraisal.md, "When a verdict changes
 //! without new evidence").
 //!
 //! Work is found only through indices, never by scanning the fleet:

@@ -52,18 +52,19 @@ impl SecurityEvents {
     }
 }
 
-/// Authentication and authorization failures at the edge, counted per
-/// principal (or per peer address when there is no principal) and written to
-/// the audit chain as one summary entry per interval, not one entry each.
+/// Calls counted per caller (a principal, or a peer address when there is
+/// none) and written to the audit chain as one summary entry per interval
+/// ([`summarize`]), not one entry each: refusals at the edge, release checks
+/// of serials that are not enrolled.
 #[derive(Default)]
-pub struct AuthFailures {
+pub struct CallerTally {
     counts: Mutex<HashMap<String, u64>>,
 }
 
 /// Distinct callers remembered per interval; beyond that they are lumped.
 const MAX_FAILING_CALLERS: usize = 1000;
 
-impl AuthFailures {
+impl CallerTally {
     pub fn note(&self, who: &str) {
         let mut m = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let key = if m.len() >= MAX_FAILING_CALLERS && !m.contains_key(who) {
@@ -90,7 +91,7 @@ impl AuthFailures {
 /// once more when `shutdown` turns true.
 pub async fn summarize(
     app: Arc<crate::app::App>,
-    counts: Arc<AuthFailures>,
+    counts: Arc<CallerTally>,
     action: &'static str,
     what: &'static str,
     mut shutdown: tokio::sync::watch::Receiver<bool>,

@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-/// Limits of api.md, all configurable.
+/// Limits of docs/api.md, all configurable.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {

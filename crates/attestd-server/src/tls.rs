@@ -23,7 +23,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::server::TlsStream;
 
-use crate::security::AuthFailures;
+use crate::security::CallerTally;
 
 /// How long a client may take to complete the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -388,7 +388,7 @@ async fn handshake(
 pub fn incoming(
     listener: TcpListener,
     tls: Option<Arc<TlsState>>,
-    failures: Arc<AuthFailures>,
+    failures: Arc<CallerTally>,
 ) -> tokio_stream::wrappers::ReceiverStream<Result<Conn, io::Error>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));

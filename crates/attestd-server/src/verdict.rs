@@ -163,16 +163,13 @@ pub fn unit_facts(store: &dyn Store, d: &DeviceEntry) -> Result<UnitFacts, Rejec
         }
     };
     let mut revoked_stations = Vec::new();
-    for sid in [&d.provisioning_station_id, &d.calibration_station_id] {
-        if sid.is_empty() || revoked_stations.contains(sid) {
-            continue;
-        }
+    for sid in attestd_store::rules::stations_behind(d) {
         if store
             .get_station(sid)
             .map_err(store_rejection)?
             .is_some_and(|s| s.revoked)
         {
-            revoked_stations.push(sid.clone());
+            revoked_stations.push(sid.to_owned());
         }
     }
     Ok(UnitFacts {

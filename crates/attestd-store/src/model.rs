@@ -1,5 +1,5 @@
 //! What the store keeps, as prost messages (stable, versionable encodings;
-//! formats.md asks for prost rather than serde-bincode). Field numbers are a
+//! docs/formats.md asks for prost rather than serde-bincode). Field numbers are a
 //! storage contract: never reuse one.
 
 use prost::Message;

@@ -14,6 +14,31 @@ pub fn station_allows_model(station: &StationEntry, model: &str) -> bool {
         .any(|m| m == "*" || m == model)
 }
 
+/// Refuses a station not allowed for `model`.
+pub fn check_station_for_model(station: &StationEntry, model: &str) -> Result<(), Rejection> {
+    if station_allows_model(station, model) {
+        return Ok(());
+    }
+    Err(reject!(
+        StationNotAuthorized,
+        "station {} is not allowed to handle model {model}",
+        station.station_id
+    ))
+}
+
+/// The stations whose records a unit relies on (provisioning, calibration),
+/// each once. A unit's verdict and its release decisions depend on whether
+/// these are revoked.
+pub fn stations_behind(unit: &DeviceEntry) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::with_capacity(2);
+    for sid in [&unit.provisioning_station_id, &unit.calibration_station_id] {
+        if !sid.is_empty() && !out.contains(&sid.as_str()) {
+            out.push(sid);
+        }
+    }
+    out
+}
+
 /// Refuses a record about `unit` from a station not allowed for the unit's
 /// current model (whatever model the record itself names).
 pub fn check_station_for_unit(station: &StationEntry, unit: &DeviceEntry) -> Result<(), Rejection> {
@@ -80,14 +105,7 @@ pub fn admit_reprovisioning(
     en: &Enrollment,
 ) -> Result<Reprovision, Rejection> {
     check_station_for_unit(station, unit)?;
-    if !station_allows_model(station, &en.model) {
-        return Err(reject!(
-            StationNotAuthorized,
-            "station {} is not allowed to handle model {}",
-            station.station_id,
-            en.model
-        ));
-    }
+    check_station_for_model(station, &en.model)?;
     let change = Reprovision {
         rekey: unit.spki_der != en.spki_der,
         model: (unit.model != en.model).then(|| (unit.model.clone(), en.model.clone())),
@@ -211,6 +229,17 @@ mod tests {
             r.describe(),
             "re-keys the unit; changes model PM-200 -> PM-300; changes hw_version 1.0 -> 2.0"
         );
+    }
+
+    #[test]
+    fn the_stations_behind_a_unit_are_named_once() {
+        let mut u = unit();
+        assert!(stations_behind(&u).is_empty());
+        u.provisioning_station_id = "line".into();
+        u.calibration_station_id = "line".into();
+        assert_eq!(stations_behind(&u), ["line"]);
+        u.calibration_station_id = "depot".into();
+        assert_eq!(stations_behind(&u), ["line", "depot"]);
     }
 
     #[test]

@@ -551,13 +551,7 @@ fn record_tx(t: &Tx<'_>, commit: &RecordCommit, order: u64) -> TxResult<RecordOu
             }
             let mut d = match old {
                 None => {
-                    if !crate::rules::station_allows_model(&station, &en.model) {
-                        return rejected(reject!(
-                            StationNotAuthorized,
-                            "station {sid} is not allowed to handle model {}",
-                            en.model
-                        ));
-                    }
+                    crate::rules::check_station_for_model(&station, &en.model).or_else(rejected)?;
                     t.bump(COUNT_DEVICES)?;
                     DeviceEntry {
                         serial: serial.to_owned(),
@@ -640,14 +634,11 @@ fn decision_tx(t: &Tx<'_>, c: &DecisionCommit, order: u64) -> TxResult<()> {
         return abort(Abort::Conflict);
     }
     let mut revoked = Vec::new();
-    for sid in [&d.provisioning_station_id, &d.calibration_station_id] {
-        if sid.is_empty() || revoked.contains(sid) {
-            continue;
-        }
+    for sid in crate::rules::stations_behind(&d) {
         if t.get::<StationEntry>(STATIONS, sid.as_bytes(), "station")?
             .is_some_and(|s| s.revoked)
         {
-            revoked.push(sid.clone());
+            revoked.push(sid.to_owned());
         }
     }
     revoked.sort();

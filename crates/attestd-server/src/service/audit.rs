@@ -55,9 +55,15 @@ fn missing(app: &App, seq: u64) -> Rejection {
     )))
 }
 
-fn hash32(h: &[u8]) -> [u8; 32] {
-    // The store writes 32-byte hashes; anything else cannot verify anyway.
-    <[u8; 32]>::try_from(h).unwrap_or([0; 32])
+/// A stored entry's hash; anything but 32 bytes is a damaged store.
+fn hash32(app: &App, r: &AuditRecord) -> Result<[u8; 32], Rejection> {
+    <[u8; 32]>::try_from(r.hash.as_slice()).map_err(|_| {
+        app.store_err(attestd_store::StoreError::Unavailable(format!(
+            "audit entry {} has a damaged hash ({} bytes)",
+            r.seq,
+            r.hash.len()
+        )))
+    })
 }
 
 impl AuditService {
@@ -148,7 +154,7 @@ impl AuditService {
                 .audit_after(after - 1, 1)
                 .map_err(|e| self.app.store_err(e))?;
             match before.first() {
-                Some(r) if r.seq == after => hash32(&r.hash),
+                Some(r) if r.seq == after => hash32(&self.app, r)?,
                 _ => return Err(missing(&self.app, after)),
             }
         };
@@ -162,9 +168,8 @@ impl AuditService {
     /// The range, its entries, then the head at its end signed with the
     /// audit key. Entries are read in batches while streaming; the head
     /// signs the last entry actually sent.
-    fn export(&self, req: pb::ExportAuditRequest) -> Result<ExportStream, Rejection> {
+    fn export(&self, range: Range) -> ExportStream {
         use pb::export_audit_item::Item;
-        let range = self.export_range(&req)?;
         let app = self.app.clone();
         let key = self.key.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(64);
@@ -179,20 +184,23 @@ impl AuditService {
             }
             let (mut after, mut hash) = (range.first - 1, range.prev_hash);
             while after < range.last {
+                let from = after;
                 let batch = app
-                    .store
-                    .audit_after(after, 512)
-                    .map_err(|e| app.store_err(e));
+                    .blocking(move |app| {
+                        app.store
+                            .audit_after(from, SCAN_BATCH)
+                            .map_err(|e| app.store_err(e))
+                    })
+                    .await;
                 let batch = match batch {
-                    Ok(b) if b.first().is_some_and(|r| r.seq == after + 1) => Ok(b),
-                    Ok(_) => Err(missing(&app, after + 1)),
-                    Err(e) => Err(e),
-                };
-                let batch = match batch {
-                    Ok(b) => b,
+                    Ok(b) if !b.is_empty() => b,
+                    Ok(_) => {
+                        let _ = tx
+                            .send(Err(app.fail("ExportAudit", missing(&app, after + 1))))
+                            .await;
+                        return;
+                    }
                     Err(r) => {
-                        // Ends the stream without its head: the export is
-                        // visibly incomplete.
                         let _ = tx.send(Err(app.fail("ExportAudit", r))).await;
                         return;
                     }
@@ -201,14 +209,21 @@ impl AuditService {
                     if r.seq > range.last {
                         break;
                     }
-                    if r.seq != after + 1 {
-                        let _ = tx
-                            .send(Err(app.fail("ExportAudit", missing(&app, after + 1))))
-                            .await;
-                        return;
+                    // A gap or a damaged entry ends the stream without its
+                    // head: the export is visibly incomplete.
+                    let checked = if r.seq == after + 1 {
+                        hash32(&app, &r)
+                    } else {
+                        Err(missing(&app, after + 1))
+                    };
+                    match checked {
+                        Ok(h) => hash = h,
+                        Err(e) => {
+                            let _ = tx.send(Err(app.fail("ExportAudit", e))).await;
+                            return;
+                        }
                     }
                     after = r.seq;
-                    hash = hash32(&r.hash);
                     if tx.send(Ok(item(Item::Event(event(r))))).await.is_err() {
                         return;
                     }
@@ -235,7 +250,19 @@ impl AuditService {
                 }))))
                 .await;
         });
-        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
+        Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+    }
+
+    /// Runs `f` on a copy of this service on the blocking pool.
+    async fn off_runtime<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&AuditService) -> Result<T, Rejection> + Send + 'static,
+    ) -> Result<T, Rejection> {
+        let svc = AuditService {
+            app: self.app.clone(),
+            key: self.key.clone(),
+        };
+        self.app.blocking(move |_| f(&svc)).await
     }
 }
 
@@ -245,7 +272,9 @@ impl pb::audit_server::Audit for AuditService {
         &self,
         req: Request<pb::ListAuditEventsRequest>,
     ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
-        self.list(req.into_inner())
+        let req = req.into_inner();
+        self.off_runtime(move |s| s.list(req))
+            .await
             .map(Response::new)
             .map_err(|r| self.app.fail("ListAuditEvents", r))
     }
@@ -254,7 +283,8 @@ impl pb::audit_server::Audit for AuditService {
         &self,
         _req: Request<pb::GetAuditHeadRequest>,
     ) -> Result<Response<pb::AuditHead>, Status> {
-        self.head()
+        self.off_runtime(|s| s.head())
+            .await
             .map(Response::new)
             .map_err(|r| self.app.fail("GetAuditHead", r))
     }
@@ -265,8 +295,10 @@ impl pb::audit_server::Audit for AuditService {
         &self,
         req: Request<pb::ExportAuditRequest>,
     ) -> Result<Response<ExportStream>, Status> {
-        self.export(req.into_inner())
-            .map(Response::new)
+        let req = req.into_inner();
+        self.off_runtime(move |s| s.export_range(&req))
+            .await
+            .map(|range| Response::new(self.export(range)))
             .map_err(|r| self.app.fail("ExportAudit", r))
     }
 }

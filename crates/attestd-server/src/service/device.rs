@@ -59,27 +59,44 @@ impl DeviceService {
     ) -> Result<pb::SubmitEvidenceResponse, Rejection> {
         let app = &self.app;
         let mut pending = app.commit.begin();
-        // Decoding, verifying and reading the store block: off the runtime.
-        let checked = Arc::new(app.blocking(move |app| check(app, req.evidence)).await?);
-        let mut first = true;
+        // Decoding, verifying, reading the store and appraising block: off
+        // the runtime, in one go for the first attempt.
+        let (checked, mut decided) = app
+            .blocking(move |app| {
+                let (c, device) = check(app, req.evidence)?;
+                let decided = decide(app, &c, &device)?;
+                Ok((Arc::new(c), decided))
+            })
+            .await?;
         for _ in 0..MAX_ATTEMPTS {
-            let c = checked.clone();
-            let (commit, answer) = app.blocking(move |app| decide(app, &c, first)).await?;
-            let serial = checked.claims.serial.as_str();
+            let (commit, answer) = decided;
             match pending.commit(Write::Evidence(commit)).await {
                 Ok(_) => {
                     app.metrics.evidence_accepted.fetch_add(1, Relaxed);
-                    tracing::debug!(serial, evidence_id = %checked.evidence_id, nonce_fresh = checked.nonce_fresh, "evidence accepted");
+                    tracing::debug!(serial = %checked.claims.serial, evidence_id = %checked.evidence_id, nonce_fresh = checked.nonce_fresh, "evidence accepted");
                     return Ok(pb::SubmitEvidenceResponse {
                         evidence_id: checked.evidence_id.clone(),
                         appraisal: answer.as_ref().map(convert::appraisal),
                     });
                 }
+                // The unit changed underneath: read it again, decide again.
                 Err(StoreError::Conflict) => {
                     app.metrics.commit_conflicts.fetch_add(1, Relaxed);
                     pending = app.commit.begin();
-                    // Read the unit again.
-                    first = false;
+                    let c = checked.clone();
+                    decided = app
+                        .blocking(move |app| {
+                            let serial = c.claims.serial.as_str();
+                            let device = app
+                                .store
+                                .get_device(serial)
+                                .map_err(|e| app.store_err(e))?
+                                .ok_or_else(|| {
+                                    reject!(UnknownDevice, "serial {serial} is not enrolled")
+                                })?;
+                            decide(app, &c, &device)
+                        })
+                        .await?;
                 }
                 Err(e) => return Err(app.store_err(e)),
             }
@@ -88,7 +105,7 @@ impl DeviceService {
     }
 }
 
-/// Evidence decoded, authenticated and fresh, with the unit it names.
+/// Evidence decoded, authenticated and fresh.
 struct Checked {
     /// The claims (the signature is checked: the COSE structure is not kept).
     claims: Claims,
@@ -96,12 +113,12 @@ struct Checked {
     nonce_fresh: bool,
     evidence_id: String,
     now_ms: i64,
-    device: DeviceEntry,
 }
 
 /// Decodes evidence under hard bounds, authenticates it with the unit's
 /// enrolled key and checks its freshness by nonce; nothing is written.
-fn check(app: &App, raw: Vec<u8>) -> Result<Checked, Rejection> {
+/// Returns it with the unit as read.
+fn check(app: &App, raw: Vec<u8>) -> Result<(Checked, DeviceEntry), Rejection> {
     // Decode under hard bounds; nothing from it is trusted yet.
     let ev = Evidence::decode(&raw)?;
     let serial = ev.claims.serial.as_str();
@@ -142,33 +159,26 @@ fn check(app: &App, raw: Vec<u8>) -> Result<Checked, Rejection> {
         None => false,
     };
     let evidence_id = object_id(EVIDENCE_ID_PREFIX, &Digest::of(&raw));
-    Ok(Checked {
-        claims: ev.claims,
-        raw,
-        nonce_fresh,
-        evidence_id,
-        now_ms,
+    Ok((
+        Checked {
+            claims: ev.claims,
+            raw,
+            nonce_fresh,
+            evidence_id,
+            now_ms,
+        },
         device,
-    })
+    ))
 }
 
-/// Appraises checked evidence against the unit (the one read at check time
-/// on the `first` attempt, else read again) and prepares its write and its
-/// answer.
+/// Appraises checked evidence against the unit as it is in `device` and
+/// prepares its write and its answer.
 fn decide(
     app: &App,
     c: &Checked,
-    first: bool,
+    device: &DeviceEntry,
 ) -> Result<(EvidenceCommit, Option<AppraisalEntry>), Rejection> {
     let serial = c.claims.serial.as_str();
-    let device = if first {
-        c.device.clone()
-    } else {
-        app.store
-            .get_device(serial)
-            .map_err(|e| app.store_err(e))?
-            .ok_or_else(|| reject!(UnknownDevice, "serial {serial} is not enrolled"))?
-    };
     let now_ms = c.now_ms;
     let now = attestd_core::time::UnixTime(now_ms.div_euclid(1000));
     let (baseline_version, baseline) = app.baselines.active(app.store.as_ref(), &device.model)?;
@@ -188,7 +198,7 @@ fn decide(
             return Err(r);
         }
     }
-    let facts = unit_facts(app.store.as_ref(), &device)?;
+    let facts = unit_facts(app.store.as_ref(), device)?;
     let prior_svns = svn_pairs(&device.svns);
     let ev_facts = EvidenceFacts {
         claims: &c.claims,

@@ -153,16 +153,7 @@ impl FactoryService {
                     .model
             }
         };
-        if !station
-            .allowed_models
-            .iter()
-            .any(|m| m == "*" || *m == model)
-        {
-            return Err(reject!(
-                StationNotAuthorized,
-                "station {sid} is not allowed to handle model {model}"
-            ));
-        }
+        attestd_store::rules::check_station_for_model(&station, &model)?;
         let now = app.clock.now();
         if record.performed_at() > now.plus_seconds(app.limits.clock_skew_secs) {
             return Err(reject!(

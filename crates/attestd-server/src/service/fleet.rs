@@ -159,14 +159,6 @@ impl Filter {
     }
 }
 
-/// The summary group and model pair refused before reading.
-fn unreachable_summary() -> Result<Vec<attestd_store::SummaryCount>, StoreError> {
-    Err(StoreError::Rejected(reject!(
-        FieldInvalid,
-        "filter.model: a summary filtered by model can only be grouped by model"
-    )))
-}
-
 /// Tries of [`at_cursor`] before it settles for the cursor read first.
 const CURSOR_TRIES: usize = 4;
 
@@ -318,23 +310,25 @@ impl FleetService {
             Err(_) => return Err(reject!(FieldInvalid, "group_by: not a summary group")),
         };
         let tenant = (!filter.tenant.is_empty()).then_some(filter.tenant.as_str());
-        if matches!(group, Some(Group::Site | Group::Firmware)) && !filter.model.is_empty() {
-            return Err(reject!(
-                FieldInvalid,
-                "filter.model: a summary filtered by model can only be grouped by model"
-            ));
-        }
-        let read = || match (group, filter.model.as_str()) {
-            (None, "") => app.store.summary(Group::All, tenant),
-            (None | Some(Group::Model), model) => {
-                app.store.summary(Group::Model, tenant).map(|v| {
-                    v.into_iter()
-                        .filter(|(k, _, _)| model.is_empty() || k == model)
-                        .collect()
-                })
+        // The counters to read, and the model to keep of them.
+        let (read_group, model) = match (group, filter.model.as_str()) {
+            (None, "") => (Group::All, None),
+            (Some(Group::Model), "") => (Group::Model, None),
+            (None | Some(Group::Model), m) => (Group::Model, Some(m)),
+            (Some(g), "") => (g, None),
+            (Some(_), _) => {
+                return Err(reject!(
+                    FieldInvalid,
+                    "filter.model: a summary filtered by model can only be grouped by model"
+                ))
             }
-            (Some(g), "") => app.store.summary(g, tenant),
-            (Some(_), _) => unreachable_summary(),
+        };
+        let read = || {
+            app.store.summary(read_group, tenant).map(|v| {
+                v.into_iter()
+                    .filter(|(k, _, _)| model.is_none_or(|m| k == m))
+                    .collect::<Vec<_>>()
+            })
         };
         let (counts, cursor) = at_cursor(app.store.as_ref(), read).map_err(|e| app.store_err(e))?;
         let mut summary = convert::summary(&counts, group.is_some());
@@ -380,10 +374,17 @@ impl FleetService {
         // resumes from its cursor.
         tokio::spawn(async move {
             loop {
-                let batch = match app.store.changes_after(cursor, buffer) {
+                let read = app
+                    .blocking(move |app| {
+                        app.store
+                            .changes_after(cursor, buffer)
+                            .map_err(|e| app.store_err(e))
+                    })
+                    .await;
+                let batch = match read {
                     Ok(b) => b,
-                    Err(e) => {
-                        let _ = tx.send(Err(app.fail("WatchFleet", app.store_err(e)))).await;
+                    Err(r) => {
+                        let _ = tx.send(Err(app.fail("WatchFleet", r))).await;
                         return;
                     }
                 };

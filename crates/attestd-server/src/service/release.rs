@@ -78,7 +78,6 @@ fn decide_one(app: &App, caller: &str, serial: &str) -> Result<Decided, Rejectio
     let serial = Serial::parse(serial, Reason::FieldInvalid, "serial")?;
     let now_ms = app.clock.now_ms();
     let mut entry = ReleaseDecisionEntry {
-        decision_id: random_id("rd_")?,
         serial: serial.as_str().to_owned(),
         decided_at: now_ms,
         decided_for: caller.to_owned(),
@@ -88,6 +87,7 @@ fn decide_one(app: &App, caller: &str, serial: &str) -> Result<Decided, Rejectio
         .get_device(serial.as_str())
         .map_err(|e| app.store_err(e))?
     else {
+        // Not stored, so it has no decision id.
         entry.decision = HOLD;
         entry.reasons = vec![GateReasonEntry {
             code: NOT_ENROLLED.into(),
@@ -96,6 +96,7 @@ fn decide_one(app: &App, caller: &str, serial: &str) -> Result<Decided, Rejectio
         }];
         return Ok(Decided::NotEnrolled(entry));
     };
+    entry.decision_id = random_id("rd_")?;
     let Redecided {
         baseline_version: version,
         facts,
@@ -169,41 +170,95 @@ fn decide_one(app: &App, caller: &str, serial: &str) -> Result<Decided, Rejectio
 /// before it was stored.
 const DECIDE_ATTEMPTS: usize = 8;
 
+/// Decides for `serials` and stores every decision about an enrolled unit
+/// before answering any; a decision whose unit, baseline or stations
+/// changed before it was stored is decided again (up to
+/// [`DECIDE_ATTEMPTS`] rounds). Per serial, the decision or why it could
+/// not be decided; `Err` when decisions could not be stored.
+async fn decide_and_store(
+    app: &Arc<App>,
+    caller: &str,
+    serials: Vec<String>,
+) -> Result<Vec<Result<pb::ReleaseDecision, Rejection>>, Rejection> {
+    let serials = Arc::new(serials);
+    let mut results: Vec<Option<Result<pb::ReleaseDecision, Rejection>>> =
+        (0..serials.len()).map(|_| None).collect();
+    let mut open: Vec<usize> = (0..serials.len()).collect();
+    for _ in 0..DECIDE_ATTEMPTS {
+        if open.is_empty() {
+            break;
+        }
+        let pending = app.commit.begin();
+        let (who, all, todo) = (
+            caller.to_owned(),
+            serials.clone(),
+            std::mem::take(&mut open),
+        );
+        let decided = app
+            .blocking(move |app| {
+                Ok(todo
+                    .into_iter()
+                    .map(|i| (i, decide_one(app, &who, &all[i])))
+                    .collect::<Vec<_>>())
+            })
+            .await?;
+        let mut writes = Vec::new();
+        let mut answers = Vec::new();
+        for (i, d) in decided {
+            match d {
+                Ok(Decided::NotEnrolled(entry)) => {
+                    app.unknown_serials.note(&format!("principal {caller}"));
+                    results[i] = Some(Ok(convert::decision(entry)));
+                }
+                Ok(Decided::Unit(c)) => {
+                    answers.push((i, convert::decision(c.entry.clone())));
+                    writes.push(Write::Decision(c));
+                }
+                Err(r) => results[i] = Some(Err(r)),
+            }
+        }
+        if writes.is_empty() {
+            break;
+        }
+        let stored = pending
+            .commit_all(writes)
+            .await
+            .map_err(|e| app.store_err(e))?;
+        for ((i, answer), r) in answers.into_iter().zip(stored) {
+            match r {
+                Ok(_) => results[i] = Some(Ok(answer)),
+                // The unit, its baseline or a station changed meanwhile.
+                Err(StoreError::Conflict) => {
+                    app.metrics.commit_conflicts.fetch_add(1, Relaxed);
+                    open.push(i);
+                }
+                Err(e) => return Err(app.store_err(e)),
+            }
+        }
+    }
+    if !open.is_empty() {
+        return Err(app.store_err(StoreError::Conflict));
+    }
+    Ok(results
+        .into_iter()
+        .map(|r| {
+            r.unwrap_or_else(|| Err(reject!(StoreUnavailable, "no decision was reached; retry")))
+        })
+        .collect())
+}
+
 impl ReleaseService {
     async fn check(
         &self,
         caller: &Principal,
         req: pb::CheckReleaseRequest,
     ) -> Result<pb::ReleaseDecision, Rejection> {
-        let app = &self.app;
-        for _ in 0..DECIDE_ATTEMPTS {
-            let pending = app.commit.begin();
-            let (who, serial) = (caller.name.clone(), req.serial.clone());
-            let commit = match app
-                .blocking(move |app| decide_one(app, &who, &serial))
-                .await?
-            {
-                Decided::NotEnrolled(entry) => {
-                    app.unknown_serials
-                        .note(&format!("principal {}", caller.name));
-                    return Ok(convert::decision(entry));
-                }
-                Decided::Unit(c) => c,
-            };
-            let entry = commit.entry.clone();
-            match pending.commit(Write::Decision(commit)).await {
-                Ok(_) => {
-                    tracing::debug!(serial = %entry.serial, decision = entry.decision, by = %caller.name, "release decision");
-                    return Ok(convert::decision(entry));
-                }
-                // The unit, its baseline or a station changed meanwhile.
-                Err(StoreError::Conflict) => {
-                    app.metrics.commit_conflicts.fetch_add(1, Relaxed);
-                }
-                Err(e) => return Err(app.store_err(e)),
-            }
-        }
-        Err(app.store_err(StoreError::Conflict))
+        let mut one = decide_and_store(&self.app, &caller.name, vec![req.serial]).await?;
+        let d = one
+            .pop()
+            .unwrap_or_else(|| Err(reject!(StoreUnavailable, "no decision was reached; retry")))?;
+        tracing::debug!(serial = %d.serial, decision = d.decision, by = %caller.name, "release decision");
+        Ok(d)
     }
 
     async fn check_batch(
@@ -211,8 +266,7 @@ impl ReleaseService {
         caller: &Principal,
         req: pb::CheckReleaseBatchRequest,
     ) -> Result<pb::CheckReleaseBatchResponse, Rejection> {
-        let app = &self.app;
-        let max = app.limits.max_release_batch;
+        let max = self.app.limits.max_release_batch;
         if req.serials.is_empty() || req.serials.len() > max {
             return Err(reject!(
                 FieldInvalid,
@@ -220,79 +274,25 @@ impl ReleaseService {
                 req.serials.len()
             ));
         }
-        let serials = Arc::new(req.serials);
-        let mut results: Vec<Option<pb::ReleaseDecision>> = vec![None; serials.len()];
-        let mut open: Vec<usize> = (0..serials.len()).collect();
-        for _ in 0..DECIDE_ATTEMPTS {
-            let pending = app.commit.begin();
-            let (who, all, todo) = (caller.name.clone(), serials.clone(), open.clone());
-            let decided = app
-                .blocking(move |app| {
-                    Ok(todo
-                        .into_iter()
-                        .map(|i| (i, decide_one(app, &who, &all[i])))
-                        .collect::<Vec<_>>())
+        let decided = decide_and_store(&self.app, &caller.name, req.serials.clone()).await?;
+        let results = decided
+            .into_iter()
+            .enumerate()
+            .map(|(i, d)| {
+                // A unit that cannot be decided is held, never released.
+                d.unwrap_or_else(|r| pb::ReleaseDecision {
+                    serial: req.serials[i].chars().take(64).collect(),
+                    decision: HOLD,
+                    reasons: vec![pb::GateReason {
+                        code: r.reason.as_str().into(),
+                        detail: format!("serials[{i}]: {}", r.message),
+                        waived: false,
+                    }],
+                    ..Default::default()
                 })
-                .await?;
-            let mut writes = Vec::new();
-            let mut written = Vec::new();
-            for (i, d) in decided {
-                match d {
-                    Ok(Decided::NotEnrolled(entry)) => {
-                        app.unknown_serials
-                            .note(&format!("principal {}", caller.name));
-                        results[i] = Some(convert::decision(entry));
-                    }
-                    Ok(Decided::Unit(c)) => {
-                        written.push((i, c.entry.clone()));
-                        writes.push(Write::Decision(c));
-                    }
-                    // A unit that cannot be decided is held, never released.
-                    Err(r) => {
-                        results[i] = Some(pb::ReleaseDecision {
-                            serial: serials[i].chars().take(64).collect(),
-                            decision: HOLD,
-                            reasons: vec![pb::GateReason {
-                                code: r.reason.as_str().into(),
-                                detail: format!("serials[{i}]: {}", r.message),
-                                waived: false,
-                            }],
-                            ..Default::default()
-                        })
-                    }
-                }
-            }
-            open.clear();
-            if writes.is_empty() {
-                break;
-            }
-            // Every decision is stored before any is answered; a decision
-            // that could not be stored fails the call (the MES asks again);
-            // one whose unit changed meanwhile is decided again.
-            let stored = pending
-                .commit_all(writes)
-                .await
-                .map_err(|e| app.store_err(e))?;
-            for ((i, entry), r) in written.into_iter().zip(stored) {
-                match r {
-                    Ok(_) => results[i] = Some(convert::decision(entry)),
-                    Err(StoreError::Conflict) => {
-                        app.metrics.commit_conflicts.fetch_add(1, Relaxed);
-                        open.push(i);
-                    }
-                    Err(e) => return Err(app.store_err(e)),
-                }
-            }
-            if open.is_empty() {
-                break;
-            }
-        }
-        if !open.is_empty() {
-            return Err(app.store_err(StoreError::Conflict));
-        }
-        Ok(pb::CheckReleaseBatchResponse {
-            results: results.into_iter().flatten().collect(),
-        })
+            })
+            .collect();
+        Ok(pb::CheckReleaseBatchResponse { results })
     }
 
     async fn quarantine(
