@@ -8,6 +8,7 @@ pub mod faulty;
 pub mod fleet;
 pub mod inproc;
 pub mod rpc;
+pub mod trusted;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
