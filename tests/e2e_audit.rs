@@ -596,19 +596,7 @@ async fn an_export_verifies_with_a_verifier_written_from_the_format_document_alo
         limits: vec![("checkpoint_interval_secs", "1".into())],
         ..Options::default()
     });
-    let admin = server.admin().await;
-    let st_key = register_station(
-        &admin,
-        "line1-prov",
-        &[pb::RecordKind::Provisioning],
-        &["PM-200"],
-    )
-    .await;
-    let station = server.station("line1-prov").await;
-    let unit = SigningKey::generate(KeyAlg::Ed25519).unwrap();
-    provision(&station, "line1-prov", &st_key, 1, "PM200-1", &unit)
-        .await
-        .unwrap();
+    let unit = enroll_one(&server, "PM200-1", KeyAlg::Ed25519).await;
     let auditor = server.client(Some(AUDITOR_TOKEN)).await;
     // Wait for a checkpoint, then add one more change after it.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);

@@ -437,6 +437,25 @@ pub fn provisioning_doc(
     }
 }
 
+/// Registers station `line1-prov` (provisioning, PM-200) and enrolls
+/// `serial` through it with a new device key of `alg`; returns that key.
+pub async fn enroll_one(server: &TestServer, serial: &str, alg: KeyAlg) -> SigningKey {
+    let admin = server.admin().await;
+    let st_key = register_station(
+        &admin,
+        "line1-prov",
+        &[pb::RecordKind::Provisioning],
+        &["PM-200"],
+    )
+    .await;
+    let station = server.station("line1-prov").await;
+    let unit = SigningKey::generate(alg).unwrap();
+    provision(&station, "line1-prov", &st_key, 1, serial, &unit)
+        .await
+        .unwrap();
+    unit
+}
+
 /// Provisions `serial` through `station` signed by `station_key`; returns the record id.
 pub async fn provision(
     station: &Client,

@@ -685,10 +685,16 @@ pub fn status(
     last_evidence_ms: Option<i64>,
     baseline: Option<&Baseline>,
     quarantined: bool,
+    revoked: bool,
     now: UnixTime,
 ) -> Status {
     if quarantined {
         return Status::Quarantined;
+    }
+    // A revoked unit is untrusted even before it ever attested (its
+    // evidence, if any, is appraised DEVICE_REVOKED anyway).
+    if revoked {
+        return Status::Untrusted;
     }
     let Some(a) = appraisal else {
         return Status::Unknown;

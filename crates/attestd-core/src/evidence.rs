@@ -441,6 +441,25 @@ pub struct DeferredPolicy {
     pub max_age_secs: i64,
 }
 
+/// Refuses evidence that says it was made in the future: an `iat` more than
+/// `clock_skew_secs` ahead of `now`. Applies to every evidence, with a nonce
+/// or not (a far-future `iat` would otherwise be kept as when the unit
+/// produced it).
+pub fn check_not_ahead(
+    claims: &Claims,
+    now: UnixTime,
+    clock_skew_secs: i64,
+) -> Result<(), Rejection> {
+    if claims.iat > now.plus_seconds(clock_skew_secs) {
+        return Err(reject!(
+            ClockSkew,
+            "iat {} is in the future (now {now}; at most {clock_skew_secs} s of clock skew is allowed)",
+            claims.iat
+        ));
+    }
+    Ok(())
+}
+
 /// Accepts deferred evidence only with a boot counter above every one
 /// accepted for the unit and an `iat` inside the freshness window; anything
 /// else is a replay (docs/formats.md §1).
@@ -459,13 +478,7 @@ pub fn check_deferred(
             ));
         }
     }
-    if claims.iat > now.plus_seconds(policy.clock_skew_secs) {
-        return Err(reject!(
-            ClockSkew,
-            "deferred evidence: iat {} is in the future (now {now})",
-            claims.iat
-        ));
-    }
+    check_not_ahead(claims, now, policy.clock_skew_secs)?;
     if claims.iat < now.plus_seconds(-policy.max_age_secs) {
         return Err(reject!(
             Replayed,
@@ -475,4 +488,61 @@ pub fn check_deferred(
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Reason;
+
+    fn claims(iat: i64, bootcount: u64) -> Claims {
+        Claims {
+            nonce: None,
+            iat: UnixTime(iat),
+            bootcount,
+            hwmodel: "PM-200".into(),
+            hwversion: HwVersion {
+                version: "B".into(),
+                scheme: None,
+            },
+            dbgstat: 0,
+            ueid: None,
+            serial: Serial::parse("PM200-1", Reason::FieldInvalid, "serial").unwrap(),
+            secure_boot: true,
+            components: Vec::new(),
+            calibration: None,
+        }
+    }
+
+    #[test]
+    fn no_evidence_may_come_from_the_future() {
+        let now = UnixTime(1_000_000);
+        assert!(check_not_ahead(&claims(1_000_300, 1), now, 300).is_ok());
+        let e = check_not_ahead(&claims(1_000_301, 1), now, 300).unwrap_err();
+        assert_eq!(e.reason, Reason::ClockSkew);
+        // A century ahead (what an outside client sent with a valid nonce).
+        let far = claims(1_000_000 + 100 * 365 * 86_400, 1);
+        assert_eq!(
+            check_not_ahead(&far, now, 300).unwrap_err().reason,
+            Reason::ClockSkew
+        );
+        // Deferred evidence applies the same bound, then its window.
+        let policy = DeferredPolicy {
+            clock_skew_secs: 300,
+            max_age_secs: 3600,
+        };
+        assert_eq!(
+            check_deferred(&far, Some(0), now, policy)
+                .unwrap_err()
+                .reason,
+            Reason::ClockSkew
+        );
+        assert_eq!(
+            check_deferred(&claims(990_000, 2), Some(1), now, policy)
+                .unwrap_err()
+                .reason,
+            Reason::Replayed
+        );
+        assert!(check_deferred(&claims(999_000, 2), Some(1), now, policy).is_ok());
+    }
 }

@@ -532,28 +532,41 @@ fn status_precedence() {
     let a = good.appraise();
     let last = Some(NOW.0 * 1000);
     assert_eq!(
-        status(Some(&a), last, b.as_ref(), false, NOW),
+        status(Some(&a), last, b.as_ref(), false, false, NOW),
         Status::Trusted
     );
     assert_eq!(
-        status(Some(&a), last, b.as_ref(), true, NOW),
+        status(Some(&a), last, b.as_ref(), true, false, NOW),
         Status::Quarantined
     );
-    assert_eq!(status(None, None, b.as_ref(), false, NOW), Status::Unknown);
+    assert_eq!(
+        status(None, None, b.as_ref(), false, false, NOW),
+        Status::Unknown
+    );
+    // Revoked before it ever attested: untrusted, not unknown; a
+    // quarantine still shows first.
+    assert_eq!(
+        status(None, None, b.as_ref(), false, true, NOW),
+        Status::Untrusted
+    );
+    assert_eq!(
+        status(None, None, b.as_ref(), true, true, NOW),
+        Status::Quarantined
+    );
     let later = NOW.plus_seconds(25 * HOUR);
     assert_eq!(
-        status(Some(&a), last, b.as_ref(), false, later),
+        status(Some(&a), last, b.as_ref(), false, false, later),
         Status::Stale
     );
     let mut w = Inputs::good();
     w.nonce_fresh = false;
     let wa = w.appraise();
     assert_eq!(
-        status(Some(&wa), last, b.as_ref(), false, NOW),
+        status(Some(&wa), last, b.as_ref(), false, false, NOW),
         Status::Warning
     );
     assert_eq!(
-        status(Some(&wa), last, b.as_ref(), false, later),
+        status(Some(&wa), last, b.as_ref(), false, false, later),
         Status::Stale,
         "STALE outranks WARNING"
     );
@@ -561,18 +574,18 @@ fn status_precedence() {
     u.claims.dbgstat = 0;
     let ua = u.appraise();
     assert_eq!(
-        status(Some(&ua), last, b.as_ref(), false, later),
+        status(Some(&ua), last, b.as_ref(), false, false, later),
         Status::Untrusted,
         "UNTRUSTED outranks STALE"
     );
     assert_eq!(
-        status(Some(&ua), last, b.as_ref(), true, later),
+        status(Some(&ua), last, b.as_ref(), true, false, later),
         Status::Quarantined
     );
     let mut n = Inputs::good();
     n.baseline = None;
     assert_eq!(
-        status(Some(&n.appraise()), last, None, false, later),
+        status(Some(&n.appraise()), last, None, false, false, later),
         Status::Unknown
     );
 }

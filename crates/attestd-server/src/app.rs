@@ -59,7 +59,7 @@ impl App {
     pub async fn blocking<T, F>(self: &Arc<Self>, f: F) -> Result<T, Rejection>
     where
         T: Send + 'static,
-        F: FnOnce(&App) -> Result<T, Rejection> + Send + 'static,
+        F: FnOnce(&Arc<App>) -> Result<T, Rejection> + Send + 'static,
     {
         let app = self.clone();
         match tokio::task::spawn_blocking(move || f(&app)).await {
@@ -73,6 +73,27 @@ impl App {
             }
             Err(_) => Err(reject!(ShuttingDown, "the server is shutting down; retry")),
         }
+    }
+
+    /// Answers a unary call whose work all blocks (reads): `f` runs on the
+    /// blocking pool with the request; a refusal is counted, logged and
+    /// turned into its status.
+    pub async fn answer<R, T, F>(
+        self: &Arc<Self>,
+        method: &'static str,
+        req: tonic::Request<R>,
+        f: F,
+    ) -> Result<tonic::Response<T>, Status>
+    where
+        R: Send + 'static,
+        T: Send + 'static,
+        F: FnOnce(&Arc<App>, R) -> Result<T, Rejection> + Send + 'static,
+    {
+        let req = req.into_inner();
+        self.blocking(move |app| f(app, req))
+            .await
+            .map(tonic::Response::new)
+            .map_err(|r| self.fail(method, r))
     }
 
     /// Validates a page size: 0 means the default; larger than the maximum is capped.

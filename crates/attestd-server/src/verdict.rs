@@ -206,7 +206,14 @@ pub fn verdict(
 ) -> UnitVerdict {
     let now = UnixTime(now_ms.div_euclid(1000));
     let baseline = baseline.filter(|b| b.covers(&facts.model, &facts.hw_version));
-    let status = appraisal::status(appraisal, last_evidence_ms, baseline, quarantined, now);
+    let status = appraisal::status(
+        appraisal,
+        last_evidence_ms,
+        baseline,
+        quarantined,
+        facts.revoked,
+        now,
+    );
     let next = appraisal::next_check(facts, baseline, last_evidence_ms, now);
     let calibration_due = match (baseline, &facts.calibration) {
         (Some(b), Some(rec)) => appraisal::calibration_due(rec, b).0,

@@ -1377,12 +1377,23 @@ impl Store for SledStore {
     }
 
     fn audit_head(&self) -> crate::Result<(u64, [u8; 32])> {
-        let seq = self.count(AUDIT_SEQ)?;
-        let head = match self.tree(META).get(AUDIT_HEAD).map_err(unavailable)? {
-            Some(v) => <[u8; 32]>::try_from(v.as_ref()).map_err(|_| corrupt("audit head"))?,
-            None => attestd_core::audit::GENESIS,
-        };
-        Ok((seq, head))
+        // Sequence and hash are two keys: read them in one transaction, or
+        // an append between the two reads pairs one entry's sequence with
+        // the next one's hash (a checkpoint would then sign a head that is
+        // not in the chain).
+        self.tx(|t| {
+            let seq = match t.t(META).get(AUDIT_SEQ)? {
+                Some(v) => u64_of(&v).ok_or_else(|| tx_corrupt("audit sequence"))?,
+                None => 0,
+            };
+            let head = match t.t(META).get(AUDIT_HEAD)? {
+                Some(v) => {
+                    <[u8; 32]>::try_from(v.as_ref()).map_err(|_| tx_corrupt("audit head"))?
+                }
+                None => attestd_core::audit::GENESIS,
+            };
+            Ok((seq, head))
+        })
     }
 
     fn audit_last_checkpoint(&self) -> crate::Result<Option<crate::AuditRecord>> {

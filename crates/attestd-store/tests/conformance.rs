@@ -784,3 +784,36 @@ fn reprovisioning_decisions_and_flags_keep_the_contract() {
     decision_contract(&s);
     flag_contract(&s);
 }
+
+/// The head a reader gets is always one the chain has, while writers append:
+/// sequence and hash belong to the same entry.
+#[test]
+fn the_audit_head_is_consistent_under_concurrent_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = std::sync::Arc::new(open_small(dir.path()));
+    let writer = {
+        let s = s.clone();
+        std::thread::spawn(move || {
+            for i in 0..1500 {
+                s.append_audit(&AuditNote::new(i, "tester", "test.append", "x"))
+                    .unwrap();
+            }
+        })
+    };
+    let mut checked = 0;
+    while !writer.is_finished() || checked == 0 {
+        let (seq, hash) = s.audit_head().unwrap();
+        if seq > 0 {
+            let entry = s.audit_after(seq - 1, 1).unwrap().remove(0);
+            assert_eq!(entry.seq, seq);
+            assert_eq!(
+                entry.hash,
+                hash.to_vec(),
+                "head {seq} pairs another entry's hash"
+            );
+            checked += 1;
+        }
+    }
+    writer.join().unwrap();
+    assert!(checked > 0);
+}

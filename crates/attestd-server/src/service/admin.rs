@@ -348,14 +348,10 @@ impl pb::admin_server::Admin for AdminService {
         &self,
         req: Request<pb::ListStationsRequest>,
     ) -> Result<Response<pb::ListStationsResponse>, Status> {
-        let svc = AdminService {
-            app: self.app.clone(),
-        };
-        let req = req.into_inner();
         self.app
-            .blocking(move |_| svc.list(req))
+            .answer("ListStations", req, |app, r| {
+                AdminService { app: app.clone() }.list(r)
+            })
             .await
-            .map(Response::new)
-            .map_err(|r| self.app.fail("ListStations", r))
     }
 }

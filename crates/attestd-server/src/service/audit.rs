@@ -68,10 +68,9 @@ fn hash32(app: &App, r: &AuditRecord) -> Result<[u8; 32], Rejection> {
 
 impl AuditService {
     fn list(
-        &self,
+        app: &App,
         req: pb::ListAuditEventsRequest,
     ) -> Result<pb::ListAuditEventsResponse, Rejection> {
-        let app = &self.app;
         let limit = app.page_size(req.page_size)?;
         let keep = |r: &AuditRecord| {
             (req.principal.is_empty() || r.principal == req.principal)
@@ -113,12 +112,12 @@ impl AuditService {
         }
     }
 
-    fn head(&self) -> Result<pb::AuditHead, Rejection> {
-        let store = &self.app.store;
-        let (sequence, hash) = store.audit_head().map_err(|e| self.app.store_err(e))?;
+    fn head(app: &App) -> Result<pb::AuditHead, Rejection> {
+        let store = &app.store;
+        let (sequence, hash) = store.audit_head().map_err(|e| app.store_err(e))?;
         let checkpoint = store
             .audit_last_checkpoint()
-            .map_err(|e| self.app.store_err(e))?;
+            .map_err(|e| app.store_err(e))?;
         Ok(pb::AuditHead {
             sequence,
             hash: hash.to_vec(),
@@ -127,9 +126,9 @@ impl AuditService {
     }
 
     /// The range an export of `req` holds, checked against the chain now.
-    fn export_range(&self, req: &pb::ExportAuditRequest) -> Result<Range, Rejection> {
-        let store = &self.app.store;
-        let (head, _) = store.audit_head().map_err(|e| self.app.store_err(e))?;
+    fn export_range(app: &App, req: &pb::ExportAuditRequest) -> Result<Range, Rejection> {
+        let store = &app.store;
+        let (head, _) = store.audit_head().map_err(|e| app.store_err(e))?;
         let after = req.after_sequence;
         if after > head {
             return Err(Rejection::new(
@@ -152,10 +151,10 @@ impl AuditService {
         } else {
             let before = store
                 .audit_after(after - 1, 1)
-                .map_err(|e| self.app.store_err(e))?;
+                .map_err(|e| app.store_err(e))?;
             match before.first() {
-                Some(r) if r.seq == after => hash32(&self.app, r)?,
-                _ => return Err(missing(&self.app, after)),
+                Some(r) if r.seq == after => hash32(app, r)?,
+                _ => return Err(missing(app, after)),
             }
         };
         Ok(Range {
@@ -252,18 +251,6 @@ impl AuditService {
         });
         Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
     }
-
-    /// Runs `f` on a copy of this service on the blocking pool.
-    async fn off_runtime<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&AuditService) -> Result<T, Rejection> + Send + 'static,
-    ) -> Result<T, Rejection> {
-        let svc = AuditService {
-            app: self.app.clone(),
-            key: self.key.clone(),
-        };
-        self.app.blocking(move |_| f(&svc)).await
-    }
 }
 
 #[tonic::async_trait]
@@ -272,21 +259,18 @@ impl pb::audit_server::Audit for AuditService {
         &self,
         req: Request<pb::ListAuditEventsRequest>,
     ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
-        let req = req.into_inner();
-        self.off_runtime(move |s| s.list(req))
+        self.app
+            .answer("ListAuditEvents", req, |app, r| AuditService::list(app, r))
             .await
-            .map(Response::new)
-            .map_err(|r| self.app.fail("ListAuditEvents", r))
     }
 
     async fn get_audit_head(
         &self,
-        _req: Request<pb::GetAuditHeadRequest>,
+        req: Request<pb::GetAuditHeadRequest>,
     ) -> Result<Response<pb::AuditHead>, Status> {
-        self.off_runtime(|s| s.head())
+        self.app
+            .answer("GetAuditHead", req, |app, _| AuditService::head(app))
             .await
-            .map(Response::new)
-            .map_err(|r| self.app.fail("GetAuditHead", r))
     }
 
     type ExportAuditStream = ExportStream;
@@ -295,10 +279,12 @@ impl pb::audit_server::Audit for AuditService {
         &self,
         req: Request<pb::ExportAuditRequest>,
     ) -> Result<Response<ExportStream>, Status> {
-        let req = req.into_inner();
-        self.off_runtime(move |s| s.export_range(&req))
-            .await
-            .map(|range| Response::new(self.export(range)))
-            .map_err(|r| self.app.fail("ExportAudit", r))
+        let range = self
+            .app
+            .answer("ExportAudit", req, |app, r| {
+                AuditService::export_range(app, &r)
+            })
+            .await?;
+        Ok(Response::new(self.export(range.into_inner())))
     }
 }

@@ -187,29 +187,21 @@ impl pb::baselines_server::Baselines for BaselinesService {
         &self,
         req: Request<pb::GetBaselineRequest>,
     ) -> Result<Response<pb::Baseline>, Status> {
-        let svc = BaselinesService {
-            app: self.app.clone(),
-        };
-        let req = req.into_inner();
         self.app
-            .blocking(move |_| svc.get(req))
+            .answer("GetBaseline", req, |app, r| {
+                BaselinesService { app: app.clone() }.get(r)
+            })
             .await
-            .map(Response::new)
-            .map_err(|r| self.app.fail("GetBaseline", r))
     }
 
     async fn list_baselines(
         &self,
         req: Request<pb::ListBaselinesRequest>,
     ) -> Result<Response<pb::ListBaselinesResponse>, Status> {
-        let svc = BaselinesService {
-            app: self.app.clone(),
-        };
-        let req = req.into_inner();
         self.app
-            .blocking(move |_| svc.list(req))
+            .answer("ListBaselines", req, |app, r| {
+                BaselinesService { app: app.clone() }.list(r)
+            })
             .await
-            .map(Response::new)
-            .map_err(|r| self.app.fail("ListBaselines", r))
     }
 }

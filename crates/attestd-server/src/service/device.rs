@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use attestd_core::appraisal::{appraise, EvidenceFacts};
-use attestd_core::evidence::{check_deferred, Claims, DeferredPolicy, Evidence};
+use attestd_core::evidence::{check_deferred, check_not_ahead, Claims, DeferredPolicy, Evidence};
 use attestd_core::ids::{object_id, Digest, Serial};
 use attestd_core::keys::PublicKey;
 use attestd_core::{reject, Reason, Rejection};
@@ -137,16 +137,9 @@ fn check(app: &App, raw: Vec<u8>) -> Result<(Checked, DeviceEntry), Rejection> {
     // Authenticated from here on. No evidence may claim to come from the
     // future, nonce or not: a far-future iat would otherwise be kept as
     // the unit's production time.
-    let now = app.clock.now();
-    if ev.claims.iat > now.plus_seconds(app.limits.clock_skew_secs) {
-        app.security
-            .raise("device", serial, Reason::ClockSkew, now_ms);
-        return Err(reject!(
-            ClockSkew,
-            "iat {} is in the future (now {now}; at most {} s of clock skew is allowed)",
-            ev.claims.iat,
-            app.limits.clock_skew_secs
-        ));
+    if let Err(r) = check_not_ahead(&ev.claims, app.clock.now(), app.limits.clock_skew_secs) {
+        app.security.raise("device", serial, r.reason, now_ms);
+        return Err(r);
     }
     let nonce_fresh = match &ev.claims.nonce {
         Some(n) => {
@@ -285,15 +278,11 @@ impl pb::device_attestation_server::DeviceAttestation for DeviceService {
         &self,
         req: Request<pb::GetChallengeRequest>,
     ) -> Result<Response<pb::GetChallengeResponse>, Status> {
-        let svc = DeviceService {
-            app: self.app.clone(),
-        };
-        let req = req.into_inner();
         self.app
-            .blocking(move |_| svc.challenge(req))
+            .answer("GetChallenge", req, |app, r| {
+                DeviceService { app: app.clone() }.challenge(r)
+            })
             .await
-            .map(Response::new)
-            .map_err(|r| self.app.fail("GetChallenge", r))
     }
 
     async fn submit_evidence(

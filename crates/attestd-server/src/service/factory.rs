@@ -268,29 +268,21 @@ impl pb::factory_server::Factory for FactoryService {
         &self,
         req: Request<pb::GetRecordRequest>,
     ) -> Result<Response<pb::StoredRecord>, Status> {
-        let svc = FactoryService {
-            app: self.app.clone(),
-        };
-        let req = req.into_inner();
         self.app
-            .blocking(move |_| svc.get(req))
+            .answer("GetRecord", req, |app, r| {
+                FactoryService { app: app.clone() }.get(r)
+            })
             .await
-            .map(Response::new)
-            .map_err(|r| self.app.fail("GetRecord", r))
     }
 
     async fn list_records(
         &self,
         req: Request<pb::ListRecordsRequest>,
     ) -> Result<Response<pb::ListRecordsResponse>, Status> {
-        let svc = FactoryService {
-            app: self.app.clone(),
-        };
-        let req = req.into_inner();
         self.app
-            .blocking(move |_| svc.list(req))
+            .answer("ListRecords", req, |app, r| {
+                FactoryService { app: app.clone() }.list(r)
+            })
             .await
-            .map(Response::new)
-            .map_err(|r| self.app.fail("ListRecords", r))
     }
 }

@@ -446,7 +446,8 @@ impl FleetService {
     }
 }
 
-/// Runs a handler's work on the blocking pool (it reads the store).
+/// Answers a fleet call on the blocking pool (it reads the store), as the
+/// caller the edge layer authenticated.
 async fn off_runtime<T, R, F>(
     svc: &FleetService,
     method: &'static str,
@@ -459,15 +460,11 @@ where
     F: FnOnce(&FleetService, &Principal, R) -> Result<T, Rejection> + Send + 'static,
 {
     let caller = principal(&req).map_err(|r| svc.app.fail(method, r))?;
-    let inner = FleetService {
-        app: svc.app.clone(),
-    };
-    let req = req.into_inner();
     svc.app
-        .blocking(move |_| f(&inner, &caller, req))
+        .answer(method, req, move |app, r| {
+            f(&FleetService { app: app.clone() }, &caller, r)
+        })
         .await
-        .map(Response::new)
-        .map_err(|r| svc.app.fail(method, r))
 }
 
 /// The metadata key of the change-feed cursor a watch starts after.
@@ -523,14 +520,10 @@ impl pb::fleet_server::Fleet for FleetService {
         &self,
         req: Request<pb::GetEvidenceRequest>,
     ) -> Result<Response<pb::StoredEvidence>, Status> {
-        let svc = FleetService {
-            app: self.app.clone(),
-        };
-        let req = req.into_inner();
         self.app
-            .blocking(move |_| svc.evidence(req))
+            .answer("GetEvidence", req, |app, r| {
+                FleetService { app: app.clone() }.evidence(r)
+            })
             .await
-            .map(Response::new)
-            .map_err(|r| self.app.fail("GetEvidence", r))
     }
 }
