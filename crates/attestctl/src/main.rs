@@ -549,6 +549,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 };
                 let mut all = Vec::new();
                 let mut token = String::new();
+                // The first page's cursor: a watch from it misses nothing
+                // the later pages did not show.
+                let mut cursor = None;
                 loop {
                     let page = c
                         .fleet()
@@ -559,13 +562,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         })
                         .await?
                         .into_inner();
+                    cursor.get_or_insert(page.cursor);
                     all.extend(page.devices);
                     if page.next_page_token.is_empty() {
                         break;
                     }
                     token = page.next_page_token;
                 }
-                out.devices(&all);
+                out.devices(&all, cursor.as_deref().unwrap_or_default());
             }
             DeviceCmd::Assign {
                 serial,

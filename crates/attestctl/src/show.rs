@@ -316,7 +316,9 @@ impl Out {
         println!("last seen   {}", ts(&d.last_seen));
     }
 
-    pub fn devices(&self, list: &[pb::Device]) {
+    /// Units as a table (then the change-feed cursor they reflect), or a
+    /// JSON array.
+    pub fn devices(&self, list: &[pb::Device], cursor: &str) {
         if self.json {
             println!("{}", Value::Array(list.iter().map(device_json).collect()));
             return;
@@ -348,6 +350,7 @@ impl Out {
             ],
             &rows,
         );
+        watch_hint(cursor);
     }
 
     pub fn history(&self, entries: &[pb::HistoryEntry]) {
@@ -412,6 +415,7 @@ impl Out {
                     "total": s.total,
                     "counts": counts(&s.counts).into_iter().map(|(k, v)| json!({"status": k, "count": v})).collect::<Vec<_>>(),
                     "groups": s.groups.iter().map(|g| json!({"key": g.key, "total": g.total, "counts": counts(&g.counts).into_iter().map(|(k, v)| json!({"status": k, "count": v})).collect::<Vec<_>>()})).collect::<Vec<_>>(),
+                    "cursor": s.cursor,
                 })
             );
             return;
@@ -444,6 +448,7 @@ impl Out {
             table(&["GROUP", "UNITS", "BY STATUS"], &rows);
             println!("{} units: {}", s.total, render(&s.counts));
         }
+        watch_hint(&s.cursor);
     }
 
     pub fn change(&self, c: &pb::DeviceChange) {
@@ -499,5 +504,14 @@ impl Out {
             .filter(|d| d.decision == pb::Decision::Release as i32)
             .count();
         println!("{released} of {} released", list.len());
+    }
+}
+
+/// The change-feed cursor a read reflects, and how to continue from it.
+fn watch_hint(cursor: &str) {
+    if !cursor.is_empty() {
+        println!(
+            "as of change {cursor}: `attestctl fleet watch --after {cursor}` continues from here"
+        );
     }
 }

@@ -411,6 +411,13 @@ async fn every_command() {
     .await);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["groups"][0]["key"], "ward-3");
+    // The summary says which change it reflects, and how to watch on.
+    let cursor = v["cursor"].as_str().unwrap().to_owned();
+    let out = ok(ctl(&env, admin, &["fleet", "summary"]).await);
+    assert!(
+        out.contains(&format!("fleet watch --after {cursor}")),
+        "{out}"
+    );
     let out = ok(ctl(
         &env,
         admin,
