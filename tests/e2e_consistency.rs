@@ -333,6 +333,20 @@ async fn a_watch_from_a_reads_cursor_gets_exactly_the_changes_after_it() {
             .is_err(),
         "a change the read already showed was delivered again"
     );
+    // A watch cannot filter on what a change does not carry: refused, not
+    // silently ignored.
+    let refused = b
+        .admin
+        .fleet()
+        .watch_fleet(pb::WatchFleetRequest {
+            filter: Some(pb::DeviceFilter {
+                firmware_version: "2.1.4".into(),
+                ..Default::default()
+            }),
+            after_cursor: String::new(),
+        })
+        .await;
+    assert_rejected(refused, Code::InvalidArgument, "FIELD_INVALID");
     // A watch "from now" says which cursor now is.
     let now_resp = b
         .admin

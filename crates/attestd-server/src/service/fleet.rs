@@ -343,6 +343,26 @@ impl FleetService {
         req: pb::WatchFleetRequest,
     ) -> Result<(u64, ChangeStream), Rejection> {
         let app = self.app.clone();
+        // A change carries status, model, tenant and site: a filter on
+        // anything else cannot be applied to it, so it is refused rather
+        // than silently ignored.
+        let f = req.filter.clone().unwrap_or_default();
+        for (name, set) in [
+            ("hw_version", !f.hw_version.is_empty()),
+            ("department", !f.department.is_empty()),
+            ("firmware_digest", !f.firmware_digest.is_empty()),
+            ("firmware_version", !f.firmware_version.is_empty()),
+            ("calibration_due_before", f.calibration_due_before.is_some()),
+            ("last_seen_before", f.last_seen_before.is_some()),
+            ("last_seen_after", f.last_seen_after.is_some()),
+        ] {
+            if set {
+                return Err(reject!(
+                    FieldInvalid,
+                    "filter.{name}: a watch filters by statuses, model, tenant and site only"
+                ));
+            }
+        }
         let filter = Filter::new(req.filter, caller)?;
         let bounds = app.store.change_bounds().map_err(|e| app.store_err(e))?;
         let mut cursor = match req.after_cursor.as_str() {
