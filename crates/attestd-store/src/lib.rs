@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod model;
+pub mod plan;
 pub mod rules;
 pub mod sled_store;
 
@@ -160,7 +161,7 @@ pub struct DeviceQuery<'a> {
 }
 
 /// How a summary groups its counts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Group {
     All,
     Model,

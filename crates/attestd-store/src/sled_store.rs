@@ -21,12 +21,12 @@ use prost::Message;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::{Transactional, Tree};
 
+use crate::plan;
 use crate::{
     Assignment, BaselineEntry, ChangeEntry, ConcessionEntry, Counts, DecisionCommit, DeviceEntry,
     DeviceIndex, DeviceQuery, EvidenceCommit, EvidenceEntry, FlagCommit, Group, HistoryItem, Page,
-    ReappraisalCommit, ReappraisalEntry, RecordCommit, RecordEntry, RecordOutcome, StationEntry,
-    Store, StoreError, SummaryCount, SweepEntry, UnitVerdict, Write, Written, STATUS_UNKNOWN,
-    SWEEP_DIGEST, SWEEP_MODEL, SWEEP_STATION,
+    ReappraisalCommit, RecordCommit, RecordEntry, RecordOutcome, StationEntry, Store, StoreError,
+    SummaryCount, SweepEntry, Write, Written, SWEEP_DIGEST, SWEEP_MODEL, SWEEP_STATION,
 };
 
 const HISTORY_EVIDENCE: u8 = b'e';
@@ -250,20 +250,21 @@ impl Tx<'_> {
     }
 
     /// Makes `version` the model's active baseline unless a newer one
-    /// already is, and queues a sweep of the model's units.
+    /// already is, and queues the sweeps it calls for ([`plan::activation`]).
     fn activate(&self, model: &str, version: u64) -> TxResult<()> {
-        if self.active_version(model)?.is_some_and(|v| v >= version) {
-            return Ok(());
-        }
-        self.w(BASELINE_ACTIVE)
-            .insert(model.as_bytes(), &version.to_be_bytes())?;
-        let reason = format!("baseline {model} v{version} active");
         let entry: Option<BaselineEntry> =
             self.get(BASELINES, &baseline_key(model, version), "baseline")?;
-        for digest in entry.iter().flat_map(|b| &b.urgent_digests) {
-            self.open_sweep(SWEEP_DIGEST, digest, &reason)?;
+        let Some(sweeps) =
+            plan::activation(model, version, self.active_version(model)?, entry.as_ref())
+        else {
+            return Ok(());
+        };
+        self.w(BASELINE_ACTIVE)
+            .insert(model.as_bytes(), &version.to_be_bytes())?;
+        for (kind, key, reason) in sweeps {
+            self.open_sweep(kind, &key, &reason)?;
         }
-        self.open_sweep(SWEEP_MODEL, model, &reason)
+        Ok(())
     }
 
     /// Appends one entry to the audit chain, after the current head.
@@ -273,29 +274,9 @@ impl Tx<'_> {
             Some(v) => <[u8; 32]>::try_from(v.as_ref()).map_err(|_| tx_corrupt("audit head"))?,
             None => attestd_core::audit::GENESIS,
         };
-        let hash = attestd_core::audit::entry_hash(
-            &prev,
-            seq,
-            note.at_ms,
-            &note.principal,
-            &note.action,
-            &note.target,
-            &note.reason,
-            &note.details,
-        );
-        let rec = crate::AuditRecord {
-            seq,
-            at_ms: note.at_ms,
-            principal: note.principal.clone(),
-            action: note.action.clone(),
-            target: note.target.clone(),
-            reason: note.reason.clone(),
-            details: note.details.clone(),
-            prev_hash: prev.to_vec(),
-            hash: hash.to_vec(),
-        };
+        let rec = plan::audit_entry(seq, &prev, note);
         self.put(AUDIT, seq.to_be_bytes(), &rec)?;
-        self.w(META).insert(AUDIT_HEAD, &hash)?;
+        self.w(META).insert(AUDIT_HEAD, rec.hash.as_slice())?;
         if note.action == attestd_core::audit::CHECKPOINT_ACTION {
             self.w(META)
                 .insert(AUDIT_LAST_CHECKPOINT, &seq.to_be_bytes())?;
@@ -313,313 +294,169 @@ impl Tx<'_> {
     }
 }
 
-/// Writes a unit and keeps everything derived from it in step: the status,
-/// tenant and model indices, the summary counters, the due index, and the
-/// change feed (one entry per status change). Every write of a unit goes
-/// through here, inside the transaction that changes it.
-fn put_device(t: &Tx<'_>, old: Option<&DeviceEntry>, new: &DeviceEntry) -> TxResult<()> {
+/// Writes a unit and keeps everything derived from it in step
+/// ([`plan::unit_delta`]): the status, tenant, model and digest indices,
+/// the summary counters, the due index and the change feed. Every write of
+/// a unit goes through here, inside the transaction that changes it.
+fn put_device(t: &Tx<'_>, w: &plan::UnitWrite) -> TxResult<()> {
+    let new = &w.new;
     let serial = new.serial.as_str();
-    let old_status = old.map_or(0, |o| o.status);
-    // Summary counters and the status index.
-    let old_keys = old
-        .filter(|o| o.status != 0)
-        .map(summary_keys)
-        .unwrap_or_default();
-    let new_keys = if new.status != 0 {
-        summary_keys(new)
-    } else {
-        Vec::new()
-    };
-    for k in old_keys.iter().filter(|k| !new_keys.contains(k)) {
-        t.add(SUMMARY, k, -1)?;
+    let delta = w.delta();
+    for (k, n) in &delta.summary {
+        t.add(SUMMARY, &summary_key(k), *n)?;
     }
-    for k in new_keys.iter().filter(|k| !old_keys.contains(k)) {
-        t.add(SUMMARY, k, 1)?;
-    }
-    if old_status != new.status {
-        if old_status != 0 {
-            t.w(BY_STATUS).remove(status_key(old_status, serial))?;
+    if let Some(m) = &delta.status {
+        if m.old != 0 {
+            t.w(BY_STATUS).remove(status_key(m.old, serial))?;
         }
-        if new.status != 0 {
-            t.w(BY_STATUS).insert(status_key(new.status, serial), &[])?;
+        if m.new != 0 {
+            t.w(BY_STATUS).insert(status_key(m.new, serial), &[])?;
         }
     }
-    let old_tenant = old.map_or("", |o| o.tenant.as_str());
-    if old_tenant != new.tenant {
-        if !old_tenant.is_empty() {
-            t.w(BY_TENANT).remove(len_key(old_tenant, serial))?;
+    if let Some(m) = &delta.tenant {
+        if !m.old.is_empty() {
+            t.w(BY_TENANT).remove(len_key(&m.old, serial))?;
         }
-        if !new.tenant.is_empty() {
-            t.w(BY_TENANT).insert(len_key(&new.tenant, serial), &[])?;
-        }
-    }
-    let old_model = old.map_or("", |o| o.model.as_str());
-    if old_model != new.model {
-        if !old_model.is_empty() {
-            t.w(BY_MODEL).remove(pair_key(old_model, serial))?;
-        }
-        if !new.model.is_empty() {
-            t.w(BY_MODEL).insert(pair_key(&new.model, serial), &[])?;
+        if !m.new.is_empty() {
+            t.w(BY_TENANT).insert(len_key(&m.new, serial), &[])?;
         }
     }
-    let old_digests = old.map(firmware_digests).unwrap_or_default();
-    let new_digests = firmware_digests(new);
-    for d in old_digests.iter().filter(|d| !new_digests.contains(d)) {
+    if let Some(m) = &delta.model {
+        if !m.old.is_empty() {
+            t.w(BY_MODEL).remove(pair_key(&m.old, serial))?;
+        }
+        if !m.new.is_empty() {
+            t.w(BY_MODEL).insert(pair_key(&m.new, serial), &[])?;
+        }
+    }
+    for d in &delta.digests_removed {
         t.w(BY_DIGEST).remove(pair_key(d, serial))?;
     }
-    for d in new_digests.iter().filter(|d| !old_digests.contains(d)) {
+    for d in &delta.digests_added {
         t.w(BY_DIGEST).insert(pair_key(d, serial), &[])?;
     }
-    let old_due = old.map_or(0, |o| o.next_check_at);
-    if old_due != new.next_check_at {
-        if old_due != 0 {
-            t.w(DUE).remove(due_key(old_due, serial))?;
+    if let Some(m) = &delta.due {
+        if m.old != 0 {
+            t.w(DUE).remove(due_key(m.old, serial))?;
         }
-        if new.next_check_at != 0 {
-            t.w(DUE).insert(due_key(new.next_check_at, serial), &[])?;
+        if m.new != 0 {
+            t.w(DUE).insert(due_key(m.new, serial), &[])?;
         }
     }
-    if old_status != new.status {
-        let seq = t.bump(SEQ_CHANGES)?;
-        let change = ChangeEntry {
-            seq,
-            serial: serial.to_owned(),
-            old_status,
-            new_status: new.status,
-            at: new.status_changed_at,
-            model: new.model.clone(),
-            tenant: new.tenant.clone(),
-            site: new.site.clone(),
-            reasons: new
-                .appraisal
-                .as_ref()
-                .map(|a| a.findings.iter().map(|f| f.code.clone()).collect())
-                .unwrap_or_default(),
-        };
-        t.put(CHANGES, seq.to_be_bytes(), &change)?;
+    if let Some(mut change) = delta.change {
+        change.seq = t.bump(SEQ_CHANGES)?;
+        t.put(CHANGES, change.seq.to_be_bytes(), &change)?;
     }
     t.put(DEVICES, serial.as_bytes(), new)
 }
 
-/// The firmware digests a unit last reported, in hex, without repeats.
-fn firmware_digests(d: &DeviceEntry) -> Vec<String> {
-    let mut out: Vec<String> = d
-        .firmware
-        .iter()
-        .map(|f| attestd_core::ids::hex(&f.digest))
-        .collect();
-    out.sort();
-    out.dedup();
-    out
+/// A refusal of the plan, as the transaction's abort.
+fn refused<T>(r: plan::Refusal) -> TxResult<T> {
+    match r {
+        plan::Refusal::Rejected(r) => rejected(r),
+        plan::Refusal::Conflict => abort(Abort::Conflict),
+        plan::Refusal::Damaged(what) => Err(tx_corrupt(&what)),
+    }
 }
 
-/// Whether two states of a unit carry the same verdict, ignoring when the
-/// appraisal was computed.
-fn same_verdict(a: &DeviceEntry, b: &DeviceEntry) -> bool {
-    let strip = |d: &DeviceEntry| {
-        d.appraisal.clone().map(|mut x| {
-            x.appraised_at = 0;
-            x
-        })
+/// The unit of `serial` and its model's active baseline version.
+fn unit_view(t: &Tx<'_>, serial: &str) -> TxResult<(Option<DeviceEntry>, Option<u64>)> {
+    let d = t.device(serial)?;
+    let active = match &d {
+        Some(d) => t.active_version(&d.model)?,
+        None => None,
     };
-    a.status == b.status
-        && a.next_check_at == b.next_check_at
-        && a.calibration_due_at == b.calibration_due_at
-        && strip(a) == strip(b)
+    Ok((d, active))
 }
 
-/// Applies a verdict to a unit (status, due time, appraisal).
 /// Stores verified evidence and the unit's new verdict (see [`Store::commit_evidence`]).
-fn evidence_tx(t: &Tx<'_>, commit: &EvidenceCommit, order: u64) -> TxResult<DeviceEntry> {
-    let entry = &commit.entry;
-    let serial = entry.serial.as_str();
-    let Some(old) = t.device(serial)? else {
-        return rejected(reject!(UnknownDevice, "serial {serial} is not enrolled"));
-    };
-    if old.spki_der != commit.spki_der {
-        return rejected(reject!(
-            SignatureInvalid,
-            "the key enrolled for {serial} changed while the evidence was checked"
-        ));
-    }
-    if old.revision != commit.expected_revision
-        || t.active_version(&old.model)? != commit.expected_baseline
-    {
-        return abort(Abort::Conflict);
-    }
-    if t.t(EVIDENCE).get(entry.evidence_id.as_bytes())?.is_some() {
-        return rejected(reject!(Replayed, "this evidence was already accepted"));
-    }
-    if commit.deferred && old.has_bootcount && entry.bootcount <= old.highest_bootcount {
-        return rejected(reject!(
-            Replayed,
-            "deferred evidence: bootcount {} is not above the highest accepted ({})",
-            entry.bootcount,
-            old.highest_bootcount
-        ));
-    }
-    let mut d = old.clone();
-    if !d.has_bootcount || entry.bootcount > d.highest_bootcount {
-        d.highest_bootcount = entry.bootcount;
-        d.has_bootcount = true;
-    }
-    d.svns = commit.svns.clone();
-    d.firmware = commit.firmware.clone();
-    d.calibration_digest = commit.calibration_digest.clone();
-    d.evidence_count += 1;
-    d.last_evidence_id = entry.evidence_id.clone();
-    d.last_seen = entry.received_at;
-    apply_verdict(&mut d, &commit.verdict);
-    d.revision += 1;
-    put_device(t, Some(&old), &d)?;
+fn evidence_tx(t: &Tx<'_>, c: &EvidenceCommit, order: u64) -> TxResult<DeviceEntry> {
+    let entry = &c.entry;
+    let (d, active) = unit_view(t, &entry.serial)?;
+    let known = t.t(EVIDENCE).get(entry.evidence_id.as_bytes())?.is_some();
+    let w = plan::admit_evidence(d.as_ref(), active, known, c).or_else(refused)?;
+    put_device(t, &w)?;
     t.put(EVIDENCE, entry.evidence_id.as_bytes(), entry)?;
     t.history(
-        serial,
+        &entry.serial,
         order,
         HISTORY_EVIDENCE,
         entry.evidence_id.as_bytes(),
     )?;
     t.bump(COUNT_EVIDENCE)?;
-    t.audit(&commit.audit)?;
-    Ok(d)
+    t.audit(&c.audit)?;
+    Ok(w.new)
 }
 
 /// Stores a re-appraised verdict (see [`Store::commit_reappraisal`]).
-fn reappraisal_tx(t: &Tx<'_>, commit: &ReappraisalCommit, order: u64) -> TxResult<DeviceEntry> {
-    let serial = commit.serial.as_str();
-    let Some(old) = t.device(serial)? else {
-        t.w(DIRTY).remove(serial.as_bytes())?;
-        return rejected(reject!(DeviceNotFound, "serial {serial} is not enrolled"));
-    };
-    if old.revision != commit.expected_revision
-        || t.active_version(&old.model)? != commit.expected_baseline
-    {
-        return abort(Abort::Conflict);
+fn reappraisal_tx(t: &Tx<'_>, c: &ReappraisalCommit, order: u64) -> TxResult<DeviceEntry> {
+    let serial = c.serial.as_str();
+    let (d, active) = unit_view(t, serial)?;
+    match plan::admit_reappraisal(d.as_ref(), active, c) {
+        Err(plan::Refusal::Conflict) => abort(Abort::Conflict),
+        Err(r) => {
+            t.w(DIRTY).remove(serial.as_bytes())?;
+            refused(r)
+        }
+        Ok(None) => {
+            t.w(DIRTY).remove(serial.as_bytes())?;
+            d.ok_or_else(|| tx_corrupt("device"))
+        }
+        Ok(Some((w, h))) => {
+            t.w(DIRTY).remove(serial.as_bytes())?;
+            put_device(t, &w)?;
+            t.history(serial, order, HISTORY_REAPPRAISAL, &h.encode_to_vec())?;
+            Ok(w.new)
+        }
     }
-    t.w(DIRTY).remove(serial.as_bytes())?;
-    let mut d = old.clone();
-    apply_verdict(&mut d, &commit.verdict);
-    if same_verdict(&old, &d) {
-        // Nothing a reader could see changed: keep the verdict (and
-        // when it was reached) as it was.
-        return Ok(old);
-    }
-    d.revision += 1;
-    put_device(t, Some(&old), &d)?;
-    let h = ReappraisalEntry {
-        appraisal: d.appraisal.clone(),
-        status: d.status,
-        at: commit.verdict.now_ms,
-    };
-    t.history(serial, order, HISTORY_REAPPRAISAL, &h.encode_to_vec())?;
-    Ok(d)
 }
 
 /// Stores a station record (see [`Store::commit_record`]).
-fn record_tx(t: &Tx<'_>, commit: &RecordCommit, order: u64) -> TxResult<RecordOutcome> {
-    let entry = &commit.entry;
-    if let Some(existing) = t.get::<RecordEntry>(RECORDS, entry.record_id.as_bytes(), "record")? {
-        return Ok(RecordOutcome::Duplicate(existing));
-    }
+fn record_tx(t: &Tx<'_>, c: &RecordCommit, order: u64) -> TxResult<RecordOutcome> {
+    let entry = &c.entry;
     let sid = entry.station_id.as_str();
-    let Some(mut station) = t.get::<StationEntry>(STATIONS, sid.as_bytes(), "station")? else {
-        return rejected(reject!(UnknownStation, "station {sid} is not registered"));
-    };
-    if station.revoked {
-        return rejected(reject!(StationRevoked, "station {sid} is revoked"));
-    }
-    if station.has_sequence && entry.sequence <= station.last_sequence {
-        return rejected(reject!(
-            SequenceRegressed,
-            "sequence {} of station {sid} is not above its last accepted sequence {}",
-            entry.sequence,
-            station.last_sequence
-        ));
-    }
     let serial = entry.serial.as_str();
-    let old = t.device(serial)?;
-    let mut audit = std::borrow::Cow::Borrowed(&commit.audit);
-    let mut d = match (&commit.enrollment, &old) {
-        (Some(en), old) => {
-            if let Some(owner) = t.t(KEYS).get(en.key_id.as_bytes())? {
-                if owner.as_ref() != serial.as_bytes() {
-                    return rejected(reject!(
-                        KeyInUse,
-                        "device_key: this key is already enrolled for another unit"
-                    ));
-                }
-            }
-            let mut d = match old {
-                None => {
-                    crate::rules::check_station_for_model(&station, &en.model).or_else(rejected)?;
-                    t.bump(COUNT_DEVICES)?;
-                    DeviceEntry {
-                        serial: serial.to_owned(),
-                        enrolled_at: entry.received_at,
-                        status: STATUS_UNKNOWN,
-                        status_changed_at: entry.received_at,
-                        ..DeviceEntry::default()
-                    }
-                }
-                Some(d) => {
-                    let change =
-                        crate::rules::admit_reprovisioning(&station, d, en).or_else(rejected)?;
-                    if change.changes_identity() {
-                        let mut note = commit.audit.clone();
-                        note.details = format!("{}; {}", note.details, change.describe());
-                        audit = std::borrow::Cow::Owned(note);
-                    }
-                    if change.rekey {
-                        let old_kid = attestd_core::keys::PublicKey::from_spki_der(
-                            &d.spki_der,
-                            attestd_core::Reason::FieldInvalid,
-                            "stored key",
-                        )
-                        .map(|k| k.key_id())
-                        .map_err(|_| tx_corrupt("device key"))?;
-                        t.w(KEYS).remove(old_kid.as_bytes())?;
-                    }
-                    d.clone()
-                }
-            };
-            t.w(KEYS).insert(en.key_id.as_bytes(), serial.as_bytes())?;
-            let previous = std::mem::replace(&mut d.provisioning_station_id, sid.to_owned());
-            unlink_station(t, &previous, &d)?;
-            d.model = en.model.clone();
-            d.hw_version = en.hw_version.clone();
-            d.spki_der = en.spki_der.clone();
-            d.provisioning_record_id = entry.record_id.clone();
-            d.provisioning_received_at = entry.received_at;
-            d
-        }
-        (None, Some(d)) => {
-            crate::rules::check_station_for_unit(&station, d).or_else(rejected)?;
-            let mut d = d.clone();
-            d.calibration_record_id = entry.record_id.clone();
-            d.calibration_facts = commit.calibration.clone();
-            let previous = std::mem::replace(&mut d.calibration_station_id, sid.to_owned());
-            unlink_station(t, &previous, &d)?;
-            d
-        }
-        (None, None) => {
-            return rejected(reject!(DeviceNotFound, "serial {serial} is not enrolled"));
-        }
+    let existing = t.get::<RecordEntry>(RECORDS, entry.record_id.as_bytes(), "record")?;
+    let station = t.get::<StationEntry>(STATIONS, sid.as_bytes(), "station")?;
+    let device = t.device(serial)?;
+    let owner = match &c.enrollment {
+        Some(en) => match t.t(KEYS).get(en.key_id.as_bytes())? {
+            Some(o) => Some(String::from_utf8(o.to_vec()).map_err(|_| tx_corrupt("key index"))?),
+            None => None,
+        },
+        None => None,
     };
-    t.w(BY_STATION).insert(pair_key(sid, serial), &[])?;
+    let admission = plan::admit_record(existing, station, device.as_ref(), owner.as_deref(), c)
+        .or_else(refused)?;
+    let outcome = admission.outcome(entry);
+    let plan::RecordAdmission::Store(p) = admission else {
+        return Ok(outcome);
+    };
+    if p.unit.old.is_none() {
+        t.bump(COUNT_DEVICES)?;
+    }
+    if let Some(k) = &p.key_removed {
+        t.w(KEYS).remove(k.as_bytes())?;
+    }
+    if let Some(k) = &p.key_added {
+        t.w(KEYS).insert(k.as_bytes(), serial.as_bytes())?;
+    }
+    for s in &p.stations_unlinked {
+        t.w(BY_STATION).remove(pair_key(s, serial))?;
+    }
+    t.w(BY_STATION)
+        .insert(pair_key(&p.station_linked, serial), &[])?;
     // The unit's verdict must follow its new record.
     t.mark_dirty(serial)?;
-    d.revision += 1;
-    put_device(t, old.as_ref(), &d)?;
-    station.last_sequence = entry.sequence;
-    station.has_sequence = true;
-    t.put(STATIONS, sid.as_bytes(), &station)?;
+    put_device(t, &p.unit)?;
+    t.put(STATIONS, sid.as_bytes(), &p.station)?;
     t.put(RECORDS, entry.record_id.as_bytes(), entry)?;
     t.w(RECORD_INDEX)
         .insert(indexed_key(serial, order), entry.record_id.as_bytes())?;
     t.history(serial, order, HISTORY_RECORD, entry.record_id.as_bytes())?;
     t.bump(COUNT_RECORDS)?;
-    t.audit(&audit)?;
-    Ok(RecordOutcome::Stored(entry.clone()))
+    t.audit(&p.audit)?;
+    Ok(outcome)
 }
 
 /// Appends a release decision to the unit's history, with its audit entry,
@@ -627,24 +464,16 @@ fn record_tx(t: &Tx<'_>, commit: &RecordCommit, order: u64) -> TxResult<RecordOu
 /// [`crate::DecisionCommit`]); otherwise a conflict: decide again.
 fn decision_tx(t: &Tx<'_>, c: &DecisionCommit, order: u64) -> TxResult<()> {
     let serial = c.entry.serial.as_str();
-    let Some(d) = t.device(serial)? else {
-        return abort(Abort::Conflict);
-    };
-    if d.revision != c.expected_revision || t.active_version(&d.model)? != c.expected_baseline {
-        return abort(Abort::Conflict);
-    }
+    let (d, active) = unit_view(t, serial)?;
     let mut revoked = Vec::new();
-    for sid in crate::rules::stations_behind(&d) {
+    for sid in d.iter().flat_map(crate::rules::stations_behind) {
         if t.get::<StationEntry>(STATIONS, sid.as_bytes(), "station")?
             .is_some_and(|s| s.revoked)
         {
             revoked.push(sid.to_owned());
         }
     }
-    revoked.sort();
-    if revoked != c.expected_revoked_stations {
-        return abort(Abort::Conflict);
-    }
+    plan::admit_decision(d.as_ref(), active, revoked, c).or_else(refused)?;
     t.history(serial, order, HISTORY_DECISION, &c.entry.encode_to_vec())?;
     t.audit(&c.audit)
 }
@@ -652,28 +481,14 @@ fn decision_tx(t: &Tx<'_>, c: &DecisionCommit, order: u64) -> TxResult<()> {
 /// Sets an administrator's flag with the unit's verdict under it (see
 /// [`Store::set_flag`]).
 fn flag_tx(t: &Tx<'_>, c: &FlagCommit, order: u64) -> TxResult<DeviceEntry> {
-    let serial = c.serial.as_str();
-    let Some(old) = t.device(serial)? else {
-        return rejected(reject!(DeviceNotFound, "serial {serial} is not enrolled"));
-    };
-    if old.revision != c.expected_revision || t.active_version(&old.model)? != c.expected_baseline {
-        return abort(Abort::Conflict);
-    }
-    let mut d = old.clone();
-    c.flag.apply(&mut d, c.audit.at_ms);
-    apply_verdict(&mut d, &c.verdict);
-    d.revision += 1;
-    put_device(t, Some(&old), &d)?;
-    if !same_verdict(&old, &d) {
-        let h = ReappraisalEntry {
-            appraisal: d.appraisal.clone(),
-            status: d.status,
-            at: c.verdict.now_ms,
-        };
-        t.history(serial, order, HISTORY_REAPPRAISAL, &h.encode_to_vec())?;
+    let (d, active) = unit_view(t, &c.serial)?;
+    let (w, h) = plan::admit_flag(d.as_ref(), active, c).or_else(refused)?;
+    put_device(t, &w)?;
+    if let Some(h) = h {
+        t.history(&c.serial, order, HISTORY_REAPPRAISAL, &h.encode_to_vec())?;
     }
     t.audit(&c.audit)?;
-    Ok(d)
+    Ok(w.new)
 }
 
 /// One write of a batch.
@@ -689,29 +504,6 @@ fn apply_write(t: &Tx<'_>, w: &Write, order: u64) -> TxResult<Written> {
     })
 }
 
-fn apply_verdict(d: &mut DeviceEntry, v: &UnitVerdict) {
-    if d.status != v.status {
-        d.status = v.status;
-        d.status_changed_at = v.now_ms;
-    }
-    d.next_check_at = v.next_check_at;
-    d.calibration_due_at = v.calibration_due_at;
-    if v.appraisal.is_some() {
-        d.appraisal = v.appraisal.clone();
-    }
-}
-
-/// The firmware a unit reports as one group key: "name=version" pairs, sorted.
-pub fn firmware_key(d: &DeviceEntry) -> String {
-    let mut parts: Vec<String> = d
-        .firmware
-        .iter()
-        .map(|f| format!("{}={}", f.name, f.version))
-        .collect();
-    parts.sort();
-    parts.join(",")
-}
-
 fn group_byte(g: Group) -> u8 {
     match g {
         Group::All => b'a',
@@ -722,21 +514,12 @@ fn group_byte(g: Group) -> u8 {
 }
 
 /// Summary counter key: group, len-prefixed key, len-prefixed tenant, status.
-fn summary_key(g: Group, key: &str, tenant: &str, status: i32) -> Vec<u8> {
-    let mut k = vec![group_byte(g)];
-    push_len(&mut k, key);
-    push_len(&mut k, tenant);
-    k.push(status as u8);
-    k
-}
-
-fn summary_keys(d: &DeviceEntry) -> Vec<Vec<u8>> {
-    vec![
-        summary_key(Group::All, "", &d.tenant, d.status),
-        summary_key(Group::Model, &d.model, &d.tenant, d.status),
-        summary_key(Group::Site, &d.site, &d.tenant, d.status),
-        summary_key(Group::Firmware, &firmware_key(d), &d.tenant, d.status),
-    ]
+fn summary_key(k: &plan::SummaryKey) -> Vec<u8> {
+    let mut out = vec![group_byte(k.group)];
+    push_len(&mut out, &k.key);
+    push_len(&mut out, &k.tenant);
+    out.push(k.status as u8);
+    out
 }
 
 fn push_len(k: &mut Vec<u8>, s: &str) {
@@ -962,9 +745,13 @@ impl SledStore {
             let mut d = old.clone();
             f(t, &mut d)?;
             d.revision += 1;
-            put_device(t, Some(&old), &d)?;
+            let w = plan::UnitWrite {
+                old: Some(old),
+                new: d,
+            };
+            put_device(t, &w)?;
             t.audit(audit)?;
-            Ok(d)
+            Ok(w.new)
         })
     }
 }
@@ -1097,20 +884,13 @@ impl Store for SledStore {
         let model = b.model.clone();
         self.tx(|t| {
             let latest_key = [b"latest/".as_slice(), model.as_bytes()].concat();
-            if let Some(l) = t.t(META).get(&latest_key)?.and_then(|v| u64_of(&v)) {
-                if b.version <= l {
-                    return rejected(reject!(
-                        VersionNotIncreasing,
-                        "version: {} is not above the latest published version {l} of {model}",
-                        b.version
-                    ));
-                }
-            }
+            let latest = t.t(META).get(&latest_key)?.and_then(|v| u64_of(&v));
+            let active_now = plan::admit_baseline(latest, &b, now_secs).or_else(refused)?;
             t.w(META).insert(latest_key, &b.version.to_be_bytes())?;
             t.put(BASELINES, baseline_key(&model, b.version), &b)?;
             t.bump(COUNT_BASELINES)?;
             t.audit(audit)?;
-            if b.effective_at <= now_secs {
+            if active_now {
                 t.activate(&model, b.version)?;
                 Ok(true)
             } else {
@@ -1581,16 +1361,4 @@ impl Store for SledStore {
     fn flush(&self) -> crate::Result<()> {
         self.db.flush().map(|_| ()).map_err(unavailable)
     }
-}
-
-/// Removes the unit from `station`'s index unless it still relies on that
-/// station through its other record.
-fn unlink_station(t: &Tx<'_>, station: &str, d: &DeviceEntry) -> TxResult<()> {
-    if !station.is_empty()
-        && station != d.provisioning_station_id
-        && station != d.calibration_station_id
-    {
-        t.w(BY_STATION).remove(pair_key(station, &d.serial))?;
-    }
-    Ok(())
 }
