@@ -132,7 +132,7 @@ impl Store for FaultyStore {
         fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>>;
         fn audit_head(&self) -> Result<(u64, [u8; 32])>;
         fn audit_last_checkpoint(&self) -> Result<Option<AuditRecord>>;
-        fn list_devices(&self, q: DeviceQuery<'_>) -> Result<Page<DeviceEntry>>;
+        fn list_devices(&self, q: DeviceQuery) -> Result<Page<DeviceEntry>>;
         fn summary(&self, group: Group, tenant: Option<&str>) -> Result<Vec<SummaryCount>>;
         fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<ChangeEntry>>;
         fn change_cursor(&self) -> Result<u64>;

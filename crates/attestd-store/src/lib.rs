@@ -135,7 +135,85 @@ pub struct Assignment {
     pub asset_tag: String,
 }
 
-/// The index that drives a device listing; the filter does the rest.
+/// Which units a listing or a watch wants: every field set must match (an
+/// empty field matches anything). Data, not code, so that a backend can
+/// push it into its own query language; [`DeviceFilter::matches`] states
+/// the meaning every backend must keep.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeviceFilter {
+    /// Status codes, any of them.
+    pub statuses: Vec<i32>,
+    pub model: String,
+    pub hw_version: String,
+    pub tenant: String,
+    pub site: String,
+    pub department: String,
+    /// A firmware digest the unit reports.
+    pub firmware_digest: Option<[u8; 32]>,
+    /// A firmware version the unit reports (any component).
+    pub firmware_version: String,
+    /// Calibration due (known) before this time (seconds).
+    pub calibration_due_before: Option<i64>,
+    /// Last evidence (known) before / after this time (ms).
+    pub last_seen_before_ms: Option<i64>,
+    pub last_seen_after_ms: Option<i64>,
+}
+
+impl DeviceFilter {
+    /// Whether a unit matches.
+    pub fn matches(&self, d: &DeviceEntry) -> bool {
+        (self.statuses.is_empty() || self.statuses.contains(&d.status))
+            && (self.model.is_empty() || d.model == self.model)
+            && (self.hw_version.is_empty() || d.hw_version == self.hw_version)
+            && (self.tenant.is_empty() || d.tenant == self.tenant)
+            && (self.site.is_empty() || d.site == self.site)
+            && (self.department.is_empty() || d.department == self.department)
+            && self
+                .firmware_digest
+                .is_none_or(|want| d.firmware.iter().any(|f| f.digest == want))
+            && (self.firmware_version.is_empty()
+                || d.firmware
+                    .iter()
+                    .any(|f| f.version == self.firmware_version))
+            && self
+                .calibration_due_before
+                .is_none_or(|t| d.calibration_due_at != 0 && d.calibration_due_at < t)
+            && self
+                .last_seen_before_ms
+                .is_none_or(|t| d.last_seen != 0 && d.last_seen < t)
+            && self.last_seen_after_ms.is_none_or(|t| d.last_seen > t)
+    }
+
+    /// Whether a status change belongs to a watch of this filter. A change
+    /// carries only status, model, tenant and site.
+    pub fn admits(&self, c: &ChangeEntry) -> bool {
+        (self.statuses.is_empty()
+            || self.statuses.contains(&c.new_status)
+            || self.statuses.contains(&c.old_status))
+            && (self.model.is_empty() || c.model == self.model)
+            && (self.tenant.is_empty() || c.tenant == self.tenant)
+            && (self.site.is_empty() || c.site == self.site)
+    }
+
+    /// The index that narrows a scan most: statuses, then tenant, then model.
+    pub fn index(&self) -> DeviceIndex {
+        if !self.statuses.is_empty() {
+            let mut s = self.statuses.clone();
+            s.sort_unstable();
+            s.dedup();
+            DeviceIndex::Status(s)
+        } else if !self.tenant.is_empty() {
+            DeviceIndex::Tenant(self.tenant.clone())
+        } else if !self.model.is_empty() {
+            DeviceIndex::Model(self.model.clone())
+        } else {
+            DeviceIndex::All
+        }
+    }
+}
+
+/// The index a device listing walks ([`DeviceFilter::index`]); its order is
+/// the listing's order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeviceIndex {
     /// Every unit, by serial.
@@ -148,16 +226,18 @@ pub enum DeviceIndex {
     Model(String),
 }
 
-/// A bounded device listing.
-pub struct DeviceQuery<'a> {
-    pub index: DeviceIndex,
+/// A bounded device listing: units matching `filter`, in the order of
+/// `filter.index()`.
+#[derive(Clone, Debug, Default)]
+pub struct DeviceQuery {
+    pub filter: DeviceFilter,
     /// The page token of the previous page.
-    pub after: Option<&'a str>,
+    pub after: Option<String>,
     /// Units to return at most.
     pub limit: usize,
-    /// Index entries to examine at most (a page may come back short).
+    /// Units to examine at most (a page may come back short, with a token
+    /// to continue).
     pub budget: usize,
-    pub filter: &'a dyn Fn(&DeviceEntry) -> bool,
 }
 
 /// How a summary groups its counts.
@@ -433,7 +513,7 @@ pub trait Store: Send + Sync + 'static {
     fn audit_last_checkpoint(&self) -> Result<Option<AuditRecord>>;
 
     /// Units matching a query, in index order; the page token is opaque.
-    fn list_devices(&self, q: DeviceQuery<'_>) -> Result<Page<DeviceEntry>>;
+    fn list_devices(&self, q: DeviceQuery) -> Result<Page<DeviceEntry>>;
     /// Counters by (group key, status), for one tenant or all.
     fn summary(&self, group: Group, tenant: Option<&str>) -> Result<Vec<SummaryCount>>;
     /// Status changes after `after` (a change sequence), oldest first.

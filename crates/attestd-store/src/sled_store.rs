@@ -1191,19 +1191,14 @@ impl Store for SledStore {
         }
     }
 
-    fn list_devices(&self, q: DeviceQuery<'_>) -> crate::Result<Page<DeviceEntry>> {
+    fn list_devices(&self, q: DeviceQuery) -> crate::Result<Page<DeviceEntry>> {
         // Each index keeps (prefix, key) pairs; the serial is the key's tail.
-        let (tree, prefixes): (&Tree, Vec<Vec<u8>>) = match &q.index {
+        let (tree, prefixes): (&Tree, Vec<Vec<u8>>) = match &q.filter.index() {
             DeviceIndex::All => (self.tree(DEVICES), vec![Vec::new()]),
-            DeviceIndex::Status(set) => {
-                let mut set = set.clone();
-                set.sort_unstable();
-                set.dedup();
-                (
-                    self.tree(BY_STATUS),
-                    set.iter().map(|s| vec![*s as u8]).collect(),
-                )
-            }
+            DeviceIndex::Status(set) => (
+                self.tree(BY_STATUS),
+                set.iter().map(|s| vec![*s as u8]).collect(),
+            ),
             DeviceIndex::Tenant(tenant) => {
                 let mut p = Vec::new();
                 push_len(&mut p, tenant);
@@ -1211,7 +1206,7 @@ impl Store for SledStore {
             }
             DeviceIndex::Model(model) => (self.tree(BY_MODEL), vec![serial_prefix(model)]),
         };
-        let after = match q.after {
+        let after = match &q.after {
             Some(tok) => Some(unhex(tok).ok_or_else(bad_token)?),
             None => None,
         };
@@ -1236,7 +1231,7 @@ impl Store for SledStore {
                 examined += 1;
                 let serial = &k[prefix.len()..];
                 if let Some(d) = self.read::<DeviceEntry>(DEVICES, serial, "device")? {
-                    if (q.filter)(&d) {
+                    if q.filter.matches(&d) {
                         items.push(d);
                     }
                 }

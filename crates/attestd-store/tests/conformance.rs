@@ -740,11 +740,13 @@ fn flag_contract(s: &dyn Store) {
     assert!(on.quarantined && on.status == 6);
     let in_status = |s: &dyn Store, status: i32| {
         s.list_devices(DeviceQuery {
-            index: DeviceIndex::Status(vec![status]),
+            filter: DeviceFilter {
+                statuses: vec![status],
+                ..DeviceFilter::default()
+            },
             after: None,
             limit: 100,
             budget: 1000,
-            filter: &|_| true,
         })
         .unwrap()
         .items

@@ -9,9 +9,7 @@ use std::time::Duration;
 use attestd_core::ids::{Digest, Model, Serial};
 use attestd_core::{reject, Reason, Rejection};
 use attestd_proto::v1 as pb;
-use attestd_store::{
-    ChangeEntry, DeviceEntry, DeviceIndex, DeviceQuery, Group, HistoryItem, StoreError,
-};
+use attestd_store::{DeviceEntry, DeviceFilter, DeviceQuery, Group, HistoryItem, StoreError};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
@@ -36,127 +34,66 @@ pub fn visible(caller: &Principal, d: &DeviceEntry) -> bool {
     tenant_scope(caller).is_none_or(|t| d.tenant == t)
 }
 
-/// A checked [`pb::DeviceFilter`].
-#[derive(Clone, Debug, Default)]
-pub struct Filter {
-    statuses: Vec<i32>,
-    model: String,
-    hw_version: String,
-    tenant: String,
-    site: String,
-    department: String,
-    firmware_digest: Option<Digest>,
-    firmware_version: String,
-    calibration_due_before: Option<i64>,
-    last_seen_before_ms: Option<i64>,
-    last_seen_after_ms: Option<i64>,
-}
-
 fn ms(t: &prost_types::Timestamp) -> i64 {
     t.seconds
         .saturating_mul(1000)
         .saturating_add((t.nanos / 1_000_000) as i64)
 }
 
-impl Filter {
-    /// Checks the filter and applies the caller's tenant scope.
-    pub fn new(f: Option<pb::DeviceFilter>, caller: &Principal) -> Result<Filter, Rejection> {
-        let f = f.unwrap_or_default();
-        let mut statuses = Vec::new();
-        for (i, s) in f.statuses.iter().enumerate() {
-            match pb::DeviceStatus::try_from(*s) {
-                Ok(pb::DeviceStatus::Unspecified) | Err(_) => {
-                    return Err(reject!(
-                        FieldInvalid,
-                        "filter.statuses[{i}]: not a device status"
-                    ));
-                }
-                Ok(_) => statuses.push(*s),
-            }
-        }
-        if !f.model.is_empty() {
-            Model::parse(&f.model, Reason::FieldInvalid, "filter.model")?;
-        }
-        let firmware_digest = match f.firmware_digest.as_str() {
-            "" => None,
-            h => Some(Digest::from_hex(h).ok_or_else(|| {
-                reject!(
-                    FieldInvalid,
-                    "filter.firmware_digest: expected 64 lowercase hex characters"
-                )
-            })?),
-        };
-        let mut tenant = f.tenant;
-        if let Some(own) = tenant_scope(caller) {
-            if !tenant.is_empty() && tenant != own {
+/// Checks a [`pb::DeviceFilter`] and applies the caller's tenant scope: the
+/// filter as the store takes it.
+pub fn checked_filter(
+    f: Option<pb::DeviceFilter>,
+    caller: &Principal,
+) -> Result<DeviceFilter, Rejection> {
+    let f = f.unwrap_or_default();
+    let mut statuses = Vec::new();
+    for (i, s) in f.statuses.iter().enumerate() {
+        match pb::DeviceStatus::try_from(*s) {
+            Ok(pb::DeviceStatus::Unspecified) | Err(_) => {
                 return Err(reject!(
-                    TenantForbidden,
-                    "filter.tenant: a hospital-it principal sees only its own tenant"
+                    FieldInvalid,
+                    "filter.statuses[{i}]: not a device status"
                 ));
             }
-            tenant = own.to_owned();
-        }
-        Ok(Filter {
-            statuses,
-            model: f.model,
-            hw_version: f.hw_version,
-            tenant,
-            site: f.site,
-            department: f.department,
-            firmware_digest,
-            firmware_version: f.firmware_version,
-            calibration_due_before: f.calibration_due_before.as_ref().map(|t| t.seconds),
-            last_seen_before_ms: f.last_seen_before.as_ref().map(ms),
-            last_seen_after_ms: f.last_seen_after.as_ref().map(ms),
-        })
-    }
-
-    pub fn matches(&self, d: &DeviceEntry) -> bool {
-        (self.statuses.is_empty() || self.statuses.contains(&d.status))
-            && (self.model.is_empty() || d.model == self.model)
-            && (self.hw_version.is_empty() || d.hw_version == self.hw_version)
-            && (self.tenant.is_empty() || d.tenant == self.tenant)
-            && (self.site.is_empty() || d.site == self.site)
-            && (self.department.is_empty() || d.department == self.department)
-            && self
-                .firmware_digest
-                .is_none_or(|want| d.firmware.iter().any(|f| f.digest == want.0))
-            && (self.firmware_version.is_empty()
-                || d.firmware
-                    .iter()
-                    .any(|f| f.version == self.firmware_version))
-            && self
-                .calibration_due_before
-                .is_none_or(|t| d.calibration_due_at != 0 && d.calibration_due_at < t)
-            && self
-                .last_seen_before_ms
-                .is_none_or(|t| d.last_seen != 0 && d.last_seen < t)
-            && self.last_seen_after_ms.is_none_or(|t| d.last_seen > t)
-    }
-
-    /// Whether a change belongs to the watch of this filter. A change knows
-    /// only status, model, tenant and site.
-    fn admits(&self, c: &ChangeEntry) -> bool {
-        (self.statuses.is_empty()
-            || self.statuses.contains(&c.new_status)
-            || self.statuses.contains(&c.old_status))
-            && (self.model.is_empty() || c.model == self.model)
-            && (self.tenant.is_empty() || c.tenant == self.tenant)
-            && (self.site.is_empty() || c.site == self.site)
-    }
-
-    /// The index that narrows the scan most.
-    fn index(&self) -> DeviceIndex {
-        if !self.statuses.is_empty() {
-            DeviceIndex::Status(self.statuses.clone())
-        } else if !self.tenant.is_empty() {
-            DeviceIndex::Tenant(self.tenant.clone())
-        } else if !self.model.is_empty() {
-            DeviceIndex::Model(self.model.clone())
-        } else {
-            DeviceIndex::All
+            Ok(_) => statuses.push(*s),
         }
     }
+    if !f.model.is_empty() {
+        Model::parse(&f.model, Reason::FieldInvalid, "filter.model")?;
+    }
+    let firmware_digest = match f.firmware_digest.as_str() {
+        "" => None,
+        h => Some(Digest::from_hex(h).ok_or_else(|| {
+            reject!(
+                FieldInvalid,
+                "filter.firmware_digest: expected 64 lowercase hex characters"
+            )
+        })?),
+    };
+    let mut tenant = f.tenant;
+    if let Some(own) = tenant_scope(caller) {
+        if !tenant.is_empty() && tenant != own {
+            return Err(reject!(
+                TenantForbidden,
+                "filter.tenant: a hospital-it principal sees only its own tenant"
+            ));
+        }
+        tenant = own.to_owned();
+    }
+    Ok(DeviceFilter {
+        statuses,
+        model: f.model,
+        hw_version: f.hw_version,
+        tenant,
+        site: f.site,
+        department: f.department,
+        firmware_digest: firmware_digest.map(|d| d.0),
+        firmware_version: f.firmware_version,
+        calibration_due_before: f.calibration_due_before.as_ref().map(|t| t.seconds),
+        last_seen_before_ms: f.last_seen_before.as_ref().map(ms),
+        last_seen_after_ms: f.last_seen_after.as_ref().map(ms),
+    })
 }
 
 /// Tries of [`at_cursor`] before it settles for the cursor read first.
@@ -259,16 +196,14 @@ impl FleetService {
         req: pb::ListDevicesRequest,
     ) -> Result<pb::ListDevicesResponse, Rejection> {
         let app = &self.app;
-        let filter = Filter::new(req.filter, caller)?;
+        let filter = checked_filter(req.filter, caller)?;
         let limit = app.page_size(req.page_size)?;
-        let matches = |d: &DeviceEntry| filter.matches(d);
         let (page, cursor) = at_cursor(app.store.as_ref(), || {
             app.store.list_devices(DeviceQuery {
-                index: filter.index(),
-                after: page_token(&req.page_token),
+                filter: filter.clone(),
+                after: page_token(&req.page_token).map(str::to_owned),
                 limit,
                 budget: limit.saturating_mul(10).max(1000),
-                filter: &matches,
             })
         })
         .map_err(|e| app.store_err(e))?;
@@ -301,7 +236,7 @@ impl FleetService {
                 "filter: a summary filters by tenant and model only (use ListDevices for the rest)"
             ));
         }
-        let filter = Filter::new(req.filter, caller)?;
+        let filter = checked_filter(req.filter, caller)?;
         let group = match pb::SummaryGroup::try_from(req.group_by) {
             Ok(pb::SummaryGroup::Unspecified) => None,
             Ok(pb::SummaryGroup::Model) => Some(Group::Model),
@@ -363,7 +298,7 @@ impl FleetService {
                 ));
             }
         }
-        let filter = Filter::new(req.filter, caller)?;
+        let filter = checked_filter(req.filter, caller)?;
         let bounds = app.store.change_bounds().map_err(|e| app.store_err(e))?;
         let mut cursor = match req.after_cursor.as_str() {
             "" => app.store.change_cursor().map_err(|e| app.store_err(e))?,
