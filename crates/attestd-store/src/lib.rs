@@ -13,6 +13,9 @@ pub mod model;
 pub mod rules;
 pub mod sled_store;
 
+#[cfg(feature = "postgres")]
+pub mod postgres;
+
 use attestd_core::Rejection;
 pub use model::*;
 
