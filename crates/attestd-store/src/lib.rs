@@ -14,6 +14,9 @@ pub mod plan;
 pub mod rules;
 pub mod sled_store;
 
+#[cfg(feature = "postgres")]
+pub mod postgres;
+
 use attestd_core::Rejection;
 pub use model::*;
 

@@ -1,0 +1,40 @@
+//! What a PostgreSQL backend of [`crate::Store`] stands on: where to connect
+//! and how ([`PgConfig`], [`connect`], TLS with rustls over *ring*), and the
+//! versioned schema ([`migrate`], `migrations/postgres/*.sql`).
+//!
+//! Several attestd replicas may share one database: migrations take an
+//! advisory lock, and the schema's `head` row orders every writer's audit
+//! and change sequence numbers.
+
+mod config;
+mod migrate;
+#[cfg(any(test, feature = "pg-test"))]
+pub mod testdb;
+mod url;
+
+pub use config::{connect, PgConfig, Pool};
+pub use migrate::{migrate, SCHEMA_VERSION};
+pub use url::redact_url;
+
+/// `Unavailable` with `what` and the whole cause chain of a PostgreSQL error
+/// (tokio-postgres' `Display` says only "db error" and keeps the server's
+/// message in its source).
+pub(crate) fn pg_error(what: &str, e: &(dyn std::error::Error + 'static)) -> crate::StoreError {
+    crate::StoreError::Unavailable(format!("{what}: {}", error_chain(e)))
+}
+
+/// `e` and its sources, joined by ": ", skipping a source whose text its
+/// parent already printed.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let s = cause.to_string();
+        if !text.contains(&s) {
+            text.push_str(": ");
+            text.push_str(&s);
+        }
+        next = cause.source();
+    }
+    text
+}
