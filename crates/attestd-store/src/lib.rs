@@ -1,11 +1,14 @@
 //! attestd's memory. The [`Store`] trait states what the server needs from
-//! storage as domain operations, each one atomic; [`sled_store::SledStore`]
-//! is the embedded backend. A later PostgreSQL backend implements the same
-//! trait and runs the same tests.
+//! storage as domain operations, each one atomic and durable when it
+//! returns; [`plan`] holds the rules of every write, neutral of the engine.
+//! [`sled_store::SledStore`] is the embedded backend (one process); the
+//! PostgreSQL backend (feature `postgres`) serves several replicas. Both
+//! pass the same conformance suite (feature `conformance`).
 //!
-//! Durability contract: a write returned by a `commit_*` method is atomic but
-//! not yet durable; it is durable once a later [`Store::flush`] returns. The
-//! server's group committer calls `flush` and answers clients only after it.
+//! Durability contract: a write that returned `Ok` is on stable storage and
+//! every later read, on any replica, sees it. How a backend gets there is
+//! its own business: sled groups concurrent writes into one transaction
+//! and one flush; PostgreSQL commits each call (or batch) itself.
 
 #![forbid(unsafe_code)]
 
@@ -402,42 +405,76 @@ pub enum Written {
 }
 
 /// Applies one write of a batch through its own method.
-pub fn commit_alone<S: Store + ?Sized>(store: &S, w: Write) -> Result<Written> {
+pub async fn commit_alone<S: Store + ?Sized>(store: &S, w: Write) -> Result<Written> {
     Ok(match w {
-        Write::Evidence(c) => Written::Device(store.commit_evidence(c)?),
-        Write::Reappraisal(c) => Written::Device(store.commit_reappraisal(c)?),
-        Write::Record(c) => Written::Record(store.commit_record(c)?),
+        Write::Evidence(c) => Written::Device(store.commit_evidence(c).await?),
+        Write::Reappraisal(c) => Written::Device(store.commit_reappraisal(c).await?),
+        Write::Record(c) => Written::Record(store.commit_record(c).await?),
         Write::Decision(d) => {
-            store.record_decision(d)?;
+            store.record_decision(d).await?;
             Written::Done
         }
     })
 }
 
+/// A write on its way, announced to the store by [`Store::announce`] before
+/// the work that leads to it (verifying, appraising). A backend that groups
+/// writes may wait for announced ones, boundedly, before it commits what it
+/// holds; dropping the announcement (the write was refused, or is being
+/// submitted) withdraws it. Backends that do not group ignore it.
+pub struct Announcement(#[allow(dead_code)] Option<Box<dyn Send + Sync>>);
+
+impl Announcement {
+    /// An announcement no backend listens to.
+    pub fn none() -> Announcement {
+        Announcement(None)
+    }
+
+    /// An announcement that runs `withdraw` when dropped.
+    pub fn new(guard: Box<dyn Send + Sync>) -> Announcement {
+        Announcement(Some(guard))
+    }
+}
+
+/// What a backend reports of its write path (for metrics).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    /// Commits to stable storage (flushes, transactions).
+    pub commits: u64,
+    /// Writes those commits made durable.
+    pub writes: u64,
+}
+
 /// Storage as the server needs it. Every `commit_*`/`register_*`/`revoke_*`
-/// method is one atomic write that either applies whole or not at all.
+/// method is one atomic write that either applies whole or not at all, and
+/// is durable when it returns `Ok`.
+#[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Adds a station; refuses an id already registered.
-    fn register_station(&self, station: StationEntry, audit: &AuditNote) -> Result<StationEntry>;
+    async fn register_station(
+        &self,
+        station: StationEntry,
+        audit: &AuditNote,
+    ) -> Result<StationEntry>;
     /// Marks a station revoked (idempotent); NOT_FOUND if unknown.
-    fn revoke_station(
+    async fn revoke_station(
         &self,
         station_id: &str,
         reason: &str,
         audit: &AuditNote,
     ) -> Result<StationEntry>;
-    fn get_station(&self, station_id: &str) -> Result<Option<StationEntry>>;
+    async fn get_station(&self, station_id: &str) -> Result<Option<StationEntry>>;
     /// Stations in id order, after `after`.
-    fn list_stations(&self, after: Option<&str>, limit: usize) -> Result<Page<StationEntry>>;
+    async fn list_stations(&self, after: Option<&str>, limit: usize) -> Result<Page<StationEntry>>;
 
-    fn get_device(&self, serial: &str) -> Result<Option<DeviceEntry>>;
+    async fn get_device(&self, serial: &str) -> Result<Option<DeviceEntry>>;
 
     /// Stores a record, enforcing per-station sequence, idempotence and, for
     /// provisioning, one key per serial and one serial per key.
-    fn commit_record(&self, commit: RecordCommit) -> Result<RecordOutcome>;
-    fn get_record(&self, record_id: &str) -> Result<Option<RecordEntry>>;
+    async fn commit_record(&self, commit: RecordCommit) -> Result<RecordOutcome>;
+    async fn get_record(&self, record_id: &str) -> Result<Option<RecordEntry>>;
     /// A unit's records in the order they were accepted.
-    fn list_records(
+    async fn list_records(
         &self,
         serial: &str,
         after: Option<&str>,
@@ -446,51 +483,51 @@ pub trait Store: Send + Sync + 'static {
 
     /// Sets an administrator's flag (quarantine, revocation) together with
     /// the unit's verdict under it; NOT_FOUND if unknown.
-    fn set_flag(&self, commit: FlagCommit) -> Result<DeviceEntry>;
+    async fn set_flag(&self, commit: FlagCommit) -> Result<DeviceEntry>;
 
     /// Stores evidence and the unit's new verdict, if the unit is still at
     /// `expected_revision`, the model's active baseline is still the one
     /// decided on, and (deferred) the boot counter still increases.
-    fn commit_evidence(&self, commit: EvidenceCommit) -> Result<DeviceEntry>;
+    async fn commit_evidence(&self, commit: EvidenceCommit) -> Result<DeviceEntry>;
 
     /// Stores a re-appraised verdict under the same conditions, and clears
     /// the unit's re-appraisal mark.
-    fn commit_reappraisal(&self, commit: ReappraisalCommit) -> Result<DeviceEntry>;
+    async fn commit_reappraisal(&self, commit: ReappraisalCommit) -> Result<DeviceEntry>;
 
     /// Stores a baseline whose signatures were verified. Versions strictly
     /// increase per model. Returns whether it is active now (otherwise it
     /// activates at its `effective_at`); activation queues a sweep of the model.
-    fn publish_baseline(
+    async fn publish_baseline(
         &self,
         baseline: BaselineEntry,
         now_secs: i64,
         audit: &AuditNote,
     ) -> Result<bool>;
-    fn get_baseline(&self, model: &str, version: u64) -> Result<Option<BaselineEntry>>;
-    fn active_baseline_version(&self, model: &str) -> Result<Option<u64>>;
+    async fn get_baseline(&self, model: &str, version: u64) -> Result<Option<BaselineEntry>>;
+    async fn active_baseline_version(&self, model: &str) -> Result<Option<u64>>;
     /// A model's baselines, newest first.
-    fn list_baselines(
+    async fn list_baselines(
         &self,
         model: &str,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Page<BaselineEntry>>;
     /// Activates pending baselines whose time has come; returns (model, version).
-    fn activate_due_baselines(&self, now_secs: i64) -> Result<Vec<(String, u64)>>;
+    async fn activate_due_baselines(&self, now_secs: i64) -> Result<Vec<(String, u64)>>;
 
     /// Units marked for re-appraisal (a record arrived, a revocation).
-    fn dirty_units(&self, limit: usize) -> Result<Vec<String>>;
+    async fn dirty_units(&self, limit: usize) -> Result<Vec<String>>;
     /// Units whose next time-based check is at or before `now_secs`.
-    fn due_units(&self, now_secs: i64, limit: usize) -> Result<Vec<String>>;
+    async fn due_units(&self, now_secs: i64, limit: usize) -> Result<Vec<String>>;
     /// Open re-appraisal sweeps.
-    fn sweeps(&self) -> Result<Vec<SweepEntry>>;
+    async fn sweeps(&self) -> Result<Vec<SweepEntry>>;
     /// The next units of a sweep after its cursor.
-    fn sweep_units(&self, sweep: &SweepEntry, limit: usize) -> Result<Vec<String>>;
+    async fn sweep_units(&self, sweep: &SweepEntry, limit: usize) -> Result<Vec<String>>;
     /// Moves a sweep's cursor, or closes it (`None`).
-    fn advance_sweep(&self, sweep: &SweepEntry, cursor: Option<&str>) -> Result<()>;
-    fn get_evidence(&self, evidence_id: &str) -> Result<Option<EvidenceEntry>>;
+    async fn advance_sweep(&self, sweep: &SweepEntry, cursor: Option<&str>) -> Result<()>;
+    async fn get_evidence(&self, evidence_id: &str) -> Result<Option<EvidenceEntry>>;
     /// A unit's evidence and records in the order they were accepted.
-    fn list_history(
+    async fn list_history(
         &self,
         serial: &str,
         after: Option<&str>,
@@ -498,49 +535,91 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Page<HistoryItem>>;
 
     /// Places a unit with a tenant, site, department and asset tag.
-    fn assign_device(&self, serial: &str, a: &Assignment, audit: &AuditNote)
-        -> Result<DeviceEntry>;
+    async fn assign_device(
+        &self,
+        serial: &str,
+        a: &Assignment,
+        audit: &AuditNote,
+    ) -> Result<DeviceEntry>;
     /// Stores a unit's concession (replacing an earlier one).
-    fn grant_concession(&self, c: ConcessionEntry, audit: &AuditNote) -> Result<DeviceEntry>;
+    async fn grant_concession(&self, c: ConcessionEntry, audit: &AuditNote) -> Result<DeviceEntry>;
     /// Appends a release decision to the unit's history, if what it rested
     /// on is still current (see [`DecisionCommit`]).
-    fn record_decision(&self, d: DecisionCommit) -> Result<()>;
+    async fn record_decision(&self, d: DecisionCommit) -> Result<()>;
 
     /// Appends an entry that records no other change (a signed checkpoint).
-    fn append_audit(&self, audit: &AuditNote) -> Result<()>;
+    async fn append_audit(&self, audit: &AuditNote) -> Result<()>;
     /// Audit entries after sequence `after`, oldest first.
-    fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>>;
+    async fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>>;
     /// The last sequence and hash of the chain (0 and the genesis hash when empty).
-    fn audit_head(&self) -> Result<(u64, [u8; 32])>;
+    async fn audit_head(&self) -> Result<(u64, [u8; 32])>;
     /// The newest signed checkpoint entry (`audit.checkpoint`), if any.
-    fn audit_last_checkpoint(&self) -> Result<Option<AuditRecord>>;
+    async fn audit_last_checkpoint(&self) -> Result<Option<AuditRecord>>;
 
     /// Units matching a query, in index order; the page token is opaque.
-    fn list_devices(&self, q: DeviceQuery) -> Result<Page<DeviceEntry>>;
+    async fn list_devices(&self, q: DeviceQuery) -> Result<Page<DeviceEntry>>;
     /// Counters by (group key, status), for one tenant or all.
-    fn summary(&self, group: Group, tenant: Option<&str>) -> Result<Vec<SummaryCount>>;
+    async fn summary(&self, group: Group, tenant: Option<&str>) -> Result<Vec<SummaryCount>>;
     /// Status changes after `after` (a change sequence), oldest first.
-    fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<ChangeEntry>>;
+    async fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<ChangeEntry>>;
     /// The change-feed cursor now: the sequence of the newest change ever
     /// written (0 before the first). A read that saw the same cursor before
     /// and after reflects exactly the changes up to it.
-    fn change_cursor(&self) -> Result<u64>;
+    async fn change_cursor(&self) -> Result<u64>;
     /// The oldest and newest change sequences kept, if any.
-    fn change_bounds(&self) -> Result<Option<(u64, u64)>>;
+    async fn change_bounds(&self) -> Result<Option<(u64, u64)>>;
     /// Drops the oldest changes so that at most `keep` remain; returns how many went.
-    fn trim_changes(&self, keep: u64, max: usize) -> Result<usize>;
+    async fn trim_changes(&self, keep: u64, max: usize) -> Result<usize>;
 
-    fn counts(&self) -> Result<Counts>;
+    async fn counts(&self) -> Result<Counts>;
 
     /// Applies several writes, in order, each with the same checks and the
     /// same result as its own method; a write refused leaves nothing and
-    /// does not stop the others. A backend may apply them as one atomic
-    /// write (the sled backend does): cheaper, and durable together after
-    /// the next [`Store::flush`]. By default, one at a time.
-    fn commit_batch(&self, writes: Vec<Write>) -> Vec<Result<Written>> {
-        writes.into_iter().map(|w| commit_alone(self, w)).collect()
+    /// does not stop the others. Each `Ok` is durable on return. A backend
+    /// may apply them as one transaction (cheaper); by default, one at a time.
+    async fn commit_batch(&self, writes: Vec<Write>) -> Vec<Result<Written>> {
+        let mut out = Vec::with_capacity(writes.len());
+        for w in writes {
+            out.push(commit_alone(self, w).await);
+        }
+        out
     }
 
-    /// Makes every write that returned before this call durable.
-    fn flush(&self) -> Result<()>;
+    /// Records a challenge nonce as used until `expires_at_ms`; `false` if it
+    /// was used already (on any replica). Entries past their expiry may be
+    /// forgotten: by then the nonce is refused as expired anyway.
+    async fn use_nonce(&self, nonce: &[u8], expires_at_ms: i64, now_ms: i64) -> Result<bool>;
+
+    /// Takes or renews the lease on a background job for `holder` until
+    /// `now_ms + ttl_ms`: `true` if `holder` holds it now. Jobs that must
+    /// run once across replicas (checkpoints, baseline activation, feed
+    /// trimming, summaries) run only while their lease is held. A backend
+    /// with one process holds every lease.
+    async fn lease(&self, job: &str, holder: &str, ttl_ms: i64, now_ms: i64) -> Result<bool> {
+        let _ = (job, holder, ttl_ms, now_ms);
+        Ok(true)
+    }
+
+    /// Pins a setting every replica must share (the audit key id): stores
+    /// `value` if the setting is unset and returns the stored value, which
+    /// the caller compares with its own. A backend with one process pins
+    /// nothing and returns `value`.
+    async fn pin_setting(&self, key: &str, value: &str) -> Result<String> {
+        let _ = key;
+        Ok(value.to_owned())
+    }
+
+    /// Announces a write on its way (see [`Announcement`]).
+    fn announce(&self) -> Announcement {
+        Announcement::none()
+    }
+
+    /// What the write path did so far.
+    fn write_stats(&self) -> WriteStats {
+        WriteStats::default()
+    }
+
+    /// Waits for what is in flight and stops taking writes (shutdown).
+    /// Later writes fail with `SHUTTING_DOWN`.
+    async fn close(&self) {}
 }

@@ -1,4 +1,5 @@
-//! The embedded backend: sled 0.34.7.
+//! The embedded backend's engine: sled 0.34.7, synchronous. [`super::SledStore`]
+//! puts it behind the async contract and groups its writes.
 //!
 //! Every domain write is one transaction over all trees, so a crash leaves
 //! all of it or none of it (sled serializes transactions with one lock, so
@@ -25,7 +26,7 @@ use crate::plan;
 use crate::{
     Assignment, BaselineEntry, ChangeEntry, ConcessionEntry, Counts, DecisionCommit, DeviceEntry,
     DeviceIndex, DeviceQuery, EvidenceCommit, EvidenceEntry, FlagCommit, Group, HistoryItem, Page,
-    ReappraisalCommit, RecordCommit, RecordEntry, RecordOutcome, StationEntry, Store, StoreError,
+    ReappraisalCommit, RecordCommit, RecordEntry, RecordOutcome, StationEntry, StoreError,
     SummaryCount, SweepEntry, Write, Written, SWEEP_DIGEST, SWEEP_MODEL, SWEEP_STATION,
 };
 
@@ -47,7 +48,7 @@ const SWEEP_GENERATION: &[u8] = b"sweeps/generation";
 /// Sequence number of the newest `audit.checkpoint` entry.
 const AUDIT_LAST_CHECKPOINT: &[u8] = b"audit/last-checkpoint";
 
-// Tree positions in `SledStore::trees`.
+// Tree positions in `Engine::trees`.
 const STATIONS: usize = 0;
 const DEVICES: usize = 1;
 const KEYS: usize = 2;
@@ -95,23 +96,8 @@ const TREE_NAMES: [&str; 22] = [
     "by_digest",
 ];
 
-/// Settings of the sled backend.
-#[derive(Clone, Debug)]
-pub struct SledConfig {
-    /// Bytes of page cache; sled's default is 1 GiB, too much to leave implicit.
-    pub cache_capacity: u64,
-}
-
-impl Default for SledConfig {
-    fn default() -> Self {
-        SledConfig {
-            cache_capacity: 256 * 1024 * 1024,
-        }
-    }
-}
-
-/// The sled-backed [`Store`].
-pub struct SledStore {
+/// The sled database and its trees.
+pub struct Engine {
     db: sled::Db,
     trees: Vec<Tree>,
 }
@@ -369,7 +355,7 @@ fn unit_view(t: &Tx<'_>, serial: &str) -> TxResult<(Option<DeviceEntry>, Option<
     Ok((d, active))
 }
 
-/// Stores verified evidence and the unit's new verdict (see [`Store::commit_evidence`]).
+/// Stores verified evidence and the unit's new verdict (see [`crate::Store::commit_evidence`]).
 fn evidence_tx(t: &Tx<'_>, c: &EvidenceCommit, order: u64) -> TxResult<DeviceEntry> {
     let entry = &c.entry;
     let (d, active) = unit_view(t, &entry.serial)?;
@@ -388,7 +374,7 @@ fn evidence_tx(t: &Tx<'_>, c: &EvidenceCommit, order: u64) -> TxResult<DeviceEnt
     Ok(w.new)
 }
 
-/// Stores a re-appraised verdict (see [`Store::commit_reappraisal`]).
+/// Stores a re-appraised verdict (see [`crate::Store::commit_reappraisal`]).
 fn reappraisal_tx(t: &Tx<'_>, c: &ReappraisalCommit, order: u64) -> TxResult<DeviceEntry> {
     let serial = c.serial.as_str();
     let (d, active) = unit_view(t, serial)?;
@@ -411,7 +397,7 @@ fn reappraisal_tx(t: &Tx<'_>, c: &ReappraisalCommit, order: u64) -> TxResult<Dev
     }
 }
 
-/// Stores a station record (see [`Store::commit_record`]).
+/// Stores a station record (see [`crate::Store::commit_record`]).
 fn record_tx(t: &Tx<'_>, c: &RecordCommit, order: u64) -> TxResult<RecordOutcome> {
     let entry = &c.entry;
     let sid = entry.station_id.as_str();
@@ -479,7 +465,7 @@ fn decision_tx(t: &Tx<'_>, c: &DecisionCommit, order: u64) -> TxResult<()> {
 }
 
 /// Sets an administrator's flag with the unit's verdict under it (see
-/// [`Store::set_flag`]).
+/// [`crate::Store::set_flag`]).
 fn flag_tx(t: &Tx<'_>, c: &FlagCommit, order: u64) -> TxResult<DeviceEntry> {
     let (d, active) = unit_view(t, &c.serial)?;
     let (w, h) = plan::admit_flag(d.as_ref(), active, c).or_else(refused)?;
@@ -618,10 +604,10 @@ fn successor(k: &[u8]) -> Vec<u8> {
     v
 }
 
-impl SledStore {
+impl Engine {
     /// Opens (or creates) the database in `dir`. Start-up work is bounded:
     /// nothing here walks a tree.
-    pub fn open(dir: &Path, cfg: &SledConfig) -> crate::Result<SledStore> {
+    pub fn open(dir: &Path, cfg: &super::SledConfig) -> crate::Result<Engine> {
         let config = sled::Config::new()
             .path(dir)
             .cache_capacity(cfg.cache_capacity)
@@ -648,7 +634,7 @@ impl SledStore {
             .iter()
             .map(|n| db.open_tree(n).map_err(unavailable))
             .collect::<crate::Result<Vec<_>>>()?;
-        Ok(SledStore { db, trees })
+        Ok(Engine { db, trees })
     }
 
     fn tree(&self, i: usize) -> &Tree {
@@ -756,8 +742,9 @@ impl SledStore {
     }
 }
 
-impl Store for SledStore {
-    fn register_station(
+/// The contract's operations, synchronous; see [`crate::Store`] for each.
+impl Engine {
+    pub fn register_station(
         &self,
         station: StationEntry,
         audit: &crate::AuditNote,
@@ -777,7 +764,7 @@ impl Store for SledStore {
         Ok(station)
     }
 
-    fn revoke_station(
+    pub fn revoke_station(
         &self,
         station_id: &str,
         reason: &str,
@@ -805,11 +792,11 @@ impl Store for SledStore {
         })
     }
 
-    fn get_station(&self, station_id: &str) -> crate::Result<Option<StationEntry>> {
+    pub fn get_station(&self, station_id: &str) -> crate::Result<Option<StationEntry>> {
         self.read(STATIONS, station_id.as_bytes(), "station")
     }
 
-    fn list_stations(
+    pub fn list_stations(
         &self,
         after: Option<&str>,
         limit: usize,
@@ -836,20 +823,20 @@ impl Store for SledStore {
         Ok(Page { items, next })
     }
 
-    fn get_device(&self, serial: &str) -> crate::Result<Option<DeviceEntry>> {
+    pub fn get_device(&self, serial: &str) -> crate::Result<Option<DeviceEntry>> {
         self.read(DEVICES, serial.as_bytes(), "device")
     }
 
-    fn commit_record(&self, commit: RecordCommit) -> crate::Result<RecordOutcome> {
+    pub fn commit_record(&self, commit: RecordCommit) -> crate::Result<RecordOutcome> {
         let order = self.next_order()?;
         self.tx(|t| record_tx(t, &commit, order))
     }
 
-    fn get_record(&self, record_id: &str) -> crate::Result<Option<RecordEntry>> {
+    pub fn get_record(&self, record_id: &str) -> crate::Result<Option<RecordEntry>> {
         self.read(RECORDS, record_id.as_bytes(), "record")
     }
 
-    fn list_records(
+    pub fn list_records(
         &self,
         serial: &str,
         after: Option<&str>,
@@ -860,22 +847,22 @@ impl Store for SledStore {
         })
     }
 
-    fn set_flag(&self, commit: FlagCommit) -> crate::Result<DeviceEntry> {
+    pub fn set_flag(&self, commit: FlagCommit) -> crate::Result<DeviceEntry> {
         let order = self.next_order()?;
         self.tx(|t| flag_tx(t, &commit, order))
     }
 
-    fn commit_evidence(&self, commit: EvidenceCommit) -> crate::Result<DeviceEntry> {
+    pub fn commit_evidence(&self, commit: EvidenceCommit) -> crate::Result<DeviceEntry> {
         let order = self.next_order()?;
         self.tx(|t| evidence_tx(t, &commit, order))
     }
 
-    fn commit_reappraisal(&self, commit: ReappraisalCommit) -> crate::Result<DeviceEntry> {
+    pub fn commit_reappraisal(&self, commit: ReappraisalCommit) -> crate::Result<DeviceEntry> {
         let order = self.next_order()?;
         self.tx(|t| reappraisal_tx(t, &commit, order))
     }
 
-    fn publish_baseline(
+    pub fn publish_baseline(
         &self,
         b: BaselineEntry,
         now_secs: i64,
@@ -902,11 +889,11 @@ impl Store for SledStore {
         })
     }
 
-    fn get_baseline(&self, model: &str, version: u64) -> crate::Result<Option<BaselineEntry>> {
+    pub fn get_baseline(&self, model: &str, version: u64) -> crate::Result<Option<BaselineEntry>> {
         self.read(BASELINES, &baseline_key(model, version), "baseline")
     }
 
-    fn active_baseline_version(&self, model: &str) -> crate::Result<Option<u64>> {
+    pub fn active_baseline_version(&self, model: &str) -> crate::Result<Option<u64>> {
         Ok(self
             .tree(BASELINE_ACTIVE)
             .get(model.as_bytes())
@@ -914,7 +901,7 @@ impl Store for SledStore {
             .and_then(|v| u64_of(&v)))
     }
 
-    fn list_baselines(
+    pub fn list_baselines(
         &self,
         model: &str,
         after: Option<&str>,
@@ -946,7 +933,7 @@ impl Store for SledStore {
         Ok(Page { items, next })
     }
 
-    fn activate_due_baselines(&self, now_secs: i64) -> crate::Result<Vec<(String, u64)>> {
+    pub fn activate_due_baselines(&self, now_secs: i64) -> crate::Result<Vec<(String, u64)>> {
         let end = ((now_secs.max(0) as u64) + 1).to_be_bytes();
         let due: Vec<sled::IVec> = self
             .tree(BASELINE_PENDING)
@@ -974,7 +961,7 @@ impl Store for SledStore {
         Ok(activated)
     }
 
-    fn dirty_units(&self, limit: usize) -> crate::Result<Vec<String>> {
+    pub fn dirty_units(&self, limit: usize) -> crate::Result<Vec<String>> {
         self.tree(DIRTY)
             .iter()
             .keys()
@@ -986,7 +973,7 @@ impl Store for SledStore {
             .collect()
     }
 
-    fn due_units(&self, now_secs: i64, limit: usize) -> crate::Result<Vec<String>> {
+    pub fn due_units(&self, now_secs: i64, limit: usize) -> crate::Result<Vec<String>> {
         let end = ((now_secs.max(0) as u64) + 1).to_be_bytes();
         self.tree(DUE)
             .range(..end.as_slice())
@@ -1000,7 +987,7 @@ impl Store for SledStore {
             .collect()
     }
 
-    fn sweeps(&self) -> crate::Result<Vec<SweepEntry>> {
+    pub fn sweeps(&self) -> crate::Result<Vec<SweepEntry>> {
         self.tree(SWEEPS)
             .iter()
             .values()
@@ -1008,7 +995,7 @@ impl Store for SledStore {
             .collect()
     }
 
-    fn sweep_units(&self, sweep: &SweepEntry, limit: usize) -> crate::Result<Vec<String>> {
+    pub fn sweep_units(&self, sweep: &SweepEntry, limit: usize) -> crate::Result<Vec<String>> {
         let index = match sweep.kind {
             SWEEP_MODEL => self.tree(BY_MODEL),
             SWEEP_STATION => self.tree(BY_STATION),
@@ -1034,7 +1021,7 @@ impl Store for SledStore {
         Ok(out)
     }
 
-    fn advance_sweep(&self, sweep: &SweepEntry, cursor: Option<&str>) -> crate::Result<()> {
+    pub fn advance_sweep(&self, sweep: &SweepEntry, cursor: Option<&str>) -> crate::Result<()> {
         let key = sweep_key(sweep.kind, &sweep.key);
         self.tx(|t| {
             // A sweep reopened meanwhile (a newer baseline, another station
@@ -1059,7 +1046,7 @@ impl Store for SledStore {
         })
     }
 
-    fn assign_device(
+    pub fn assign_device(
         &self,
         serial: &str,
         a: &Assignment,
@@ -1074,7 +1061,7 @@ impl Store for SledStore {
         })
     }
 
-    fn grant_concession(
+    pub fn grant_concession(
         &self,
         c: ConcessionEntry,
         audit: &crate::AuditNote,
@@ -1085,17 +1072,14 @@ impl Store for SledStore {
         })
     }
 
-    fn record_decision(&self, dec: DecisionCommit) -> crate::Result<()> {
+    pub fn record_decision(&self, dec: DecisionCommit) -> crate::Result<()> {
         let order = self.next_order()?;
         self.tx(|t| decision_tx(t, &dec, order))
     }
 
-    fn commit_batch(&self, writes: Vec<Write>) -> Vec<crate::Result<Written>> {
+    pub fn commit_batch(&self, writes: Vec<Write>) -> Vec<crate::Result<Written>> {
         if writes.len() <= 1 {
-            return writes
-                .into_iter()
-                .map(|w| crate::commit_alone(self, w))
-                .collect();
+            return writes.into_iter().map(|w| self.commit_one(w)).collect();
         }
         let orders = match writes
             .iter()
@@ -1103,12 +1087,7 @@ impl Store for SledStore {
             .collect::<crate::Result<Vec<u64>>>()
         {
             Ok(o) => o,
-            Err(_) => {
-                return writes
-                    .into_iter()
-                    .map(|w| crate::commit_alone(self, w))
-                    .collect()
-            }
+            Err(_) => return writes.into_iter().map(|w| self.commit_one(w)).collect(),
         };
         let all = <[Tree] as Transactional<Abort>>::transaction(&self.trees[..], |view| {
             let t = Tx {
@@ -1136,18 +1115,15 @@ impl Store for SledStore {
                 .into_iter()
                 .map(|r| r.map_err(|a| map_tx_error(TransactionError::Abort(a))))
                 .collect(),
-            Err(_) => writes
-                .into_iter()
-                .map(|w| crate::commit_alone(self, w))
-                .collect(),
+            Err(_) => writes.into_iter().map(|w| self.commit_one(w)).collect(),
         }
     }
 
-    fn append_audit(&self, audit: &crate::AuditNote) -> crate::Result<()> {
+    pub fn append_audit(&self, audit: &crate::AuditNote) -> crate::Result<()> {
         self.tx(|t| t.audit(audit))
     }
 
-    fn audit_after(&self, after: u64, limit: usize) -> crate::Result<Vec<crate::AuditRecord>> {
+    pub fn audit_after(&self, after: u64, limit: usize) -> crate::Result<Vec<crate::AuditRecord>> {
         self.tree(AUDIT)
             .range(after.saturating_add(1).to_be_bytes()..)
             .values()
@@ -1156,7 +1132,7 @@ impl Store for SledStore {
             .collect()
     }
 
-    fn audit_head(&self) -> crate::Result<(u64, [u8; 32])> {
+    pub fn audit_head(&self) -> crate::Result<(u64, [u8; 32])> {
         // Sequence and hash are two keys: read them in one transaction, or
         // an append between the two reads pairs one entry's sequence with
         // the next one's hash (a checkpoint would then sign a head that is
@@ -1176,7 +1152,7 @@ impl Store for SledStore {
         })
     }
 
-    fn audit_last_checkpoint(&self) -> crate::Result<Option<crate::AuditRecord>> {
+    pub fn audit_last_checkpoint(&self) -> crate::Result<Option<crate::AuditRecord>> {
         let Some(seq) = self
             .tree(META)
             .get(AUDIT_LAST_CHECKPOINT)
@@ -1191,7 +1167,7 @@ impl Store for SledStore {
         }
     }
 
-    fn list_devices(&self, q: DeviceQuery) -> crate::Result<Page<DeviceEntry>> {
+    pub fn list_devices(&self, q: DeviceQuery) -> crate::Result<Page<DeviceEntry>> {
         // Each index keeps (prefix, key) pairs; the serial is the key's tail.
         let (tree, prefixes): (&Tree, Vec<Vec<u8>>) = match &q.filter.index() {
             DeviceIndex::All => (self.tree(DEVICES), vec![Vec::new()]),
@@ -1241,7 +1217,7 @@ impl Store for SledStore {
         Ok(Page { items, next: None })
     }
 
-    fn summary(&self, group: Group, tenant: Option<&str>) -> crate::Result<Vec<SummaryCount>> {
+    pub fn summary(&self, group: Group, tenant: Option<&str>) -> crate::Result<Vec<SummaryCount>> {
         let mut out: Vec<SummaryCount> = Vec::new();
         for kv in self.tree(SUMMARY).scan_prefix([group_byte(group)]) {
             let (k, v) = kv.map_err(unavailable)?;
@@ -1264,7 +1240,7 @@ impl Store for SledStore {
         Ok(out)
     }
 
-    fn changes_after(&self, after: u64, limit: usize) -> crate::Result<Vec<ChangeEntry>> {
+    pub fn changes_after(&self, after: u64, limit: usize) -> crate::Result<Vec<ChangeEntry>> {
         self.tree(CHANGES)
             .range(after.saturating_add(1).to_be_bytes()..)
             .values()
@@ -1273,11 +1249,11 @@ impl Store for SledStore {
             .collect()
     }
 
-    fn change_cursor(&self) -> crate::Result<u64> {
+    pub fn change_cursor(&self) -> crate::Result<u64> {
         self.count(SEQ_CHANGES)
     }
 
-    fn change_bounds(&self) -> crate::Result<Option<(u64, u64)>> {
+    pub fn change_bounds(&self) -> crate::Result<Option<(u64, u64)>> {
         let first = self.tree(CHANGES).first().map_err(unavailable)?;
         let last = self.tree(CHANGES).last().map_err(unavailable)?;
         Ok(match (first, last) {
@@ -1289,7 +1265,7 @@ impl Store for SledStore {
         })
     }
 
-    fn trim_changes(&self, keep: u64, max: usize) -> crate::Result<usize> {
+    pub fn trim_changes(&self, keep: u64, max: usize) -> crate::Result<usize> {
         let Some((first, last)) = self.change_bounds()? else {
             return Ok(0);
         };
@@ -1306,7 +1282,7 @@ impl Store for SledStore {
         Ok(cut as usize)
     }
 
-    fn counts(&self) -> crate::Result<Counts> {
+    pub fn counts(&self) -> crate::Result<Counts> {
         let mut by_status = [0u64; 7];
         for (_, status, n) in self.summary(Group::All, None)? {
             if let Some(slot) = by_status.get_mut(status as usize) {
@@ -1323,11 +1299,11 @@ impl Store for SledStore {
         })
     }
 
-    fn get_evidence(&self, evidence_id: &str) -> crate::Result<Option<EvidenceEntry>> {
+    pub fn get_evidence(&self, evidence_id: &str) -> crate::Result<Option<EvidenceEntry>> {
         self.read(EVIDENCE, evidence_id.as_bytes(), "evidence")
     }
 
-    fn list_history(
+    pub fn list_history(
         &self,
         serial: &str,
         after: Option<&str>,
@@ -1353,7 +1329,21 @@ impl Store for SledStore {
         })
     }
 
-    fn flush(&self) -> crate::Result<()> {
+    /// Applies one write of a batch through its own method.
+    pub fn commit_one(&self, w: Write) -> crate::Result<Written> {
+        Ok(match w {
+            Write::Evidence(c) => Written::Device(self.commit_evidence(c)?),
+            Write::Reappraisal(c) => Written::Device(self.commit_reappraisal(c)?),
+            Write::Record(c) => Written::Record(self.commit_record(c)?),
+            Write::Decision(d) => {
+                self.record_decision(d)?;
+                Written::Done
+            }
+        })
+    }
+
+    /// Makes every write that returned before this call durable.
+    pub fn flush(&self) -> crate::Result<()> {
         self.db.flush().map(|_| ()).map_err(unavailable)
     }
 }
