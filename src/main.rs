@@ -164,6 +164,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         &cfg.data_dir,
         &SledConfig {
             cache_capacity: cfg.cache_capacity_mb.saturating_mul(1024 * 1024),
+            group_commit_max_wait: std::time::Duration::from_micros(
+                cfg.limits.group_commit_max_wait_us,
+            ),
         },
     )
     .with_context(|| format!("opening the database in {}", cfg.data_dir.display()))?;
@@ -203,7 +206,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         println!("attestd metrics on http://{}/metrics", m.local_addr()?);
     }
     if let Some(kit) = &kit {
-        dev::register_station(&store, &kit.station_key, SystemClock.now_ms())?;
+        dev::register_station(&store, &kit.station_key, SystemClock.now_ms()).await?;
         for (what, t) in &kit.tokens {
             println!("attestd dev {what} token: {t}");
         }

@@ -370,7 +370,7 @@ async fn a_watch_from_a_reads_cursor_gets_exactly_the_changes_after_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn release_checks_of_unknown_serials_store_nothing_and_are_summarized() {
     let b = trusted(1, Limits::default()).await;
-    let before = b.srv.app.store.audit_head().unwrap();
+    let before = b.srv.app.store.audit_head().await.unwrap();
     for i in 0..50 {
         let d = b.check(&format!("MADEUP-{i}")).await;
         assert_eq!(d.decision, pb::Decision::Hold as i32);
@@ -388,13 +388,14 @@ async fn release_checks_of_unknown_serials_store_nothing_and_are_summarized() {
     assert_eq!(codes(&r.results[0]), vec!["NOT_ENROLLED".to_string()]);
     assert_eq!(r.results[1].decision, pb::Decision::Release as i32);
     // One audit entry: the known unit's decision; none per made-up serial.
-    let after = b.srv.app.store.audit_head().unwrap();
+    let after = b.srv.app.store.audit_head().await.unwrap();
     assert_eq!(after.0, before.0 + 1);
     assert!(b
         .srv
         .app
         .store
         .list_history("MADEUP-1", None, 10)
+        .await
         .unwrap()
         .items
         .is_empty());

@@ -154,8 +154,13 @@ async fn group_commit_shares_flushes_between_concurrent_writers() {
     let acked = 64 * rounds;
     let flushes = server.metric("attestd_store_flushes_total") - flushes_before;
     let writes = server.metric("attestd_store_flushed_writes_total") - writes_before;
-    // Every acknowledged write waited for a flush...
-    assert_eq!(writes, acked, "each acknowledgement is counted once");
+    // Every acknowledged write waited for a flush (the background job may
+    // commit a few upkeep writes of its own in the window: a sweep closing,
+    // a checkpoint)...
+    assert!(
+        (acked..=acked + 8).contains(&writes),
+        "each acknowledgement is counted once: {writes} writes for {acked} acknowledgements"
+    );
     // ...and with 64 concurrent submitters, flushes were shared.
     assert!(flushes > 0);
     assert!(

@@ -381,6 +381,7 @@ async fn summaries_and_lists_always_equal_a_recount() {
             dir.path(),
             &SledConfig {
                 cache_capacity: 16 << 20,
+                ..Default::default()
             },
         )
         .unwrap(),

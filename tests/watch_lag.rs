@@ -26,6 +26,7 @@ async fn a_reader_that_falls_behind_is_told_so() {
             dir.path(),
             &SledConfig {
                 cache_capacity: 8 << 20,
+                ..Default::default()
             },
         )
         .unwrap(),
@@ -48,6 +49,7 @@ async fn a_reader_that_falls_behind_is_told_so() {
     };
     let mut stream = fleet
         .watch(&auditor, pb::WatchFleetRequest::default())
+        .await
         .expect("watch")
         .1;
 
@@ -116,6 +118,7 @@ async fn a_reader_that_falls_behind_is_told_so() {
                     after_cursor: cursor.clone(),
                 },
             )
+            .await
             .expect("resume")
             .1;
         while serials.len() < 40 {

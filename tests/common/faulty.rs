@@ -12,7 +12,7 @@ use attestd_store::*;
 pub struct FaultyStore {
     pub inner: Arc<dyn Store>,
     pub failing: AtomicBool,
-    pub hold: Hold,
+    pub hold: Arc<Hold>,
 }
 
 /// Ways to hold a caller inside the store, to make races happen on purpose.
@@ -66,7 +66,7 @@ impl FaultyStore {
         FaultyStore {
             inner,
             failing: AtomicBool::new(false),
-            hold: Hold::default(),
+            hold: Arc::default(),
         }
     }
 }
@@ -81,64 +81,274 @@ impl FaultyStore {
     }
 }
 
-macro_rules! delegate {
-    ($(fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
-        $(fn $name(&self $(, $arg: $ty)*) -> $ret {
-            self.check()?;
-            self.inner.$name($($arg),*)
-        })*
-    };
-}
-
+#[async_trait::async_trait]
 impl Store for FaultyStore {
-    fn get_device(&self, serial: &str) -> Result<Option<DeviceEntry>> {
-        self.hold.on_device();
+    async fn get_device(&self, serial: &str) -> Result<Option<DeviceEntry>> {
+        // The hold blocks its thread: not one of the runtime's.
+        let h = self.hold.clone();
+        let _ = tokio::task::spawn_blocking(move || h.on_device()).await;
         self.check()?;
-        self.inner.get_device(serial)
+        self.inner.get_device(serial).await
     }
 
-    fn get_evidence(&self, evidence_id: &str) -> Result<Option<EvidenceEntry>> {
-        self.hold.on_evidence();
+    async fn get_evidence(&self, evidence_id: &str) -> Result<Option<EvidenceEntry>> {
+        let h = self.hold.clone();
+        let _ = tokio::task::spawn_blocking(move || h.on_evidence()).await;
         self.check()?;
-        self.inner.get_evidence(evidence_id)
+        self.inner.get_evidence(evidence_id).await
     }
 
-    delegate! {
-        fn register_station(&self, station: StationEntry, audit: &AuditNote) -> Result<StationEntry>;
-        fn revoke_station(&self, station_id: &str, reason: &str, audit: &AuditNote) -> Result<StationEntry>;
-        fn get_station(&self, station_id: &str) -> Result<Option<StationEntry>>;
-        fn list_stations(&self, after: Option<&str>, limit: usize) -> Result<Page<StationEntry>>;
-        fn commit_record(&self, commit: RecordCommit) -> Result<RecordOutcome>;
-        fn get_record(&self, record_id: &str) -> Result<Option<RecordEntry>>;
-        fn list_records(&self, serial: &str, after: Option<&str>, limit: usize) -> Result<Page<RecordEntry>>;
-        fn set_flag(&self, commit: FlagCommit) -> Result<DeviceEntry>;
-        fn commit_evidence(&self, commit: EvidenceCommit) -> Result<DeviceEntry>;
-        fn commit_reappraisal(&self, commit: ReappraisalCommit) -> Result<DeviceEntry>;
-        fn publish_baseline(&self, baseline: BaselineEntry, now_secs: i64, audit: &AuditNote) -> Result<bool>;
-        fn get_baseline(&self, model: &str, version: u64) -> Result<Option<BaselineEntry>>;
-        fn active_baseline_version(&self, model: &str) -> Result<Option<u64>>;
-        fn list_baselines(&self, model: &str, after: Option<&str>, limit: usize) -> Result<Page<BaselineEntry>>;
-        fn activate_due_baselines(&self, now_secs: i64) -> Result<Vec<(String, u64)>>;
-        fn dirty_units(&self, limit: usize) -> Result<Vec<String>>;
-        fn due_units(&self, now_secs: i64, limit: usize) -> Result<Vec<String>>;
-        fn sweeps(&self) -> Result<Vec<SweepEntry>>;
-        fn sweep_units(&self, sweep: &SweepEntry, limit: usize) -> Result<Vec<String>>;
-        fn advance_sweep(&self, sweep: &SweepEntry, cursor: Option<&str>) -> Result<()>;
-        fn list_history(&self, serial: &str, after: Option<&str>, limit: usize) -> Result<Page<HistoryItem>>;
-        fn assign_device(&self, serial: &str, a: &Assignment, audit: &AuditNote) -> Result<DeviceEntry>;
-        fn grant_concession(&self, c: ConcessionEntry, audit: &AuditNote) -> Result<DeviceEntry>;
-        fn record_decision(&self, d: DecisionCommit) -> Result<()>;
-        fn append_audit(&self, audit: &AuditNote) -> Result<()>;
-        fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>>;
-        fn audit_head(&self) -> Result<(u64, [u8; 32])>;
-        fn audit_last_checkpoint(&self) -> Result<Option<AuditRecord>>;
-        fn list_devices(&self, q: DeviceQuery) -> Result<Page<DeviceEntry>>;
-        fn summary(&self, group: Group, tenant: Option<&str>) -> Result<Vec<SummaryCount>>;
-        fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<ChangeEntry>>;
-        fn change_cursor(&self) -> Result<u64>;
-        fn change_bounds(&self) -> Result<Option<(u64, u64)>>;
-        fn trim_changes(&self, keep: u64, max: usize) -> Result<usize>;
-        fn counts(&self) -> Result<Counts>;
-        fn flush(&self) -> Result<()>;
+    async fn commit_batch(&self, writes: Vec<Write>) -> Vec<Result<Written>> {
+        if self.failing.load(Ordering::SeqCst) {
+            return writes
+                .iter()
+                .map(|_| Err(StoreError::Unavailable("injected failure".into())))
+                .collect();
+        }
+        self.inner.commit_batch(writes).await
+    }
+
+    async fn issue_nonce(
+        &self,
+        serial: &str,
+        now_ms: i64,
+        policy: &nonces::NoncePolicy,
+    ) -> Result<([u8; nonces::NONCE_LEN], i64)> {
+        self.check()?;
+        self.inner.issue_nonce(serial, now_ms, policy).await
+    }
+
+    async fn consume_nonce(
+        &self,
+        nonce: &[u8],
+        serial: &str,
+        now_ms: i64,
+        policy: &nonces::NoncePolicy,
+    ) -> Result<()> {
+        self.check()?;
+        self.inner
+            .consume_nonce(nonce, serial, now_ms, policy)
+            .await
+    }
+
+    fn announce(&self) -> Announcement {
+        self.inner.announce()
+    }
+
+    fn write_stats(&self) -> WriteStats {
+        self.inner.write_stats()
+    }
+
+    async fn close(&self) {
+        self.inner.close().await
+    }
+
+    async fn register_station(
+        &self,
+        station: StationEntry,
+        audit: &AuditNote,
+    ) -> Result<StationEntry> {
+        self.check()?;
+        self.inner.register_station(station, audit).await
+    }
+
+    async fn revoke_station(
+        &self,
+        station_id: &str,
+        reason: &str,
+        audit: &AuditNote,
+    ) -> Result<StationEntry> {
+        self.check()?;
+        self.inner.revoke_station(station_id, reason, audit).await
+    }
+
+    async fn get_station(&self, station_id: &str) -> Result<Option<StationEntry>> {
+        self.check()?;
+        self.inner.get_station(station_id).await
+    }
+
+    async fn list_stations(&self, after: Option<&str>, limit: usize) -> Result<Page<StationEntry>> {
+        self.check()?;
+        self.inner.list_stations(after, limit).await
+    }
+
+    async fn commit_record(&self, commit: RecordCommit) -> Result<RecordOutcome> {
+        self.check()?;
+        self.inner.commit_record(commit).await
+    }
+
+    async fn get_record(&self, record_id: &str) -> Result<Option<RecordEntry>> {
+        self.check()?;
+        self.inner.get_record(record_id).await
+    }
+
+    async fn list_records(
+        &self,
+        serial: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<RecordEntry>> {
+        self.check()?;
+        self.inner.list_records(serial, after, limit).await
+    }
+
+    async fn set_flag(&self, commit: FlagCommit) -> Result<DeviceEntry> {
+        self.check()?;
+        self.inner.set_flag(commit).await
+    }
+
+    async fn commit_evidence(&self, commit: EvidenceCommit) -> Result<DeviceEntry> {
+        self.check()?;
+        self.inner.commit_evidence(commit).await
+    }
+
+    async fn commit_reappraisal(&self, commit: ReappraisalCommit) -> Result<DeviceEntry> {
+        self.check()?;
+        self.inner.commit_reappraisal(commit).await
+    }
+
+    async fn publish_baseline(
+        &self,
+        baseline: BaselineEntry,
+        now_secs: i64,
+        audit: &AuditNote,
+    ) -> Result<bool> {
+        self.check()?;
+        self.inner.publish_baseline(baseline, now_secs, audit).await
+    }
+
+    async fn get_baseline(&self, model: &str, version: u64) -> Result<Option<BaselineEntry>> {
+        self.check()?;
+        self.inner.get_baseline(model, version).await
+    }
+
+    async fn active_baseline_version(&self, model: &str) -> Result<Option<u64>> {
+        self.check()?;
+        self.inner.active_baseline_version(model).await
+    }
+
+    async fn list_baselines(
+        &self,
+        model: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<BaselineEntry>> {
+        self.check()?;
+        self.inner.list_baselines(model, after, limit).await
+    }
+
+    async fn activate_due_baselines(&self, now_secs: i64) -> Result<Vec<(String, u64)>> {
+        self.check()?;
+        self.inner.activate_due_baselines(now_secs).await
+    }
+
+    async fn dirty_units(&self, limit: usize) -> Result<Vec<String>> {
+        self.check()?;
+        self.inner.dirty_units(limit).await
+    }
+
+    async fn due_units(&self, now_secs: i64, limit: usize) -> Result<Vec<String>> {
+        self.check()?;
+        self.inner.due_units(now_secs, limit).await
+    }
+
+    async fn sweeps(&self) -> Result<Vec<SweepEntry>> {
+        self.check()?;
+        self.inner.sweeps().await
+    }
+
+    async fn sweep_units(&self, sweep: &SweepEntry, limit: usize) -> Result<Vec<String>> {
+        self.check()?;
+        self.inner.sweep_units(sweep, limit).await
+    }
+
+    async fn advance_sweep(&self, sweep: &SweepEntry, cursor: Option<&str>) -> Result<()> {
+        self.check()?;
+        self.inner.advance_sweep(sweep, cursor).await
+    }
+
+    async fn list_history(
+        &self,
+        serial: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<HistoryItem>> {
+        self.check()?;
+        self.inner.list_history(serial, after, limit).await
+    }
+
+    async fn assign_device(
+        &self,
+        serial: &str,
+        a: &Assignment,
+        audit: &AuditNote,
+    ) -> Result<DeviceEntry> {
+        self.check()?;
+        self.inner.assign_device(serial, a, audit).await
+    }
+
+    async fn grant_concession(&self, c: ConcessionEntry, audit: &AuditNote) -> Result<DeviceEntry> {
+        self.check()?;
+        self.inner.grant_concession(c, audit).await
+    }
+
+    async fn record_decision(&self, d: DecisionCommit) -> Result<()> {
+        self.check()?;
+        self.inner.record_decision(d).await
+    }
+
+    async fn append_audit(&self, audit: &AuditNote) -> Result<()> {
+        self.check()?;
+        self.inner.append_audit(audit).await
+    }
+
+    async fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>> {
+        self.check()?;
+        self.inner.audit_after(after, limit).await
+    }
+
+    async fn audit_head(&self) -> Result<(u64, [u8; 32])> {
+        self.check()?;
+        self.inner.audit_head().await
+    }
+
+    async fn audit_last_checkpoint(&self) -> Result<Option<AuditRecord>> {
+        self.check()?;
+        self.inner.audit_last_checkpoint().await
+    }
+
+    async fn list_devices(&self, q: DeviceQuery) -> Result<Page<DeviceEntry>> {
+        self.check()?;
+        self.inner.list_devices(q).await
+    }
+
+    async fn summary(&self, group: Group, tenant: Option<&str>) -> Result<Vec<SummaryCount>> {
+        self.check()?;
+        self.inner.summary(group, tenant).await
+    }
+
+    async fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<ChangeEntry>> {
+        self.check()?;
+        self.inner.changes_after(after, limit).await
+    }
+
+    async fn change_cursor(&self) -> Result<u64> {
+        self.check()?;
+        self.inner.change_cursor().await
+    }
+
+    async fn change_bounds(&self) -> Result<Option<(u64, u64)>> {
+        self.check()?;
+        self.inner.change_bounds().await
+    }
+
+    async fn trim_changes(&self, keep: u64, max: usize) -> Result<usize> {
+        self.check()?;
+        self.inner.trim_changes(keep, max).await
+    }
+
+    async fn counts(&self) -> Result<Counts> {
+        self.check()?;
+        self.inner.counts().await
     }
 }

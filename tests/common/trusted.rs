@@ -43,6 +43,7 @@ pub async fn trusted(n: usize, limits: Limits) -> Bench {
             dir.path(),
             &SledConfig {
                 cache_capacity: 8 << 20,
+                ..Default::default()
             },
         )
         .unwrap(),

@@ -50,10 +50,13 @@ async fn start() -> Env {
         &dir.path().join("data"),
         &SledConfig {
             cache_capacity: 16 << 20,
+            ..Default::default()
         },
     )
     .unwrap();
-    dev::register_station(&store, &kit.station_key, 0).unwrap();
+    dev::register_station(&store, &kit.station_key, 0)
+        .await
+        .unwrap();
     let server = Server::new(ServerParts {
         store: Arc::new(store),
         settings: Settings {

@@ -196,6 +196,9 @@ pub fn run_server(dir: &Path, cache_mb: u64) -> anyhow::Result<()> {
             &dir.join("db"),
             &attestd_store::sled_store::SledConfig {
                 cache_capacity: cache_mb * 1024 * 1024,
+                group_commit_max_wait: std::time::Duration::from_micros(
+                    kit.settings().limits.group_commit_max_wait_us,
+                ),
             },
         )
         .map_err(|e| anyhow::anyhow!("store: {e}"))?;

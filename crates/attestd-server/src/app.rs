@@ -8,9 +8,7 @@ use tonic::Status;
 
 use crate::auth::Principal;
 use crate::clock::Clock;
-use crate::commit::GroupCommit;
 use crate::metrics::Metrics;
-use crate::nonce::NonceCache;
 use crate::security::SecurityEvents;
 use crate::settings::Limits;
 use crate::status::{store_rejection, to_status};
@@ -19,8 +17,6 @@ use attestd_core::baseline::TrustRoot;
 
 pub struct App {
     pub store: Arc<dyn Store>,
-    pub commit: GroupCommit,
-    pub nonces: NonceCache,
     pub metrics: Arc<Metrics>,
     pub security: SecurityEvents,
     pub clock: Arc<dyn Clock>,
@@ -53,9 +49,9 @@ impl App {
         store_rejection(e)
     }
 
-    /// Runs blocking work (store calls, decoding, appraisal) on the
+    /// Runs CPU-bound work (decoding, verifying signatures) on the
     /// runtime's blocking pool, so that the threads that move requests and
-    /// streams never wait on the disk or a lock.
+    /// streams never wait on it.
     pub async fn blocking<T, F>(self: &Arc<Self>, f: F) -> Result<T, Rejection>
     where
         T: Send + 'static,
@@ -75,25 +71,36 @@ impl App {
         }
     }
 
-    /// Answers a unary call whose work all blocks (reads): `f` runs on the
-    /// blocking pool with the request; a refusal is counted, logged and
-    /// turned into its status.
-    pub async fn answer<R, T, F>(
+    /// Runs a step of a handler (store calls and decisions) with the state.
+    pub async fn run<T>(
+        self: &Arc<Self>,
+        f: impl AsyncFnOnce(&Arc<App>) -> Result<T, Rejection>,
+    ) -> Result<T, Rejection> {
+        f(self).await
+    }
+
+    /// Answers a unary call that only reads: `f` gets the request; a
+    /// refusal is counted, logged and turned into its status.
+    pub async fn answer<R, T>(
         self: &Arc<Self>,
         method: &'static str,
         req: tonic::Request<R>,
-        f: F,
-    ) -> Result<tonic::Response<T>, Status>
-    where
-        R: Send + 'static,
-        T: Send + 'static,
-        F: FnOnce(&Arc<App>, R) -> Result<T, Rejection> + Send + 'static,
-    {
+        f: impl AsyncFnOnce(&Arc<App>, R) -> Result<T, Rejection>,
+    ) -> Result<tonic::Response<T>, Status> {
         let req = req.into_inner();
-        self.blocking(move |app| f(app, req))
+        f(self, req)
             .await
             .map(tonic::Response::new)
             .map_err(|r| self.fail(method, r))
+    }
+
+    /// How challenge nonces live and how many may be outstanding.
+    pub fn nonce_policy(&self) -> attestd_store::nonces::NoncePolicy {
+        attestd_store::nonces::NoncePolicy {
+            lifetime_ms: self.limits.nonce_lifetime_ms.min(i64::MAX as u64 / 4) as i64,
+            per_serial: self.limits.max_nonces_per_serial.max(1),
+            total: self.limits.max_nonces_total.max(1),
+        }
     }
 
     /// Validates a page size: 0 means the default; larger than the maximum is capped.

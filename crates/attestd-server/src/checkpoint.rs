@@ -96,12 +96,12 @@ impl CheckpointKey {
 
 /// Appends a checkpoint if the chain grew since the last one; returns
 /// whether it did.
-pub fn checkpoint_once(
+pub async fn checkpoint_once(
     app: &App,
     key: &CheckpointKey,
     last: &mut u64,
 ) -> Result<bool, attestd_core::Rejection> {
-    let (seq, hash) = app.store.audit_head().map_err(|e| app.store_err(e))?;
+    let (seq, hash) = app.store.audit_head().await.map_err(|e| app.store_err(e))?;
     if seq == 0 || seq == *last {
         return Ok(false);
     }
@@ -111,6 +111,7 @@ pub fn checkpoint_once(
         .details(c.details());
     app.store
         .append_audit(&note)
+        .await
         .map_err(|e| app.store_err(e))?;
     // The checkpoint entry itself is the new head; the next one is due only
     // when something else is added.
@@ -127,12 +128,8 @@ pub async fn run(app: Arc<App>, key: Arc<CheckpointKey>, mut shutdown: watch::Re
             _ = tokio::time::sleep(interval) => {}
             _ = shutdown.changed() => return,
         }
-        let pending = app.commit.begin();
-        match checkpoint_once(&app, &key, &mut last) {
-            Ok(true) => {
-                let _ = pending.durable().await;
-            }
-            Ok(false) => {}
+        match checkpoint_once(&app, &key, &mut last).await {
+            Ok(_) => {}
             Err(e) => {
                 tracing::warn!(reason = e.reason.as_str(), message = %e.message, "audit checkpoint failed")
             }

@@ -157,8 +157,8 @@ pub fn prepare(data_dir: &Path) -> Result<DevKit> {
 }
 
 /// Registers `dev-station` (both record kinds, any model) if it is not yet.
-pub fn register_station(store: &dyn Store, key: &PublicKey, now_ms: i64) -> Result<()> {
-    if store.get_station(DEV_STATION).map_err(err)?.is_some() {
+pub async fn register_station(store: &dyn Store, key: &PublicKey, now_ms: i64) -> Result<()> {
+    if store.get_station(DEV_STATION).await.map_err(err)?.is_some() {
         return Ok(());
     }
     store
@@ -174,8 +174,8 @@ pub fn register_station(store: &dyn Store, key: &PublicKey, now_ms: i64) -> Resu
             &AuditNote::new(now_ms, "attestd --dev", "station.register", DEV_STATION)
                 .details("the dev kit's station".into()),
         )
+        .await
         .map_err(err)?;
-    store.flush().map_err(err)?;
     Ok(())
 }
 

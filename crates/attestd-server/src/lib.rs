@@ -10,12 +10,10 @@ pub mod app;
 pub mod auth;
 pub mod checkpoint;
 pub mod clock;
-pub mod commit;
 pub mod convert;
 pub mod dev;
 pub mod edge;
 pub mod metrics;
-pub mod nonce;
 pub mod ratelimit;
 pub mod reappraisal;
 pub mod security;
@@ -35,10 +33,8 @@ use tokio::net::TcpListener;
 use crate::app::App;
 use crate::auth::Authenticator;
 use crate::clock::Clock;
-use crate::commit::GroupCommit;
 use crate::edge::EdgeLayer;
 use crate::metrics::Metrics;
-use crate::nonce::NonceCache;
 use crate::security::SecurityEvents;
 use crate::service::{
     admin::AdminService, audit::AuditService, baselines::BaselinesService, device::DeviceService,
@@ -84,7 +80,7 @@ pub struct Server {
 }
 
 impl Server {
-    /// Checks the settings and builds the shared state; starts the flusher.
+    /// Checks the settings and builds the shared state.
     pub fn new(parts: ServerParts) -> Result<Server, ServeError> {
         let ServerParts {
             store,
@@ -110,19 +106,8 @@ impl Server {
         ));
         let serial_limit =
             ratelimit::Buckets::new("serial", limits.rate_per_serial_per_min, 1_000_000);
-        let commit = GroupCommit::start(
-            store.clone(),
-            metrics.clone(),
-            std::time::Duration::from_micros(limits.group_commit_max_wait_us),
-        );
         let app = Arc::new(App {
             store,
-            commit,
-            nonces: NonceCache::new(
-                limits.nonce_lifetime_ms,
-                limits.max_nonces_per_serial,
-                limits.max_nonces_total,
-            ),
             security: SecurityEvents::new(metrics.clone()),
             metrics,
             clock,
@@ -302,7 +287,7 @@ impl Server {
         if let Some(job) = tls_watch {
             let _ = job.await;
         }
-        app.commit.shutdown();
+        app.store.close().await;
         if let Some(t) = metrics_task {
             t.abort();
         }

@@ -12,10 +12,6 @@ use tokio::net::TcpListener;
 /// Process-wide counters.
 #[derive(Debug)]
 pub struct Metrics {
-    /// Store flushes completed by the group committer.
-    pub flushes: AtomicU64,
-    /// Writes acknowledged after a flush.
-    pub flushed_writes: AtomicU64,
     pub evidence_accepted: AtomicU64,
     pub records_accepted: AtomicU64,
     pub records_duplicate: AtomicU64,
@@ -32,8 +28,6 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics {
-            flushes: AtomicU64::new(0),
-            flushed_writes: AtomicU64::new(0),
             evidence_accepted: AtomicU64::new(0),
             records_accepted: AtomicU64::new(0),
             records_duplicate: AtomicU64::new(0),
@@ -62,7 +56,7 @@ impl Metrics {
     }
 
     /// Renders the Prometheus text exposition format.
-    pub fn render(&self, store: &dyn Store) -> String {
+    pub async fn render(&self, store: &dyn Store) -> String {
         let mut out = String::new();
         let mut counter = |name: &str, help: &str, v: u64| {
             out.push_str(&format!(
@@ -71,13 +65,13 @@ impl Metrics {
         };
         counter(
             "attestd_store_flushes_total",
-            "Group-commit flushes of the store.",
-            self.flushes.load(Relaxed),
+            "Commits that made writes durable (sled: group flushes; PostgreSQL: transactions).",
+            store.write_stats().commits,
         );
         counter(
             "attestd_store_flushed_writes_total",
-            "Writes acknowledged after a group-commit flush.",
-            self.flushed_writes.load(Relaxed),
+            "Writes those commits made durable.",
+            store.write_stats().writes,
         );
         counter(
             "attestd_evidence_accepted_total",
@@ -129,7 +123,7 @@ impl Metrics {
                 ));
             }
         }
-        if let Ok(c) = store.counts() {
+        if let Ok(c) = store.counts().await {
             out.push_str(
                 "# HELP attestd_stored Objects in the store.\n# TYPE attestd_stored gauge\n",
             );
@@ -174,7 +168,7 @@ pub async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>, store: 
                 return;
             }
             let (status, body) = if buf[..n].starts_with(b"GET /metrics ") {
-                ("200 OK", metrics.render(store.as_ref()))
+                ("200 OK", metrics.render(store.as_ref()).await)
             } else {
                 (
                     "404 Not Found",

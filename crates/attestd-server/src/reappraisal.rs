@@ -8,9 +8,9 @@
 //! `due` (time: calibration due dates, evidence going stale). Pending
 //! baselines are activated when their `effective_at` passes. Each unit is
 //! re-decided from its stored evidence and written with the same checks as
-//! any write; a round's verdicts go to the group committer together (one
-//! transaction, one flush), so the job's writes are as durable as a
-//! client's. Handlers wake the job after the writes that create
+//! any write; a round's verdicts go to the store as one batch (one
+//! transaction where the backend can), so the job's writes are as durable
+//! as a client's. Handlers wake the job after the writes that create
 //! work; a timer catches what only time creates.
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -60,17 +60,10 @@ pub async fn step(app: &Arc<App>) -> Result<usize, Rejection> {
     let now_s = now_ms.div_euclid(1000);
     let mut progress = 0;
 
-    // Every store call runs on the blocking pool, never on the runtime.
-    let (activated, dirty) = app
-        .blocking(move |app| {
-            let store = app.store.as_ref();
-            let activated = store
-                .activate_due_baselines(now_s)
-                .map_err(|e| app.store_err(e))?;
-            let dirty = store.dirty_units(batch).map_err(|e| app.store_err(e))?;
-            Ok((activated, dirty))
-        })
-        .await?;
+    let store = app.store.as_ref();
+    let err = |e| app.store_err(e);
+    let activated = store.activate_due_baselines(now_s).await.map_err(err)?;
+    let dirty = store.dirty_units(batch).await.map_err(err)?;
     for (model, version) in activated {
         tracing::info!(model, version, "baseline became active");
         progress += 1;
@@ -78,14 +71,12 @@ pub async fn step(app: &Arc<App>) -> Result<usize, Rejection> {
     progress += written(&reappraise_units(app, &dirty, now_ms).await);
     // Units on a firmware a new baseline withdrew go first (one sweep per
     // digest); the sweeps of whole models and stations follow.
-    let mut sweeps = app
-        .blocking(|app| app.store.sweeps().map_err(|e| app.store_err(e)))
-        .await?;
+    let mut sweeps = store.sweeps().await.map_err(err)?;
     if sweeps.iter().any(|s| s.kind == SWEEP_DIGEST) {
         sweeps.retain(|s| s.kind == SWEEP_DIGEST);
     }
     for sweep in sweeps {
-        // A withdrawn build is urgent: bigger rounds, fewer flushes.
+        // A withdrawn build is urgent: bigger rounds, fewer commits.
         let n = if sweep.kind == SWEEP_DIGEST {
             batch * 4
         } else {
@@ -93,25 +84,13 @@ pub async fn step(app: &Arc<App>) -> Result<usize, Rejection> {
         };
         progress += run_sweep(app, &sweep, n, now_ms).await?;
     }
-    let due = app
-        .blocking(move |app| {
-            app.store
-                .due_units(now_s, batch)
-                .map_err(|e| app.store_err(e))
-        })
-        .await?;
+    let due = store.due_units(now_s, batch).await.map_err(err)?;
     progress += written(&reappraise_units(app, &due, now_ms).await);
     // Keep the change feed bounded: a watcher behind it is told so.
-    app.blocking(move |app| {
-        app.store
-            .trim_changes(app.limits.change_feed_retention, batch * 16)
-            .map_err(|e| app.store_err(e))
-    })
-    .await?;
-    if progress > 0 {
-        // Sweep cursors, activations, the trimmed feed.
-        app.commit.begin().durable().await?;
-    }
+    store
+        .trim_changes(app.limits.change_feed_retention, batch * 16)
+        .await
+        .map_err(err)?;
     Ok(progress)
 }
 
@@ -127,14 +106,11 @@ async fn run_sweep(
     batch: usize,
     now_ms: i64,
 ) -> Result<usize, Rejection> {
-    let s = sweep.clone();
     let units = app
-        .blocking(move |app| {
-            app.store
-                .sweep_units(&s, batch)
-                .map_err(|e| app.store_err(e))
-        })
-        .await?;
+        .store
+        .sweep_units(sweep, batch)
+        .await
+        .map_err(|e| app.store_err(e))?;
     let results = reappraise_units(app, &units, now_ms).await;
     let mut done: Option<&str> = None;
     let mut failed = false;
@@ -153,13 +129,10 @@ async fn run_sweep(
     if cursor.is_none() && failed {
         return Ok(0);
     }
-    let (s, c) = (sweep.clone(), cursor.map(str::to_owned));
-    app.blocking(move |app| {
-        app.store
-            .advance_sweep(&s, c.as_deref())
-            .map_err(|e| app.store_err(e))
-    })
-    .await?;
+    app.store
+        .advance_sweep(sweep, cursor)
+        .await
+        .map_err(|e| app.store_err(e))?;
     if cursor.is_none() {
         tracing::info!(kind = sweep.kind, key = %sweep.key, reason = %sweep.reason, "re-appraisal sweep finished");
     }
@@ -173,18 +146,7 @@ pub async fn reappraise_units(app: &Arc<App>, serials: &[String], now_ms: i64) -
     let mut done = vec![false; serials.len()];
     let mut writes = Vec::with_capacity(serials.len());
     let mut which = Vec::with_capacity(serials.len());
-    // Deciding reads the store and spawns threads: off the runtime.
-    let owned = serials.to_vec();
-    let decided = match app
-        .blocking(move |app| Ok(decide_all(app, &owned, now_ms)))
-        .await
-    {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::warn!(reason = e.reason.as_str(), message = %e.message, "re-appraisal round failed");
-            return done;
-        }
-    };
+    let decided = decide_all(app, serials, now_ms).await;
     for (i, (serial, decided)) in serials.iter().zip(decided).enumerate() {
         match decided {
             Ok(Some(c)) => {
@@ -200,14 +162,7 @@ pub async fn reappraise_units(app: &Arc<App>, serials: &[String], now_ms: i64) -
     if writes.is_empty() {
         return done;
     }
-    let results = match app.commit.begin().commit_all(writes).await {
-        Ok(r) => r,
-        Err(e) => {
-            let e = app.store_err(e);
-            tracing::warn!(reason = e.reason.as_str(), message = %e.message, "re-appraisal round not durable");
-            return done;
-        }
-    };
+    let results = app.store.commit_batch(writes).await;
     for (i, r) in which.into_iter().zip(results) {
         match r {
             Ok(_) => {
@@ -216,11 +171,7 @@ pub async fn reappraise_units(app: &Arc<App>, serials: &[String], now_ms: i64) -
             }
             Err(StoreError::Conflict) => {
                 app.metrics.commit_conflicts.fetch_add(1, Relaxed);
-                let serial = serials[i].clone();
-                done[i] = app
-                    .blocking(move |app| Ok(reappraise_unit(app, &serial, now_ms)))
-                    .await
-                    .unwrap_or(false);
+                done[i] = reappraise_unit(app, &serials[i], now_ms).await;
             }
             Err(e) => {
                 let e = app.store_err(e);
@@ -231,44 +182,60 @@ pub async fn reappraise_units(app: &Arc<App>, serials: &[String], now_ms: i64) -
     done
 }
 
-/// Threads deciding a large round: more than the cores, because deciding
-/// waits on disk reads (the unit's last evidence) once the fleet outgrows
-/// the cache.
-const DECIDE_THREADS: usize = 8;
+/// Tasks deciding a large round at once: more than the cores, because
+/// deciding waits on store reads (the unit's last evidence).
+const DECIDE_TASKS: usize = 8;
 
-/// Decides every unit of a round, in parallel for a large round (deciding
-/// is reading, decoding and appraising: no locks held, no writes).
-fn decide_all(
-    app: &App,
+/// Decides every unit of a round, in order; a large round in several tasks
+/// (deciding is reading, decoding and appraising: no locks held, no writes).
+async fn decide_all(
+    app: &Arc<App>,
     serials: &[String],
     now_ms: i64,
 ) -> Vec<Result<Option<ReappraisalCommit>, Rejection>> {
-    let one = |s: &[String]| -> Vec<_> { s.iter().map(|x| decide(app, x, now_ms)).collect() };
     if serials.len() < 64 {
-        return one(serials);
+        let mut out = Vec::with_capacity(serials.len());
+        for s in serials {
+            out.push(decide(app, s, now_ms).await);
+        }
+        return out;
     }
-    let chunk = serials.len().div_ceil(DECIDE_THREADS);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = serials
-            .chunks(chunk)
-            .skip(1)
-            .map(|part| scope.spawn(move || one(part)))
-            .collect();
-        let mut out = one(&serials[..chunk]);
-        for h in handles {
-            match h.join() {
-                Ok(part) => out.extend(part),
-                Err(p) => std::panic::resume_unwind(p),
+    let chunk = serials.len().div_ceil(DECIDE_TASKS);
+    let tasks: Vec<_> = serials
+        .chunks(chunk)
+        .map(|part| {
+            let (app, part) = (app.clone(), part.to_vec());
+            tokio::spawn(async move {
+                let mut out = Vec::with_capacity(part.len());
+                for s in &part {
+                    out.push(decide(&app, s, now_ms).await);
+                }
+                out
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(serials.len());
+    for (t, part) in tasks.into_iter().zip(serials.chunks(chunk)) {
+        match t.await {
+            Ok(r) => out.extend(r),
+            Err(e) => {
+                tracing::error!(error = %e, "a re-appraisal task failed");
+                out.extend(part.iter().map(|_| {
+                    Err(attestd_core::reject!(
+                        StoreUnavailable,
+                        "re-appraisal of this unit failed inside the server"
+                    ))
+                }));
             }
         }
-        out
-    })
+    }
+    out
 }
 
 /// Re-decides one unit from its stored evidence and writes the verdict
-/// alone (durable with the round's flush). Returns whether it was written.
-pub fn reappraise_unit(app: &App, serial: &str, now_ms: i64) -> bool {
-    match try_reappraise(app, serial, now_ms) {
+/// alone. Returns whether it was written.
+pub async fn reappraise_unit(app: &App, serial: &str, now_ms: i64) -> bool {
+    match try_reappraise(app, serial, now_ms).await {
         Ok(()) => true,
         Err(e) => {
             tracing::warn!(serial, reason = e.reason.as_str(), message = %e.message, "re-appraisal failed");
@@ -277,13 +244,13 @@ pub fn reappraise_unit(app: &App, serial: &str, now_ms: i64) -> bool {
     }
 }
 
-fn try_reappraise(app: &App, serial: &str, now_ms: i64) -> Result<(), Rejection> {
+async fn try_reappraise(app: &App, serial: &str, now_ms: i64) -> Result<(), Rejection> {
     let store = app.store.as_ref();
     for _ in 0..MAX_ATTEMPTS {
-        let Some(commit) = decide(app, serial, now_ms)? else {
+        let Some(commit) = decide(app, serial, now_ms).await? else {
             return Ok(());
         };
-        match store.commit_reappraisal(commit) {
+        match store.commit_reappraisal(commit).await {
             Ok(_) => {
                 app.metrics.reappraisals.fetch_add(1, Relaxed);
                 return Ok(());
@@ -298,12 +265,20 @@ fn try_reappraise(app: &App, serial: &str, now_ms: i64) -> Result<(), Rejection>
 }
 
 /// The verdict `serial` gets now, as a write; `None` for an unknown unit.
-fn decide(app: &App, serial: &str, now_ms: i64) -> Result<Option<ReappraisalCommit>, Rejection> {
+async fn decide(
+    app: &App,
+    serial: &str,
+    now_ms: i64,
+) -> Result<Option<ReappraisalCommit>, Rejection> {
     let store = app.store.as_ref();
-    let Some(d) = store.get_device(serial).map_err(|e| app.store_err(e))? else {
+    let Some(d) = store
+        .get_device(serial)
+        .await
+        .map_err(|e| app.store_err(e))?
+    else {
         return Ok(None);
     };
-    let (v, r) = unit_verdict(store, &app.baselines, &d, now_ms)?;
+    let (v, r) = unit_verdict(store, &app.baselines, &d, now_ms).await?;
     Ok(Some(ReappraisalCommit {
         serial: serial.to_owned(),
         expected_revision: d.revision,

@@ -117,17 +117,9 @@ pub async fn summarize(
                 &format!("{total} {what}"),
             )
             .details(details);
-            let pending = app.commit.begin();
-            match app
-                .blocking(move |app| app.store.append_audit(&note).map_err(|e| app.store_err(e)))
-                .await
-            {
-                Ok(()) => {
-                    let _ = pending.durable().await;
-                }
-                Err(e) => {
-                    tracing::warn!(action, reason = e.reason.as_str(), message = %e.message, "could not record a refusal summary")
-                }
+            if let Err(e) = app.store.append_audit(&note).await {
+                let e = app.store_err(e);
+                tracing::warn!(action, reason = e.reason.as_str(), message = %e.message, "could not record a refusal summary")
             }
         }
         if stop {

@@ -35,9 +35,10 @@ pub struct BaselineCache {
 pub type Active = (Option<u64>, Option<Arc<Baseline>>);
 
 impl BaselineCache {
-    pub fn active(&self, store: &dyn Store, model: &str) -> Result<Active, Rejection> {
+    pub async fn active(&self, store: &dyn Store, model: &str) -> Result<Active, Rejection> {
         let Some(version) = store
             .active_baseline_version(model)
+            .await
             .map_err(store_rejection)?
         else {
             return Ok((None, None));
@@ -48,6 +49,7 @@ impl BaselineCache {
         }
         let entry = store
             .get_baseline(model, version)
+            .await
             .map_err(store_rejection)?
             .ok_or_else(|| {
                 reject!(
@@ -126,7 +128,7 @@ pub fn calibration_facts(e: &CalibrationFactsEntry) -> Option<CalibrationFacts> 
 }
 
 /// What the unit's records and the stations behind them say.
-pub fn unit_facts(store: &dyn Store, d: &DeviceEntry) -> Result<UnitFacts, Rejection> {
+pub async fn unit_facts(store: &dyn Store, d: &DeviceEntry) -> Result<UnitFacts, Rejection> {
     let kept = d
         .calibration_facts
         .as_ref()
@@ -139,6 +141,7 @@ pub fn unit_facts(store: &dyn Store, d: &DeviceEntry) -> Result<UnitFacts, Rejec
     } else {
         let r = store
             .get_record(&d.calibration_record_id)
+            .await
             .map_err(store_rejection)?
             .ok_or_else(|| {
                 reject!(
@@ -166,6 +169,7 @@ pub fn unit_facts(store: &dyn Store, d: &DeviceEntry) -> Result<UnitFacts, Rejec
     for sid in attestd_store::rules::stations_behind(d) {
         if store
             .get_station(sid)
+            .await
             .map_err(store_rejection)?
             .is_some_and(|s| s.revoked)
         {
@@ -262,20 +266,21 @@ pub struct Redecided {
 /// Re-decides unit `d` at `now_ms` (re-appraisal and the release gate).
 /// Evidence the unit names but the store lacks is an error, never "no
 /// evidence": a damaged store must not turn into a different verdict.
-pub fn redecide(
+pub async fn redecide(
     store: &dyn Store,
     baselines: &BaselineCache,
     d: &DeviceEntry,
     now_ms: i64,
 ) -> Result<Redecided, Rejection> {
-    let (baseline_version, baseline) = baselines.active(store, &d.model)?;
-    let facts = unit_facts(store, d)?;
+    let (baseline_version, baseline) = baselines.active(store, &d.model).await?;
+    let facts = unit_facts(store, d).await?;
     let evidence = if d.last_evidence_id.is_empty() {
         None
     } else {
         Some(
             store
                 .get_evidence(&d.last_evidence_id)
+                .await
                 .map_err(store_rejection)?
                 .ok_or_else(|| {
                     reject!(
@@ -302,13 +307,13 @@ pub fn redecide(
 
 /// The verdict unit `d` has now, from what is stored, with what it rests
 /// on (re-appraisal, administrators' flags, the release gate).
-pub fn unit_verdict(
+pub async fn unit_verdict(
     store: &dyn Store,
     baselines: &BaselineCache,
     d: &DeviceEntry,
     now_ms: i64,
 ) -> Result<(UnitVerdict, Redecided), Rejection> {
-    let r = redecide(store, baselines, d, now_ms)?;
+    let r = redecide(store, baselines, d, now_ms).await?;
     let v = verdict(
         r.appraisal.as_ref(),
         r.evidence.as_ref().map(|e| e.received_at),
@@ -382,13 +387,14 @@ mod tests {
         assert_eq!(calibration_facts(&damaged), None);
     }
 
-    #[test]
-    fn a_unit_naming_evidence_the_store_lacks_is_not_redecided_as_never_attested() {
+    #[tokio::test]
+    async fn a_unit_naming_evidence_the_store_lacks_is_not_redecided_as_never_attested() {
         let dir = tempfile::tempdir().unwrap();
         let store = attestd_store::sled_store::SledStore::open(
             dir.path(),
             &attestd_store::sled_store::SledConfig {
                 cache_capacity: 8 << 20,
+                ..Default::default()
             },
         )
         .unwrap();
@@ -398,10 +404,11 @@ mod tests {
             model: "PM-200".into(),
             ..DeviceEntry::default()
         };
-        let fresh = redecide(&store, &cache, &d, 1_000).unwrap();
+        let fresh = redecide(&store, &cache, &d, 1_000).await.unwrap();
         assert!(fresh.evidence.is_none() && fresh.appraisal.is_none());
         d.last_evidence_id = "ev_00000000000000000000000000000000".into();
         let e = redecide(&store, &cache, &d, 1_000)
+            .await
             .err()
             .expect("missing evidence is an error");
         assert_eq!(e.reason, attestd_core::Reason::StoreUnavailable);

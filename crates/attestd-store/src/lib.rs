@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod model;
+pub mod nonces;
 pub mod plan;
 pub mod rules;
 pub mod sled_store;
@@ -585,10 +586,27 @@ pub trait Store: Send + Sync + 'static {
         out
     }
 
-    /// Records a challenge nonce as used until `expires_at_ms`; `false` if it
-    /// was used already (on any replica). Entries past their expiry may be
-    /// forgotten: by then the nonce is refused as expired anyway.
-    async fn use_nonce(&self, nonce: &[u8], expires_at_ms: i64, now_ms: i64) -> Result<bool>;
+    /// Issues a challenge nonce for `serial` under `policy` (the oldest
+    /// outstanding one of the serial is evicted beyond `per_serial`);
+    /// returns it and when it expires (ms).
+    async fn issue_nonce(
+        &self,
+        serial: &str,
+        now_ms: i64,
+        policy: &nonces::NoncePolicy,
+    ) -> Result<([u8; nonces::NONCE_LEN], i64)>;
+
+    /// Uses a nonce for `serial`, once, on any replica: refused with
+    /// NONCE_UNKNOWN (never issued, issued to another serial, evicted, or
+    /// expired longer than the grace ago), NONCE_REUSED or NONCE_EXPIRED.
+    /// A nonce refused for another serial stays usable by its own.
+    async fn consume_nonce(
+        &self,
+        nonce: &[u8],
+        serial: &str,
+        now_ms: i64,
+        policy: &nonces::NoncePolicy,
+    ) -> Result<()>;
 
     /// Takes or renews the lease on a background job for `holder` until
     /// `now_ms + ttl_ms`: `true` if `holder` holds it now. Jobs that must

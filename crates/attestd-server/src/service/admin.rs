@@ -31,13 +31,13 @@ pub async fn set_flag(
     audit: AuditNote,
 ) -> Result<DeviceEntry, Rejection> {
     for _ in 0..FLAG_ATTEMPTS {
-        let pending = app.commit.begin();
         let (serial, flag, audit) = (serial.clone(), flag.clone(), audit.clone());
         let written = app
-            .blocking(move |app| {
+            .run(async move |app| {
                 let store = app.store.as_ref();
                 let Some(d) = store
                     .get_device(serial.as_str())
+                    .await
                     .map_err(|e| app.store_err(e))?
                 else {
                     return Err(reject!(DeviceNotFound, "serial {serial} is not enrolled"));
@@ -45,15 +45,18 @@ pub async fn set_flag(
                 let mut flagged = d.clone();
                 flag.apply(&mut flagged, audit.at_ms);
                 let (verdict, r) =
-                    unit_verdict(store, &app.baselines, &flagged, app.clock.now_ms())?;
-                match store.set_flag(FlagCommit {
-                    serial: serial.as_str().to_owned(),
-                    flag,
-                    expected_revision: d.revision,
-                    expected_baseline: r.baseline_version,
-                    verdict,
-                    audit,
-                }) {
+                    unit_verdict(store, &app.baselines, &flagged, app.clock.now_ms()).await?;
+                match store
+                    .set_flag(FlagCommit {
+                        serial: serial.as_str().to_owned(),
+                        flag,
+                        expected_revision: d.revision,
+                        expected_baseline: r.baseline_version,
+                        verdict,
+                        audit,
+                    })
+                    .await
+                {
                     Ok(d) => Ok(Some(d)),
                     Err(StoreError::Conflict) => {
                         app.metrics.commit_conflicts.fetch_add(1, Relaxed);
@@ -64,7 +67,6 @@ pub async fn set_flag(
             })
             .await?;
         if let Some(d) = written {
-            pending.durable().await?;
             return Ok(d);
         }
     }
@@ -84,7 +86,6 @@ impl AdminService {
         req: pb::RegisterStationRequest,
     ) -> Result<pb::Station, Rejection> {
         let app = &self.app;
-        let pending = app.commit.begin();
         let id = StationId::parse(&req.station_id, Reason::FieldInvalid, "station_id")?;
         let key = PublicKey::from_spki_der(&req.public_key, Reason::FieldInvalid, "public_key")?;
         if req.allowed_kinds.is_empty() {
@@ -137,13 +138,13 @@ impl AdminService {
         )
         .details(format!("key {}", key.key_id()));
         let stored = app
-            .blocking(move |app| {
+            .run(async move |app| {
                 app.store
                     .register_station(entry, &note)
+                    .await
                     .map_err(|e| app.store_err(e))
             })
             .await?;
-        pending.durable().await?;
         tracing::info!(station = %id, key_id = %key.key_id(), "station registered");
         Ok(convert::station(stored))
     }
@@ -154,7 +155,6 @@ impl AdminService {
         req: pb::RevokeStationRequest,
     ) -> Result<pb::Station, Rejection> {
         let app = &self.app;
-        let pending = app.commit.begin();
         let id = StationId::parse(&req.station_id, Reason::FieldInvalid, "station_id")?;
         if req.reason.trim().is_empty() || req.reason.len() > 1024 {
             return Err(reject!(
@@ -171,13 +171,13 @@ impl AdminService {
         .reason(&req.reason);
         let (sid, reason) = (id.as_str().to_owned(), req.reason);
         let s = app
-            .blocking(move |app| {
+            .run(async move |app| {
                 app.store
                     .revoke_station(&sid, &reason, &note)
+                    .await
                     .map_err(|e| app.store_err(e))
             })
             .await?;
-        pending.durable().await?;
         // Units relying on its records are re-appraised.
         app.work.notify_one();
         tracing::warn!(station = %id, "station revoked");
@@ -220,7 +220,6 @@ impl AdminService {
         req: pb::AssignDeviceRequest,
     ) -> Result<pb::AssignDeviceResponse, Rejection> {
         let app = &self.app;
-        let pending = app.commit.begin();
         let serial = Serial::parse(&req.serial, Reason::FieldInvalid, "serial")?;
         for (name, v) in [
             ("tenant", &req.tenant),
@@ -259,13 +258,13 @@ impl AdminService {
         ));
         let target = serial.as_str().to_owned();
         let d = app
-            .blocking(move |app| {
+            .run(async move |app| {
                 app.store
                     .assign_device(&target, &a, &note)
+                    .await
                     .map_err(|e| app.store_err(e))
             })
             .await?;
-        pending.durable().await?;
         tracing::info!(serial = %serial, tenant = %d.tenant, site = %d.site, "device assigned");
         Ok(pb::AssignDeviceResponse {
             serial: d.serial,
@@ -276,12 +275,16 @@ impl AdminService {
         })
     }
 
-    fn list(&self, req: pb::ListStationsRequest) -> Result<pb::ListStationsResponse, Rejection> {
+    async fn list(
+        &self,
+        req: pb::ListStationsRequest,
+    ) -> Result<pb::ListStationsResponse, Rejection> {
         let app = &self.app;
         let limit = app.page_size(req.page_size)?;
         let page = app
             .store
             .list_stations(page_token(&req.page_token), limit)
+            .await
             .map_err(|e| app.store_err(e))?;
         Ok(pb::ListStationsResponse {
             stations: page.items.into_iter().map(convert::station).collect(),
@@ -349,8 +352,8 @@ impl pb::admin_server::Admin for AdminService {
         req: Request<pb::ListStationsRequest>,
     ) -> Result<Response<pb::ListStationsResponse>, Status> {
         self.app
-            .answer("ListStations", req, |app, r| {
-                AdminService { app: app.clone() }.list(r)
+            .answer("ListStations", req, async |app, r| {
+                AdminService { app: app.clone() }.list(r).await
             })
             .await
     }

@@ -67,7 +67,7 @@ fn hash32(app: &App, r: &AuditRecord) -> Result<[u8; 32], Rejection> {
 }
 
 impl AuditService {
-    fn list(
+    async fn list(
         app: &App,
         req: pb::ListAuditEventsRequest,
     ) -> Result<pb::ListAuditEventsResponse, Rejection> {
@@ -84,6 +84,7 @@ impl AuditService {
             let batch = app
                 .store
                 .audit_after(after, SCAN_BATCH)
+                .await
                 .map_err(|e| app.store_err(e))?;
             let exhausted = batch.len() < SCAN_BATCH;
             for r in batch {
@@ -112,11 +113,12 @@ impl AuditService {
         }
     }
 
-    fn head(app: &App) -> Result<pb::AuditHead, Rejection> {
+    async fn head(app: &App) -> Result<pb::AuditHead, Rejection> {
         let store = &app.store;
-        let (sequence, hash) = store.audit_head().map_err(|e| app.store_err(e))?;
+        let (sequence, hash) = store.audit_head().await.map_err(|e| app.store_err(e))?;
         let checkpoint = store
             .audit_last_checkpoint()
+            .await
             .map_err(|e| app.store_err(e))?;
         Ok(pb::AuditHead {
             sequence,
@@ -126,9 +128,9 @@ impl AuditService {
     }
 
     /// The range an export of `req` holds, checked against the chain now.
-    fn export_range(app: &App, req: &pb::ExportAuditRequest) -> Result<Range, Rejection> {
+    async fn export_range(app: &App, req: &pb::ExportAuditRequest) -> Result<Range, Rejection> {
         let store = &app.store;
-        let (head, _) = store.audit_head().map_err(|e| app.store_err(e))?;
+        let (head, _) = store.audit_head().await.map_err(|e| app.store_err(e))?;
         let after = req.after_sequence;
         if after > head {
             return Err(Rejection::new(
@@ -151,6 +153,7 @@ impl AuditService {
         } else {
             let before = store
                 .audit_after(after - 1, 1)
+                .await
                 .map_err(|e| app.store_err(e))?;
             match before.first() {
                 Some(r) if r.seq == after => hash32(app, r)?,
@@ -185,9 +188,10 @@ impl AuditService {
             while after < range.last {
                 let from = after;
                 let batch = app
-                    .blocking(move |app| {
+                    .run(async move |app| {
                         app.store
                             .audit_after(from, SCAN_BATCH)
+                            .await
                             .map_err(|e| app.store_err(e))
                     })
                     .await;
@@ -260,7 +264,9 @@ impl pb::audit_server::Audit for AuditService {
         req: Request<pb::ListAuditEventsRequest>,
     ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
         self.app
-            .answer("ListAuditEvents", req, |app, r| AuditService::list(app, r))
+            .answer("ListAuditEvents", req, async |app, r| {
+                AuditService::list(app, r).await
+            })
             .await
     }
 
@@ -269,7 +275,9 @@ impl pb::audit_server::Audit for AuditService {
         req: Request<pb::GetAuditHeadRequest>,
     ) -> Result<Response<pb::AuditHead>, Status> {
         self.app
-            .answer("GetAuditHead", req, |app, _| AuditService::head(app))
+            .answer("GetAuditHead", req, async |app, _| {
+                AuditService::head(app).await
+            })
             .await
     }
 
@@ -281,8 +289,8 @@ impl pb::audit_server::Audit for AuditService {
     ) -> Result<Response<ExportStream>, Status> {
         let range = self
             .app
-            .answer("ExportAudit", req, |app, r| {
-                AuditService::export_range(app, &r)
+            .answer("ExportAudit", req, async |app, r| {
+                AuditService::export_range(app, &r).await
             })
             .await?;
         Ok(Response::new(self.export(range.into_inner())))

@@ -28,19 +28,14 @@ impl BaselinesService {
         req: pb::PublishBaselineRequest,
     ) -> Result<pb::PublishBaselineResponse, Rejection> {
         let app = &self.app;
-        let pending = app.commit.begin();
-        let svc = BaselinesService { app: app.clone() };
-        let who = caller.name.clone();
-        // Verifying, parsing and storing block: off the runtime.
-        let answer = app.blocking(move |_| svc.publish_now(&who, req)).await?;
-        pending.durable().await?;
+        let answer = self.publish_now(&caller.name, req).await?;
         app.metrics.baselines_accepted.fetch_add(1, Relaxed);
         app.work.notify_one();
         Ok(answer)
     }
 
-    /// Verifies, parses and stores a baseline (not yet durable).
-    fn publish_now(
+    /// Verifies, parses and stores a baseline.
+    async fn publish_now(
         &self,
         caller: &str,
         req: pb::PublishBaselineRequest,
@@ -61,7 +56,10 @@ impl BaselinesService {
         let signed = app.trust_root.verify(&env)?;
         let b = Baseline::parse(&env.payload)?;
         // Against the baseline active now: the usual predecessor.
-        let (_, previous) = app.baselines.active(app.store.as_ref(), b.model.as_str())?;
+        let (_, previous) = app
+            .baselines
+            .active(app.store.as_ref(), b.model.as_str())
+            .await?;
         let urgent_digests = b
             .urgent_digests(previous.as_deref())
             .iter()
@@ -102,6 +100,7 @@ impl BaselinesService {
                     b.effective_at
                 )),
             )
+            .await
             .map_err(|e| app.store_err(e))?;
         tracing::info!(model = %b.model, version = b.version, signatures = signed, active, by = %caller, "baseline accepted");
         Ok(pb::PublishBaselineResponse {
@@ -116,12 +115,13 @@ impl BaselinesService {
         })
     }
 
-    fn get(&self, req: pb::GetBaselineRequest) -> Result<pb::Baseline, Rejection> {
+    async fn get(&self, req: pb::GetBaselineRequest) -> Result<pb::Baseline, Rejection> {
         let app = &self.app;
         let model = Model::parse(&req.model, Reason::FieldInvalid, "model")?;
         let active = app
             .store
             .active_baseline_version(model.as_str())
+            .await
             .map_err(|e| app.store_err(e))?;
         let version = match (req.version, active) {
             (0, Some(v)) => v,
@@ -135,6 +135,7 @@ impl BaselinesService {
         };
         app.store
             .get_baseline(model.as_str(), version)
+            .await
             .map_err(|e| app.store_err(e))?
             .map(|b| convert::baseline(b, active))
             .ok_or_else(|| {
@@ -145,17 +146,22 @@ impl BaselinesService {
             })
     }
 
-    fn list(&self, req: pb::ListBaselinesRequest) -> Result<pb::ListBaselinesResponse, Rejection> {
+    async fn list(
+        &self,
+        req: pb::ListBaselinesRequest,
+    ) -> Result<pb::ListBaselinesResponse, Rejection> {
         let app = &self.app;
         let model = Model::parse(&req.model, Reason::FieldInvalid, "model")?;
         let limit = app.page_size(req.page_size)?;
         let active = app
             .store
             .active_baseline_version(model.as_str())
+            .await
             .map_err(|e| app.store_err(e))?;
         let page = app
             .store
             .list_baselines(model.as_str(), page_token(&req.page_token), limit)
+            .await
             .map_err(|e| app.store_err(e))?;
         Ok(pb::ListBaselinesResponse {
             baselines: page
@@ -188,8 +194,8 @@ impl pb::baselines_server::Baselines for BaselinesService {
         req: Request<pb::GetBaselineRequest>,
     ) -> Result<Response<pb::Baseline>, Status> {
         self.app
-            .answer("GetBaseline", req, |app, r| {
-                BaselinesService { app: app.clone() }.get(r)
+            .answer("GetBaseline", req, async |app, r| {
+                BaselinesService { app: app.clone() }.get(r).await
             })
             .await
     }
@@ -199,8 +205,8 @@ impl pb::baselines_server::Baselines for BaselinesService {
         req: Request<pb::ListBaselinesRequest>,
     ) -> Result<Response<pb::ListBaselinesResponse>, Status> {
         self.app
-            .answer("ListBaselines", req, |app, r| {
-                BaselinesService { app: app.clone() }.list(r)
+            .answer("ListBaselines", req, async |app, r| {
+                BaselinesService { app: app.clone() }.list(r).await
             })
             .await
     }

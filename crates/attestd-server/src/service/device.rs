@@ -12,7 +12,7 @@ use attestd_core::{reject, Reason, Rejection};
 use attestd_proto::v1 as pb;
 use attestd_store::{
     AppraisalEntry, AuditNote, DeviceEntry, EvidenceCommit, EvidenceEntry, FirmwareEntry,
-    StoreError, Write,
+    StoreError,
 };
 use tonic::{Request, Response, Status};
 
@@ -30,7 +30,7 @@ pub struct DeviceService {
 }
 
 impl DeviceService {
-    fn challenge(
+    async fn challenge(
         &self,
         req: pb::GetChallengeRequest,
     ) -> Result<pb::GetChallengeResponse, Rejection> {
@@ -40,12 +40,17 @@ impl DeviceService {
         if app
             .store
             .get_device(serial.as_str())
+            .await
             .map_err(|e| app.store_err(e))?
             .is_none()
         {
             return Err(reject!(DeviceNotFound, "serial {serial} is not enrolled"));
         }
-        let (nonce, expires_ms) = app.nonces.issue(serial.as_str(), app.clock.now_ms())?;
+        let (nonce, expires_ms) = app
+            .store
+            .issue_nonce(serial.as_str(), app.clock.now_ms(), &app.nonce_policy())
+            .await
+            .map_err(|e| app.store_err(e))?;
         app.metrics.challenges_issued.fetch_add(1, Relaxed);
         Ok(pb::GetChallengeResponse {
             nonce: nonce.to_vec(),
@@ -58,19 +63,15 @@ impl DeviceService {
         req: pb::SubmitEvidenceRequest,
     ) -> Result<pb::SubmitEvidenceResponse, Rejection> {
         let app = &self.app;
-        let mut pending = app.commit.begin();
-        // Decoding, verifying, reading the store and appraising block: off
-        // the runtime, in one go for the first attempt.
-        let (checked, mut decided) = app
-            .blocking(move |app| {
-                let (c, device) = check(app, req.evidence)?;
-                let decided = decide(app, &c, &device)?;
-                Ok((Arc::new(c), decided))
-            })
-            .await?;
+        // A write is on its way: a store that groups writes may wait for it.
+        let announced = app.store.announce();
+        let (checked, device) = check(app, req.evidence).await?;
+        let checked = Arc::new(checked);
+        let mut decided = decide(app, &checked, &device).await?;
+        drop(announced);
         for _ in 0..MAX_ATTEMPTS {
             let (commit, answer) = decided;
-            match pending.commit(Write::Evidence(commit)).await {
+            match app.store.commit_evidence(commit).await {
                 Ok(_) => {
                     app.metrics.evidence_accepted.fetch_add(1, Relaxed);
                     tracing::debug!(serial = %checked.claims.serial, evidence_id = %checked.evidence_id, nonce_fresh = checked.nonce_fresh, "evidence accepted");
@@ -82,21 +83,14 @@ impl DeviceService {
                 // The unit changed underneath: read it again, decide again.
                 Err(StoreError::Conflict) => {
                     app.metrics.commit_conflicts.fetch_add(1, Relaxed);
-                    pending = app.commit.begin();
-                    let c = checked.clone();
-                    decided = app
-                        .blocking(move |app| {
-                            let serial = c.claims.serial.as_str();
-                            let device = app
-                                .store
-                                .get_device(serial)
-                                .map_err(|e| app.store_err(e))?
-                                .ok_or_else(|| {
-                                    reject!(UnknownDevice, "serial {serial} is not enrolled")
-                                })?;
-                            decide(app, &c, &device)
-                        })
-                        .await?;
+                    let serial = checked.claims.serial.as_str();
+                    let device = app
+                        .store
+                        .get_device(serial)
+                        .await
+                        .map_err(|e| app.store_err(e))?
+                        .ok_or_else(|| reject!(UnknownDevice, "serial {serial} is not enrolled"))?;
+                    decided = decide(app, &checked, &device).await?;
                 }
                 Err(e) => return Err(app.store_err(e)),
             }
@@ -116,36 +110,57 @@ struct Checked {
 }
 
 /// Decodes evidence under hard bounds, authenticates it with the unit's
-/// enrolled key and checks its freshness by nonce; nothing is written.
-/// Returns it with the unit as read.
-fn check(app: &App, raw: Vec<u8>) -> Result<(Checked, DeviceEntry), Rejection> {
+/// enrolled key and checks its freshness by nonce; nothing is written but
+/// the nonce's use. Returns it with the unit as read.
+async fn check(app: &Arc<App>, raw: Vec<u8>) -> Result<(Checked, DeviceEntry), Rejection> {
     // Decode under hard bounds; nothing from it is trusted yet.
-    let ev = Evidence::decode(&raw)?;
-    let serial = ev.claims.serial.as_str();
+    let serial = Evidence::decode(&raw)?.claims.serial.as_str().to_owned();
+    let serial = serial.as_str();
     app.serial_limit.take(serial, app.clock.now_ms())?;
     let device = app
         .store
         .get_device(serial)
+        .await
         .map_err(|e| app.store_err(e))?
         .ok_or_else(|| reject!(UnknownDevice, "serial {serial} is not enrolled"))?;
     let key = PublicKey::from_enrolled_spki_der(&device.spki_der, "stored device key")?;
     let now_ms = app.clock.now_ms();
-    if let Err(r) = ev.verify(&key) {
-        app.security.raise("device", serial, r.reason, now_ms);
-        return Err(r);
-    }
+    // Verifying a signature is the costly part: on the blocking pool (the
+    // evidence borrows its bytes, so it is decoded again there).
+    let (raw, verified) = app
+        .blocking(move |_| {
+            let ev = Evidence::decode(&raw)?;
+            let r = ev.verify(&key).map(|()| ev.claims);
+            Ok((raw, r))
+        })
+        .await?;
+    let claims = match verified {
+        Ok(c) => c,
+        Err(r) => {
+            app.security.raise("device", serial, r.reason, now_ms);
+            return Err(r);
+        }
+    };
     // Authenticated from here on. No evidence may claim to come from the
     // future, nonce or not: a far-future iat would otherwise be kept as
     // the unit's production time.
-    if let Err(r) = check_not_ahead(&ev.claims, app.clock.now(), app.limits.clock_skew_secs) {
+    if let Err(r) = check_not_ahead(&claims, app.clock.now(), app.limits.clock_skew_secs) {
         app.security.raise("device", serial, r.reason, now_ms);
         return Err(r);
     }
-    let nonce_fresh = match &ev.claims.nonce {
+    let nonce_fresh = match &claims.nonce {
         Some(n) => {
-            if let Err(r) = app.nonces.consume(n, serial, now_ms) {
-                app.security.raise("device", serial, r.reason, now_ms);
-                return Err(r);
+            match app
+                .store
+                .consume_nonce(n, serial, now_ms, &app.nonce_policy())
+                .await
+            {
+                Ok(()) => {}
+                Err(StoreError::Rejected(r)) => {
+                    app.security.raise("device", serial, r.reason, now_ms);
+                    return Err(r);
+                }
+                Err(e) => return Err(app.store_err(e)),
             }
             true
         }
@@ -154,7 +169,7 @@ fn check(app: &App, raw: Vec<u8>) -> Result<(Checked, DeviceEntry), Rejection> {
     let evidence_id = object_id(EVIDENCE_ID_PREFIX, &Digest::of(&raw));
     Ok((
         Checked {
-            claims: ev.claims,
+            claims,
             raw,
             nonce_fresh,
             evidence_id,
@@ -166,7 +181,7 @@ fn check(app: &App, raw: Vec<u8>) -> Result<(Checked, DeviceEntry), Rejection> {
 
 /// Appraises checked evidence against the unit as it is in `device` and
 /// prepares its write and its answer.
-fn decide(
+async fn decide(
     app: &App,
     c: &Checked,
     device: &DeviceEntry,
@@ -174,7 +189,10 @@ fn decide(
     let serial = c.claims.serial.as_str();
     let now_ms = c.now_ms;
     let now = attestd_core::time::UnixTime(now_ms.div_euclid(1000));
-    let (baseline_version, baseline) = app.baselines.active(app.store.as_ref(), &device.model)?;
+    let (baseline_version, baseline) = app
+        .baselines
+        .active(app.store.as_ref(), &device.model)
+        .await?;
     let highest = device.has_bootcount.then_some(device.highest_bootcount);
     if !c.nonce_fresh {
         let max_age_secs = baseline
@@ -191,7 +209,7 @@ fn decide(
             return Err(r);
         }
     }
-    let facts = unit_facts(app.store.as_ref(), device)?;
+    let facts = unit_facts(app.store.as_ref(), device).await?;
     let prior_svns = svn_pairs(&device.svns);
     let ev_facts = EvidenceFacts {
         claims: &c.claims,
@@ -279,8 +297,8 @@ impl pb::device_attestation_server::DeviceAttestation for DeviceService {
         req: Request<pb::GetChallengeRequest>,
     ) -> Result<Response<pb::GetChallengeResponse>, Status> {
         self.app
-            .answer("GetChallenge", req, |app, r| {
-                DeviceService { app: app.clone() }.challenge(r)
+            .answer("GetChallenge", req, async |app, r| {
+                DeviceService { app: app.clone() }.challenge(r).await
             })
             .await
     }

@@ -12,8 +12,7 @@ use attestd_core::record::{record_id, Record, RecordKind};
 use attestd_core::{reject, Reason, Rejection};
 use attestd_proto::v1 as pb;
 use attestd_store::{
-    AuditNote, Enrollment, RecordCommit, RecordEntry, RecordOutcome, SignatureEntry, StoreError,
-    Write, Written,
+    AuditNote, Enrollment, RecordCommit, RecordEntry, RecordOutcome, SignatureEntry,
 };
 use tonic::{Request, Response, Status};
 
@@ -57,22 +56,17 @@ impl FactoryService {
         req: pb::SubmitRecordRequest,
     ) -> Result<pb::SubmitRecordResponse, Rejection> {
         let app = &self.app;
-        let pending = app.commit.begin();
-        let svc = FactoryService { app: app.clone() };
-        let who = caller.clone();
-        // Parsing, verifying and the store's reads block: off the runtime.
-        let commit = app.blocking(move |_| svc.check(&who, req)).await?;
-        // Also a duplicate waits for the flush: the original may still be in
-        // its flush window.
-        let outcome = match pending.commit(Write::Record(commit)).await {
-            Ok(Written::Record(o)) => o,
-            Ok(_) => {
-                return Err(app.store_err(StoreError::Unavailable(
-                    "the store answered a record write without a record outcome".into(),
-                )))
-            }
-            Err(e) => return Err(app.store_err(e)),
-        };
+        // A write is on its way: a store that groups writes may wait for it.
+        let announced = app.store.announce();
+        let commit = self.check(caller, req).await?;
+        drop(announced);
+        // Durable on return, a duplicate too (the store answers a duplicate
+        // only once the original is durable).
+        let outcome = app
+            .store
+            .commit_record(commit)
+            .await
+            .map_err(|e| app.store_err(e))?;
         // The unit's verdict follows its new record.
         app.work.notify_one();
         let (stored, duplicate) = match outcome {
@@ -95,7 +89,7 @@ impl FactoryService {
     }
 
     /// Checks a record and prepares its write.
-    fn check(
+    async fn check(
         &self,
         caller: &Principal,
         req: pb::SubmitRecordRequest,
@@ -118,6 +112,7 @@ impl FactoryService {
         let station = app
             .store
             .get_station(sid.as_str())
+            .await
             .map_err(|e| app.store_err(e))?
             .ok_or_else(|| reject!(UnknownStation, "station {sid} is not registered"))?;
         let key = PublicKey::from_enrolled_spki_der(&station.spki_der, "stored station key")?;
@@ -148,6 +143,7 @@ impl FactoryService {
             Record::Calibration(c) => {
                 app.store
                     .get_device(c.serial.as_str())
+                    .await
                     .map_err(|e| app.store_err(e))?
                     .ok_or_else(|| reject!(DeviceNotFound, "serial: {} is not enrolled", c.serial))?
                     .model
@@ -219,10 +215,11 @@ impl FactoryService {
         })
     }
 
-    fn get(&self, req: pb::GetRecordRequest) -> Result<pb::StoredRecord, Rejection> {
+    async fn get(&self, req: pb::GetRecordRequest) -> Result<pb::StoredRecord, Rejection> {
         let app = &self.app;
         app.store
             .get_record(&req.record_id)
+            .await
             .map_err(|e| app.store_err(e))?
             .map(convert::record)
             .ok_or_else(|| {
@@ -234,13 +231,17 @@ impl FactoryService {
             })
     }
 
-    fn list(&self, req: pb::ListRecordsRequest) -> Result<pb::ListRecordsResponse, Rejection> {
+    async fn list(
+        &self,
+        req: pb::ListRecordsRequest,
+    ) -> Result<pb::ListRecordsResponse, Rejection> {
         let app = &self.app;
         let serial = Serial::parse(&req.serial, Reason::FieldInvalid, "serial")?;
         let limit = app.page_size(req.page_size)?;
         let page = app
             .store
             .list_records(serial.as_str(), page_token(&req.page_token), limit)
+            .await
             .map_err(|e| app.store_err(e))?;
         Ok(pb::ListRecordsResponse {
             records: page.items.into_iter().map(convert::record).collect(),
@@ -269,8 +270,8 @@ impl pb::factory_server::Factory for FactoryService {
         req: Request<pb::GetRecordRequest>,
     ) -> Result<Response<pb::StoredRecord>, Status> {
         self.app
-            .answer("GetRecord", req, |app, r| {
-                FactoryService { app: app.clone() }.get(r)
+            .answer("GetRecord", req, async |app, r| {
+                FactoryService { app: app.clone() }.get(r).await
             })
             .await
     }
@@ -280,8 +281,8 @@ impl pb::factory_server::Factory for FactoryService {
         req: Request<pb::ListRecordsRequest>,
     ) -> Result<Response<pb::ListRecordsResponse>, Status> {
         self.app
-            .answer("ListRecords", req, |app, r| {
-                FactoryService { app: app.clone() }.list(r)
+            .answer("ListRecords", req, async |app, r| {
+                FactoryService { app: app.clone() }.list(r).await
             })
             .await
     }

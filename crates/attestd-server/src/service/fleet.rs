@@ -108,16 +108,20 @@ const CURSOR_TRIES: usize = 4;
 /// stream of changes it settles, after a few tries, for the cursor read
 /// before: every change up to it is shown, and a watch from it may repeat
 /// a change the read already shows but never misses one.
-fn at_cursor<T, E: From<StoreError>>(
+async fn at_cursor<T, E, Fut>(
     store: &dyn attestd_store::Store,
-    mut read: impl FnMut() -> Result<T, E>,
-) -> Result<(T, u64), E> {
+    mut read: impl FnMut() -> Fut,
+) -> Result<(T, u64), E>
+where
+    E: From<StoreError>,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
     let mut tries = 0;
     loop {
-        let before = store.change_cursor()?;
-        let out = read()?;
+        let before = store.change_cursor().await?;
+        let out = read().await?;
         tries += 1;
-        if store.change_cursor()? == before || tries == CURSOR_TRIES {
+        if store.change_cursor().await? == before || tries == CURSOR_TRIES {
             return Ok((out, before));
         }
     }
@@ -128,7 +132,7 @@ pub type ChangeStream = Pin<Box<dyn Stream<Item = Result<pb::DeviceChange, Statu
 
 impl FleetService {
     /// The unit, if it exists and the caller may see it.
-    fn device_for(
+    async fn device_for(
         &self,
         caller: &Principal,
         serial: &str,
@@ -138,6 +142,7 @@ impl FleetService {
             .app
             .store
             .get_device(serial.as_str())
+            .await
             .map_err(|e| self.app.store_err(e))?
         {
             Some(d) if visible(caller, &d) => Ok((serial, d)),
@@ -145,17 +150,18 @@ impl FleetService {
         }
     }
 
-    fn history(
+    async fn history(
         &self,
         caller: &Principal,
         req: pb::ListDeviceHistoryRequest,
     ) -> Result<pb::ListDeviceHistoryResponse, Rejection> {
         let app = &self.app;
-        let (serial, _) = self.device_for(caller, &req.serial)?;
+        let (serial, _) = self.device_for(caller, &req.serial).await?;
         let limit = app.page_size(req.page_size)?;
         let page = app
             .store
             .list_history(serial.as_str(), page_token(&req.page_token), limit)
+            .await
             .map_err(|e| app.store_err(e))?;
         let entries = page
             .items
@@ -181,16 +187,17 @@ impl FleetService {
         })
     }
 
-    fn device(
+    async fn device(
         &self,
         caller: &Principal,
         req: pb::GetDeviceRequest,
     ) -> Result<pb::Device, Rejection> {
         self.device_for(caller, &req.serial)
+            .await
             .map(|(_, d)| convert::device(d))
     }
 
-    fn list(
+    async fn list(
         &self,
         caller: &Principal,
         req: pb::ListDevicesRequest,
@@ -198,15 +205,16 @@ impl FleetService {
         let app = &self.app;
         let filter = checked_filter(req.filter, caller)?;
         let limit = app.page_size(req.page_size)?;
-        let (page, cursor) = at_cursor(app.store.as_ref(), || {
-            app.store.list_devices(DeviceQuery {
-                filter: filter.clone(),
-                after: page_token(&req.page_token).map(str::to_owned),
-                limit,
-                budget: limit.saturating_mul(10).max(1000),
-            })
-        })
-        .map_err(|e| app.store_err(e))?;
+        let query = DeviceQuery {
+            filter,
+            after: page_token(&req.page_token).map(str::to_owned),
+            limit,
+            budget: limit.saturating_mul(10).max(1000),
+        };
+        let (page, cursor) =
+            at_cursor(app.store.as_ref(), || app.store.list_devices(query.clone()))
+                .await
+                .map_err(|e| app.store_err(e))?;
         Ok(pb::ListDevicesResponse {
             devices: page.items.into_iter().map(convert::device).collect(),
             next_page_token: page.next.unwrap_or_default(),
@@ -214,7 +222,7 @@ impl FleetService {
         })
     }
 
-    fn summary(
+    async fn summary(
         &self,
         caller: &Principal,
         req: pb::GetFleetSummaryRequest,
@@ -258,21 +266,21 @@ impl FleetService {
                 ))
             }
         };
-        let read = || {
-            app.store.summary(read_group, tenant).map(|v| {
-                v.into_iter()
-                    .filter(|(k, _, _)| model.is_none_or(|m| k == m))
-                    .collect::<Vec<_>>()
-            })
-        };
-        let (counts, cursor) = at_cursor(app.store.as_ref(), read).map_err(|e| app.store_err(e))?;
+        let (counts, cursor) =
+            at_cursor(app.store.as_ref(), || app.store.summary(read_group, tenant))
+                .await
+                .map_err(|e| app.store_err(e))?;
+        let counts: Vec<_> = counts
+            .into_iter()
+            .filter(|(k, _, _)| model.is_none_or(|m| k == m))
+            .collect();
         let mut summary = convert::summary(&counts, group.is_some());
         summary.cursor = cursor.to_string();
         Ok(summary)
     }
 
     /// The change stream of WatchFleet (public for in-process tests).
-    pub fn watch(
+    pub async fn watch(
         &self,
         caller: &Principal,
         req: pb::WatchFleetRequest,
@@ -299,9 +307,17 @@ impl FleetService {
             }
         }
         let filter = checked_filter(req.filter, caller)?;
-        let bounds = app.store.change_bounds().map_err(|e| app.store_err(e))?;
+        let bounds = app
+            .store
+            .change_bounds()
+            .await
+            .map_err(|e| app.store_err(e))?;
         let mut cursor = match req.after_cursor.as_str() {
-            "" => app.store.change_cursor().map_err(|e| app.store_err(e))?,
+            "" => app
+                .store
+                .change_cursor()
+                .await
+                .map_err(|e| app.store_err(e))?,
             c => c.parse::<u64>().map_err(|_| {
                 reject!(
                     FieldInvalid,
@@ -330,9 +346,10 @@ impl FleetService {
         tokio::spawn(async move {
             loop {
                 let read = app
-                    .blocking(move |app| {
+                    .run(async move |app| {
                         app.store
                             .changes_after(cursor, buffer)
+                            .await
                             .map_err(|e| app.store_err(e))
                     })
                     .await;
@@ -385,10 +402,11 @@ impl FleetService {
         ))
     }
 
-    fn evidence(&self, req: pb::GetEvidenceRequest) -> Result<pb::StoredEvidence, Rejection> {
+    async fn evidence(&self, req: pb::GetEvidenceRequest) -> Result<pb::StoredEvidence, Rejection> {
         let app = &self.app;
         app.store
             .get_evidence(&req.evidence_id)
+            .await
             .map_err(|e| app.store_err(e))?
             .map(convert::evidence)
             .ok_or_else(|| {
@@ -401,25 +419,19 @@ impl FleetService {
     }
 }
 
-/// Answers a fleet call on the blocking pool (it reads the store), as the
-/// caller the edge layer authenticated.
-async fn off_runtime<T, R, F>(
-    svc: &FleetService,
-    method: &'static str,
-    req: Request<R>,
-    f: F,
-) -> Result<Response<T>, Status>
-where
-    T: Send + 'static,
-    R: Send + 'static,
-    F: FnOnce(&FleetService, &Principal, R) -> Result<T, Rejection> + Send + 'static,
-{
-    let caller = principal(&req).map_err(|r| svc.app.fail(method, r))?;
-    svc.app
-        .answer(method, req, move |app, r| {
-            f(&FleetService { app: app.clone() }, &caller, r)
-        })
-        .await
+/// Answers a call with its authenticated caller: `$call` is the handler
+/// method; a refusal is counted, logged and turned into its status.
+macro_rules! with_caller {
+    ($svc:expr, $method:literal, $req:expr, $call:ident) => {{
+        let req = $req;
+        let run = async {
+            let caller = principal(&req)?;
+            $svc.$call(&caller, req.into_inner()).await
+        };
+        run.await
+            .map(Response::new)
+            .map_err(|r| $svc.app.fail($method, r))
+    }};
 }
 
 /// The metadata key of the change-feed cursor a watch starts after.
@@ -431,21 +443,21 @@ impl pb::fleet_server::Fleet for FleetService {
         &self,
         req: Request<pb::GetDeviceRequest>,
     ) -> Result<Response<pb::Device>, Status> {
-        off_runtime(self, "GetDevice", req, |s, c, r| s.device(c, r)).await
+        with_caller!(self, "GetDevice", req, device)
     }
 
     async fn list_devices(
         &self,
         req: Request<pb::ListDevicesRequest>,
     ) -> Result<Response<pb::ListDevicesResponse>, Status> {
-        off_runtime(self, "ListDevices", req, |s, c, r| s.list(c, r)).await
+        with_caller!(self, "ListDevices", req, list)
     }
 
     async fn get_fleet_summary(
         &self,
         req: Request<pb::GetFleetSummaryRequest>,
     ) -> Result<Response<pb::FleetSummary>, Status> {
-        off_runtime(self, "GetFleetSummary", req, |s, c, r| s.summary(c, r)).await
+        with_caller!(self, "GetFleetSummary", req, summary)
     }
 
     type WatchFleetStream = ChangeStream;
@@ -454,9 +466,7 @@ impl pb::fleet_server::Fleet for FleetService {
         &self,
         req: Request<pb::WatchFleetRequest>,
     ) -> Result<Response<ChangeStream>, Status> {
-        let (cursor, stream) = off_runtime(self, "WatchFleet", req, |s, c, r| s.watch(c, r))
-            .await?
-            .into_inner();
+        let (cursor, stream) = with_caller!(self, "WatchFleet", req, watch)?.into_inner();
         let mut resp = Response::new(stream);
         if let Ok(v) = cursor.to_string().parse() {
             resp.metadata_mut().insert(CURSOR_HEADER, v);
@@ -468,7 +478,7 @@ impl pb::fleet_server::Fleet for FleetService {
         &self,
         req: Request<pb::ListDeviceHistoryRequest>,
     ) -> Result<Response<pb::ListDeviceHistoryResponse>, Status> {
-        off_runtime(self, "ListDeviceHistory", req, |s, c, r| s.history(c, r)).await
+        with_caller!(self, "ListDeviceHistory", req, history)
     }
 
     async fn get_evidence(
@@ -476,8 +486,8 @@ impl pb::fleet_server::Fleet for FleetService {
         req: Request<pb::GetEvidenceRequest>,
     ) -> Result<Response<pb::StoredEvidence>, Status> {
         self.app
-            .answer("GetEvidence", req, |app, r| {
-                FleetService { app: app.clone() }.evidence(r)
+            .answer("GetEvidence", req, async |app, r| {
+                FleetService { app: app.clone() }.evidence(r).await
             })
             .await
     }

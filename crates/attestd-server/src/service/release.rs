@@ -73,7 +73,7 @@ enum Decided {
 }
 
 /// Decides for one serial from what is stored now; the caller stores it.
-fn decide_one(app: &App, caller: &str, serial: &str) -> Result<Decided, Rejection> {
+async fn decide_one(app: &App, caller: &str, serial: &str) -> Result<Decided, Rejection> {
     let store = app.store.as_ref();
     let serial = Serial::parse(serial, Reason::FieldInvalid, "serial")?;
     let now_ms = app.clock.now_ms();
@@ -85,6 +85,7 @@ fn decide_one(app: &App, caller: &str, serial: &str) -> Result<Decided, Rejectio
     };
     let Some(d) = store
         .get_device(serial.as_str())
+        .await
         .map_err(|e| app.store_err(e))?
     else {
         // Not stored, so it has no decision id.
@@ -103,7 +104,7 @@ fn decide_one(app: &App, caller: &str, serial: &str) -> Result<Decided, Rejectio
         evidence,
         appraisal,
         ..
-    } = redecide(store, &app.baselines, &d, now_ms)?;
+    } = redecide(store, &app.baselines, &d, now_ms).await?;
     // When the unit's records arrived: kept with the unit, else read.
     let mut latest_record_ms = 0;
     let kept = [
@@ -123,6 +124,7 @@ fn decide_one(app: &App, caller: &str, serial: &str) -> Result<Decided, Rejectio
         }
         let r = store
             .get_record(id)
+            .await
             .map_err(|e| app.store_err(e))?
             .ok_or_else(|| reject!(StoreUnavailable, "record {id} is missing"))?;
         latest_record_ms = latest_record_ms.max(r.received_at);
@@ -188,20 +190,12 @@ async fn decide_and_store(
         if open.is_empty() {
             break;
         }
-        let pending = app.commit.begin();
-        let (who, all, todo) = (
-            caller.to_owned(),
-            serials.clone(),
-            std::mem::take(&mut open),
-        );
-        let decided = app
-            .blocking(move |app| {
-                Ok(todo
-                    .into_iter()
-                    .map(|i| (i, decide_one(app, &who, &all[i])))
-                    .collect::<Vec<_>>())
-            })
-            .await?;
+        let announced = app.store.announce();
+        let mut decided = Vec::with_capacity(open.len());
+        for i in std::mem::take(&mut open) {
+            decided.push((i, decide_one(app, caller, &serials[i]).await));
+        }
+        drop(announced);
         let mut writes = Vec::new();
         let mut answers = Vec::new();
         for (i, d) in decided {
@@ -220,10 +214,7 @@ async fn decide_and_store(
         if writes.is_empty() {
             break;
         }
-        let stored = pending
-            .commit_all(writes)
-            .await
-            .map_err(|e| app.store_err(e))?;
+        let stored = app.store.commit_batch(writes).await;
         for ((i, answer), r) in answers.into_iter().zip(stored) {
             match r {
                 Ok(_) => results[i] = Some(Ok(answer)),
@@ -338,7 +329,6 @@ impl ReleaseService {
         req: pb::GrantConcessionRequest,
     ) -> Result<pb::Concession, Rejection> {
         let app = &self.app;
-        let pending = app.commit.begin();
         let serial = Serial::parse(&req.serial, Reason::FieldInvalid, "serial")?;
         if req.waived_codes.is_empty() || req.waived_codes.len() > 32 {
             return Err(reject!(
@@ -389,13 +379,10 @@ impl ReleaseService {
             c.meaning
         ));
         let stored = c.clone();
-        app.blocking(move |app| {
-            app.store
-                .grant_concession(stored, &note)
-                .map_err(|e| app.store_err(e))
-        })
-        .await?;
-        pending.durable().await?;
+        app.store
+            .grant_concession(stored, &note)
+            .await
+            .map_err(|e| app.store_err(e))?;
         tracing::warn!(serial = %serial, concession = %c.concession_id, by = %caller.name, "concession granted");
         Ok(pb::Concession {
             concession_id: c.concession_id,

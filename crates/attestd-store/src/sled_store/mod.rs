@@ -6,19 +6,18 @@
 //! contract: engine calls run on the blocking pool (sled blocks on its lock
 //! and on cold pages), and a write returns only after its flush.
 //!
-//! One process only: sled locks its directory. Challenge nonces used are
-//! kept in memory, which is enough because the server's nonce key is made
-//! per process for this backend (a restart makes every outstanding
-//! challenge unknown).
+//! One process only: sled locks its directory. Challenge nonces are kept in
+//! memory ([`NonceCache`]): a restart makes every outstanding challenge
+//! unknown, which is safe (the unit asks again).
 
 pub mod commit;
 pub mod engine;
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use crate::nonces::{NonceCache, NoncePolicy, NONCE_LEN};
 use crate::{
     Announcement, Assignment, AuditNote, AuditRecord, BaselineEntry, ChangeEntry, ConcessionEntry,
     Counts, DecisionCommit, DeviceEntry, DeviceQuery, EvidenceCommit, EvidenceEntry, FlagCommit,
@@ -50,15 +49,9 @@ impl Default for SledConfig {
 pub struct SledStore {
     engine: Arc<Engine>,
     committer: Arc<Committer>,
-    nonces: Mutex<UsedNonces>,
-}
-
-/// Nonces used and not yet expired.
-#[derive(Default)]
-struct UsedNonces {
-    until: HashMap<Vec<u8>, i64>,
-    /// Size at which expired entries are dropped next.
-    sweep_at: usize,
+    /// Outstanding challenges, in memory (one process), made at first use
+    /// with the server's policy.
+    nonces: OnceLock<NonceCache>,
 }
 
 impl SledStore {
@@ -69,7 +62,7 @@ impl SledStore {
         Ok(SledStore {
             engine,
             committer,
-            nonces: Mutex::new(UsedNonces::default()),
+            nonces: OnceLock::new(),
         })
     }
 
@@ -104,6 +97,21 @@ impl SledStore {
     {
         let out = self.run(f).await?;
         self.committer.durable().await?;
+        Ok(out)
+    }
+
+    /// Like [`SledStore::write`], but waits for a flush only when `changed`
+    /// says the call wrote something (periodic upkeep that usually finds
+    /// nothing to do must not flush an idle database).
+    async fn write_if<T, F>(&self, f: F, changed: impl Fn(&T) -> bool) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Engine) -> Result<T> + Send + 'static,
+    {
+        let out = self.run(f).await?;
+        if changed(&out) {
+            self.committer.durable().await?;
+        }
         Ok(out)
     }
 
@@ -336,7 +344,8 @@ impl Store for SledStore {
     }
 
     async fn trim_changes(&self, keep: u64, max: usize) -> Result<usize> {
-        self.write(move |e| e.trim_changes(keep, max)).await
+        self.write_if(move |e| e.trim_changes(keep, max), |n| *n > 0)
+            .await
     }
 
     async fn counts(&self) -> Result<Counts> {
@@ -347,17 +356,25 @@ impl Store for SledStore {
         self.committer.commit(writes).await
     }
 
-    async fn use_nonce(&self, nonce: &[u8], expires_at_ms: i64, now_ms: i64) -> Result<bool> {
-        let mut used = self.nonces.lock().unwrap_or_else(|p| p.into_inner());
-        if used.until.len() >= used.sweep_at {
-            used.until.retain(|_, until| *until > now_ms);
-            used.sweep_at = (used.until.len() * 2).max(1024);
-        }
-        if used.until.get(nonce).is_some_and(|until| *until > now_ms) {
-            return Ok(false);
-        }
-        used.until.insert(nonce.to_vec(), expires_at_ms);
-        Ok(true)
+    async fn issue_nonce(
+        &self,
+        serial: &str,
+        now_ms: i64,
+        policy: &NoncePolicy,
+    ) -> Result<([u8; NONCE_LEN], i64)> {
+        let cache = self.nonces.get_or_init(|| NonceCache::with_policy(policy));
+        Ok(cache.issue(serial, now_ms)?)
+    }
+
+    async fn consume_nonce(
+        &self,
+        nonce: &[u8],
+        serial: &str,
+        now_ms: i64,
+        policy: &NoncePolicy,
+    ) -> Result<()> {
+        let cache = self.nonces.get_or_init(|| NonceCache::with_policy(policy));
+        Ok(cache.consume(nonce, serial, now_ms)?)
     }
 
     fn announce(&self) -> Announcement {

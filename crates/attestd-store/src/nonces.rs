@@ -1,6 +1,9 @@
 //! Challenge nonces: random, single use, expiring, and bounded per serial and
-//! in total. Held in memory: a restart forgets outstanding nonces, which is
-//! safe (the unit asks again) and never lets one be used twice.
+//! in total ([`NoncePolicy`]). [`NonceCache`] keeps them in memory, for a
+//! backend with one process: a restart forgets outstanding nonces, which is
+//! safe (the unit asks again) and never lets one be used twice. A backend
+//! shared by several replicas keeps them in its database with the same
+//! meaning (the conformance suite checks both).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -10,6 +13,52 @@ use ring::rand::{SecureRandom, SystemRandom};
 
 /// Length of the nonces attestd issues.
 pub const NONCE_LEN: usize = 32;
+
+/// How long a nonce lives and how many may be outstanding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NoncePolicy {
+    pub lifetime_ms: i64,
+    /// Outstanding nonces per serial; issuing more evicts the oldest.
+    pub per_serial: usize,
+    /// Outstanding nonces in total (a backend may bound them otherwise).
+    pub total: usize,
+}
+
+impl NoncePolicy {
+    /// How long past expiry a nonce is remembered (to say "expired" or
+    /// "reused" rather than "unknown").
+    pub fn grace_ms(&self) -> i64 {
+        self.lifetime_ms.max(60_000)
+    }
+}
+
+/// A fresh random nonce.
+pub fn random_nonce() -> Result<[u8; NONCE_LEN], Rejection> {
+    let mut nonce = [0u8; NONCE_LEN];
+    SystemRandom::new()
+        .fill(&mut nonce)
+        .map_err(|_| reject!(StoreUnavailable, "no randomness available; retry"))?;
+    Ok(nonce)
+}
+
+/// The refusal of a nonce issued to another serial, evicted or long expired.
+pub fn unknown_nonce(why: &str) -> Rejection {
+    reject!(NonceUnknown, "claim \"eat_nonce\": {why}")
+}
+
+pub fn reused_nonce() -> Rejection {
+    reject!(
+        NonceReused,
+        "claim \"eat_nonce\": this nonce was already used"
+    )
+}
+
+pub fn expired_nonce() -> Rejection {
+    reject!(
+        NonceExpired,
+        "claim \"eat_nonce\": the challenge has expired"
+    )
+}
 
 struct Issued {
     serial: String,
@@ -39,6 +88,10 @@ pub struct NonceCache {
 }
 
 impl NonceCache {
+    pub fn with_policy(p: &NoncePolicy) -> NonceCache {
+        NonceCache::new(p.lifetime_ms.max(0) as u64, p.per_serial, p.total)
+    }
+
     pub fn new(lifetime_ms: u64, per_serial: usize, total: usize) -> NonceCache {
         NonceCache {
             state: Mutex::new(State::default()),
