@@ -37,6 +37,32 @@ pub struct FileConfig {
     pub release: ReleaseConfig,
     #[serde(default)]
     pub testing: TestingConfig,
+    /// Where attestd keeps its data: sled in `data_dir` (the default, one
+    /// node) or a PostgreSQL database several replicas share.
+    #[serde(default)]
+    pub store: StoreConfig,
+}
+
+/// `[store]`: `backend = "sled"` (default) or `backend = "postgres"` with
+/// `url`, `pool_size`, `ca_file`, `connect_timeout_secs`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(tag = "backend", rename_all = "lowercase", deny_unknown_fields)]
+pub enum StoreConfig {
+    #[default]
+    Sled,
+    Postgres(PgSettings),
+}
+
+/// The PostgreSQL settings, kept as the store crate reads them.
+#[derive(Deserialize)]
+#[serde(transparent)]
+pub struct PgSettings(pub attestd_store::postgres::PgConfig);
+
+impl std::fmt::Debug for PgSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password: never printed.
+        f.write_str("PgSettings { .. }")
+    }
 }
 
 /// Settings for end-to-end tests only. Never set them in production.
@@ -70,6 +96,7 @@ pub struct Resolved {
     pub audit_key_file: PathBuf,
     pub tls: Option<TlsFiles>,
     pub insecure_plaintext: bool,
+    pub store: StoreConfig,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";

@@ -14,13 +14,15 @@ use attestd_server::clock::{Clock, OffsetFileClock, SystemClock};
 use attestd_server::dev;
 use attestd_server::settings::{PrincipalConfig, Settings};
 use attestd_server::ServerParts;
+use attestd_store::postgres::PgStore;
 use attestd_store::sled_store::{SledConfig, SledStore};
+use attestd_store::Store;
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 
 use crate::config::{
-    check_listen, FileConfig, Resolved, Transport, DEFAULT_CACHE_MB, DEFAULT_DEV_DATA_DIR,
-    DEFAULT_LISTEN,
+    check_listen, FileConfig, Resolved, StoreConfig, Transport, DEFAULT_CACHE_MB,
+    DEFAULT_DEV_DATA_DIR, DEFAULT_LISTEN,
 };
 
 #[derive(Parser)]
@@ -119,6 +121,7 @@ fn resolve(args: &ServeArgs) -> anyhow::Result<(Resolved, Option<dev::DevKit>)> 
             audit_key_file,
             tls: file.tls,
             insecure_plaintext: file.insecure_plaintext,
+            store: file.store,
         },
         kit,
     ))
@@ -160,16 +163,32 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
-    let store = SledStore::open(
-        &cfg.data_dir,
-        &SledConfig {
-            cache_capacity: cfg.cache_capacity_mb.saturating_mul(1024 * 1024),
-            group_commit_max_wait: std::time::Duration::from_micros(
-                cfg.limits.group_commit_max_wait_us,
-            ),
-        },
-    )
-    .with_context(|| format!("opening the database in {}", cfg.data_dir.display()))?;
+    let store: Arc<dyn Store> = match &cfg.store {
+        StoreConfig::Sled => Arc::new(
+            SledStore::open(
+                &cfg.data_dir,
+                &SledConfig {
+                    cache_capacity: cfg.cache_capacity_mb.saturating_mul(1024 * 1024),
+                    group_commit_max_wait: std::time::Duration::from_micros(
+                        cfg.limits.group_commit_max_wait_us,
+                    ),
+                },
+            )
+            .with_context(|| format!("opening the database in {}", cfg.data_dir.display()))?,
+        ),
+        StoreConfig::Postgres(pg) => {
+            let store = PgStore::open(&pg.0)
+                .await
+                .map_err(|e| anyhow::anyhow!("opening the PostgreSQL store: {e}"))?;
+            tracing::info!(
+                url = %attestd_store::postgres::redact_url(&pg.0.url),
+                pool_size = pg.0.pool_size,
+                tls = pg.0.ca_file.is_some(),
+                "store: PostgreSQL"
+            );
+            Arc::new(store)
+        }
+    };
     let listener = TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("binding {}", cfg.listen))?;
@@ -206,7 +225,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         println!("attestd metrics on http://{}/metrics", m.local_addr()?);
     }
     if let Some(kit) = &kit {
-        dev::register_station(&store, &kit.station_key, SystemClock.now_ms()).await?;
+        dev::register_station(store.as_ref(), &kit.station_key, SystemClock.now_ms()).await?;
         for (what, t) in &kit.tokens {
             println!("attestd dev {what} token: {t}");
         }
@@ -228,7 +247,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => Arc::new(SystemClock),
     };
     let parts = ServerParts {
-        store: Arc::new(store),
+        store,
         settings: Settings {
             limits: cfg.limits,
             principals: cfg.principals,

@@ -63,6 +63,12 @@ pub fn baseline_doc(
 
 impl Fleet {
     pub async fn start() -> Fleet {
+        Fleet::start_on(Options::default()).await
+    }
+
+    /// A fleet on a server started with `opts` (release keys, test clock
+    /// and a quick re-appraisal are added).
+    pub async fn start_on(opts: Options) -> Fleet {
         let release: Vec<SigningKey> = (0..3)
             .map(|i| {
                 SigningKey::generate(if i == 1 {
@@ -77,11 +83,13 @@ impl Fleet {
             .iter()
             .map(|k| base64::engine::general_purpose::STANDARD.encode(k.public_key().spki_der()))
             .collect();
+        let mut limits = opts.limits.clone();
+        limits.push(("reappraisal_interval_ms", "100".into()));
         let server = TestServer::start_with(Options {
             release: Some((2, keys)),
             test_clock: true,
-            limits: vec![("reappraisal_interval_ms", "100".into())],
-            ..Options::default()
+            limits,
+            ..opts
         });
         let admin = server.admin().await;
         let models = &["PM-200", "IP-900"];

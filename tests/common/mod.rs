@@ -13,7 +13,7 @@ pub mod trusted;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use attestd_client::core::evidence::Claims;
@@ -71,9 +71,30 @@ pub struct Options {
     pub extra_toml: String,
     /// Connect over TLS, trusting this CA (PEM); the endpoint is https.
     pub tls_ca_pem: Option<Vec<u8>>,
+    /// A PostgreSQL database to use (replicas share one); by default the
+    /// backend comes from [`BACKEND_VAR`].
+    pub postgres_url: Option<String>,
+    /// The audit key file (replicas share one); default: in the data dir.
+    pub audit_key_file: Option<PathBuf>,
+}
+
+/// Which backend the end-to-end tests run on: `sled` (default) or
+/// `postgres` (a database per server, on the PostgreSQL named by
+/// `ATTESTD_TEST_PG_URL`, default the local one).
+pub const BACKEND_VAR: &str = "ATTESTD_TEST_BACKEND";
+
+/// Whether this run's servers use PostgreSQL.
+pub fn on_postgres() -> bool {
+    match std::env::var(BACKEND_VAR).as_deref() {
+        Ok("postgres") => true,
+        Ok("sled") | Err(_) => false,
+        Ok(other) => panic!("{BACKEND_VAR}={other}: expected sled or postgres"),
+    }
 }
 
 pub struct TestServer {
+    /// The server's own database, when it made one (dropped with it).
+    pub db: Option<Arc<attestd_store::postgres::testdb::TestDb>>,
     pub dir: tempfile::TempDir,
     pub addr: String,
     pub metrics_addr: String,
@@ -86,16 +107,28 @@ impl TestServer {
         TestServer::start_with(Options::default())
     }
 
-    pub fn start_with(opts: Options) -> TestServer {
+    pub fn start_with(mut opts: Options) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
+        let mut db = None;
+        if opts.postgres_url.is_none() && on_postgres() {
+            let made = Arc::new(attestd_store::postgres::testdb::TestDb::create());
+            opts.postgres_url = Some(made.url.clone());
+            db = Some(made);
+        }
         let (child, addr, metrics_addr) = launch(dir.path(), &opts);
         TestServer {
+            db,
             dir,
             addr,
             metrics_addr,
             child,
             opts,
         }
+    }
+
+    /// The options it was started with (to start a replica like it).
+    pub fn options(&self) -> &Options {
+        &self.opts
     }
 
     /// Everything the server logged so far.
@@ -298,6 +331,17 @@ fn launch(dir: &Path, opts: &Options) -> (Child, String, String) {
     principal("auditor", "auditor", AUDITOR_TOKEN, "");
     for (id, tok) in STATIONS {
         principal(id, "station", tok, &format!("station_id = \"{id}\"\n"));
+    }
+    if let Some(k) = &opts.audit_key_file {
+        cfg.insert_str(
+            0,
+            &format!("audit_key_file = {:?}\n", k.display().to_string()),
+        );
+    }
+    if let Some(url) = &opts.postgres_url {
+        cfg.push_str(&format!(
+            "\n[store]\nbackend = \"postgres\"\nurl = {url:?}\npool_size = 4\n"
+        ));
     }
     cfg.push('\n');
     cfg.push_str(&opts.extra_toml);

@@ -34,6 +34,8 @@ pub struct App {
     pub baselines: BaselineCache,
     /// Wakes the re-appraisal job after a write that created work for it.
     pub work: tokio::sync::Notify,
+    /// This process among the replicas sharing a store (leases of jobs).
+    pub replica: String,
 }
 
 impl App {
@@ -100,6 +102,23 @@ impl App {
             lifetime_ms: self.limits.nonce_lifetime_ms.min(i64::MAX as u64 / 4) as i64,
             per_serial: self.limits.max_nonces_per_serial.max(1),
             total: self.limits.max_nonces_total.max(1),
+        }
+    }
+
+    /// Whether this replica holds (takes or renews) the lease on a job that
+    /// must run once across replicas; it holds it for `ttl_ms` more. A
+    /// failure to ask counts as not holding it.
+    pub async fn holds(&self, job: &str, ttl_ms: i64) -> bool {
+        match self
+            .store
+            .lease(job, &self.replica, ttl_ms, self.clock.now_ms())
+            .await
+        {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::warn!(job, error = %e, "could not take the lease of a job");
+                false
+            }
         }
     }
 

@@ -128,6 +128,12 @@ pub async fn run(app: Arc<App>, key: Arc<CheckpointKey>, mut shutdown: watch::Re
             _ = tokio::time::sleep(interval) => {}
             _ = shutdown.changed() => return,
         }
+        // One replica signs: the holder of the lease (kept across rounds,
+        // so checkpoints keep their rhythm).
+        let ttl_ms = (interval.as_millis() as i64 * 3).max(3_000);
+        if !app.holds("audit.checkpoint", ttl_ms).await {
+            continue;
+        }
         match checkpoint_once(&app, &key, &mut last).await {
             Ok(_) => {}
             Err(e) => {

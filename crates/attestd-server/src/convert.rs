@@ -1,7 +1,9 @@
 //! Stored values to API messages.
 
 use attestd_core::appraisal::{Appraisal, Tier};
+use attestd_core::record::RecordKind;
 use attestd_proto::v1 as pb;
+use attestd_store::codes;
 use attestd_store::{
     AppraisalEntry, BaselineEntry, ChangeEntry, DeviceEntry, EvidenceEntry, FindingEntry,
     ReappraisalEntry, RecordEntry, ReleaseDecisionEntry, SignatureEntry, StationEntry,
@@ -21,20 +23,80 @@ pub fn timestamp_ms(ms: i64) -> Option<prost_types::Timestamp> {
     })
 }
 
-pub fn tier_code(t: Tier) -> i32 {
-    match t {
-        Tier::None => pb::TrustTier::None as i32,
-        Tier::Affirming => pb::TrustTier::Affirming as i32,
-        Tier::Warning => pb::TrustTier::Warning as i32,
-        Tier::Contraindicated => pb::TrustTier::Contraindicated as i32,
+/// The API's trust tier.
+pub fn api_tier(t: Tier) -> i32 {
+    (match t {
+        Tier::None => pb::TrustTier::None,
+        Tier::Affirming => pb::TrustTier::Affirming,
+        Tier::Warning => pb::TrustTier::Warning,
+        Tier::Contraindicated => pb::TrustTier::Contraindicated,
+    }) as i32
+}
+
+/// The API's device status of a unit's stored status (the store keeps its
+/// own numbers, [`codes`]); UNSPECIFIED for none or a code it does not know.
+pub fn api_status(stored: i32) -> i32 {
+    use attestd_core::appraisal::Status;
+    (match codes::status_of(stored) {
+        Some(Status::Trusted) => pb::DeviceStatus::Trusted,
+        Some(Status::Warning) => pb::DeviceStatus::Warning,
+        Some(Status::Untrusted) => pb::DeviceStatus::Untrusted,
+        Some(Status::Stale) => pb::DeviceStatus::Stale,
+        Some(Status::Unknown) => pb::DeviceStatus::Unknown,
+        Some(Status::Quarantined) => pb::DeviceStatus::Quarantined,
+        None => pb::DeviceStatus::Unspecified,
+    }) as i32
+}
+
+/// The stored status of an API device status (none for UNSPECIFIED).
+pub fn stored_status(api: pb::DeviceStatus) -> Option<i32> {
+    use attestd_core::appraisal::Status;
+    Some(codes::status(match api {
+        pb::DeviceStatus::Trusted => Status::Trusted,
+        pb::DeviceStatus::Warning => Status::Warning,
+        pb::DeviceStatus::Untrusted => Status::Untrusted,
+        pb::DeviceStatus::Stale => Status::Stale,
+        pb::DeviceStatus::Unknown => Status::Unknown,
+        pb::DeviceStatus::Quarantined => Status::Quarantined,
+        pb::DeviceStatus::Unspecified => return None,
+    }))
+}
+
+fn api_stored_tier(stored: i32) -> i32 {
+    codes::tier_of(stored).map_or(pb::TrustTier::Unspecified as i32, api_tier)
+}
+
+/// The API's record kind of a stored kind.
+pub fn api_kind(stored: i32) -> i32 {
+    (match codes::kind_of(stored) {
+        Some(RecordKind::Provisioning) => pb::RecordKind::Provisioning,
+        Some(RecordKind::Calibration) => pb::RecordKind::Calibration,
+        None => pb::RecordKind::Unspecified,
+    }) as i32
+}
+
+/// The stored kind of an API record kind (none for UNSPECIFIED).
+pub fn stored_kind(api: pb::RecordKind) -> Option<i32> {
+    match api {
+        pb::RecordKind::Provisioning => Some(codes::kind(RecordKind::Provisioning)),
+        pb::RecordKind::Calibration => Some(codes::kind(RecordKind::Calibration)),
+        pb::RecordKind::Unspecified => None,
     }
+}
+
+fn api_decision(stored: i32) -> i32 {
+    (match codes::decision_of(stored) {
+        Some(codes::Decision::Release) => pb::Decision::Release,
+        Some(codes::Decision::Hold) => pb::Decision::Hold,
+        None => pb::Decision::Unspecified,
+    }) as i32
 }
 
 /// Core appraisal to its stored form.
 pub fn appraisal_entry(a: &Appraisal) -> AppraisalEntry {
     let v = a.vector;
     AppraisalEntry {
-        tier: tier_code(a.tier),
+        tier: codes::tier(a.tier),
         vector: [
             v.instance_identity,
             v.configuration,
@@ -72,7 +134,7 @@ pub fn appraisal_entry(a: &Appraisal) -> AppraisalEntry {
 pub fn appraisal(a: &AppraisalEntry) -> pb::Appraisal {
     let v = |i: usize| a.vector.get(i).copied().unwrap_or(0);
     pb::Appraisal {
-        tier: a.tier,
+        tier: api_stored_tier(a.tier),
         trust_vector: Some(pb::TrustVector {
             instance_identity: v(0),
             configuration: v(1),
@@ -126,7 +188,7 @@ fn envelope(
 pub fn record(r: RecordEntry) -> pb::StoredRecord {
     pb::StoredRecord {
         record_id: r.record_id,
-        kind: r.kind,
+        kind: api_kind(r.kind),
         serial: r.serial,
         station_id: r.station_id,
         sequence: r.sequence,
@@ -161,7 +223,7 @@ pub fn station(s: StationEntry) -> pb::Station {
         station_id: s.station_id,
         public_key: s.spki_der,
         key_id,
-        allowed_kinds: s.allowed_kinds,
+        allowed_kinds: s.allowed_kinds.into_iter().map(api_kind).collect(),
         allowed_models: s.allowed_models,
         allow_rekey: s.allow_rekey,
         revoked: s.revoked,
@@ -201,7 +263,7 @@ pub fn device(d: DeviceEntry) -> pb::Device {
         serial: d.serial,
         model: d.model,
         hw_version: d.hw_version,
-        status: d.status,
+        status: api_status(d.status),
         status_changed_at: timestamp_ms(d.status_changed_at),
         appraisal: d.appraisal.as_ref().map(appraisal),
         firmware: d
@@ -245,7 +307,7 @@ pub fn device(d: DeviceEntry) -> pb::Device {
 pub fn reappraisal(r: ReappraisalEntry) -> pb::Reappraisal {
     pb::Reappraisal {
         appraisal: r.appraisal.as_ref().map(appraisal),
-        status: r.status,
+        status: api_status(r.status),
         at: timestamp_ms(r.at),
     }
 }
@@ -254,7 +316,7 @@ pub fn decision(d: ReleaseDecisionEntry) -> pb::ReleaseDecision {
     pb::ReleaseDecision {
         decision_id: d.decision_id,
         serial: d.serial,
-        decision: d.decision,
+        decision: api_decision(d.decision),
         reasons: d
             .reasons
             .into_iter()
@@ -279,8 +341,8 @@ pub fn change(c: ChangeEntry) -> pb::DeviceChange {
     pb::DeviceChange {
         cursor: c.seq.to_string(),
         serial: c.serial,
-        old_status: c.old_status,
-        new_status: c.new_status,
+        old_status: api_status(c.old_status),
+        new_status: api_status(c.new_status),
         at: timestamp_ms(c.at),
         model: c.model,
         tenant: c.tenant,
@@ -300,6 +362,7 @@ pub fn summary(counts: &[attestd_store::SummaryCount], grouped: bool) -> pb::Fle
         None => list.push(pb::StatusCount { status, count: n }),
     };
     for (key, status, n) in counts {
+        let status = &api_status(*status);
         add(&mut out.counts, *status, *n);
         out.total += n;
         if grouped {

@@ -119,6 +119,7 @@ impl Server {
             unknown_serials: Default::default(),
             baselines: verdict::BaselineCache::default(),
             work: tokio::sync::Notify::new(),
+            replica: replica_id(),
         });
         Ok(Server {
             app,
@@ -150,6 +151,9 @@ impl Server {
             checkpoint_key,
             tls,
         } = self;
+        if let Some(k) = &checkpoint_key {
+            pin_audit_key(&app, k).await?;
+        }
         let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
         let checkpoints = match (&checkpoint_key, background) {
             (Some(k), true) => Some(tokio::spawn(checkpoint::run(
@@ -183,7 +187,7 @@ impl Server {
             .clone()
             .map(|t| tokio::spawn(tls::watch_files(t, jobs_stopped.clone())));
         let reappraisal =
-            background.then(|| tokio::spawn(reappraisal::run(app.clone(), jobs_stopped)));
+            background.then(|| tokio::spawn(reappraisal::run(app.clone(), jobs_stopped.clone())));
         let metrics_task = metrics_listener.map(|l| {
             tokio::spawn(metrics::serve_metrics(
                 l,
@@ -193,27 +197,14 @@ impl Server {
         });
 
         let (health, health_service) = tonic_health::server::health_reporter();
-        health
-            .set_serving::<pb::device_attestation_server::DeviceAttestationServer<DeviceService>>()
-            .await;
-        health
-            .set_serving::<pb::factory_server::FactoryServer<FactoryService>>()
-            .await;
-        health
-            .set_serving::<pb::admin_server::AdminServer<AdminService>>()
-            .await;
-        health
-            .set_serving::<pb::fleet_server::FleetServer<FleetService>>()
-            .await;
-        health
-            .set_serving::<pb::baselines_server::BaselinesServer<BaselinesService>>()
-            .await;
-        health
-            .set_serving::<pb::release_server::ReleaseServer<ReleaseService>>()
-            .await;
-        health
-            .set_serving::<pb::audit_server::AuditServer<AuditService>>()
-            .await;
+        set_health(&health, true).await;
+        // Health follows the store: NOT_SERVING while it cannot be read
+        // (the database unreachable), SERVING again once it can.
+        let health_watch = tokio::spawn(watch_store_health(
+            app.clone(),
+            health.clone(),
+            jobs_stopped.clone(),
+        ));
 
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(attestd_proto::FILE_DESCRIPTOR_SET)
@@ -287,6 +278,7 @@ impl Server {
         if let Some(job) = tls_watch {
             let _ = job.await;
         }
+        let _ = health_watch.await;
         app.store.close().await;
         if let Some(t) = metrics_task {
             t.abort();
@@ -294,6 +286,89 @@ impl Server {
         tracing::info!("server stopped");
         Ok(result?)
     }
+}
+
+/// Every replica of one store signs checkpoints with the same key (the
+/// chain has one verifier key): the first replica pins its key id in the
+/// store, and a replica with another key refuses to start.
+async fn pin_audit_key(app: &App, key: &checkpoint::CheckpointKey) -> Result<(), ServeError> {
+    let mine = key.public.key_id();
+    let pinned = app
+        .store
+        .pin_setting("audit_key_id", &mine)
+        .await
+        .map_err(|e| ServeError::Config(format!("reading the store's audit key id: {e}")))?;
+    if pinned != mine {
+        return Err(ServeError::Config(format!(
+            "the audit key of this replica ({mine}) is not the one the store was started with \
+             ({pinned}): every replica must use the same audit_key_file"
+        )));
+    }
+    Ok(())
+}
+
+/// Sets every service's health.
+async fn set_health(health: &tonic_health::server::HealthReporter, serving: bool) {
+    use tonic_health::ServingStatus::{NotServing, Serving};
+    let status = if serving { Serving } else { NotServing };
+    for name in [
+        "",
+        <pb::device_attestation_server::DeviceAttestationServer<DeviceService> as tonic::server::NamedService>::NAME,
+        <pb::factory_server::FactoryServer<FactoryService> as tonic::server::NamedService>::NAME,
+        <pb::admin_server::AdminServer<AdminService> as tonic::server::NamedService>::NAME,
+        <pb::fleet_server::FleetServer<FleetService> as tonic::server::NamedService>::NAME,
+        <pb::baselines_server::BaselinesServer<BaselinesService> as tonic::server::NamedService>::NAME,
+        <pb::release_server::ReleaseServer<ReleaseService> as tonic::server::NamedService>::NAME,
+        <pb::audit_server::AuditServer<AuditService> as tonic::server::NamedService>::NAME,
+    ] {
+        health.set_service_status(name, status).await;
+    }
+}
+
+/// How often the store's health is probed.
+const HEALTH_PROBE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Probes the store with a small read; health follows its answers.
+async fn watch_store_health(
+    app: Arc<App>,
+    health: tonic_health::server::HealthReporter,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut serving = true;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(HEALTH_PROBE) => {}
+            _ = stop.changed() => return,
+        }
+        let ok = matches!(
+            tokio::time::timeout(HEALTH_PROBE * 3, app.store.change_cursor()).await,
+            Ok(Ok(_))
+        );
+        if ok != serving {
+            if ok {
+                tracing::info!("the store answers again: serving");
+            } else {
+                tracing::error!("the store does not answer: health is NOT_SERVING");
+            }
+            set_health(&health, ok).await;
+            serving = ok;
+        }
+    }
+}
+
+/// A name for this process among replicas: host, process id and a random
+/// part (a restarted process is a new replica).
+fn replica_id() -> String {
+    use ring::rand::SecureRandom;
+    let mut r = [0u8; 4];
+    let _ = ring::rand::SystemRandom::new().fill(&mut r);
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "attestd".into());
+    format!(
+        "{}:{}:{}",
+        host.chars().take(64).collect::<String>(),
+        std::process::id(),
+        attestd_core::ids::hex(&r)
+    )
 }
 
 /// Builds and runs a server with its background jobs (what the binary does).

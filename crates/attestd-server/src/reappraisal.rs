@@ -27,12 +27,18 @@ use crate::verdict::unit_verdict;
 /// Attempts per unit when it keeps changing underneath the job.
 const MAX_ATTEMPTS: usize = 5;
 
-/// Runs until `shutdown` turns true.
+/// The lease that makes one replica do this job.
+pub const LEASE: &str = "reappraisal";
+
+/// Runs until `shutdown` turns true. With several replicas on one store,
+/// only the holder of the job's lease works; the others check the lease at
+/// every interval and take over once the holder stops renewing it.
 pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     let interval = Duration::from_millis(app.limits.reappraisal_interval_ms.max(10));
+    let ttl_ms = lease_ttl_ms(interval);
     loop {
         // Drain everything there is, then wait for a nudge or the timer.
-        loop {
+        while app.holds(LEASE, ttl_ms).await {
             match step(&app).await {
                 Ok(0) => break,
                 Ok(_) => {}
@@ -92,6 +98,12 @@ pub async fn step(app: &Arc<App>) -> Result<usize, Rejection> {
         .await
         .map_err(err)?;
     Ok(progress)
+}
+
+/// How long a lease outlives its last renewal: long enough for a busy
+/// round, short enough that another replica takes over within seconds.
+pub fn lease_ttl_ms(interval: Duration) -> i64 {
+    (interval.as_millis() as i64 * 6).clamp(3_000, 120_000)
 }
 
 fn written(done: &[bool]) -> usize {

@@ -187,16 +187,9 @@ pub async fn unit_facts(store: &dyn Store, d: &DeviceEntry) -> Result<UnitFacts,
     })
 }
 
-/// The API status code of a status.
+/// The stored code of a status.
 pub fn status_code(s: Status) -> i32 {
-    match s {
-        Status::Trusted => 1,
-        Status::Warning => 2,
-        Status::Untrusted => 3,
-        Status::Stale => 4,
-        Status::Unknown => 5,
-        Status::Quarantined => 6,
-    }
+    attestd_store::codes::status(s)
 }
 
 /// The stored verdict for an appraisal (or none) at `now`.

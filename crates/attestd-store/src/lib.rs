@@ -12,6 +12,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod codes;
 pub mod model;
 pub mod nonces;
 pub mod plan;
@@ -116,8 +117,8 @@ pub const SWEEP_STATION: i32 = 2;
 /// units a revocation hits turn first.
 pub const SWEEP_DIGEST: i32 = 3;
 
-/// Status code of a freshly enrolled unit (UNKNOWN in the API enum).
-pub const STATUS_UNKNOWN: i32 = 5;
+/// Stored status of a freshly enrolled unit (UNKNOWN, [`codes::status`]).
+pub const STATUS_UNKNOWN: i32 = codes::status(attestd_core::appraisal::Status::Unknown);
 
 /// A unit's verdict, decided on a snapshot of the unit.
 #[derive(Clone, Debug, Default)]
@@ -307,7 +308,7 @@ pub struct Counts {
     pub records: u64,
     pub evidence: u64,
     pub baselines: u64,
-    /// Units per status code (index = API status code, 0 unused).
+    /// Units per stored status code ([`codes::status`]; 0 unused).
     pub by_status: [u64; 7],
 }
 

@@ -11,7 +11,7 @@ pub struct StationEntry {
     pub station_id: String,
     #[prost(bytes = "vec", tag = "2")]
     pub spki_der: Vec<u8>,
-    /// Record kinds (1 provisioning, 2 calibration, as in the API enum).
+    /// Record kinds ([`crate::codes::kind`]).
     #[prost(int32, repeated, tag = "3")]
     pub allowed_kinds: Vec<i32>,
     /// Models this station may sign for; "*" for any.
@@ -81,7 +81,7 @@ pub struct DeviceEntry {
     /// The current verdict (of the latest evidence), if appraised.
     #[prost(message, optional, tag = "19")]
     pub appraisal: Option<AppraisalEntry>,
-    /// Status code (1 TRUSTED .. 6 QUARANTINED, the API enum); 0 before the first decision.
+    /// Status ([`crate::codes::status`]); 0 before the first decision.
     #[prost(int32, tag = "20")]
     pub status: i32,
     #[prost(int64, tag = "21")]
@@ -222,7 +222,7 @@ pub struct ReleaseDecisionEntry {
     pub decision_id: String,
     #[prost(string, tag = "2")]
     pub serial: String,
-    /// 1 RELEASE, 2 HOLD (the API enum).
+    /// [`crate::codes::decision`].
     #[prost(int32, tag = "3")]
     pub decision: i32,
     #[prost(message, repeated, tag = "4")]
@@ -380,7 +380,7 @@ pub struct FindingEntry {
 /// A stored appraisal.
 #[derive(Clone, PartialEq, Message)]
 pub struct AppraisalEntry {
-    /// 1 none, 2 affirming, 3 warning, 4 contraindicated (the API enum).
+    /// [`crate::codes::tier`].
     #[prost(int32, tag = "1")]
     pub tier: i32,
     /// The eight AR4SI claims in their fixed order.

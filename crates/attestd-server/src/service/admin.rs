@@ -96,13 +96,16 @@ impl AdminService {
         }
         let mut kinds = Vec::new();
         for (i, k) in req.allowed_kinds.iter().enumerate() {
-            match pb::RecordKind::try_from(*k) {
-                Ok(pb::RecordKind::Provisioning) | Ok(pb::RecordKind::Calibration) => {
-                    if !kinds.contains(k) {
-                        kinds.push(*k);
+            match pb::RecordKind::try_from(*k)
+                .ok()
+                .and_then(convert::stored_kind)
+            {
+                Some(stored) => {
+                    if !kinds.contains(&stored) {
+                        kinds.push(stored);
                     }
                 }
-                _ => {
+                None => {
                     return Err(reject!(
                         FieldInvalid,
                         "allowed_kinds[{i}]: expected PROVISIONING or CALIBRATION"

@@ -26,11 +26,9 @@ pub struct FactoryService {
     pub app: Arc<App>,
 }
 
+/// The stored code of a record kind.
 pub fn kind_code(k: RecordKind) -> i32 {
-    match k {
-        RecordKind::Provisioning => pb::RecordKind::Provisioning as i32,
-        RecordKind::Calibration => pb::RecordKind::Calibration as i32,
-    }
+    attestd_store::codes::kind(k)
 }
 
 /// The API envelope as the core type.

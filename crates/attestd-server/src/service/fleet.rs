@@ -49,14 +49,17 @@ pub fn checked_filter(
     let f = f.unwrap_or_default();
     let mut statuses = Vec::new();
     for (i, s) in f.statuses.iter().enumerate() {
-        match pb::DeviceStatus::try_from(*s) {
-            Ok(pb::DeviceStatus::Unspecified) | Err(_) => {
+        match pb::DeviceStatus::try_from(*s)
+            .ok()
+            .and_then(convert::stored_status)
+        {
+            Some(stored) => statuses.push(stored),
+            None => {
                 return Err(reject!(
                     FieldInvalid,
                     "filter.statuses[{i}]: not a device status"
                 ));
             }
-            Ok(_) => statuses.push(*s),
         }
     }
     if !f.model.is_empty() {

@@ -11,6 +11,7 @@ use attestd_core::ids::{hex, Serial};
 use attestd_core::release::{decide, waivable, GateInput, NOT_ENROLLED};
 use attestd_core::{reject, Reason, Rejection};
 use attestd_proto::v1 as pb;
+use attestd_store::codes;
 use attestd_store::{
     AuditNote, ConcessionEntry, DecisionCommit, Flag, GateReasonEntry, ReleaseDecisionEntry,
     StoreError, Write,
@@ -28,8 +29,8 @@ pub struct ReleaseService {
     pub app: Arc<App>,
 }
 
-const RELEASE: i32 = pb::Decision::Release as i32;
-const HOLD: i32 = pb::Decision::Hold as i32;
+const RELEASE: i32 = codes::decision(codes::Decision::Release);
+const HOLD: i32 = codes::decision(codes::Decision::Hold);
 
 /// A random id with `prefix`.
 fn random_id(prefix: &str) -> Result<String, Rejection> {

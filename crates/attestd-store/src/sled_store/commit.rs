@@ -59,7 +59,7 @@ pub struct Committer {
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
-fn shutting_down() -> StoreError {
+pub(super) fn shutting_down() -> StoreError {
     StoreError::Rejected(Rejection::new(
         Reason::ShuttingDown,
         "the server is shutting down; retry",

@@ -52,6 +52,10 @@ pub struct SledStore {
     /// Outstanding challenges, in memory (one process), made at first use
     /// with the server's policy.
     nonces: OnceLock<NonceCache>,
+    /// Writes outside the group committer hold this shared while they run;
+    /// `close` takes it exclusively (waiting for them) and marks it closed,
+    /// so no write is applied after a caller was told SHUTTING_DOWN.
+    writers: tokio::sync::RwLock<bool>,
 }
 
 impl SledStore {
@@ -63,6 +67,7 @@ impl SledStore {
             engine,
             committer,
             nonces: OnceLock::new(),
+            writers: tokio::sync::RwLock::new(false),
         })
     }
 
@@ -95,8 +100,13 @@ impl SledStore {
         T: Send + 'static,
         F: FnOnce(&Engine) -> Result<T> + Send + 'static,
     {
+        let closed = self.writers.read().await;
+        if *closed {
+            return Err(commit::shutting_down());
+        }
         let out = self.run(f).await?;
         self.committer.durable().await?;
+        drop(closed);
         Ok(out)
     }
 
@@ -108,10 +118,15 @@ impl SledStore {
         T: Send + 'static,
         F: FnOnce(&Engine) -> Result<T> + Send + 'static,
     {
+        let closed = self.writers.read().await;
+        if *closed {
+            return Err(commit::shutting_down());
+        }
         let out = self.run(f).await?;
         if changed(&out) {
             self.committer.durable().await?;
         }
+        drop(closed);
         Ok(out)
     }
 
@@ -386,6 +401,9 @@ impl Store for SledStore {
     }
 
     async fn close(&self) {
+        // Writes under way finish (and are flushed) first; later ones are
+        // refused before they touch the engine.
+        *self.writers.write().await = true;
         // The committer's last flush, then the engine's own.
         let (c, e) = (self.committer.clone(), self.engine.clone());
         let _ = tokio::task::spawn_blocking(move || {
