@@ -15,7 +15,7 @@ use common::fleet::*;
 use common::*;
 use tonic::Code;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+crate::both_backends!(the_tamper_story);
 async fn the_tamper_story() {
     let mut f = Fleet::start().await;
     f.enroll("PM-200", 50, 45..50).await;
@@ -258,7 +258,7 @@ async fn the_tamper_story() {
     assert_eq!(f.status(43).await, pb::DeviceStatus::Trusted);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+crate::both_backends!(refused_baselines_change_no_unit);
 async fn refused_baselines_change_no_unit() {
     let mut f = Fleet::start().await;
     f.enroll("PM-200", 3, 0..0).await;
@@ -390,7 +390,7 @@ async fn all_devices(f: &Fleet) -> Vec<pb::Device> {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+crate::both_backends!(reappraisal_touches_only_the_affected_model_and_future_baselines_activate_on_time);
 async fn reappraisal_touches_only_the_affected_model_and_future_baselines_activate_on_time() {
     let mut f = Fleet::start().await;
     f.enroll("PM-200", 6, 0..0).await;

@@ -14,7 +14,7 @@ use attestd_client::pb;
 use attestd_client::SigningKey;
 use common::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+crate::both_backends!(every_change_leaves_one_entry_naming_its_principal);
 async fn every_change_leaves_one_entry_naming_its_principal() {
     let server = TestServer::start();
     let admin = server.admin().await;
@@ -188,7 +188,7 @@ async fn every_change_leaves_one_entry_naming_its_principal() {
     assert_eq!(verify_chain(&swapped, GENESIS, 0).unwrap_err().index, 4);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+crate::both_backends!(after_repeated_sigkills_the_chain_verifies_and_matches_the_changes);
 async fn after_repeated_sigkills_the_chain_verifies_and_matches_the_changes() {
     let mut server = TestServer::start();
     let admin = server.admin().await;
@@ -255,7 +255,7 @@ async fn after_repeated_sigkills_the_chain_verifies_and_matches_the_changes() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+crate::both_backends!(the_head_is_signed_in_checkpoints_that_verify_with_the_service_key_only);
 async fn the_head_is_signed_in_checkpoints_that_verify_with_the_service_key_only() {
     use attestd_client::core::audit::{verify_checkpoints, CHECKPOINT_ACTION};
     use attestd_client::core::keys::PublicKey;
@@ -340,7 +340,7 @@ async fn the_head_is_signed_in_checkpoints_that_verify_with_the_service_key_only
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+crate::both_backends!(refused_calls_are_summarized_per_caller_not_one_entry_each);
 async fn refused_calls_are_summarized_per_caller_not_one_entry_each() {
     let server = TestServer::start_with(Options {
         limits: vec![("checkpoint_interval_secs", "1".into())],
@@ -585,7 +585,7 @@ fn doc_block(name: &str) -> String {
         .join("\n")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+crate::both_backends!(an_export_verifies_with_a_verifier_written_from_the_format_document_alone);
 async fn an_export_verifies_with_a_verifier_written_from_the_format_document_alone() {
     // The document's own vector first: the verifier reads the document right.
     let vector = doc_block("audit-vector-export");

@@ -8,7 +8,7 @@ use attestd_client::pb;
 use attestd_client::SigningKey;
 use common::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+crate::both_backends!(station_enrolls_es256_and_ed25519_units_which_boot_and_are_listed);
 async fn station_enrolls_es256_and_ed25519_units_which_boot_and_are_listed() {
     let server = TestServer::start();
     let admin = server.admin().await;
@@ -108,7 +108,7 @@ async fn station_enrolls_es256_and_ed25519_units_which_boot_and_are_listed() {
     assert_eq!(server.stored(), (1, 2, 2, 2));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+crate::both_backends!(identical_record_twice_is_one_record_with_one_id);
 async fn identical_record_twice_is_one_record_with_one_id() {
     let server = TestServer::start();
     let admin = server.admin().await;

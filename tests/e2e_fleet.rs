@@ -79,7 +79,7 @@ async fn started() -> Fleet {
     f
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+crate::both_backends!(a_hospital_sees_only_its_own_tenant);
 async fn a_hospital_sees_only_its_own_tenant() {
     let f = started().await;
     assign(&f, 0, "st-mary", "ward-1").await;
@@ -181,7 +181,7 @@ async fn a_hospital_sees_only_its_own_tenant() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+crate::both_backends!(a_watch_resumes_from_its_cursor_also_after_a_restart);
 async fn a_watch_resumes_from_its_cursor_also_after_a_restart() {
     let mut f = started().await;
     let mut w = watch(&f.auditor, "").await;
@@ -243,7 +243,7 @@ async fn a_watch_resumes_from_its_cursor_also_after_a_restart() {
     assert_rejected(r.map(|_| ()), Code::InvalidArgument, "FIELD_INVALID");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+crate::both_backends!(writers_carry_on_while_a_watcher_does_not_read_and_it_loses_nothing);
 async fn writers_carry_on_while_a_watcher_does_not_read_and_it_loses_nothing() {
     let f = started().await;
     // Open a watch and do not read it while 1,500 changes happen (each
@@ -283,7 +283,7 @@ async fn writers_carry_on_while_a_watcher_does_not_read_and_it_loses_nothing() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+crate::both_backends!(a_cursor_older_than_the_retention_is_refused);
 async fn a_cursor_older_than_the_retention_is_refused() {
     let mut opts = Options::default();
     opts.limits.push(("change_feed_retention", "5".into()));

@@ -104,7 +104,7 @@ macro_rules! refused {
     }};
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+crate::both_backends!(bad_evidence_is_refused_and_stores_nothing);
 async fn bad_evidence_is_refused_and_stores_nothing() {
     let w = World::new(Options::default()).await;
 
@@ -244,7 +244,7 @@ async fn bad_evidence_is_refused_and_stores_nothing() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+crate::both_backends!(nonces_are_single_use_per_serial_and_deferred_evidence_must_advance);
 async fn nonces_are_single_use_per_serial_and_deferred_evidence_must_advance() {
     let w = World::new(Options::default()).await;
 
@@ -355,7 +355,7 @@ async fn nonces_are_single_use_per_serial_and_deferred_evidence_must_advance() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+crate::both_backends!(expired_nonce_is_refused);
 async fn expired_nonce_is_refused() {
     let w = World::new(Options {
         limits: vec![("nonce_lifetime_ms", "300".into())],
@@ -372,7 +372,7 @@ async fn expired_nonce_is_refused() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+crate::both_backends!(bad_records_are_refused_and_store_nothing);
 async fn bad_records_are_refused_and_store_nothing() {
     let mut w = World::new(Options::default()).await;
 
@@ -517,7 +517,7 @@ async fn bad_records_are_refused_and_store_nothing() {
         .expect("valid record accepted");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+crate::both_backends!(callers_without_the_role_are_refused);
 async fn callers_without_the_role_are_refused() {
     let w = World::new(Options::default()).await;
     let k = SigningKey::generate(KeyAlg::Es256).unwrap();
@@ -576,7 +576,7 @@ async fn callers_without_the_role_are_refused() {
         .expect("security-admin registers");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+crate::both_backends!(unauthenticated_calls_are_rate_limited_per_serial_and_per_peer);
 async fn unauthenticated_calls_are_rate_limited_per_serial_and_per_peer() {
     let w = World::new(Options {
         limits: vec![

@@ -31,7 +31,7 @@ fn released(d: &pb::ReleaseDecision) -> bool {
     d.decision == pb::Decision::Release as i32
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+crate::both_backends!(the_gate_holds_for_every_reason_and_releases_verified_units);
 async fn the_gate_holds_for_every_reason_and_releases_verified_units() {
     let mut f = Fleet::start().await;
     f.enroll("PM-200", 6, 0..0).await;

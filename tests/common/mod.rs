@@ -83,8 +83,52 @@ pub struct Options {
 /// `ATTESTD_TEST_PG_URL`, default the local one).
 pub const BACKEND_VAR: &str = "ATTESTD_TEST_BACKEND";
 
-/// Whether this run's servers use PostgreSQL.
+/// The storage backend of a test's servers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sled,
+    Postgres,
+}
+
+tokio::task_local! {
+    static BACKEND: Backend;
+}
+
+impl Backend {
+    /// Runs a test body whose servers use this backend.
+    pub async fn run<F: std::future::Future>(self, body: F) -> F::Output {
+        BACKEND.scope(self, body).await
+    }
+}
+
+/// Runs each named end-to-end test (an `async fn` without arguments) twice,
+/// on sled and on PostgreSQL: `crate::both_backends!(the_tamper_story);`
+/// gives the tests `the_tamper_story::sled` and `the_tamper_story::postgres`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sled() {
+                    $crate::common::Backend::Sled.run(super::$name()).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    $crate::common::Backend::Postgres.run(super::$name()).await
+                }
+            }
+        )*
+    };
+}
+
+/// Whether this test's servers use PostgreSQL: the backend of
+/// [`both_backends!`], else [`BACKEND_VAR`].
 pub fn on_postgres() -> bool {
+    if let Ok(b) = BACKEND.try_with(|b| *b) {
+        return b == Backend::Postgres;
+    }
     match std::env::var(BACKEND_VAR).as_deref() {
         Ok("postgres") => true,
         Ok("sled") | Err(_) => false,
