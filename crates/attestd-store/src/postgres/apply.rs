@@ -7,7 +7,7 @@ use attestd_core::reject;
 use prost::Message;
 use tokio_postgres::Row;
 
-use super::write::{decode, Answer, Cx, Fail, Op, Step};
+use super::write::{decode, Answer, Cx, Fail, InOrder, Op, Step};
 use crate::plan::{self, UnitWrite};
 use crate::{
     AuditNote, BaselineEntry, DecisionCommit, DeviceEntry, EvidenceCommit, FlagCommit,
@@ -240,11 +240,12 @@ async fn evidence(cx: &mut Cx<'_>, c: &EvidenceCommit) -> Step<DeviceEntry> {
     let raw = std::mem::take(&mut stored.raw);
     let body = stored.encode_to_vec();
     let (s_unit, s_ev) = (cx.stmt(PUT_UNIT).await?, cx.stmt(INSERT_EVIDENCE).await?);
-    tokio::try_join!(
+    tokio::join!(
         biased;
         row.put(cx, &s_unit),
         async { cx.tx.execute(&s_ev, &[&entry.evidence_id, &entry.serial, &body, &raw]).await },
-    )?;
+    )
+    .in_order()?;
     cx.head.evidence += 1;
     cx.audit(&c.audit);
     Ok(row.new)
@@ -269,12 +270,13 @@ async fn reappraisal(cx: &mut Cx<'_>, c: &ReappraisalCommit) -> Step<DeviceEntry
         cx.stmt(PUT_UNIT).await?,
         cx.stmt(INSERT_HISTORY).await?,
     );
-    tokio::try_join!(
+    tokio::join!(
         biased;
         async { cx.tx.execute(&s_dirty, &[&serial]).await },
         row.put(cx, &s_unit),
         async { cx.tx.execute(&s_hist, &[&serial, &KIND_REAPPRAISAL, &body]).await },
-    )?;
+    )
+    .in_order()?;
     Ok(row.new)
 }
 
@@ -288,13 +290,14 @@ async fn record(cx: &mut Cx<'_>, c: &RecordCommit) -> Step<RecordOutcome> {
         cx.stmt(LOCK_DEVICE).await?,
         cx.stmt(KEY_OWNER).await?,
     );
-    let (existing, station, device, owner) = tokio::try_join!(
+    let (existing, station, device, owner) = tokio::join!(
         biased;
         async { cx.tx.query_opt(&s_rec, &[&entry.record_id]).await },
         async { cx.tx.query_opt(&s_st, &[&sid]).await },
         async { cx.tx.query_opt(&s_dev, &[&serial]).await },
         async { cx.tx.query_opt(&s_key, &[&key_id]).await },
-    )?;
+    )
+    .in_order()?;
     let existing: Option<RecordEntry> = existing
         .map(|r| decode(r.get::<_, &[u8]>(0), "record"))
         .transpose()?;
@@ -334,7 +337,7 @@ async fn record(cx: &mut Cx<'_>, c: &RecordCommit) -> Step<RecordOutcome> {
     let linked = p.station_linked.as_str();
     let unlinked = &p.stations_unlinked;
     let tx = cx.tx;
-    tokio::try_join!(
+    tokio::join!(
         biased;
         when(p.key_removed.is_some(), async { tx.execute(&stmts[0], &[&removed]).await }),
         when(p.key_added.is_some(), async { tx.execute(&stmts[1], &[&added, &serial]).await }),
@@ -345,7 +348,8 @@ async fn record(cx: &mut Cx<'_>, c: &RecordCommit) -> Step<RecordOutcome> {
         row.put(cx, &stmts[5]),
         async { tx.execute(&stmts[6], &[&sid, &station_body]).await },
         async { tx.execute(&stmts[7], &[&entry.record_id, &serial, &record_body]).await },
-    )?;
+    )
+    .in_order()?;
     cx.audit(&p.audit);
     Ok(outcome)
 }
@@ -380,13 +384,14 @@ async fn flag(cx: &mut Cx<'_>, c: &FlagCommit) -> Step<DeviceEntry> {
     let row = unit_row(cx, w);
     let body = h.as_ref().map(Message::encode_to_vec).unwrap_or_default();
     let (s_unit, s_hist) = (cx.stmt(PUT_UNIT).await?, cx.stmt(INSERT_HISTORY).await?);
-    tokio::try_join!(
+    tokio::join!(
         biased;
         row.put(cx, &s_unit),
         when(h.is_some(), async {
             cx.tx.execute(&s_hist, &[&c.serial, &KIND_REAPPRAISAL, &body]).await
         }),
-    )?;
+    )
+    .in_order()?;
     cx.audit(&c.audit);
     Ok(row.new)
 }

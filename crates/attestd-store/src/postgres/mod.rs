@@ -8,6 +8,7 @@
 //! and change sequence numbers.
 
 mod apply;
+mod commit;
 mod config;
 mod jobs;
 mod migrate;

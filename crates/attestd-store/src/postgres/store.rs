@@ -7,12 +7,13 @@
 //! [`super::jobs`]; the rest is one statement each, so it reads one
 //! snapshot.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
-use attestd_core::reject;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
+use super::commit::Committer;
 use super::jobs;
 use super::read::{self, corrupt, db, decode, limit, page, parse_order, prep};
 use super::write::{self, Answer, Op};
@@ -27,11 +28,8 @@ use crate::{
 /// The PostgreSQL-backed [`Store`].
 pub struct PgStore {
     pool: Pool,
-    /// Set by [`Store::close`]; writers hold it shared while they run.
-    closed: tokio::sync::RwLock<bool>,
+    committer: Arc<Committer>,
     pub(super) nonce_calls: AtomicU64,
-    commits: AtomicU64,
-    writes: AtomicU64,
 }
 
 impl PgStore {
@@ -68,11 +66,9 @@ impl PgStore {
         drop(client);
         tracing::info!(schema_version = version, "PostgreSQL store ready");
         Ok(PgStore {
+            committer: Committer::start(pool.clone()),
             pool,
-            closed: tokio::sync::RwLock::new(false),
             nonce_calls: AtomicU64::new(0),
-            commits: AtomicU64::new(0),
-            writes: AtomicU64::new(0),
         })
     }
 
@@ -120,28 +116,15 @@ impl PgStore {
         params: &[&(dyn ToSql + Sync)],
         what: &'static str,
     ) -> Result<u64> {
-        let closed = self.closed.read().await;
-        if *closed {
-            return Err(shutting_down());
-        }
+        let _open = self.committer.gate().await?;
         let c = self.client().await?;
         let s = prep(&c, sql).await?;
         c.execute(&s, params).await.map_err(db(what))
     }
 
-    /// Applies ops in one transaction (see [`write`]).
+    /// Applies ops in one transaction, now (see [`write`]).
     pub(super) async fn write(&self, ops: Vec<Op>) -> Vec<Result<Answer>> {
-        let closed = self.closed.read().await;
-        if *closed {
-            return ops.iter().map(|_| Err(shutting_down())).collect();
-        }
-        let out = write::run(&self.pool, &ops).await;
-        if out.committed {
-            self.commits.fetch_add(1, Ordering::Relaxed);
-            let ok = out.answers.iter().filter(|a| a.is_ok()).count();
-            self.writes.fetch_add(ok as u64, Ordering::Relaxed);
-        }
-        out.answers
+        self.committer.write(ops).await
     }
 
     async fn write_one(&self, op: Op) -> Result<Answer> {
@@ -153,7 +136,7 @@ impl PgStore {
 
     async fn write_device(&self, op: Op) -> Result<DeviceEntry> {
         match self.write_one(op).await? {
-            Answer::Written(Written::Device(d)) | Answer::Device(d) => Ok(d),
+            Answer::Device(d) => Ok(d),
             _ => Err(unexpected()),
         }
     }
@@ -166,12 +149,8 @@ impl PgStore {
     }
 }
 
-fn unexpected() -> StoreError {
+pub(super) fn unexpected() -> StoreError {
     StoreError::Unavailable("the store answered a write with the wrong kind of result".into())
-}
-
-fn shutting_down() -> StoreError {
-    StoreError::Rejected(reject!(ShuttingDown, "the server is shutting down; retry"))
 }
 
 /// A stored non-negative number (sequence, counter) as the contract's u64.
@@ -246,8 +225,8 @@ impl Store for PgStore {
     }
 
     async fn commit_record(&self, commit: RecordCommit) -> Result<RecordOutcome> {
-        match self.write_one(Op::Write(Write::Record(commit))).await? {
-            Answer::Written(Written::Record(r)) => Ok(r),
+        match self.committer.grouped(Write::Record(commit)).await? {
+            Written::Record(r) => Ok(r),
             _ => Err(unexpected()),
         }
     }
@@ -289,12 +268,17 @@ impl Store for PgStore {
     }
 
     async fn commit_evidence(&self, commit: EvidenceCommit) -> Result<DeviceEntry> {
-        self.write_device(Op::Write(Write::Evidence(commit))).await
+        match self.committer.grouped(Write::Evidence(commit)).await? {
+            Written::Device(d) => Ok(d),
+            _ => Err(unexpected()),
+        }
     }
 
     async fn commit_reappraisal(&self, commit: ReappraisalCommit) -> Result<DeviceEntry> {
-        self.write_device(Op::Write(Write::Reappraisal(commit)))
-            .await
+        match self.committer.grouped(Write::Reappraisal(commit)).await? {
+            Written::Device(d) => Ok(d),
+            _ => Err(unexpected()),
+        }
     }
 
     async fn publish_baseline(
@@ -424,9 +408,7 @@ impl Store for PgStore {
     }
 
     async fn record_decision(&self, d: DecisionCommit) -> Result<()> {
-        self.write_one(Op::Write(Write::Decision(d)))
-            .await
-            .map(|_| ())
+        self.committer.grouped(Write::Decision(d)).await.map(|_| ())
     }
 
     async fn append_audit(&self, audit: &AuditNote) -> Result<()> {
@@ -582,14 +564,10 @@ impl Store for PgStore {
     }
 
     fn write_stats(&self) -> WriteStats {
-        WriteStats {
-            commits: self.commits.load(Ordering::Relaxed),
-            writes: self.writes.load(Ordering::Relaxed),
-        }
+        self.committer.stats()
     }
 
     async fn close(&self) {
-        // Waits for the writes in flight (they hold the lock shared).
-        *self.closed.write().await = true;
+        self.committer.close().await;
     }
 }

@@ -314,6 +314,69 @@ async fn a_nonce_is_single_use_across_replicas() {
     assert_eq!(b.pin_setting("audit.key_id", "k2").await.unwrap(), "k1");
 }
 
+/// Single writes arriving together share transactions (fewer commits than
+/// writes), each answered as if alone; a caller that gives up while its
+/// write is in flight does not undo it, nor the writes grouped with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_single_writes_share_transactions_and_outlive_their_callers() {
+    const UNITS: usize = 24;
+    let db = TestDb::create();
+    let s = Arc::new(open(&db).await);
+    fleet(&s, UNITS).await;
+    let before = s.write_stats();
+    let mut tasks = Vec::new();
+    for n in 0..UNITS {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let d = s.get_device(&serial(n)).await.unwrap().unwrap();
+            // Every other write is decided on a stale snapshot.
+            let mut c = evidence(&d, &format!("ev_{n}"), 1);
+            if n % 2 == 1 {
+                c.expected_revision -= 1;
+            }
+            (n, s.commit_evidence(c).await)
+        }));
+    }
+    for t in tasks {
+        let (n, r) = t.await.unwrap();
+        if n % 2 == 1 {
+            assert!(matches!(r, Err(StoreError::Conflict)), "{n}: {r:?}");
+        } else {
+            assert_eq!(r.unwrap().evidence_count, 1, "{n}");
+        }
+    }
+    let after = s.write_stats();
+    assert_eq!(after.writes - before.writes, UNITS as u64 / 2);
+    assert!(
+        after.commits - before.commits < UNITS as u64 / 2,
+        "grouped: {before:?} -> {after:?}"
+    );
+    assert_eq!(s.counts().await.unwrap().evidence, UNITS as u64 / 2);
+
+    // Callers that leave as soon as their writes are queued.
+    for n in [0, 2, 4] {
+        let d = s.get_device(&serial(n)).await.unwrap().unwrap();
+        let c = evidence(&d, &format!("ev_{n}_left"), 3);
+        let _ = tokio::time::timeout(Duration::from_micros(1), s.commit_evidence(c)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for n in [0, 2, 4] {
+        while s
+            .get_evidence(&format!("ev_{n}_left"))
+            .await
+            .unwrap()
+            .is_none()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the write of a caller that left is lost"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(s.get_device(&serial(n)).await.unwrap().unwrap().status, 3);
+    }
+}
+
 /// Installs a trigger that fails every audit insert with a serialization
 /// failure (SQLSTATE 40001) while `fail_left` is positive, counting down.
 async fn inject_serialization_failures(db: &TestDb, n: i64) {

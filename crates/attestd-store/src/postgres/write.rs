@@ -118,6 +118,35 @@ impl From<attestd_core::Rejection> for Fail {
 
 pub(super) type Step<T> = std::result::Result<T, Fail>;
 
+/// The results of statements sent together (pipelined), in the order they
+/// were sent, as one: the first failure in that order is the one that
+/// matters. The server aborts the transaction there and fails every later
+/// statement only for that ("current transaction is aborted"), and those
+/// answers may reach their futures first, so `try_join!` could report one
+/// of them instead (and a retryable deadlock would look fatal).
+pub(super) trait InOrder {
+    type Out;
+    fn in_order(self) -> std::result::Result<Self::Out, tokio_postgres::Error>;
+}
+
+macro_rules! in_order {
+    ($($t:ident $v:ident),+) => {
+        impl<$($t),+> InOrder for ($(std::result::Result<$t, tokio_postgres::Error>,)+) {
+            type Out = ($($t,)+);
+            fn in_order(self) -> std::result::Result<Self::Out, tokio_postgres::Error> {
+                let ($($v,)+) = self;
+                Ok(($($v?,)+))
+            }
+        }
+    };
+}
+
+in_order!(A a, B b);
+in_order!(A a, B b, C c);
+in_order!(A a, B b, C c, D d);
+in_order!(A a, B b, C c, D d, E e);
+in_order!(A a, B b, C c, D d, E e, F f, G g, H h);
+
 /// Decodes a stored value inside a write.
 pub(super) fn decode<M: Message + Default>(bytes: &[u8], what: &str) -> Step<M> {
     M::decode(bytes).map_err(|_| Fail::Refused(super::read::corrupt(what)))
@@ -527,14 +556,15 @@ impl<'a> Cx<'a> {
         };
         // Sent in this order, so the empty counters are dropped after the
         // deltas that emptied them.
-        tokio::try_join!(
+        tokio::join!(
             biased;
             write_audit,
             write_changes,
             write_summary,
             drop_empty,
             write_head
-        )?;
+        )
+        .in_order()?;
         Ok(())
     }
 }

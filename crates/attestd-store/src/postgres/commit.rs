@@ -1,0 +1,164 @@
+//! The write gate, the write statistics and group commit.
+//!
+//! Every writer holds the head lock until its `COMMIT` returns, fsync
+//! included, so unbatched writes go at most one fsync at a time across all
+//! replicas. [`Committer::grouped`] lets one replica's concurrent writes
+//! share a transaction: a write joins a queue and wakes the store's flusher
+//! task, which takes the queue (up to [`MAX_GROUP`] writes), commits it as
+//! one batch ([`super::write::run`], a savepoint per write) and answers
+//! each, until the queue is empty. An idle store commits a write at once;
+//! a busy one commits together the writes that arrived during the last
+//! commit. Callers only wait for their answer, so one that gives up takes
+//! neither its write nor the others' with it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use tokio::sync::{oneshot, Notify, RwLock, RwLockReadGuard};
+
+use super::write::{self, Answer, Op};
+use super::Pool;
+use crate::{Result, StoreError, Write, WriteStats, Written};
+
+/// Writes committed together at most: bounds a transaction's length (the
+/// head lock is held that long) and its savepoints.
+pub(super) const MAX_GROUP: usize = 64;
+
+type Waiting = (Write, oneshot::Sender<Result<Written>>);
+
+/// Runs write transactions for one store.
+pub(super) struct Committer {
+    pool: Pool,
+    /// Set by `close`; writers hold it shared while they run.
+    closed: RwLock<bool>,
+    commits: AtomicU64,
+    writes: AtomicU64,
+    queue: Mutex<Vec<Waiting>>,
+    /// Wakes the flusher (a wake-up while it is busy is kept, not lost).
+    wake: Arc<Notify>,
+}
+
+impl Committer {
+    /// A committer and its flusher task (on the current runtime), which
+    /// ends when the committer is dropped.
+    pub fn start(pool: Pool) -> Arc<Committer> {
+        let wake = Arc::new(Notify::new());
+        let c = Arc::new(Committer {
+            pool,
+            closed: RwLock::new(false),
+            commits: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+            queue: Mutex::new(Vec::new()),
+            wake: wake.clone(),
+        });
+        tokio::spawn(flusher(Arc::downgrade(&c), wake));
+        c
+    }
+
+    /// Admission of a write: `Err(SHUTTING_DOWN)` once closed; otherwise a
+    /// guard that `close` waits for.
+    pub async fn gate(&self) -> Result<RwLockReadGuard<'_, bool>> {
+        let g = self.closed.read().await;
+        if *g {
+            return Err(shutting_down());
+        }
+        Ok(g)
+    }
+
+    /// Applies `ops` in one transaction, now.
+    pub async fn write(&self, ops: Vec<Op>) -> Vec<Result<Answer>> {
+        let _open = match self.gate().await {
+            Ok(g) => g,
+            Err(_) => return ops.iter().map(|_| Err(shutting_down())).collect(),
+        };
+        let out = write::run(&self.pool, &ops).await;
+        if out.committed {
+            self.commits.fetch_add(1, Ordering::Relaxed);
+            let ok = out.answers.iter().filter(|a| a.is_ok()).count();
+            self.writes.fetch_add(ok as u64, Ordering::Relaxed);
+        }
+        out.answers
+    }
+
+    /// Applies one write, in a transaction shared with the writes that
+    /// arrive while another transaction of this store is in flight.
+    pub async fn grouped(&self, w: Write) -> Result<Written> {
+        let (tx, rx) = oneshot::channel();
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((w, tx));
+        self.wake.notify_one();
+        rx.await.unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(
+                "the store stopped before this write was committed".into(),
+            ))
+        })
+    }
+
+    /// Up to [`MAX_GROUP`] queued writes, oldest first.
+    fn take(&self) -> Vec<Waiting> {
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let n = q.len().min(MAX_GROUP);
+        q.drain(..n).collect()
+    }
+
+    /// Commits one group and answers its writes.
+    async fn commit_group(&self, group: Vec<Waiting>) {
+        let (writes, senders): (Vec<Write>, Vec<_>) = group.into_iter().unzip();
+        let answers = self
+            .write(writes.into_iter().map(Op::Write).collect())
+            .await;
+        for (s, a) in senders.into_iter().zip(answers) {
+            let a = a.and_then(|a| match a {
+                Answer::Written(w) => Ok(w),
+                _ => Err(super::store::unexpected()),
+            });
+            // The caller may have gone; its write stands.
+            let _ = s.send(a);
+        }
+    }
+
+    pub fn stats(&self) -> WriteStats {
+        WriteStats {
+            commits: self.commits.load(Ordering::Relaxed),
+            writes: self.writes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Waits for the writes in flight and refuses later ones.
+    pub async fn close(&self) {
+        *self.closed.write().await = true;
+    }
+}
+
+impl Drop for Committer {
+    fn drop(&mut self) {
+        // The flusher wakes, finds the committer gone and ends.
+        self.wake.notify_one();
+    }
+}
+
+/// Commits queued writes, group after group, whenever woken.
+async fn flusher(committer: Weak<Committer>, wake: Arc<Notify>) {
+    loop {
+        wake.notified().await;
+        let Some(c) = committer.upgrade() else {
+            return;
+        };
+        loop {
+            let group = c.take();
+            if group.is_empty() {
+                break;
+            }
+            c.commit_group(group).await;
+        }
+    }
+}
+
+pub(super) fn shutting_down() -> StoreError {
+    StoreError::Rejected(attestd_core::reject!(
+        ShuttingDown,
+        "the server is shutting down; retry"
+    ))
+}
