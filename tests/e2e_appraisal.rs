@@ -390,7 +390,9 @@ async fn all_devices(f: &Fleet) -> Vec<pb::Device> {
     out
 }
 
-crate::both_backends!(reappraisal_touches_only_the_affected_model_and_future_baselines_activate_on_time);
+crate::both_backends!(
+    reappraisal_touches_only_the_affected_model_and_future_baselines_activate_on_time
+);
 async fn reappraisal_touches_only_the_affected_model_and_future_baselines_activate_on_time() {
     let mut f = Fleet::start().await;
     f.enroll("PM-200", 6, 0..0).await;

@@ -109,7 +109,19 @@ async fn status_on(server: &TestServer, serial: &str) -> pb::Device {
 async fn a_challenge_from_one_replica_is_accepted_by_another_and_only_once() {
     let r = Replicas::start(3).await;
     let serial = "PM-R0001";
-    let key = enroll_one(r.replica(0), serial, KeyAlg::Es256).await;
+    let admin = r.replica(0).admin().await;
+    let st_key = register_station(&admin, "rep-a", &[pb::RecordKind::Provisioning], &["*"]).await;
+    let key = attestd_client::SigningKey::generate(KeyAlg::Es256).unwrap();
+    provision(
+        &r.replica(0).station("rep-a").await,
+        "rep-a",
+        &st_key,
+        1,
+        serial,
+        &key,
+    )
+    .await
+    .expect("provisioning");
     let one = r.replica(0).client(None).await;
     let two = r.replica(1).client(None).await;
     let three = r.replica(2).client(None).await;
@@ -197,7 +209,7 @@ async fn a_watcher_sees_the_changes_of_every_replica_in_order_and_resumes_on_ano
     let per = 8;
     let mut tasks = Vec::new();
     for i in 0..3 {
-        let station = ["line1-prov", "line2-prov", "line1-cal"][i].to_owned();
+        let station = ["rep-a", "rep-b", "rep-c"][i].to_owned();
         let admin = r.replica(i).admin().await;
         let key = register_station(&admin, &station, &[pb::RecordKind::Provisioning], &["*"]).await;
         let client = r.replica(i).station(&station).await;
@@ -266,7 +278,7 @@ async fn the_audit_chain_stays_one_chain_under_writers_on_every_replica() {
     let per = 6;
     let mut tasks = Vec::new();
     for i in 0..3 {
-        let station = ["line1-prov", "line2-prov", "line1-cal"][i].to_owned();
+        let station = ["rep-a", "rep-b", "rep-c"][i].to_owned();
         let admin = r.replica(i).admin().await;
         let key = register_station(&admin, &station, &[pb::RecordKind::Provisioning], &["*"]).await;
         let client = r.replica(i).station(&station).await;

@@ -41,6 +41,9 @@ pub const STATIONS: &[(&str, &str)] = &[
     ("line2-prov", "tok-line2-prov"),
     ("depot-cal", "tok-depot-cal"),
     ("unregistered-st", "tok-unregistered"),
+    ("rep-a", "tok-rep-a"),
+    ("rep-b", "tok-rep-b"),
+    ("rep-c", "tok-rep-c"),
 ];
 
 pub fn station_token(id: &str) -> &'static str {

@@ -13,7 +13,7 @@
 -- database's default collation.
 --
 -- Locking: every transaction that writes domain state (everything but
--- nonces_used, leases, settings, changes trimming and sweep cursors) first
+-- nonces, leases, settings, changes trimming and sweep cursors) first
 -- locks the head row, then the rows it reads to decide. So writers on any
 -- number of replicas queue on one row, in one order, and cannot deadlock.
 
@@ -204,10 +204,16 @@ create table audit (
     body      bytea not null
 );
 
--- Evidence nonces already used, until they expire (replay protection
--- shared by every replica). expires_at in ms; a row past it is free again.
-create table nonces_used (
+-- Challenge nonces, shared by every replica: issued to one serial,
+-- used once (`used`), expiring (expires_at, ms). A serial's unused nonces
+-- are bounded (the oldest evicted at issue); rows expired longer than the
+-- grace are deleted now and then.
+create table nonces (
     nonce      bytea primary key,
-    expires_at bigint not null
+    serial     text collate "C" not null,
+    issued_at  bigint not null,
+    expires_at bigint not null,
+    used       boolean not null default false
 );
-create index nonces_used_expires on nonces_used (expires_at);
+create index nonces_by_serial on nonces (serial, issued_at) where not used;
+create index nonces_expires on nonces (expires_at);

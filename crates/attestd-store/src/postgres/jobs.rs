@@ -14,9 +14,12 @@ use tokio_postgres::types::ToSql;
 use super::read::{corrupt, db, limit, prep};
 use super::store::{count, serials, PgStore};
 use super::write::{Answer, Op};
+use crate::nonces::{
+    expired_nonce, random_nonce, reused_nonce, unknown_nonce, NoncePolicy, NONCE_LEN,
+};
 use crate::{Result, StoreError, SweepEntry, SWEEP_DIGEST, SWEEP_MODEL, SWEEP_STATION};
 
-/// Every this many `use_nonce` calls, expired nonces are deleted.
+/// Every this many `issue_nonce` calls, long-expired nonces are deleted.
 const NONCE_SWEEP_EVERY: u64 = 256;
 /// Expired nonces deleted at most per sweep.
 const NONCE_SWEEP_MAX: i64 = 1000;
@@ -151,33 +154,42 @@ pub(super) async fn trim_changes(store: &PgStore, keep: u64, max: usize) -> Resu
     Ok(usize::try_from(n).unwrap_or(usize::MAX))
 }
 
-pub(super) async fn use_nonce(
+pub(super) async fn issue_nonce(
     store: &PgStore,
-    nonce: &[u8],
-    expires_at_ms: i64,
+    serial: &str,
     now_ms: i64,
-) -> Result<bool> {
-    // A row past its expiry is free: taking it again is an update.
-    let sql = "INSERT INTO nonces_used (nonce, expires_at) VALUES ($1, $2) \
-               ON CONFLICT (nonce) DO UPDATE SET expires_at = excluded.expires_at \
-               WHERE nonces_used.expires_at <= $3";
+    policy: &NoncePolicy,
+) -> Result<([u8; NONCE_LEN], i64)> {
+    let nonce = random_nonce()?;
+    let expires_ms = now_ms.saturating_add(policy.lifetime_ms);
+    // One statement: the new nonce, and the serial's oldest unused ones
+    // beyond its bound evicted (the DELETE sees the rows before the INSERT,
+    // so it keeps per_serial - 1 of them). Two challenges of one serial at
+    // the same moment may leave one more outstanding: a bound on resources,
+    // not a security rule.
+    let keep = i64::try_from(policy.per_serial.max(1) - 1).unwrap_or(i64::MAX);
+    let sql = "WITH new AS (INSERT INTO nonces (nonce, serial, issued_at, expires_at)                VALUES ($1, $2, $3, $4))                DELETE FROM nonces WHERE nonce IN (SELECT nonce FROM nonces                WHERE serial = $2 AND NOT used ORDER BY issued_at DESC, nonce DESC OFFSET $5)";
     let c = store.client().await?;
-    let s = prep(&c, sql).await?;
-    let fresh = c
-        .execute(&s, &[&nonce, &expires_at_ms, &now_ms])
-        .await
-        .map_err(db("recording a nonce"))?
-        == 1;
+    let st = prep(&c, sql).await?;
+    c.execute(
+        &st,
+        &[&nonce.as_slice(), &serial, &now_ms, &expires_ms, &keep],
+    )
+    .await
+    .map_err(db("issuing a nonce"))?;
     if store
         .nonce_calls
         .fetch_add(1, Ordering::Relaxed)
         .is_multiple_of(NONCE_SWEEP_EVERY)
     {
-        let sql = "DELETE FROM nonces_used WHERE nonce IN (SELECT nonce FROM nonces_used \
-                   WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)";
+        // Forget nonces expired longer than the grace ago (they answer
+        // NONCE_UNKNOWN from then on, as in memory).
+        let sql = "DELETE FROM nonces WHERE nonce IN (SELECT nonce FROM nonces \
+                   WHERE expires_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)";
+        let cutoff = now_ms.saturating_sub(policy.grace_ms());
         let swept = match prep(&c, sql).await {
-            Ok(s) => c
-                .execute(&s, &[&now_ms, &NONCE_SWEEP_MAX])
+            Ok(st) => c
+                .execute(&st, &[&cutoff, &NONCE_SWEEP_MAX])
                 .await
                 .map_err(db("deleting expired nonces")),
             Err(e) => Err(e),
@@ -186,7 +198,48 @@ pub(super) async fn use_nonce(
             tracing::warn!(error = %e, "expired nonces not deleted");
         }
     }
-    Ok(fresh)
+    Ok((nonce, expires_ms))
+}
+
+pub(super) async fn consume_nonce(
+    store: &PgStore,
+    nonce: &[u8],
+    serial: &str,
+    now_ms: i64,
+    policy: &NoncePolicy,
+) -> Result<()> {
+    // Taken in one statement: of two replicas using it at once, the second
+    // waits for the first's row lock and then finds it used.
+    let sql = "UPDATE nonces SET used = true WHERE nonce = $1 AND serial = $2 \
+               AND NOT used AND expires_at >= $3";
+    let c = store.client().await?;
+    let st = prep(&c, sql).await?;
+    let taken = c
+        .execute(&st, &[&nonce, &serial, &now_ms])
+        .await
+        .map_err(db("using a nonce"))?;
+    if taken == 1 {
+        return Ok(());
+    }
+    // Why not: read what is known of it.
+    let sql = "SELECT serial, used, expires_at FROM nonces WHERE nonce = $1";
+    let st = prep(&c, sql).await?;
+    let row = c
+        .query_opt(&st, &[&nonce])
+        .await
+        .map_err(db("reading a nonce"))?;
+    let refusal = match row {
+        None => unknown_nonce("not issued by this service, evicted, or long expired"),
+        Some(r) if r.get::<_, String>(0) != serial => {
+            unknown_nonce(&format!("was not issued for serial {serial}"))
+        }
+        Some(r) if r.get::<_, bool>(1) => reused_nonce(),
+        Some(r) if now_ms - r.get::<_, i64>(2) > policy.grace_ms() => {
+            unknown_nonce("not issued by this service, evicted, or long expired")
+        }
+        Some(_) => expired_nonce(),
+    };
+    Err(StoreError::Rejected(refusal))
 }
 
 pub(super) async fn lease(

@@ -116,7 +116,7 @@ mod tests {
         "summary",
         "changes",
         "audit",
-        "nonces_used",
+        "nonces",
     ];
 
     async fn client(db: &TestDb) -> Client {

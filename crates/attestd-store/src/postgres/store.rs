@@ -551,8 +551,23 @@ impl Store for PgStore {
             .collect()
     }
 
-    async fn use_nonce(&self, nonce: &[u8], expires_at_ms: i64, now_ms: i64) -> Result<bool> {
-        jobs::use_nonce(self, nonce, expires_at_ms, now_ms).await
+    async fn issue_nonce(
+        &self,
+        serial: &str,
+        now_ms: i64,
+        policy: &crate::nonces::NoncePolicy,
+    ) -> Result<([u8; crate::nonces::NONCE_LEN], i64)> {
+        jobs::issue_nonce(self, serial, now_ms, policy).await
+    }
+
+    async fn consume_nonce(
+        &self,
+        nonce: &[u8],
+        serial: &str,
+        now_ms: i64,
+        policy: &crate::nonces::NoncePolicy,
+    ) -> Result<()> {
+        jobs::consume_nonce(self, nonce, serial, now_ms, policy).await
     }
 
     async fn lease(&self, job: &str, holder: &str, ttl_ms: i64, now_ms: i64) -> Result<bool> {

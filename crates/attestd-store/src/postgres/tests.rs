@@ -263,21 +263,40 @@ async fn two_replicas_writing_at_once_keep_both_sequences_gapless_in_commit_orde
     assert!(stats.iter().all(|w| w.commits > 0 && w.writes >= w.commits));
 }
 
-/// Tasks on two replicas race for the same nonces: each is accepted once.
-/// A nonce past its expiry is free again; before it, it is not.
+/// Nonces issued by one replica are used through another, each once,
+/// with tasks on both racing for them; expiry and eviction are shared.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nonce_is_single_use_across_replicas() {
-    const NONCES: u32 = 150;
+    const NONCES: usize = 150;
     let db = TestDb::create();
     let replicas = [Arc::new(open(&db).await), Arc::new(open(&db).await)];
-    let accepted = Arc::new(Mutex::new(vec![0u32; NONCES as usize]));
+    let policy = crate::nonces::NoncePolicy {
+        lifetime_ms: 10_000,
+        per_serial: 4,
+        total: 100_000,
+    };
+    let mut issued = Vec::new();
+    for n in 0..NONCES {
+        let serial = format!("N{n}");
+        let (nonce, _) = replicas[n % 2]
+            .issue_nonce(&serial, 0, &policy)
+            .await
+            .unwrap();
+        issued.push((serial, nonce));
+    }
+    let issued = Arc::new(issued);
+    let accepted = Arc::new(Mutex::new(vec![0u32; NONCES]));
     let mut tasks = Vec::new();
     for t in 0..4 {
-        let (s, accepted) = (replicas[t % 2].clone(), accepted.clone());
+        let (s, accepted, issued) = (replicas[t % 2].clone(), accepted.clone(), issued.clone());
         tasks.push(tokio::spawn(async move {
-            for n in 0..NONCES {
-                if s.use_nonce(&n.to_be_bytes(), 10_000, 0).await.unwrap() {
-                    accepted.lock().unwrap()[n as usize] += 1;
+            for (n, (serial, nonce)) in issued.iter().enumerate() {
+                match s.consume_nonce(nonce, serial, 1, &policy).await {
+                    Ok(()) => accepted.lock().unwrap()[n] += 1,
+                    Err(StoreError::Rejected(r)) => {
+                        assert_eq!(r.reason, attestd_core::Reason::NonceReused)
+                    }
+                    Err(e) => panic!("{e}"),
                 }
             }
         }));
@@ -289,19 +308,13 @@ async fn a_nonce_is_single_use_across_replicas() {
     assert!(accepted.iter().all(|n| *n == 1), "{accepted:?}");
 
     let (a, b) = (&replicas[0], &replicas[1]);
-    assert!(!b
-        .use_nonce(&0u32.to_be_bytes(), 20_000, 9_999)
-        .await
-        .unwrap());
-    assert!(b
-        .use_nonce(&0u32.to_be_bytes(), 20_000, 10_000)
-        .await
-        .unwrap());
-    assert!(!a
-        .use_nonce(&0u32.to_be_bytes(), 30_000, 10_001)
-        .await
-        .unwrap());
-
+    let (late, _) = a.issue_nonce("LATE", 0, &policy).await.unwrap();
+    match b.consume_nonce(&late, "LATE", 10_001, &policy).await {
+        Err(StoreError::Rejected(r)) => {
+            assert_eq!(r.reason, attestd_core::Reason::NonceExpired)
+        }
+        other => panic!("{other:?}"),
+    }
     // A lease is one replica's at a time, until it lapses.
     assert!(a.lease("checkpoint", "a", 1_000, 0).await.unwrap());
     assert!(!b.lease("checkpoint", "b", 1_000, 500).await.unwrap());
