@@ -22,6 +22,10 @@ pub mod sled_store;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 
+/// The contract clause by clause, run on a backend by `conformance_tests!`.
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
 use attestd_core::Rejection;
 pub use model::*;
 

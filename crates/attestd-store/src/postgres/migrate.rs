@@ -97,8 +97,8 @@ mod tests {
 
     /// Every table 0001_init.sql creates.
     const TABLES: &[&str] = &[
-        "meta",
         "settings",
+        "leases",
         "head",
         "stations",
         "devices",
@@ -202,7 +202,7 @@ mod tests {
         let mut c = client(&db).await;
         assert_eq!(migrate(&mut c).await.unwrap(), SCHEMA_VERSION);
         c.execute(
-            "insert into meta (key, value) values ('count/devices', 7)",
+            "insert into settings (key, value) values ('audit.key_id', 'k7')",
             &[],
         )
         .await
@@ -229,12 +229,12 @@ mod tests {
             .map(|r| r.get(0))
             .collect();
         assert_eq!(before, after);
-        let n: i64 = c
-            .query_one("select value from meta where key = 'count/devices'", &[])
+        let v: String = c
+            .query_one("select value from settings where key = 'audit.key_id'", &[])
             .await
             .unwrap()
             .get(0);
-        assert_eq!(n, 7, "data survives a second migrate");
+        assert_eq!(v, "k7", "data survives a second migrate");
     }
 
     #[tokio::test]

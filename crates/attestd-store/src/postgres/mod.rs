@@ -1,19 +1,28 @@
-//! What a PostgreSQL backend of [`crate::Store`] stands on: where to connect
-//! and how ([`PgConfig`], [`connect`], TLS with rustls over *ring*), and the
-//! versioned schema ([`migrate`], `migrations/postgres/*.sql`).
+//! The PostgreSQL backend of [`crate::Store`]: [`PgStore`], and what it
+//! stands on: where to connect and how ([`PgConfig`], [`connect`], TLS with
+//! rustls over *ring*), and the versioned schema ([`migrate`],
+//! `migrations/postgres/*.sql`).
 //!
 //! Several attestd replicas may share one database: migrations take an
 //! advisory lock, and the schema's `head` row orders every writer's audit
 //! and change sequence numbers.
 
+mod apply;
 mod config;
+mod jobs;
 mod migrate;
+mod read;
+mod store;
 #[cfg(any(test, feature = "pg-test"))]
 pub mod testdb;
+#[cfg(test)]
+mod tests;
 mod url;
+mod write;
 
 pub use config::{connect, PgConfig, Pool};
 pub use migrate::{migrate, SCHEMA_VERSION};
+pub use store::PgStore;
 pub use url::redact_url;
 
 /// `Unavailable` with `what` and the whole cause chain of a PostgreSQL error

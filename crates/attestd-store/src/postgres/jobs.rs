@@ -1,0 +1,232 @@
+//! Background work and what replicas coordinate on: the re-appraisal
+//! queues (dirty, due, sweeps), pending baselines, change-feed trimming,
+//! nonces, leases and pinned settings.
+//!
+//! Each is one statement (or, for activation, one write transaction), so
+//! replicas doing the same work at once do it once: a sweep advances only
+//! from the cursor and generation its caller read, trimming deletes each
+//! row once, a nonce, a lease or a setting is a primary key.
+
+use std::sync::atomic::Ordering;
+
+use tokio_postgres::types::ToSql;
+
+use super::read::{corrupt, db, limit, prep};
+use super::store::{count, serials, PgStore};
+use super::write::{Answer, Op};
+use crate::{Result, StoreError, SweepEntry, SWEEP_DIGEST, SWEEP_MODEL, SWEEP_STATION};
+
+/// Every this many `use_nonce` calls, expired nonces are deleted.
+const NONCE_SWEEP_EVERY: u64 = 256;
+/// Expired nonces deleted at most per sweep.
+const NONCE_SWEEP_MAX: i64 = 1000;
+
+pub(super) async fn activate_due_baselines(
+    store: &PgStore,
+    now_secs: i64,
+) -> Result<Vec<(String, u64)>> {
+    let sql = "SELECT effective_at, model, version FROM baseline_pending \
+               WHERE effective_at <= $1 ORDER BY effective_at, model, version";
+    let due = store
+        .rows(sql, &[&now_secs.max(0)], "reading pending baselines")
+        .await?;
+    if due.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ops: Vec<Op> = due
+        .iter()
+        .map(|r| Op::Activate {
+            effective_at: r.get(0),
+            model: r.get(1),
+            version: r.get(2),
+        })
+        .collect();
+    let answers = store.write(ops).await;
+    let mut activated = Vec::new();
+    for (row, answer) in due.iter().zip(answers) {
+        if let Answer::Flag(true) = answer? {
+            activated.push((row.get(1), count(row.get(2))));
+        }
+    }
+    Ok(activated)
+}
+
+pub(super) async fn dirty_units(store: &PgStore, n: usize) -> Result<Vec<String>> {
+    let sql = "SELECT serial FROM dirty ORDER BY serial LIMIT $1";
+    Ok(serials(
+        store.rows(sql, &[&limit(n)], "reading dirty units").await?,
+    ))
+}
+
+pub(super) async fn due_units(store: &PgStore, now_secs: i64, n: usize) -> Result<Vec<String>> {
+    let sql = "SELECT serial FROM devices WHERE next_check_at <> 0 AND next_check_at <= $1 \
+               ORDER BY next_check_at, serial LIMIT $2";
+    Ok(serials(
+        store
+            .rows(sql, &[&now_secs.max(0), &limit(n)], "reading due units")
+            .await?,
+    ))
+}
+
+pub(super) async fn sweeps(store: &PgStore) -> Result<Vec<SweepEntry>> {
+    let sql = "SELECT kind, key, cursor, reason, generation FROM sweeps ORDER BY kind, key";
+    Ok(store
+        .rows(sql, &[], "reading sweeps")
+        .await?
+        .iter()
+        .map(|r| SweepEntry {
+            kind: r.get(0),
+            key: r.get(1),
+            cursor: r.get(2),
+            reason: r.get(3),
+            generation: count(r.get(4)),
+        })
+        .collect())
+}
+
+pub(super) async fn sweep_units(
+    store: &PgStore,
+    sweep: &SweepEntry,
+    n: usize,
+) -> Result<Vec<String>> {
+    let sql = match sweep.kind {
+        SWEEP_MODEL => {
+            "SELECT serial FROM devices WHERE model = $1 AND serial > $2 \
+             ORDER BY serial LIMIT $3"
+        }
+        SWEEP_STATION => {
+            "SELECT serial FROM unit_stations WHERE station_id = $1 AND serial > $2 \
+             ORDER BY serial LIMIT $3"
+        }
+        SWEEP_DIGEST => {
+            "SELECT serial FROM unit_digests WHERE digest = $1 AND serial > $2 \
+             ORDER BY serial LIMIT $3"
+        }
+        _ => return Err(corrupt("sweep kind")),
+    };
+    let params: [&(dyn ToSql + Sync); 3] = [&sweep.key, &sweep.cursor, &limit(n)];
+    Ok(serials(
+        store.rows(sql, &params, "reading a sweep's units").await?,
+    ))
+}
+
+pub(super) async fn advance_sweep(
+    store: &PgStore,
+    sweep: &SweepEntry,
+    cursor: Option<&str>,
+) -> Result<()> {
+    // A sweep reopened meanwhile (a newer generation) or advanced by
+    // another replica (another cursor) is left alone.
+    let Ok(generation) = i64::try_from(sweep.generation) else {
+        return Ok(());
+    };
+    let key: [&(dyn ToSql + Sync); 4] = [&sweep.kind, &sweep.key, &generation, &sweep.cursor];
+    let what = "advancing a sweep";
+    match cursor {
+        Some(c) => {
+            let sql = "UPDATE sweeps SET cursor = $5 WHERE kind = $1 AND key = $2 \
+                       AND generation = $3 AND cursor = $4";
+            store
+                .change(sql, &[key[0], key[1], key[2], key[3], &c], what)
+                .await?
+        }
+        None => {
+            let sql = "DELETE FROM sweeps WHERE kind = $1 AND key = $2 \
+                       AND generation = $3 AND cursor = $4";
+            store.change(sql, &key, what).await?
+        }
+    };
+    Ok(())
+}
+
+pub(super) async fn trim_changes(store: &PgStore, keep: u64, max: usize) -> Result<usize> {
+    // One statement: replicas trimming at once delete each row once.
+    let sql = "WITH b AS (SELECT min(seq) AS lo, max(seq) AS hi FROM changes) \
+               DELETE FROM changes WHERE seq >= (SELECT lo FROM b) AND seq < \
+               (SELECT lo + LEAST(GREATEST(hi - lo + 1 - $1, 0), $2) FROM b)";
+    let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+    let n = store
+        .change(sql, &[&keep, &limit(max)], "trimming the change feed")
+        .await?;
+    Ok(usize::try_from(n).unwrap_or(usize::MAX))
+}
+
+pub(super) async fn use_nonce(
+    store: &PgStore,
+    nonce: &[u8],
+    expires_at_ms: i64,
+    now_ms: i64,
+) -> Result<bool> {
+    // A row past its expiry is free: taking it again is an update.
+    let sql = "INSERT INTO nonces_used (nonce, expires_at) VALUES ($1, $2) \
+               ON CONFLICT (nonce) DO UPDATE SET expires_at = excluded.expires_at \
+               WHERE nonces_used.expires_at <= $3";
+    let c = store.client().await?;
+    let s = prep(&c, sql).await?;
+    let fresh = c
+        .execute(&s, &[&nonce, &expires_at_ms, &now_ms])
+        .await
+        .map_err(db("recording a nonce"))?
+        == 1;
+    if store
+        .nonce_calls
+        .fetch_add(1, Ordering::Relaxed)
+        .is_multiple_of(NONCE_SWEEP_EVERY)
+    {
+        let sql = "DELETE FROM nonces_used WHERE nonce IN (SELECT nonce FROM nonces_used \
+                   WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)";
+        let swept = match prep(&c, sql).await {
+            Ok(s) => c
+                .execute(&s, &[&now_ms, &NONCE_SWEEP_MAX])
+                .await
+                .map_err(db("deleting expired nonces")),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = swept {
+            tracing::warn!(error = %e, "expired nonces not deleted");
+        }
+    }
+    Ok(fresh)
+}
+
+pub(super) async fn lease(
+    store: &PgStore,
+    job: &str,
+    holder: &str,
+    ttl_ms: i64,
+    now_ms: i64,
+) -> Result<bool> {
+    // Taken if free, lapsed, or renewed by its holder; one statement,
+    // so two replicas never both win.
+    let sql = "INSERT INTO leases (job, holder, until_ms) VALUES ($1, $2, $3) \
+               ON CONFLICT (job) DO UPDATE SET holder = excluded.holder, \
+               until_ms = excluded.until_ms \
+               WHERE leases.holder = excluded.holder OR leases.until_ms <= $4";
+    let until = now_ms.saturating_add(ttl_ms.max(0));
+    let c = store.client().await?;
+    let s = prep(&c, sql).await?;
+    Ok(c.execute(&s, &[&job, &holder, &until, &now_ms])
+        .await
+        .map_err(db("taking a lease"))?
+        == 1)
+}
+
+pub(super) async fn pin_setting(store: &PgStore, key: &str, value: &str) -> Result<String> {
+    let sql = "WITH ins AS (INSERT INTO settings (key, value) VALUES ($1, $2) \
+               ON CONFLICT (key) DO NOTHING RETURNING value) \
+               SELECT value FROM ins UNION ALL SELECT value FROM settings WHERE key = $1";
+    // A replica pinning at the same moment may commit after this
+    // statement's snapshot: then neither part sees a row, and a second
+    // statement (a new snapshot) does.
+    for _ in 0..3 {
+        let rows = store
+            .rows(sql, &[&key, &value], "pinning a setting")
+            .await?;
+        if let Some(r) = rows.first() {
+            return Ok(r.get(0));
+        }
+    }
+    Err(StoreError::Unavailable(format!(
+        "setting {key} could be neither stored nor read"
+    )))
+}

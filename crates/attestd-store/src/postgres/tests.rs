@@ -1,0 +1,505 @@
+//! What only the PostgreSQL backend promises beyond the conformance suite
+//! (`tests/conformance_pg.rs`): several replicas on one database, retried
+//! serialization failures, a lost database answered `Unavailable`, and no
+//! start on a server that would not keep acknowledged writes.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use attestd_core::keys::{KeyAlg, PublicKey};
+
+use super::testdb::TestDb;
+use super::{PgConfig, PgStore};
+use crate::*;
+
+fn config(url: &str) -> PgConfig {
+    let mut cfg = PgConfig::new(url);
+    cfg.pool_size = 4;
+    cfg
+}
+
+async fn open(db: &TestDb) -> PgStore {
+    PgStore::open(&config(&db.url))
+        .await
+        .unwrap_or_else(|e| panic!("opening the store: {e}"))
+}
+
+/// Runs SQL on the test database directly.
+async fn sql(db: &TestDb, text: &str) {
+    let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let conn = tokio::spawn(conn);
+    client.batch_execute(text).await.unwrap();
+    drop(client);
+    let _ = conn.await;
+}
+
+fn note(action: &str) -> AuditNote {
+    AuditNote::new(7, "tester", action, "target")
+}
+
+fn station(id: &str) -> StationEntry {
+    StationEntry {
+        station_id: id.into(),
+        allowed_kinds: vec![1, 2],
+        allowed_models: vec!["*".into()],
+        ..StationEntry::default()
+    }
+}
+
+fn serial(n: usize) -> String {
+    format!("SN{n:04}")
+}
+
+/// A provisioning record enrolling `serial(n)` with a key of its own.
+fn enrollment(seq: u64, n: usize) -> RecordCommit {
+    let mut raw = [7u8; 32];
+    raw[..8].copy_from_slice(&(n as u64).to_be_bytes());
+    let key = PublicKey::from_raw(KeyAlg::Ed25519, &raw).unwrap();
+    RecordCommit {
+        audit: note("record"),
+        entry: RecordEntry {
+            record_id: format!("rec_{seq}"),
+            kind: 1,
+            serial: serial(n),
+            station_id: "line".into(),
+            sequence: seq,
+            payload: b"{}".to_vec(),
+            payload_type: "t".into(),
+            ..RecordEntry::default()
+        },
+        enrollment: Some(Enrollment {
+            model: "PM-200".into(),
+            hw_version: "B".into(),
+            spki_der: key.spki_der().to_vec(),
+            key_id: key.key_id(),
+            supersedes: None,
+        }),
+        calibration: None,
+    }
+}
+
+/// Evidence for a unit decided on the snapshot `d`, giving it `status`.
+fn evidence(d: &DeviceEntry, id: &str, status: i32) -> EvidenceCommit {
+    EvidenceCommit {
+        audit: note("evidence"),
+        entry: EvidenceEntry {
+            evidence_id: id.into(),
+            serial: d.serial.clone(),
+            bootcount: d.highest_bootcount + 1,
+            raw: vec![1, 2, 3],
+            ..EvidenceEntry::default()
+        },
+        spki_der: d.spki_der.clone(),
+        expected_revision: d.revision,
+        deferred: false,
+        expected_baseline: None,
+        svns: vec![],
+        firmware: vec![],
+        calibration_digest: vec![],
+        verdict: UnitVerdict {
+            status,
+            now_ms: 1,
+            ..UnitVerdict::default()
+        },
+    }
+}
+
+/// A station and `units` enrolled units.
+async fn fleet(s: &PgStore, units: usize) {
+    s.register_station(station("line"), &note("station.register"))
+        .await
+        .unwrap();
+    for n in 0..units {
+        s.commit_record(enrollment(n as u64 + 1, n)).await.unwrap();
+    }
+}
+
+/// Verifies the whole chain from genesis; returns its head hash.
+fn verified_head(entries: &[AuditRecord]) -> [u8; 32] {
+    let chain: Vec<attestd_core::audit::AuditEntry> = entries
+        .iter()
+        .map(|e| attestd_core::audit::AuditEntry {
+            seq: e.seq,
+            at_ms: e.at_ms,
+            principal: e.principal.clone(),
+            action: e.action.clone(),
+            target: e.target.clone(),
+            reason: e.reason.clone(),
+            details: e.details.clone(),
+            prev_hash: e.prev_hash.clone().try_into().unwrap(),
+            hash: e.hash.clone().try_into().unwrap(),
+        })
+        .collect();
+    attestd_core::audit::verify_chain(&chain, attestd_core::audit::GENESIS, 0).unwrap()
+}
+
+/// Writers on two replicas of one database (evidence alone and in
+/// batches, status changes, audit appends), a unit shared by all of them,
+/// and a reader on one replica following the change feed: the reader never
+/// sees a gap or a step back; afterwards both sequences run 1..=n without
+/// gaps, the chain verifies, every unit's changes chain to its status,
+/// and the counters equal what was written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_writing_at_once_keep_both_sequences_gapless_in_commit_order() {
+    const UNITS: usize = 5;
+    const ROUNDS: usize = 40;
+    let db = TestDb::create();
+    let replicas = [Arc::new(open(&db).await), Arc::new(open(&db).await)];
+    fleet(&replicas[0], UNITS).await;
+    let base_audit = replicas[0].audit_head().await.unwrap().0;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (s, stop) = (replicas[1].clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut seen = 0u64;
+            let mut reads = 0;
+            loop {
+                let done = stop.load(Ordering::SeqCst);
+                for c in s.changes_after(seen, 1000).await.unwrap() {
+                    assert_eq!(c.seq, seen + 1, "the feed skipped or repeated");
+                    seen = c.seq;
+                }
+                reads += 1;
+                if done {
+                    return (seen, reads);
+                }
+            }
+        })
+    };
+
+    // Two writers per replica; writer w owns unit w + 1 and shares unit 0.
+    let mut writers = Vec::new();
+    for w in 0..4usize {
+        let s = replicas[w % 2].clone();
+        writers.push(tokio::spawn(async move {
+            let (mine, shared) = (serial(w + 1), serial(0));
+            let mut stored = 0u64;
+            for round in 0..ROUNDS {
+                let status = if round % 2 == 0 { 1 } else { 3 };
+                if round % 5 == 4 {
+                    // A batch: my unit twice on one snapshot (the second
+                    // conflicts), an audit entry between rounds.
+                    let d = s.get_device(&mine).await.unwrap().unwrap();
+                    let out = s
+                        .commit_batch(vec![
+                            Write::Evidence(evidence(&d, &format!("ev_{w}_{round}_a"), status)),
+                            Write::Evidence(evidence(&d, &format!("ev_{w}_{round}_b"), 4)),
+                        ])
+                        .await;
+                    assert!(matches!(out[0], Ok(Written::Device(_))), "{:?}", out[0]);
+                    assert!(matches!(out[1], Err(StoreError::Conflict)), "{:?}", out[1]);
+                    stored += 1;
+                    s.append_audit(&note("tester.mark")).await.unwrap();
+                    continue;
+                }
+                let target = if round % 3 == 0 { &shared } else { &mine };
+                loop {
+                    let d = s.get_device(target).await.unwrap().unwrap();
+                    let id = format!("ev_{w}_{round}");
+                    match s.commit_evidence(evidence(&d, &id, status)).await {
+                        Ok(_) => break,
+                        Err(StoreError::Conflict) => continue,
+                        Err(e) => panic!("writer {w}: {e}"),
+                    }
+                }
+                stored += 1;
+            }
+            stored
+        }));
+    }
+    let mut evidence_stored = 0;
+    for w in writers {
+        evidence_stored += w.await.unwrap();
+    }
+    stop.store(true, Ordering::SeqCst);
+    let (followed, reads) = reader.await.unwrap();
+    assert!(reads > 1, "the reader read while the writers wrote");
+
+    for s in &replicas {
+        let entries = s.audit_after(0, 100_000).await.unwrap();
+        let seqs: Vec<u64> = entries.iter().map(|e| e.seq).collect();
+        let n = entries.len() as u64;
+        assert_eq!(
+            seqs,
+            (1..=n).collect::<Vec<u64>>(),
+            "audit sequence gapless"
+        );
+        // One entry per stored evidence and per mark, after the fleet's.
+        assert_eq!(n, base_audit + evidence_stored + 4 * (ROUNDS as u64 / 5));
+        assert_eq!(s.audit_head().await.unwrap(), (n, verified_head(&entries)));
+
+        let changes = s.changes_after(0, 100_000).await.unwrap();
+        let m = changes.len() as u64;
+        let seqs: Vec<u64> = changes.iter().map(|c| c.seq).collect();
+        assert_eq!(
+            seqs,
+            (1..=m).collect::<Vec<u64>>(),
+            "change sequence gapless"
+        );
+        assert_eq!(s.change_cursor().await.unwrap(), m);
+        assert_eq!(followed, m, "the reader saw the whole feed");
+        // In commit order: each unit's changes chain, ending in its status.
+        let mut last: BTreeMap<&str, i32> = BTreeMap::new();
+        for c in &changes {
+            let before = last.insert(c.serial.as_str(), c.new_status);
+            assert_eq!(c.old_status, before.unwrap_or(0), "change {}", c.seq);
+        }
+        for (sn, status) in &last {
+            let d = s.get_device(sn).await.unwrap().unwrap();
+            assert_eq!(d.status, *status, "{sn}");
+        }
+        let c = s.counts().await.unwrap();
+        assert_eq!(c.evidence, evidence_stored);
+        assert_eq!(c.devices, UNITS as u64);
+        assert_eq!(c.by_status.iter().sum::<u64>(), UNITS as u64);
+    }
+    // Both replicas committed; batching counted its writes.
+    let stats: Vec<WriteStats> = replicas.iter().map(|s| s.write_stats()).collect();
+    assert!(stats.iter().all(|w| w.commits > 0 && w.writes >= w.commits));
+}
+
+/// Tasks on two replicas race for the same nonces: each is accepted once.
+/// A nonce past its expiry is free again; before it, it is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nonce_is_single_use_across_replicas() {
+    const NONCES: u32 = 150;
+    let db = TestDb::create();
+    let replicas = [Arc::new(open(&db).await), Arc::new(open(&db).await)];
+    let accepted = Arc::new(Mutex::new(vec![0u32; NONCES as usize]));
+    let mut tasks = Vec::new();
+    for t in 0..4 {
+        let (s, accepted) = (replicas[t % 2].clone(), accepted.clone());
+        tasks.push(tokio::spawn(async move {
+            for n in 0..NONCES {
+                if s.use_nonce(&n.to_be_bytes(), 10_000, 0).await.unwrap() {
+                    accepted.lock().unwrap()[n as usize] += 1;
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let accepted = accepted.lock().unwrap().clone();
+    assert!(accepted.iter().all(|n| *n == 1), "{accepted:?}");
+
+    let (a, b) = (&replicas[0], &replicas[1]);
+    assert!(!b
+        .use_nonce(&0u32.to_be_bytes(), 20_000, 9_999)
+        .await
+        .unwrap());
+    assert!(b
+        .use_nonce(&0u32.to_be_bytes(), 20_000, 10_000)
+        .await
+        .unwrap());
+    assert!(!a
+        .use_nonce(&0u32.to_be_bytes(), 30_000, 10_001)
+        .await
+        .unwrap());
+
+    // A lease is one replica's at a time, until it lapses.
+    assert!(a.lease("checkpoint", "a", 1_000, 0).await.unwrap());
+    assert!(!b.lease("checkpoint", "b", 1_000, 500).await.unwrap());
+    assert!(a.lease("checkpoint", "a", 1_000, 900).await.unwrap());
+    assert!(!b.lease("checkpoint", "b", 1_000, 1_899).await.unwrap());
+    assert!(b.lease("checkpoint", "b", 1_000, 1_900).await.unwrap());
+    assert!(!a.lease("checkpoint", "a", 1_000, 1_901).await.unwrap());
+    // The first pin wins on every replica.
+    assert_eq!(a.pin_setting("audit.key_id", "k1").await.unwrap(), "k1");
+    assert_eq!(b.pin_setting("audit.key_id", "k2").await.unwrap(), "k1");
+}
+
+/// Installs a trigger that fails every audit insert with a serialization
+/// failure (SQLSTATE 40001) while `fail_left` is positive, counting down.
+async fn inject_serialization_failures(db: &TestDb, n: i64) {
+    sql(
+        db,
+        &format!(
+            "CREATE SEQUENCE IF NOT EXISTS fail_left INCREMENT -1 MINVALUE -1000000000 MAXVALUE 1000000000;
+             SELECT setval('fail_left', {n}, false);
+             CREATE OR REPLACE FUNCTION fail_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF nextval('fail_left') > 0 THEN
+                     RAISE EXCEPTION 'injected' USING ERRCODE = '40001';
+                 END IF;
+                 RETURN NEW;
+             END $$;
+             CREATE OR REPLACE TRIGGER fail_audit BEFORE INSERT ON audit
+                 FOR EACH ROW EXECUTE FUNCTION fail_audit();"
+        ),
+    )
+    .await;
+}
+
+/// A serialization failure retries the whole transaction (the head with
+/// it: no sequence is skipped); one that persists answers every write of
+/// the batch `Unavailable` and leaves nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serialization_failures_are_retried_and_then_unavailable() {
+    let db = TestDb::create();
+    let s = open(&db).await;
+    fleet(&s, 2).await;
+    let (seq, _) = s.audit_head().await.unwrap();
+
+    inject_serialization_failures(&db, 2).await;
+    s.append_audit(&note("tester.one")).await.unwrap();
+    assert_eq!(s.audit_head().await.unwrap().0, seq + 1);
+
+    inject_serialization_failures(&db, 1_000).await;
+    let before = s.write_stats();
+    let d0 = s.get_device(&serial(0)).await.unwrap().unwrap();
+    let d1 = s.get_device(&serial(1)).await.unwrap().unwrap();
+    let started = Instant::now();
+    let out = s
+        .commit_batch(vec![
+            Write::Evidence(evidence(&d0, "ev_a", 1)),
+            Write::Evidence(evidence(&d1, "ev_b", 1)),
+        ])
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "bounded retries"
+    );
+    for r in &out {
+        assert!(
+            matches!(r, Err(StoreError::Unavailable(m)) if m.contains("injected")),
+            "{r:?}"
+        );
+    }
+    assert_eq!(s.write_stats(), before, "nothing committed");
+    assert_eq!(s.get_device(&serial(0)).await.unwrap().unwrap(), d0);
+    assert_eq!(s.counts().await.unwrap().evidence, 0);
+
+    sql(&db, "DROP TRIGGER fail_audit ON audit").await;
+    s.append_audit(&note("tester.two")).await.unwrap();
+    let entries = s.audit_after(0, 1000).await.unwrap();
+    assert_eq!(entries.len() as u64, seq + 2);
+    verified_head(&entries);
+}
+
+/// A TCP relay to the test server that can be cut (every connection
+/// dropped, new ones refused) and restored.
+struct Relay {
+    port: u16,
+    up: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(db: &TestDb) -> Relay {
+        let target: tokio_postgres::Config = db.url.parse().unwrap();
+        let port = target.get_ports().first().copied().unwrap_or(5432);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let relay_port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(true));
+        let conns = Arc::new(Mutex::new(Vec::new()));
+        let accept = {
+            let (up, conns) = (up.clone(), conns.clone());
+            tokio::spawn(async move {
+                while let Ok((mut client, _)) = listener.accept().await {
+                    if !up.load(Ordering::SeqCst) {
+                        continue; // dropped: the connection is reset
+                    }
+                    conns.lock().unwrap().push(tokio::spawn(async move {
+                        if let Ok(mut server) =
+                            tokio::net::TcpStream::connect(("127.0.0.1", port)).await
+                        {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        }
+                    }));
+                }
+            })
+        };
+        Relay {
+            port: relay_port,
+            up,
+            conns,
+            accept,
+        }
+    }
+
+    fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().drain(..) {
+            c.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
+}
+
+/// The database out of reach: writes and reads answer `Unavailable`,
+/// promptly, without the URL's password, and nothing half-done stays;
+/// back in reach, the store works on without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_database_is_unavailable_and_the_store_recovers() {
+    let db = TestDb::create();
+    let relay = Relay::start(&db).await;
+    let mut cfg = config(&format!(
+        "postgres://postgres:s3cret@127.0.0.1:{}/{}",
+        relay.port,
+        db.name()
+    ));
+    cfg.connect_timeout = Duration::from_secs(1);
+    let s = PgStore::open(&cfg).await.unwrap();
+    fleet(&s, 1).await;
+    let (seq, _) = s.audit_head().await.unwrap();
+
+    relay.cut();
+    let started = Instant::now();
+    for r in [
+        s.append_audit(&note("tester.lost")).await,
+        s.get_device(&serial(0)).await.map(|_| ()),
+    ] {
+        match r {
+            Err(StoreError::Unavailable(m)) => assert!(!m.contains("s3cret"), "{m}"),
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    relay.restore();
+    s.append_audit(&note("tester.back")).await.unwrap();
+    let entries = s.audit_after(0, 1000).await.unwrap();
+    assert_eq!(entries.len() as u64, seq + 1, "the lost write left nothing");
+    assert_eq!(entries.last().unwrap().action, "tester.back");
+}
+
+/// A server that would acknowledge commits before they are durable is
+/// refused at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_without_synchronous_commit_is_refused() {
+    let db = TestDb::create();
+    sql(
+        &db,
+        &format!(
+            "ALTER DATABASE \"{}\" SET synchronous_commit = off",
+            db.name()
+        ),
+    )
+    .await;
+    match PgStore::open(&config(&db.url)).await {
+        Err(StoreError::Unavailable(m)) => assert!(m.contains("synchronous_commit"), "{m}"),
+        Err(e) => panic!("expected Unavailable, got {e:?}"),
+        Ok(_) => panic!("opened a store that cannot keep acknowledged writes"),
+    }
+}
