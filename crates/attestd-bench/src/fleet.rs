@@ -70,13 +70,15 @@ fn now_ms() -> u64 {
 /// The load generator's connections and the kit.
 pub struct Ctx {
     pub kit: Arc<Kit>,
+    /// Connection `j` goes to replica `j % endpoints.len()`.
     pub channels: Vec<Channel>,
     /// Units provisioned (serials 0..units).
     pub units: u64,
     /// Each station's last record sequence number.
     pub seqs: Vec<u64>,
     pub baseline_version: u64,
-    pub endpoint: String,
+    /// The replicas' addresses.
+    pub endpoints: Vec<String>,
     pub keys: Arc<UnitKeys>,
 }
 
@@ -86,16 +88,21 @@ impl Ctx {
             .save(dir, &self.seqs, self.units, self.baseline_version)
     }
 
+    /// Opens `connections` HTTP/2 connections, round robin over
+    /// `endpoints` (the caller makes `connections` a multiple of their
+    /// number so every replica carries the same share).
     pub async fn connect(
         kit: Kit,
         keys: Arc<UnitKeys>,
-        endpoint: &str,
+        endpoints: &[String],
         connections: usize,
     ) -> anyhow::Result<Ctx> {
+        anyhow::ensure!(!endpoints.is_empty(), "no server to connect to");
         let mut channels = Vec::new();
-        for _ in 0..connections.max(1) {
+        for j in 0..connections.max(1) {
+            let endpoint = &endpoints[j % endpoints.len()];
             channels.push(
-                tonic::transport::Endpoint::from_shared(endpoint.to_owned())?
+                tonic::transport::Endpoint::from_shared(endpoint.clone())?
                     .tcp_nodelay(true)
                     .connect()
                     .await?,
@@ -107,7 +114,7 @@ impl Ctx {
             baseline_version: kit.file.baseline_version,
             kit: Arc::new(kit),
             channels,
-            endpoint: endpoint.to_owned(),
+            endpoints: endpoints.to_vec(),
             keys,
         })
     }

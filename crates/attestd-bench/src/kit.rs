@@ -1,12 +1,15 @@
-//! The bench's world: a data directory holding attestd's database and a kit
-//! (tokens, station keys, release key, a pool of device keys), and the
-//! attestd server process the load runs against.
+//! The bench's world: a data directory holding a kit (tokens, station keys,
+//! release key, a pool of device keys, the audit key) and, with sled,
+//! attestd's database; and the attestd server processes the load runs
+//! against.
 //!
-//! The server is this same executable re-run as `attestd-bench server`,
+//! A server is this same executable re-run as `attestd-bench server`,
 //! which assembles `attestd_server::serve` exactly as the `attestd` binary
-//! does (sled store, group commit, background jobs, audit checkpoints), on
-//! a loopback port, in its own process so that its memory and start-up
-//! time can be measured apart from the load generator's.
+//! does (store, group commit, background jobs, audit checkpoints), on a
+//! loopback port, in its own process so that its memory, CPU and start-up
+//! time can be measured apart from the load generator's. With PostgreSQL
+//! ([`Backend::Postgres`]) several such replicas may share one database and
+//! one audit key.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -163,8 +166,33 @@ impl Kit {
     }
 }
 
-/// `attestd-bench server`: runs attestd on `dir` until SIGTERM.
-pub fn run_server(dir: &Path, cache_mb: u64) -> anyhow::Result<()> {
+/// Where the fleet is stored.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    /// sled in `<data>/db`, with this page cache (MiB).
+    Sled { cache_mb: u64 },
+    /// A PostgreSQL database, shared by every replica.
+    Postgres {
+        /// May carry a password: passed to the server processes through
+        /// [`STORE_URL_VAR`], never on a command line, and never printed.
+        url: String,
+        /// Connections each replica keeps open at most.
+        pool_size: usize,
+    },
+}
+
+/// The environment variable that carries `--store-url`.
+pub const STORE_URL_VAR: &str = "ATTESTD_BENCH_STORE_URL";
+
+/// The audit key every replica signs checkpoints with (attestd pins one
+/// key per database; replicas with different keys would refuse to start).
+pub fn audit_key_path(dir: &Path) -> PathBuf {
+    dir.join("audit-key.pkcs8")
+}
+
+/// `attestd-bench server`: runs attestd on `dir` until SIGTERM, storing in
+/// `backend`; `replica` numbers the process's log file.
+pub fn run_server(dir: &Path, backend: &Backend, replica: usize) -> anyhow::Result<()> {
     // The load generator makes the kit before it starts the server; a
     // server without one would have no principals to serve.
     anyhow::ensure!(
@@ -179,7 +207,10 @@ pub fn run_server(dir: &Path, cache_mb: u64) -> anyhow::Result<()> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(dir.join("server.log"))?;
+        .open(dir.join(match replica {
+            0 => "server.log".to_owned(),
+            k => format!("server-{k}.log"),
+        }))?;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ATTESTD_LOG")
@@ -192,23 +223,13 @@ pub fn run_server(dir: &Path, cache_mb: u64) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let store = attestd_store::sled_store::SledStore::open(
-            &dir.join("db"),
-            &attestd_store::sled_store::SledConfig {
-                cache_capacity: cache_mb * 1024 * 1024,
-                group_commit_max_wait: std::time::Duration::from_micros(
-                    kit.settings().limits.group_commit_max_wait_us,
-                ),
-            },
-        )
-        .map_err(|e| anyhow::anyhow!("store: {e}"))?;
+        let store = open_store(dir, backend, &kit).await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let key =
-            attestd_server::checkpoint::CheckpointKey::load_or_create(&dir.join("audit-key.pkcs8"))
-                .map_err(|e| anyhow::anyhow!(e))?;
+        let key = attestd_server::checkpoint::CheckpointKey::load_or_create(&audit_key_path(dir))
+            .map_err(|e| anyhow::anyhow!(e))?;
         println!("bench server listening on {}", listener.local_addr()?);
         let parts = attestd_server::ServerParts {
-            store: Arc::new(store),
+            store,
             settings: kit.settings(),
             clock: Arc::new(attestd_server::clock::SystemClock),
             metrics_listener: None,
@@ -226,28 +247,81 @@ pub fn run_server(dir: &Path, cache_mb: u64) -> anyhow::Result<()> {
     })
 }
 
-/// The server process.
+async fn open_store(
+    dir: &Path,
+    backend: &Backend,
+    kit: &Kit,
+) -> anyhow::Result<Arc<dyn attestd_store::Store>> {
+    match backend {
+        Backend::Sled { cache_mb } => {
+            let store = attestd_store::sled_store::SledStore::open(
+                &dir.join("db"),
+                &attestd_store::sled_store::SledConfig {
+                    cache_capacity: cache_mb * 1024 * 1024,
+                    group_commit_max_wait: Duration::from_micros(
+                        kit.settings().limits.group_commit_max_wait_us,
+                    ),
+                },
+            )
+            .map_err(|e| anyhow::anyhow!("store: {e}"))?;
+            Ok(Arc::new(store))
+        }
+        #[cfg(feature = "postgres")]
+        Backend::Postgres { url, pool_size } => {
+            let mut cfg = attestd_store::postgres::PgConfig::new(url.clone());
+            cfg.pool_size = *pool_size;
+            let store = attestd_store::postgres::PgStore::open(&cfg)
+                .await
+                .map_err(|e| anyhow::anyhow!("store: {e}"))?;
+            Ok(Arc::new(store))
+        }
+        #[cfg(not(feature = "postgres"))]
+        Backend::Postgres { .. } => Err(without_postgres()),
+    }
+}
+
+/// The refusal of `--store-url` by a bench built without PostgreSQL.
+#[cfg(not(feature = "postgres"))]
+pub fn without_postgres() -> anyhow::Error {
+    anyhow::anyhow!(
+        "this attestd-bench was built without PostgreSQL support: \
+         build it with `--features postgres` to use --store-url"
+    )
+}
+
+/// A server process.
 pub struct ServerProc {
     child: Child,
     pub endpoint: String,
-    /// From spawn to the first health check answered SERVING.
-    pub start_time: Duration,
 }
 
 impl ServerProc {
-    pub async fn start(dir: &Path, cache_mb: u64) -> anyhow::Result<ServerProc> {
+    /// Starts replica `replica` of the fleet in `dir` and waits until it
+    /// answers health checks SERVING.
+    pub async fn start(
+        dir: &Path,
+        backend: &Backend,
+        replica: usize,
+    ) -> anyhow::Result<ServerProc> {
         let started = Instant::now();
-        let mut child = Command::new(std::env::current_exe()?)
-            .arg("server")
+        let mut cmd = Command::new(std::env::current_exe()?);
+        cmd.arg("server")
             .arg("--data")
             .arg(dir)
-            .arg("--cache-mb")
-            .arg(cache_mb.to_string())
+            .arg("--replica")
+            .arg(replica.to_string())
             .env("ATTESTD_LOG", "warn")
+            .env_remove(STORE_URL_VAR)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("starting the bench server")?;
+            .stderr(Stdio::inherit());
+        match backend {
+            Backend::Sled { cache_mb } => cmd.arg("--cache-mb").arg(cache_mb.to_string()),
+            Backend::Postgres { url, pool_size } => cmd
+                .arg("--pool-size")
+                .arg(pool_size.to_string())
+                .env(STORE_URL_VAR, url),
+        };
+        let mut child = cmd.spawn().context("starting the bench server")?;
         let stdout = child.stdout.take().context("server stdout")?;
         let addr = tokio::task::spawn_blocking(move || {
             let mut lines = BufReader::new(stdout).lines();
@@ -274,16 +348,15 @@ impl ServerProc {
                     }
                 }
             }
+            if let Some(status) = child.try_wait()? {
+                bail!("bench server {replica} exited at start ({status}); see its log in the data directory");
+            }
             if started.elapsed() > Duration::from_secs(600) {
-                bail!("the bench server did not answer health checks");
+                bail!("bench server {replica} did not answer health checks");
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        Ok(ServerProc {
-            start_time: started.elapsed(),
-            child,
-            endpoint,
-        })
+        Ok(ServerProc { child, endpoint })
     }
 
     pub fn pid(&self) -> u32 {
@@ -304,11 +377,15 @@ impl ServerProc {
         (field("VmRSS:"), field("VmHWM:"))
     }
 
-    /// SIGTERM, then waits for the drain and final flush.
-    pub fn stop(mut self) -> anyhow::Result<()> {
+    fn terminate(&self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.pid().to_string()])
             .status();
+    }
+
+    /// SIGTERM, then waits for the drain and final flush.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        self.terminate();
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if self.child.try_wait()?.is_some() {
@@ -329,6 +406,67 @@ impl Drop for ServerProc {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+/// The replicas of a fleet: one server process, or several on one
+/// PostgreSQL database.
+pub struct Servers {
+    pub procs: Vec<ServerProc>,
+    /// From the first spawn until every replica answered SERVING.
+    pub start_time: Duration,
+}
+
+impl Servers {
+    /// Starts `replicas` server processes on `dir` at once (with PostgreSQL,
+    /// their migrations at start meet on the database's advisory lock).
+    pub async fn start(dir: &Path, backend: &Backend, replicas: usize) -> anyhow::Result<Servers> {
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for k in 0..replicas.max(1) {
+            let (dir, backend) = (dir.to_owned(), backend.clone());
+            tasks.push(tokio::spawn(async move {
+                ServerProc::start(&dir, &backend, k).await
+            }));
+        }
+        let mut procs = Vec::new();
+        let mut failed = None;
+        for t in tasks {
+            match t.await? {
+                Ok(p) => procs.push(p),
+                Err(e) => failed = failed.or(Some(e)),
+            }
+        }
+        // Dropping the started ones kills them.
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        Ok(Servers {
+            procs,
+            start_time: started.elapsed(),
+        })
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        self.procs.iter().map(|p| p.endpoint.clone()).collect()
+    }
+
+    pub fn pids(&self) -> Vec<u32> {
+        self.procs.iter().map(ServerProc::pid).collect()
+    }
+
+    /// Stops every replica (SIGTERM to all, then waits for each).
+    pub fn stop(self) -> anyhow::Result<()> {
+        for p in &self.procs {
+            p.terminate();
+        }
+        let mut result = Ok(());
+        for p in self.procs {
+            if let Err(e) = p.stop() {
+                result = result.and(Err(e));
+            }
+        }
+        result
     }
 }
 
@@ -429,13 +567,77 @@ impl UnitKeys {
 /// /proc/<pid>/stat (in clock ticks of 1/100 s, Linux's USER_HZ); 0 when
 /// unreadable.
 pub fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The command name (field 2) may hold spaces; fields count from its ')'.
-    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-        return 0.0;
+    proc_stat(pid).map_or(0.0, |s| s.own_ticks as f64 / 100.0)
+}
+
+/// CPU seconds used so far by the PostgreSQL server on this machine.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PgCpu {
+    /// Every process whose command name is `postgres` (postmaster,
+    /// backends, writers), with the children they have reaped, so that a
+    /// backend which exited mid-phase still counts (through the
+    /// postmaster). It includes the server's work for every database.
+    pub all: f64,
+    /// The live backends connected to `database` alone (their process
+    /// title names it): the replicas' share, whatever else the server does.
+    pub database: f64,
+}
+
+/// [`PgCpu`] now, for the backends of `database`.
+pub fn postgres_cpu_seconds(database: &str) -> PgCpu {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return PgCpu::default();
     };
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // After ')': state is field 3, so utime (14) and stime (15) are 11 and 12.
+    let (mut all, mut ours) = (0u64, 0u64);
+    for pid in entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()) {
+        let Some(s) = proc_stat(pid).filter(|s| s.comm == "postgres") else {
+            continue;
+        };
+        all += s.own_ticks + s.reaped_children_ticks;
+        if serves_database(pid, database) {
+            ours += s.own_ticks;
+        }
+    }
+    PgCpu {
+        all: all as f64 / 100.0,
+        database: ours as f64 / 100.0,
+    }
+}
+
+/// Whether process `pid` is a PostgreSQL backend of `database`: its title
+/// reads `postgres: [cluster: ]user database host(port) activity`.
+fn serves_database(pid: u32, database: &str) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let title = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+    let words: Vec<&str> = title.split_whitespace().collect();
+    words.windows(2).any(|w| {
+        w[0] == database && (w[1] == "[local]" || (w[1].contains('(') && w[1].ends_with(')')))
+    })
+}
+
+struct ProcStat {
+    comm: String,
+    /// utime + stime, in clock ticks.
+    own_ticks: u64,
+    /// cutime + cstime: children waited for.
+    reaped_children_ticks: u64,
+}
+
+fn proc_stat(pid: u32) -> Option<ProcStat> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; fields count from its ')'.
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = stat.get(open + 1..close)?.to_owned();
+    let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    // After ')': state is field 3, so utime (14), stime (15), cutime (16)
+    // and cstime (17) are 11, 12, 13 and 14.
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    (ticks(11) + ticks(12)) as f64 / 100.0
+    Some(ProcStat {
+        comm,
+        own_ticks: ticks(11) + ticks(12),
+        reaped_children_ticks: ticks(13) + ticks(14),
+    })
 }

@@ -9,9 +9,21 @@
 //! cargo run --release -p attestd-bench -- boot-storm --units 100000 --concurrency 64
 //! cargo run --release -p attestd-bench -- all --quick      # seconds; the CI smoke test
 //! ```
+//!
+//! With `--features postgres`, `--store-url` runs the fleet on a PostgreSQL
+//! database instead of sled, served by `--replicas` attestd processes. The
+//! bench owns that database: `--fresh` drops and recreates its `public`
+//! schema, so name a database that holds nothing else.
+//!
+//! ```sh
+//! cargo run --release -p attestd-bench --features postgres -- all --units 10000 \
+//!     --store-url postgres://postgres@127.0.0.1:5432/attestd_bench --fresh --replicas 3
+//! ```
 
 mod fleet;
 mod kit;
+#[cfg(feature = "postgres")]
+mod pgdb;
 mod report;
 
 use std::path::PathBuf;
@@ -23,8 +35,8 @@ use attestd_client::pb;
 use clap::{Parser, Subcommand};
 
 use crate::fleet::{Bound, Ctx, Query, Which};
-use crate::kit::{Kit, ServerProc, UnitKeys};
-use crate::report::Row;
+use crate::kit::{Backend, Kit, Servers, UnitKeys};
+use crate::report::{CpuPerOp, Row};
 
 #[derive(Parser)]
 #[command(
@@ -46,31 +58,93 @@ struct Cli {
     /// Factory stations provisioning in parallel.
     #[arg(long, global = true, default_value_t = 32)]
     stations: usize,
-    /// HTTP/2 connections the load is spread over.
+    /// HTTP/2 connections the load is spread over (round robin over the
+    /// replicas; rounded up to a multiple of their number).
     #[arg(long, global = true, default_value_t = 4)]
     connections: usize,
-    /// attestd's database page cache, in MiB.
+    /// attestd's database page cache, in MiB (sled).
     #[arg(long, global = true, default_value_t = 256)]
     cache_mb: u64,
-    /// Where the fleet's database and kit live (default
-    /// target/bench-data/<units>); kept between runs so that a scenario can
-    /// reuse a provisioned fleet.
+    /// Store the fleet in this PostgreSQL database instead of sled
+    /// (postgres://user[:password]@host[:port]/dbname). The bench owns it:
+    /// with --fresh it drops and recreates the database's `public` schema
+    /// (DROP SCHEMA public CASCADE), so name a database that holds nothing
+    /// else. It touches no other database. Needs a bench built with
+    /// `--features postgres`.
+    #[arg(
+        long,
+        global = true,
+        env = kit::STORE_URL_VAR,
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    store_url: Option<String>,
+    /// attestd processes serving the fleet, all on the --store-url database
+    /// with the same audit key; the load is spread over them. More than one
+    /// needs --store-url.
+    #[arg(long, global = true, default_value_t = 1)]
+    replicas: usize,
+    /// PostgreSQL connections each replica keeps open at most.
+    #[arg(long, global = true, default_value_t = 16)]
+    pool_size: usize,
+    /// Where the fleet's kit (and with sled its database) lives (default
+    /// target/bench-data/<units>, or <units>-pg with --store-url); kept
+    /// between runs so that a scenario can reuse a provisioned fleet. A
+    /// directory belongs to one backend and one database.
     #[arg(long, global = true)]
     data: Option<PathBuf>,
-    /// Start from an empty data directory.
+    /// Start from an empty data directory and, with --store-url, an empty
+    /// database (its `public` schema dropped and recreated; the servers
+    /// then create attestd's tables).
     #[arg(long, global = true)]
     fresh: bool,
     /// CheckRelease requests per second during the boot storm (queries).
     #[arg(long, global = true, default_value_t = 1000)]
     release_rate: u32,
-    /// Small and short: 200 units, 2 s phases, a fresh temporary directory.
-    /// For CI: checks that every scenario runs without errors, not speed.
+    /// Small and short: 200 units, 2 s phases, a fresh temporary directory
+    /// (with --store-url: an empty database, or --fresh to empty it). For
+    /// CI: checks that every scenario runs without errors, not speed.
     #[arg(long, global = true)]
     quick: bool,
     /// Where to write the JSON results (default
-    /// target/bench-results/<scenario>-<units>.json).
+    /// target/bench-results/<scenario>-<units>[-pg[-r<replicas>]].json).
     #[arg(long, global = true)]
     json: Option<PathBuf>,
+    /// (internal) which replica a server process is, for its log's name.
+    #[arg(long, global = true, default_value_t = 0, hide = true)]
+    replica: usize,
+}
+
+impl Cli {
+    /// Where the fleet is stored.
+    fn backend(&self) -> Backend {
+        match &self.store_url {
+            Some(url) => Backend::Postgres {
+                url: url.clone(),
+                pool_size: self.pool_size,
+            },
+            None => Backend::Sled {
+                cache_mb: self.cache_mb,
+            },
+        }
+    }
+
+    /// --connections rounded up to a multiple of --replicas, so that every
+    /// replica carries the same share of the load.
+    fn connections(&self) -> usize {
+        let r = self.replicas.max(1);
+        self.connections.max(1).div_ceil(r) * r
+    }
+
+    /// Names of data directories and result files: "" with sled, "-pg"
+    /// with PostgreSQL ("-pg-r3" for three replicas in result files).
+    fn suffix(&self, with_replicas: bool) -> String {
+        match (&self.store_url, self.replicas) {
+            (None, _) => String::new(),
+            (Some(_), n) if with_replicas && n > 1 => format!("-pg-r{n}"),
+            (Some(_), _) => "-pg".to_owned(),
+        }
+    }
 }
 
 #[derive(Subcommand, Clone, Copy, PartialEq, Eq)]
@@ -117,9 +191,20 @@ struct Run {
     rpc_ceiling: Option<f64>,
     keys: std::sync::Arc<UnitKeys>,
     warmed: bool,
-    /// The server process, for its CPU time.
-    server_pid: u32,
+    backend: Backend,
+    /// The PostgreSQL database's name, for its backends' CPU time.
+    pg_database: Option<String>,
+    /// The server processes, for their CPU time.
+    server_pids: Vec<u32>,
     _temp: Option<tempfile_dir::TempDir>,
+}
+
+/// CPU seconds used so far, by process.
+#[derive(Clone, Copy)]
+struct CpuNow {
+    servers: f64,
+    postgres: Option<kit::PgCpu>,
+    load_generator: f64,
 }
 
 /// A temporary directory for --quick, removed at the end.
@@ -148,19 +233,23 @@ impl Run {
         self.rows.push(row);
     }
 
-    async fn start(&self) -> anyhow::Result<(ServerProc, Ctx)> {
+    async fn start(&self) -> anyhow::Result<(Servers, Ctx)> {
         let kit = Kit::load_or_create(&self.dir, self.cli.stations)?;
-        let server = ServerProc::start(&self.dir, self.cli.cache_mb).await?;
+        // Made here, before any replica starts, so that they all load the
+        // same key rather than each making its own.
+        attestd_server::checkpoint::CheckpointKey::load_or_create(&kit::audit_key_path(&self.dir))
+            .map_err(|e| anyhow::anyhow!("audit key: {e}"))?;
+        let servers = Servers::start(&self.dir, &self.backend, self.cli.replicas).await?;
         let mut ctx = Ctx::connect(
             kit,
             self.keys.clone(),
-            &server.endpoint,
+            &servers.endpoints(),
             self.cli.connections,
         )
         .await?;
         fleet::prepare(&mut ctx).await?;
         ctx.save(&self.dir)?;
-        Ok((server, ctx))
+        Ok((servers, ctx))
     }
 
     /// Provisions up to --units (measured only in the provision scenario).
@@ -205,27 +294,37 @@ impl Run {
         }
     }
 
-    /// CPU seconds used so far by the server and by this load generator.
-    fn cpu(&self) -> (f64, f64) {
-        (
-            kit::cpu_seconds(self.server_pid),
-            kit::cpu_seconds(std::process::id()),
-        )
+    /// CPU seconds used so far by the servers (summed), PostgreSQL (when
+    /// the fleet is stored there) and this load generator.
+    fn cpu(&self) -> CpuNow {
+        CpuNow {
+            servers: self.server_pids.iter().map(|p| kit::cpu_seconds(*p)).sum(),
+            postgres: self.pg_database.as_deref().map(kit::postgres_cpu_seconds),
+            load_generator: kit::cpu_seconds(std::process::id()),
+        }
     }
 
     /// CPU per operation since `before`: what a figure costs, whatever else
     /// the machine was doing.
-    fn cpu_note(&self, before: (f64, f64), ops: u64) -> String {
-        let (s, c) = self.cpu();
+    fn cpu_per_op(&self, before: CpuNow, ops: u64) -> Option<CpuPerOp> {
+        let now = self.cpu();
         if ops == 0 {
-            return String::new();
+            return None;
         }
         let per = |d: f64| d * 1e6 / ops as f64;
-        format!(
-            "; CPU per boot: server {:.0} us, load generator {:.0} us",
-            per(s - before.0),
-            per(c - before.1)
-        )
+        Some(CpuPerOp {
+            server_us: per(now.servers - before.servers),
+            replicas: self.server_pids.len(),
+            postgres_us: now
+                .postgres
+                .zip(before.postgres)
+                .map(|(n, b)| per(n.all - b.all)),
+            postgres_db_backends_us: now
+                .postgres
+                .zip(before.postgres)
+                .map(|(n, b)| per(n.database - b.database)),
+            load_generator_us: per(now.load_generator - before.load_generator),
+        })
     }
 
     /// Parses every unit's key before a measured storm (not timed).
@@ -262,10 +361,11 @@ impl Run {
             )
             .await?;
             let note = self.ceiling_note(r.row.rate_per_sec);
-            let cpu = self.cpu_note(cpu, r.row.count);
-            let row = r.row.clone();
-            let n = row.note.clone();
-            self.add(row.with_note(format!("{n}{note}{cpu}")));
+            let cpu = self.cpu_per_op(cpu, r.row.count);
+            let mut row = r.row.clone();
+            row.note = format!("{}{note}", row.note);
+            row.cpu = cpu;
+            self.add(row);
         }
         Ok(())
     }
@@ -289,7 +389,7 @@ impl Run {
             let ctx2 = Ctx::connect(
                 Kit::load_or_create(&self.dir, self.cli.stations)?,
                 self.keys.clone(),
-                &ctx_endpoint(ctx),
+                &ctx.endpoints,
                 self.cli.connections,
             )
             .await?;
@@ -384,40 +484,70 @@ impl Run {
         Ok(())
     }
 
-    async fn restart(&mut self, server: ServerProc, ctx: Ctx) -> anyhow::Result<()> {
-        let (rss, peak) = server.memory();
+    /// Memory of the largest replica, and a note naming every replica's
+    /// when there are several.
+    fn memory(servers: &Servers) -> ((u64, u64), String) {
+        let all: Vec<(u64, u64)> = servers.procs.iter().map(|p| p.memory()).collect();
+        let max = all
+            .iter()
+            .fold((0, 0), |(r, p), (r2, p2)| (r.max(*r2), p.max(*p2)));
+        let note = if all.len() > 1 {
+            format!(
+                "; largest of {} replicas ({} MiB)",
+                all.len(),
+                all.iter()
+                    .map(|(r, _)| format!("{:.0}", *r as f64 / 1048576.0))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        } else {
+            String::new()
+        };
+        (max, note)
+    }
+
+    async fn restart(&mut self, servers: Servers, ctx: Ctx) -> anyhow::Result<()> {
+        let ((rss, peak), which) = Run::memory(&servers);
         self.add(Row::figure(
             "restart",
             "resident memory before restart (MiB)",
             rss as f64 / 1048576.0,
             format!(
-                "peak {:.0} MiB during the run; {} units",
+                "peak {:.0} MiB during the run; {} units{which}",
                 peak as f64 / 1048576.0,
                 ctx.units
             ),
         ));
         drop(ctx);
-        server.stop()?;
+        servers.stop()?;
         let dropped = !self.cli.quick && drop_page_cache();
-        let server = ServerProc::start(&self.dir, self.cli.cache_mb).await?;
+        let servers = Servers::start(&self.dir, &self.backend, self.cli.replicas).await?;
+        self.server_pids = servers.pids();
         self.add(Row::figure(
             "restart",
             "cold start to SERVING (s)",
-            server.start_time.as_secs_f64(),
+            servers.start_time.as_secs_f64(),
             format!(
-                "{} units; OS page cache {}",
+                "{} units; OS page cache {}{}",
                 self.cli.units,
                 if dropped {
                     "dropped first"
                 } else {
                     "not dropped"
+                },
+                match (&self.backend, self.cli.replicas) {
+                    (Backend::Sled { .. }, _) => String::new(),
+                    (Backend::Postgres { .. }, 1) => "; PostgreSQL kept running".to_owned(),
+                    (Backend::Postgres { .. }, n) => {
+                        format!("; {n} replicas started at once, until all SERVING; PostgreSQL kept running")
+                    }
                 }
             ),
         ));
         let ctx = Ctx::connect(
             Kit::load_or_create(&self.dir, self.cli.stations)?,
             self.keys.clone(),
-            &server.endpoint,
+            &servers.endpoints(),
             self.cli.connections,
         )
         .await?;
@@ -431,21 +561,17 @@ impl Run {
         )
         .await?;
         self.add(summary);
-        let (rss, _) = server.memory();
+        let ((rss, _), which) = Run::memory(&servers);
         self.add(Row::figure(
             "restart",
             "resident memory after start (MiB)",
             rss as f64 / 1048576.0,
-            String::new(),
+            which.trim_start_matches("; ").to_owned(),
         ));
         drop(ctx);
-        server.stop()?;
+        servers.stop()?;
         Ok(())
     }
-}
-
-fn ctx_endpoint(ctx: &Ctx) -> String {
-    ctx.endpoint.clone()
 }
 
 /// Drops the OS page cache when allowed (root), so a restart reads from disk.
@@ -457,6 +583,24 @@ fn drop_page_cache() -> bool {
 async fn run(cli: Cli) -> anyhow::Result<Vec<Row>> {
     let scenario = cli.scenario;
     let mut cli = cli;
+    anyhow::ensure!(cli.replicas >= 1, "--replicas must be at least 1");
+    anyhow::ensure!(
+        cli.replicas == 1 || cli.store_url.is_some(),
+        "--replicas {} needs --store-url: replicas share a PostgreSQL database (sled is one process's)",
+        cli.replicas
+    );
+    #[cfg(not(feature = "postgres"))]
+    if cli.store_url.is_some() {
+        return Err(kit::without_postgres());
+    }
+    let connections = cli.connections();
+    if connections != cli.connections {
+        eprintln!(
+            "{connections} connections rather than {} (a multiple of {} replicas)",
+            cli.connections, cli.replicas
+        );
+        cli.connections = connections;
+    }
     let mut temp = None;
     if cli.quick {
         cli.units = cli.units.min(200);
@@ -470,12 +614,17 @@ async fn run(cli: Cli) -> anyhow::Result<Vec<Row>> {
     let dir = match (&temp, &cli.data) {
         (Some(t), _) => t.0.clone(),
         (None, Some(d)) => d.clone(),
-        (None, None) => PathBuf::from("target/bench-data").join(cli.units.to_string()),
+        (None, None) => {
+            PathBuf::from("target/bench-data").join(format!("{}{}", cli.units, cli.suffix(false)))
+        }
     };
     if cli.fresh && dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
     }
+    let new_fleet = !Kit::path(&dir).exists();
     std::fs::create_dir_all(&dir)?;
+    let backend = cli.backend();
+    let pg_database = check_store(&dir, &backend, new_fleet, cli.fresh).await?;
     let capacity = cli.units.max(
         Kit::load_or_create(&dir, cli.stations)
             .map(|k| k.file.units)
@@ -489,11 +638,13 @@ async fn run(cli: Cli) -> anyhow::Result<Vec<Row>> {
         rpc_ceiling: None,
         keys,
         warmed: false,
-        server_pid: 0,
+        backend,
+        pg_database,
+        server_pids: Vec::new(),
         _temp: temp,
     };
     let (server, mut ctx) = run.start().await?;
-    run.server_pid = server.pid();
+    run.server_pids = server.pids();
     match scenario {
         Scenario::Provision => run.ensure_units(&mut ctx, true).await?,
         Scenario::BootStorm => {
@@ -532,6 +683,93 @@ async fn run(cli: Cli) -> anyhow::Result<Vec<Row>> {
     Ok(run.rows)
 }
 
+/// Which backend (and database) a data directory's fleet is stored in, kept
+/// in `<data>/store` so that a sled fleet's kit never meets a PostgreSQL
+/// database, nor one database's kit another's.
+fn store_label(backend: &Backend) -> String {
+    match backend {
+        Backend::Sled { .. } => "sled".to_owned(),
+        #[cfg(feature = "postgres")]
+        Backend::Postgres { url, .. } => {
+            format!("postgres {}", attestd_store::postgres::redact_url(url))
+        }
+        #[cfg(not(feature = "postgres"))]
+        Backend::Postgres { .. } => "postgres".to_owned(),
+    }
+}
+
+/// Checks that the data directory and the store hold the same fleet, and
+/// empties the PostgreSQL database for a fresh one. `new_fleet`: the
+/// directory had no kit (fresh, --quick or first run). Returns the
+/// PostgreSQL database's name.
+async fn check_store(
+    dir: &std::path::Path,
+    backend: &Backend,
+    new_fleet: bool,
+    fresh: bool,
+) -> anyhow::Result<Option<String>> {
+    let label_path = dir.join("store");
+    let label = store_label(backend);
+    if !new_fleet {
+        // Directories from before PostgreSQL have no label: they are sled's.
+        let had = std::fs::read_to_string(&label_path).unwrap_or_else(|_| "sled".to_owned());
+        anyhow::ensure!(
+            had.trim() == label,
+            "{} holds the kit of a fleet stored in {} but this run stores in {label}: \
+             pass the --data directory of that fleet, or --fresh to start a new one",
+            dir.display(),
+            had.trim()
+        );
+    }
+    let database = match backend {
+        Backend::Postgres { url, .. } => Some(check_database(url, dir, new_fleet, fresh).await?),
+        Backend::Sled { .. } => None,
+    };
+    std::fs::write(&label_path, format!("{label}\n"))?;
+    Ok(database)
+}
+
+/// Empties the database for a fresh fleet (`fresh`), or checks that it
+/// holds a fleet exactly when the data directory has its kit. Returns the
+/// database's name.
+#[cfg(feature = "postgres")]
+async fn check_database(
+    url: &str,
+    dir: &std::path::Path,
+    new_fleet: bool,
+    fresh: bool,
+) -> anyhow::Result<String> {
+    let shown = attestd_store::postgres::redact_url(url);
+    if fresh {
+        return pgdb::empty(url).await;
+    }
+    let pgdb::Found { tables, database } = pgdb::look(url).await?;
+    anyhow::ensure!(
+        !new_fleet || tables == 0,
+        "the database {shown} holds tables ({tables}) but {} has no kit for them: pass \
+         --fresh to empty the database (it drops its public schema), or the --data \
+         directory of the fleet stored there",
+        dir.display()
+    );
+    anyhow::ensure!(
+        new_fleet || tables > 0,
+        "the database {shown} is empty but {} holds the kit of a fleet: pass --fresh to \
+         start a new fleet",
+        dir.display()
+    );
+    Ok(database)
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn check_database(
+    _url: &str,
+    _dir: &std::path::Path,
+    _new_fleet: bool,
+    _fresh: bool,
+) -> anyhow::Result<String> {
+    Err(kit::without_postgres())
+}
+
 fn machine() -> serde_json::Value {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
@@ -561,7 +799,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if cli.scenario == Scenario::Server {
         let dir = cli.data.clone().context("server needs --data")?;
-        return kit::run_server(&dir, cli.cache_mb);
+        return kit::run_server(&dir, &cli.backend(), cli.replica);
     }
     if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
         eprintln!("note: RUST_BACKTRACE is set; unset it for benchmark figures");
@@ -573,15 +811,22 @@ fn main() -> anyhow::Result<()> {
         cli.units
     };
     let json_path = cli.json.clone().unwrap_or_else(|| {
-        PathBuf::from("target/bench-results").join(format!("{}-{units}.json", scenario.name()))
+        PathBuf::from("target/bench-results").join(format!(
+            "{}-{units}{}.json",
+            scenario.name(),
+            cli.suffix(true)
+        ))
     });
     let settings = serde_json::json!({
         "units": units,
         "concurrency": cli.concurrency,
         "duration_secs": if cli.quick { 2 } else { cli.duration },
         "stations": cli.stations,
-        "connections": cli.connections,
+        "connections": cli.connections(),
+        "store": store_label(&cli.backend()),
+        "replicas": cli.replicas,
         "cache_mb": cli.cache_mb,
+        "pool_size": cli.store_url.as_ref().map(|_| cli.pool_size),
         "quick": cli.quick,
     });
     let rows = tokio::runtime::Builder::new_multi_thread()

@@ -32,9 +32,31 @@ pub struct Row {
     /// instead of a latency distribution.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<f64>,
+    /// CPU per operation, where measured (boot storms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<CpuPerOp>,
     /// Anything else worth keeping (a first error, a fraction of a ceiling).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub note: String,
+}
+
+/// CPU time (user + system) per operation in microseconds, by process,
+/// whatever else the machine was doing: what a figure costs.
+#[derive(Clone, Debug, Serialize)]
+pub struct CpuPerOp {
+    /// Every attestd replica, summed.
+    pub server_us: f64,
+    /// How many replicas `server_us` sums (1 with sled).
+    pub replicas: usize,
+    /// Every `postgres` process on this machine (with PostgreSQL only);
+    /// it includes the server's work for other databases, if any ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres_us: Option<f64>,
+    /// Of which the backends connected to the fleet's database.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres_db_backends_us: Option<f64>,
+    /// This load generator.
+    pub load_generator_us: f64,
 }
 
 impl Row {
@@ -59,6 +81,7 @@ impl Row {
             p999_ms: ms(0.999),
             max_ms: h.max() as f64 / 1000.0,
             value: None,
+            cpu: None,
             note: String::new(),
         }
     }
@@ -77,6 +100,7 @@ impl Row {
             p999_ms: 0.0,
             max_ms: 0.0,
             value: Some(value),
+            cpu: None,
             note,
         }
     }
@@ -92,22 +116,58 @@ impl Row {
     }
 }
 
-/// The rows as a table.
+/// The rows as a table. The CPU columns are microseconds per operation of
+/// the attestd server(s), all of PostgreSQL, the backends of the fleet's
+/// database alone, and the load generator.
 pub fn table(rows: &[Row]) -> String {
     let mut out = format!(
-        "{:<11} {:<38} {:>9} {:>6} {:>11} {:>8} {:>8} {:>8}  {}\n",
-        "scenario", "operation", "count", "errors", "rate/s", "p50 ms", "p99 ms", "p99.9", "note"
+        "{:<11} {:<38} {:>9} {:>6} {:>11} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7} {:>7}  {}\n",
+        "scenario",
+        "operation",
+        "count",
+        "errors",
+        "rate/s",
+        "p50 ms",
+        "p99 ms",
+        "p99.9",
+        "srv us",
+        "pg us",
+        "pg db",
+        "gen us",
+        "note"
     );
     for r in rows {
+        let us = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.0}"));
+        let (srv, pg, db, generator) = match &r.cpu {
+            Some(c) => (
+                us(Some(c.server_us)),
+                us(c.postgres_us),
+                us(c.postgres_db_backends_us),
+                us(Some(c.load_generator_us)),
+            ),
+            None => Default::default(),
+        };
         if let Some(v) = r.value {
             out.push_str(&format!(
-                "{:<11} {:<38} {:>9} {:>6} {:>11.2} {:>8} {:>8} {:>8}  {}\n",
-                r.scenario, r.operation, "", r.errors, v, "", "", "", r.note
+                "{:<11} {:<38} {:>9} {:>6} {:>11.2} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7} {:>7}  {}\n",
+                r.scenario,
+                r.operation,
+                "",
+                r.errors,
+                v,
+                "",
+                "",
+                "",
+                srv,
+                pg,
+                db,
+                generator,
+                r.note
             ));
             continue;
         }
         out.push_str(&format!(
-            "{:<11} {:<38} {:>9} {:>6} {:>11.1} {:>8.2} {:>8.2} {:>8.2}  {}\n",
+            "{:<11} {:<38} {:>9} {:>6} {:>11.1} {:>8.2} {:>8.2} {:>8.2} {:>7} {:>7} {:>7} {:>7}  {}\n",
             r.scenario,
             r.operation,
             r.count,
@@ -116,6 +176,10 @@ pub fn table(rows: &[Row]) -> String {
             r.p50_ms,
             r.p99_ms,
             r.p999_ms,
+            srv,
+            pg,
+            db,
+            generator,
             r.note
         ));
     }

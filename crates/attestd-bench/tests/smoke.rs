@@ -4,19 +4,53 @@
 
 #[test]
 fn all_scenarios_run_without_errors_in_quick_mode() {
+    let rows = all_quick(&[]);
+    // sled: one server, no PostgreSQL CPU.
+    for storm in rows.iter().filter(|r| r["cpu"].is_object()) {
+        assert_eq!(storm["cpu"]["replicas"], 1, "{storm}");
+        assert!(storm["cpu"]["postgres_us"].is_null(), "{storm}");
+    }
+}
+
+/// The same on a throw-away PostgreSQL database (see
+/// `attestd_store::postgres::testdb`) served by two replicas: the bench
+/// empties it (--fresh), spreads the load over both and restarts both.
+#[cfg(feature = "pg-test")]
+#[test]
+fn all_scenarios_run_on_postgres_with_two_replicas() {
+    let db = attestd_store::postgres::testdb::TestDb::create();
+    let rows = all_quick(&["--store-url", &db.url, "--fresh", "--replicas", "2"]);
+    let storms: Vec<_> = rows.iter().filter(|r| r["cpu"].is_object()).collect();
+    assert_eq!(storms.len(), 2, "CPU per boot of both measured storms");
+    for storm in storms {
+        assert_eq!(storm["cpu"]["replicas"], 2, "{storm}");
+        assert!(storm["cpu"]["server_us"].as_f64().unwrap() > 0.0, "{storm}");
+        // The replicas' backends worked for every boot.
+        assert!(
+            storm["cpu"]["postgres_db_backends_us"].as_f64().unwrap() > 0.0,
+            "{storm}"
+        );
+    }
+}
+
+/// Runs `all --quick` with `extra` arguments, checks what every backend
+/// must show, and returns the result rows.
+fn all_quick(extra: &[&str]) -> Vec<serde_json::Value> {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("quick.json");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_attestd-bench"))
         .args(["all", "--quick", "--json"])
         .arg(&json)
+        .args(extra)
         .env_remove("RUST_BACKTRACE")
+        .env_remove("ATTESTD_BENCH_STORE_URL")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    let rows = doc["results"].as_array().unwrap();
+    let rows = doc["results"].as_array().unwrap().clone();
     for scenario in [
         "provision",
         "ceiling",
@@ -30,7 +64,7 @@ fn all_scenarios_run_without_errors_in_quick_mode() {
             "no {scenario} row: {stdout}"
         );
     }
-    for r in rows {
+    for r in &rows {
         assert_eq!(r["errors"], 0, "{r}");
     }
     // Every unit was provisioned, and every boot of the storms was appraised
@@ -54,4 +88,5 @@ fn all_scenarios_run_without_errors_in_quick_mode() {
         "{revoke}"
     );
     assert!(stdout.contains("scenario"), "the table is printed");
+    rows
 }
