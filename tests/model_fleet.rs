@@ -2,7 +2,10 @@
 //! boot, tamper, recalibrate, revoke, quarantine, assign, time passing) on an
 //! in-process server; after each one, GetFleetSummary (plain, grouped, and
 //! as a hospital tenant) and ListDevices (plain, by status, by tenant) must
-//! equal a recount from GetDevice of every unit.
+//! equal a recount from GetDevice of every unit. Run on one sled server, and
+//! on three replicas sharing one PostgreSQL database with every operation,
+//! every read and every step of a boot (challenge, evidence) going to a
+//! different replica in turn.
 
 mod common;
 
@@ -21,9 +24,10 @@ use attestd_client::evidence::sign_evidence;
 use attestd_client::pb;
 use attestd_client::record::{sign_baseline, sign_calibration, sign_provisioning};
 use attestd_client::{Client, SigningKey};
-use attestd_server::clock::Clock;
+use attestd_server::clock::{Clock, ManualClock};
 use attestd_server::settings::ReleaseConfig;
 use attestd_store::sled_store::{SledConfig, SledStore};
+use attestd_store::Store;
 use base64::Engine as _;
 use common::inproc::InProc;
 use common::*;
@@ -57,12 +61,21 @@ struct Unit {
     cal_digest: Digest,
 }
 
-struct World {
-    srv: InProc,
+/// One replica's clients.
+struct Replica {
     admin: Client,
     device: Client,
     prov: Client,
     cal: Client,
+    hospital: Client,
+}
+
+struct World {
+    /// The servers (one, or replicas of one store); `srv` is the first.
+    srvs: Vec<InProc>,
+    replicas: Vec<Replica>,
+    /// Which replica serves the next call.
+    turn: usize,
     prov_key: SigningKey,
     cal_key: SigningKey,
     units: Vec<Unit>,
@@ -125,7 +138,13 @@ fn baseline(model: &str) -> BaselineDoc {
 
 impl World {
     fn now(&self) -> UnixTime {
-        UnixTime(self.srv.clock.now_ms() / 1000)
+        UnixTime(self.srvs[0].clock.now_ms() / 1000)
+    }
+
+    /// The replica of the next call (round robin).
+    fn next(&mut self) -> &Replica {
+        self.turn += 1;
+        &self.replicas[self.turn % self.replicas.len()]
     }
 
     async fn enroll(&mut self, i: usize) {
@@ -134,7 +153,8 @@ impl World {
         let mut doc = provisioning_doc("line1-prov", self.seq, &serial, model, &self.units[i].key);
         doc.performed_at = self.now().plus_seconds(-60).to_string();
         let env = sign_provisioning(&doc, &self.prov_key);
-        self.prov
+        self.next()
+            .prov
             .factory()
             .submit_record(pb::SubmitRecordRequest {
                 envelope: Some(env),
@@ -152,7 +172,8 @@ impl World {
         cal.next_due_at = self.now().plus_seconds(30 * 86_400).to_string();
         cal.reference_instruments[0].due_at = self.now().plus_seconds(400 * 86_400).to_string();
         let env = sign_calibration(&cal, &self.cal_key);
-        self.cal
+        self.next()
+            .cal
             .factory()
             .submit_record(pb::SubmitRecordRequest {
                 envelope: Some(env),
@@ -163,9 +184,12 @@ impl World {
     }
 
     async fn boot(&mut self, i: usize, app: &str, tamper: bool) {
+        // The challenge from one replica, the evidence to the next.
+        let challenger = self.next().device.clone();
+        let submitter = self.next().device.clone();
         let u = &mut self.units[i];
         u.bootcount += 1;
-        let nonce = challenge(&self.device, &u.serial).await;
+        let nonce = challenge(&challenger, &u.serial).await;
         let mut c = claims(&u.serial, u.bootcount);
         c.hwmodel = u.model.into();
         c.nonce = Some(nonce);
@@ -186,7 +210,7 @@ impl World {
             id: "CAL".into(),
             digest,
         });
-        submit(&self.device, sign_evidence(&c, &u.key))
+        submit(&submitter, sign_evidence(&c, &u.key))
             .await
             .expect("boot");
     }
@@ -253,11 +277,15 @@ async fn list_all(c: &Client, filter: pb::DeviceFilter) -> BTreeSet<String> {
     }
 }
 
-async fn check(w: &World, hospital: &Client, step: usize, op: &str) {
-    let admin = &w.admin;
+async fn check(w: &mut World, step: usize, op: &str) {
+    // Units read through one replica, views through the next.
+    let admin = w.next().admin.clone();
+    let units_admin = admin.clone();
+    let admin = &w.next().admin.clone();
+    let hospital = &w.next().hospital.clone();
     let mut devices = Vec::new();
     for u in w.units.iter().filter(|u| u.enrolled) {
-        let d = admin
+        let d = units_admin
             .fleet()
             .get_device(pb::GetDeviceRequest {
                 serial: u.serial.clone(),
@@ -376,7 +404,7 @@ async fn check(w: &World, hospital: &Client, step: usize, op: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn summaries_and_lists_always_equal_a_recount() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(
+    let store: Arc<dyn Store> = Arc::new(
         SledStore::open(
             dir.path(),
             &SledConfig {
@@ -386,6 +414,29 @@ async fn summaries_and_lists_always_equal_a_recount() {
         )
         .unwrap(),
     );
+    model(vec![store]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn summaries_and_lists_always_equal_a_recount_on_three_replicas() {
+    let db = attestd_store::postgres::testdb::TestDb::create();
+    let mut stores: Vec<Arc<dyn Store>> = Vec::new();
+    for _ in 0..3 {
+        let cfg = attestd_store::postgres::PgConfig {
+            pool_size: 4,
+            ..attestd_store::postgres::PgConfig::new(db.url.clone())
+        };
+        stores.push(Arc::new(
+            attestd_store::postgres::PgStore::open(&cfg)
+                .await
+                .expect("replica"),
+        ));
+    }
+    model(stores).await;
+}
+
+/// The model walk on servers over `stores` (one, or replicas of one store).
+async fn model(stores: Vec<Arc<dyn Store>>) {
     let release_key = SigningKey::generate(KeyAlg::Ed25519).unwrap();
     let release = ReleaseConfig {
         threshold: 1,
@@ -393,9 +444,24 @@ async fn summaries_and_lists_always_equal_a_recount() {
             base64::engine::general_purpose::STANDARD.encode(release_key.public_key().spki_der())
         ],
     };
-    let start_ms = now().0 * 1000;
-    let srv = InProc::start(store, release, start_ms).await;
-    let admin = srv.client(Some(ADMIN_TOKEN)).await;
+    let clock = Arc::new(ManualClock::new(now().0 * 1000));
+    let mut srvs = Vec::new();
+    for store in stores {
+        srvs.push(
+            InProc::start_on_clock(store, release.clone(), clock.clone(), Default::default()).await,
+        );
+    }
+    let mut replicas = Vec::new();
+    for srv in &srvs {
+        replicas.push(Replica {
+            admin: srv.client(Some(ADMIN_TOKEN)).await,
+            device: srv.client(None).await,
+            prov: srv.client(Some(station_token("line1-prov"))).await,
+            cal: srv.client(Some(station_token("line1-cal"))).await,
+            hospital: srv.client(Some(HOSPITAL_TOKEN)).await,
+        });
+    }
+    let admin = replicas[0].admin.clone();
     let models = &["PM-200", "IP-900"];
     let prov_key = register_station(
         &admin,
@@ -426,18 +492,15 @@ async fn summaries_and_lists_always_equal_a_recount() {
         })
         .collect();
     let mut w = World {
-        device: srv.client(None).await,
-        prov: srv.client(Some(station_token("line1-prov"))).await,
-        cal: srv.client(Some(station_token("line1-cal"))).await,
-        admin,
-        srv,
+        srvs,
+        replicas,
+        turn: 0,
         prov_key,
         cal_key,
         units,
         seq: 0,
     };
-    let hospital = w.srv.client(Some(HOSPITAL_TOKEN)).await;
-    let _other_hospital = w.srv.client(Some(HOSPITAL_B_TOKEN)).await;
+    let _other_hospital = w.srvs[0].client(Some(HOSPITAL_B_TOKEN)).await;
     let mut rng = Rng(0x5eed_a77e_57d0_0001);
     let mut seen_statuses = BTreeSet::new();
     for step in 0..STEPS {
@@ -462,7 +525,8 @@ async fn summaries_and_lists_always_equal_a_recount() {
                 }
                 56..=58 => {
                     let serial = w.units[i].serial.clone();
-                    w.admin
+                    w.next()
+                        .admin
                         .admin()
                         .revoke_device(pb::RevokeDeviceRequest {
                             serial,
@@ -475,7 +539,8 @@ async fn summaries_and_lists_always_equal_a_recount() {
                 59..=68 => {
                     let on = rng.below(2) == 0;
                     let serial = w.units[i].serial.clone();
-                    w.admin
+                    w.next()
+                        .admin
                         .release()
                         .set_quarantine(pb::SetQuarantineRequest {
                             serial,
@@ -494,7 +559,8 @@ async fn summaries_and_lists_always_equal_a_recount() {
                         ["ward-1", "ward-2"][rng.below(2) as usize]
                     };
                     let serial = w.units[i].serial.clone();
-                    w.admin
+                    w.next()
+                        .admin
                         .admin()
                         .assign_device(pb::AssignDeviceRequest {
                             serial,
@@ -509,16 +575,18 @@ async fn summaries_and_lists_always_equal_a_recount() {
                 }
                 _ => {
                     let by = [10 * 60, 3 * 3600, 25 * 3600][rng.below(3) as usize];
-                    w.srv.clock.advance_ms(by * 1000);
+                    clock.advance_ms(by * 1000);
                     "time passes"
                 }
             }
         };
-        w.srv.settle().await;
-        check(&w, &hospital, step, op).await;
+        // The job runs where the turn is (any replica may hold its lease).
+        let t = w.turn % w.srvs.len();
+        w.srvs[t].settle().await;
+        check(&mut w, step, op).await;
+        let reader = w.next().admin.clone();
         for u in w.units.iter().filter(|u| u.enrolled) {
-            let d = w
-                .admin
+            let d = reader
                 .fleet()
                 .get_device(pb::GetDeviceRequest {
                     serial: u.serial.clone(),

@@ -75,6 +75,16 @@ impl InProc {
         limits: attestd_server::settings::Limits,
     ) -> InProc {
         let clock = Arc::new(ManualClock::new(start_ms));
+        InProc::start_on_clock(store, release, clock, limits).await
+    }
+
+    /// Starts a server on `store` reading `clock` (replicas share one).
+    pub async fn start_on_clock(
+        store: Arc<dyn Store>,
+        release: ReleaseConfig,
+        clock: Arc<ManualClock>,
+        limits: attestd_server::settings::Limits,
+    ) -> InProc {
         let server = Server::new(ServerParts {
             store,
             settings: Settings {
