@@ -54,13 +54,13 @@ struct ServeArgs {
     /// Address to serve gRPC on (loopback only unless TLS is configured).
     #[arg(long, env = "ATTESTD_LISTEN")]
     listen: Option<SocketAddr>,
-    /// Directory of the embedded database.
+    /// Data directory: the sled database, the audit key and the dev kit.
     #[arg(long, env = "ATTESTD_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// Address to serve Prometheus metrics on (GET /metrics).
     #[arg(long, env = "ATTESTD_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
-    /// Page cache of the embedded database, in MiB.
+    /// Page cache of the sled database, in MiB.
     #[arg(long, env = "ATTESTD_CACHE_CAPACITY_MB")]
     cache_capacity_mb: Option<u64>,
     /// Development mode: no configuration needed; data in ./attestd-data,

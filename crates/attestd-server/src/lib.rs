@@ -1,7 +1,7 @@
 //! attestd's gRPC front end: the services of `proto/attestd/v1`, the edge
-//! layer that authenticates and authorizes every call, the group committer
-//! that makes acknowledgements durable, and server assembly with health and
-//! reflection. Handlers translate; rules live in `attestd-core`; state lives
+//! layer that authenticates and authorizes every call, the background jobs
+//! (under leases when replicas share a store), and server assembly with
+//! health that follows the store, and reflection. Handlers translate; rules live in `attestd-core`; state lives
 //! behind `attestd_store::Store`.
 
 #![forbid(unsafe_code)]

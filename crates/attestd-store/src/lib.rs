@@ -128,7 +128,7 @@ pub const STATUS_UNKNOWN: i32 = codes::status(attestd_core::appraisal::Status::U
 #[derive(Clone, Debug, Default)]
 pub struct UnitVerdict {
     pub appraisal: Option<AppraisalEntry>,
-    /// API status code.
+    /// Stored status ([`codes::status`]).
     pub status: i32,
     /// When time alone next changes the verdict (seconds); 0 for never.
     pub next_check_at: i64,
@@ -615,8 +615,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Takes or renews the lease on a background job for `holder` until
     /// `now_ms + ttl_ms`: `true` if `holder` holds it now. Jobs that must
-    /// run once across replicas (checkpoints, baseline activation, feed
-    /// trimming, summaries) run only while their lease is held. A backend
+    /// run once across replicas (re-appraisal with baseline activation and
+    /// feed trimming, audit checkpoints) run only while their lease is
+    /// held; refusal summaries count each replica's own refusals and run
+    /// everywhere. A backend
     /// with one process holds every lease.
     async fn lease(&self, job: &str, holder: &str, ttl_ms: i64, now_ms: i64) -> Result<bool> {
         let _ = (job, holder, ttl_ms, now_ms);

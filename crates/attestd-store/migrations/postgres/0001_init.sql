@@ -62,7 +62,8 @@ create table stations (
 );
 
 -- Enrolled units (DeviceEntry), with the fields that fleet listings filter
--- and sort on. status is the API status code (0 before the first decision).
+-- and sort on. status is the stored status code (codes.rs; 0 before the
+-- first decision).
 create table devices (
     serial        text collate "C" primary key,
     status        int not null,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use super::commit::Committer;
+use super::commit::{Committer, MAX_GROUP};
 use super::jobs;
 use super::read::{self, corrupt, db, decode, limit, page, parse_order, prep};
 use super::write::{self, Answer, Op};
@@ -540,15 +540,19 @@ impl Store for PgStore {
         if writes.is_empty() {
             return Vec::new();
         }
-        let ops = writes.into_iter().map(Op::Write).collect();
-        self.write(ops)
-            .await
-            .into_iter()
-            .map(|a| match a? {
+        // At most MAX_GROUP writes per transaction: every writer on every
+        // replica waits for the head lock while one runs, so a re-appraisal
+        // round of a thousand units must not hold it for all of them.
+        let mut out = Vec::with_capacity(writes.len());
+        let mut rest = writes.into_iter().peekable();
+        while rest.peek().is_some() {
+            let ops: Vec<Op> = rest.by_ref().take(MAX_GROUP).map(Op::Write).collect();
+            out.extend(self.write(ops).await.into_iter().map(|a| match a? {
                 Answer::Written(w) => Ok(w),
                 _ => Err(unexpected()),
-            })
-            .collect()
+            }));
+        }
+        out
     }
 
     async fn issue_nonce(
