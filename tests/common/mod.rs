@@ -7,6 +7,7 @@
 pub mod faulty;
 pub mod fleet;
 pub mod inproc;
+pub mod replicas;
 pub mod rpc;
 pub mod trusted;
 
