@@ -15,68 +15,10 @@ use std::time::{Duration, Instant};
 use attestd_client::core::keys::KeyAlg;
 use attestd_client::evidence::sign_evidence;
 use attestd_client::pb;
-use attestd_store::postgres::testdb::TestDb;
 use common::fleet::*;
+use common::replicas::Replicas;
 use common::*;
 use tokio_stream::StreamExt;
-
-/// Replica 1 carries the fleet fixture; the others are started like it, on
-/// the same database with the same audit key.
-struct Replicas {
-    fleet: Fleet,
-    others: Vec<TestServer>,
-    _db: TestDb,
-    _keys: tempfile::TempDir,
-}
-
-impl Replicas {
-    async fn start(n: usize) -> Replicas {
-        let db = TestDb::create();
-        let keys = tempfile::tempdir().unwrap();
-        let fleet = Fleet::start_on(Options {
-            postgres_url: Some(db.url.clone()),
-            audit_key_file: Some(keys.path().join("audit-key.pkcs8")),
-            limits: vec![("checkpoint_interval_secs", "1".into())],
-            ..Options::default()
-        })
-        .await;
-        let others = (1..n)
-            .map(|_| TestServer::start_with(fleet.server.options().clone()))
-            .collect();
-        Replicas {
-            fleet,
-            others,
-            _db: db,
-            _keys: keys,
-        }
-    }
-
-    /// Replica `i` (0 is the fleet's own).
-    fn replica(&self, i: usize) -> &TestServer {
-        match i {
-            0 => &self.fleet.server,
-            i => &self.others[i - 1],
-        }
-    }
-}
-
-/// The one audit key every replica signs with.
-fn audit_key(r: &Replicas) -> attestd_client::core::keys::PublicKey {
-    use base64::Engine as _;
-    let spki = base64::engine::general_purpose::STANDARD
-        .decode(
-            std::fs::read_to_string(r._keys.path().join("audit-key.pkcs8.pub"))
-                .unwrap()
-                .trim(),
-        )
-        .unwrap();
-    attestd_client::core::keys::PublicKey::from_spki_der(
-        &spki,
-        attestd_client::core::Reason::FieldInvalid,
-        "audit key",
-    )
-    .unwrap()
-}
 
 /// Provisions a PM-200 unit `serial` with a new key through `client`.
 async fn provision_with(
@@ -294,7 +236,7 @@ async fn the_audit_chain_stays_one_chain_under_writers_on_every_replica() {
     }
     // An export from each replica verifies with the one key (sequence,
     // links and the signed head) and holds every change once.
-    let key = audit_key(&r);
+    let key = r.audit_key();
     for i in 0..3 {
         let auditor = r.replica(i).client(Some(AUDITOR_TOKEN)).await;
         let file = attestd_client::audit::export_file(&auditor, 0, 0, |_| {})

@@ -51,6 +51,28 @@ pub struct Fleet {
     pub seq: u64,
 }
 
+impl Unit {
+    /// The claims of a normal boot: its model, application build and
+    /// calibration, answering `nonce`.
+    pub fn claims(&self, bootcount: u64, nonce: Vec<u8>) -> Claims {
+        let mut c = claims(&self.serial, bootcount);
+        c.hwmodel = self.model.clone();
+        c.nonce = Some(nonce);
+        c.components.push(Component {
+            name: "application".into(),
+            version: self.app.0.into(),
+            svn: self.app.1,
+            digest: app_digest(self.app.0),
+        });
+        c.components[0].digest = d("bootloader 2.1.0");
+        c.calibration = self.cal_digest.map(|digest| CalibrationClaim {
+            id: "CAL".into(),
+            digest,
+        });
+        c
+    }
+}
+
 pub fn baseline_doc(
     model: &str,
     version: u64,
@@ -200,20 +222,7 @@ impl Fleet {
         let u = &mut self.units[i];
         u.bootcount += 1;
         let nonce = challenge(&self.device, &u.serial).await;
-        let mut c = claims(&u.serial, u.bootcount);
-        c.hwmodel = u.model.clone();
-        c.nonce = Some(nonce);
-        c.components.push(Component {
-            name: "application".into(),
-            version: u.app.0.into(),
-            svn: u.app.1,
-            digest: app_digest(u.app.0),
-        });
-        c.components[0].digest = d("bootloader 2.1.0");
-        c.calibration = u.cal_digest.map(|digest| CalibrationClaim {
-            id: "CAL".into(),
-            digest,
-        });
+        let mut c = u.claims(u.bootcount, nonce);
         tweak(&mut c);
         let r = submit(&self.device, sign_evidence(&c, &u.key))
             .await

@@ -7,6 +7,9 @@
 pub mod faulty;
 pub mod fleet;
 pub mod inproc;
+pub mod load;
+pub mod private_pg;
+pub mod replicas;
 pub mod rpc;
 pub mod trusted;
 
