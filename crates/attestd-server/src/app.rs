@@ -73,14 +73,6 @@ impl App {
         }
     }
 
-    /// Runs a step of a handler (store calls and decisions) with the state.
-    pub async fn run<T>(
-        self: &Arc<Self>,
-        f: impl AsyncFnOnce(&Arc<App>) -> Result<T, Rejection>,
-    ) -> Result<T, Rejection> {
-        f(self).await
-    }
-
     /// Answers a unary call that only reads: `f` gets the request; a
     /// refusal is counted, logged and turned into its status.
     pub async fn answer<R, T>(

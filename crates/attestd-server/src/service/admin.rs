@@ -30,42 +30,37 @@ pub async fn set_flag(
     flag: Flag,
     audit: AuditNote,
 ) -> Result<DeviceEntry, Rejection> {
+    let store = app.store.as_ref();
     for _ in 0..FLAG_ATTEMPTS {
-        let (serial, flag, audit) = (serial.clone(), flag.clone(), audit.clone());
-        let written = app
-            .run(async move |app| {
-                let store = app.store.as_ref();
-                let Some(d) = store
-                    .get_device(serial.as_str())
-                    .await
-                    .map_err(|e| app.store_err(e))?
-                else {
-                    return Err(reject!(DeviceNotFound, "serial {serial} is not enrolled"));
-                };
-                let mut flagged = d.clone();
-                flag.apply(&mut flagged, audit.at_ms);
-                let (verdict, r) =
-                    unit_verdict(store, &app.baselines, &flagged, app.clock.now_ms()).await?;
-                match store
-                    .set_flag(FlagCommit {
-                        serial: serial.as_str().to_owned(),
-                        flag,
-                        expected_revision: d.revision,
-                        expected_baseline: r.baseline_version,
-                        verdict,
-                        audit,
-                    })
-                    .await
-                {
-                    Ok(d) => Ok(Some(d)),
-                    Err(StoreError::Conflict) => {
-                        app.metrics.commit_conflicts.fetch_add(1, Relaxed);
-                        Ok(None)
-                    }
-                    Err(e) => Err(app.store_err(e)),
-                }
+        let Some(d) = store
+            .get_device(serial.as_str())
+            .await
+            .map_err(|e| app.store_err(e))?
+        else {
+            return Err(reject!(DeviceNotFound, "serial {serial} is not enrolled"));
+        };
+        let mut flagged = d.clone();
+        flag.apply(&mut flagged, audit.at_ms);
+        let (verdict, r) =
+            unit_verdict(store, &app.baselines, &flagged, app.clock.now_ms()).await?;
+        let written = match store
+            .set_flag(FlagCommit {
+                serial: serial.as_str().to_owned(),
+                flag: flag.clone(),
+                expected_revision: d.revision,
+                expected_baseline: r.baseline_version,
+                verdict,
+                audit: audit.clone(),
             })
-            .await?;
+            .await
+        {
+            Ok(d) => Some(d),
+            Err(StoreError::Conflict) => {
+                app.metrics.commit_conflicts.fetch_add(1, Relaxed);
+                None
+            }
+            Err(e) => return Err(app.store_err(e)),
+        };
         if let Some(d) = written {
             return Ok(d);
         }
@@ -141,13 +136,10 @@ impl AdminService {
         )
         .details(format!("key {}", key.key_id()));
         let stored = app
-            .run(async move |app| {
-                app.store
-                    .register_station(entry, &note)
-                    .await
-                    .map_err(|e| app.store_err(e))
-            })
-            .await?;
+            .store
+            .register_station(entry, &note)
+            .await
+            .map_err(|e| app.store_err(e))?;
         tracing::info!(station = %id, key_id = %key.key_id(), "station registered");
         Ok(convert::station(stored))
     }
@@ -172,15 +164,11 @@ impl AdminService {
             id.as_str(),
         )
         .reason(&req.reason);
-        let (sid, reason) = (id.as_str().to_owned(), req.reason);
         let s = app
-            .run(async move |app| {
-                app.store
-                    .revoke_station(&sid, &reason, &note)
-                    .await
-                    .map_err(|e| app.store_err(e))
-            })
-            .await?;
+            .store
+            .revoke_station(id.as_str(), &req.reason, &note)
+            .await
+            .map_err(|e| app.store_err(e))?;
         // Units relying on its records are re-appraised.
         app.work.notify_one();
         tracing::warn!(station = %id, "station revoked");
@@ -259,15 +247,11 @@ impl AdminService {
             "tenant {:?} site {:?} department {:?} asset {:?}",
             a.tenant, a.site, a.department, a.asset_tag
         ));
-        let target = serial.as_str().to_owned();
         let d = app
-            .run(async move |app| {
-                app.store
-                    .assign_device(&target, &a, &note)
-                    .await
-                    .map_err(|e| app.store_err(e))
-            })
-            .await?;
+            .store
+            .assign_device(serial.as_str(), &a, &note)
+            .await
+            .map_err(|e| app.store_err(e))?;
         tracing::info!(serial = %serial, tenant = %d.tenant, site = %d.site, "device assigned");
         Ok(pb::AssignDeviceResponse {
             serial: d.serial,

@@ -186,15 +186,11 @@ impl AuditService {
             }
             let (mut after, mut hash) = (range.first - 1, range.prev_hash);
             while after < range.last {
-                let from = after;
                 let batch = app
-                    .run(async move |app| {
-                        app.store
-                            .audit_after(from, SCAN_BATCH)
-                            .await
-                            .map_err(|e| app.store_err(e))
-                    })
-                    .await;
+                    .store
+                    .audit_after(after, SCAN_BATCH)
+                    .await
+                    .map_err(|e| app.store_err(e));
                 let batch = match batch {
                     Ok(b) if !b.is_empty() => b,
                     Ok(_) => {

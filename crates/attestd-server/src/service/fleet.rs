@@ -349,13 +349,10 @@ impl FleetService {
         tokio::spawn(async move {
             loop {
                 let read = app
-                    .run(async move |app| {
-                        app.store
-                            .changes_after(cursor, buffer)
-                            .await
-                            .map_err(|e| app.store_err(e))
-                    })
-                    .await;
+                    .store
+                    .changes_after(cursor, buffer)
+                    .await
+                    .map_err(|e| app.store_err(e));
                 let batch = match read {
                     Ok(b) => b,
                     Err(r) => {

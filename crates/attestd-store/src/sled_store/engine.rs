@@ -1133,23 +1133,28 @@ impl Engine {
     }
 
     pub fn audit_head(&self) -> crate::Result<(u64, [u8; 32])> {
-        // Sequence and hash are two keys: read them in one transaction, or
-        // an append between the two reads pairs one entry's sequence with
-        // the next one's hash (a checkpoint would then sign a head that is
-        // not in the chain).
-        self.tx(|t| {
-            let seq = match t.t(META).get(AUDIT_SEQ)? {
-                Some(v) => u64_of(&v).ok_or_else(|| tx_corrupt("audit sequence"))?,
-                None => 0,
-            };
-            let head = match t.t(META).get(AUDIT_HEAD)? {
-                Some(v) => {
-                    <[u8; 32]>::try_from(v.as_ref()).map_err(|_| tx_corrupt("audit head"))?
-                }
-                None => attestd_core::audit::GENESIS,
-            };
-            Ok((seq, head))
-        })
+        // The newest sequence, then the entry stored at it, which holds its
+        // own hash and never changes: a consistent pair without a
+        // transaction. (Two keys read apart would pair one entry's sequence
+        // with the next one's hash; and a read-only sled transaction pins
+        // the log, which deadlocked against sled's IO threads under the
+        // conformance suite's concurrent appends.) An append being applied
+        // may show its sequence before its entry: read again.
+        for _ in 0..1000 {
+            let seq = self.count(AUDIT_SEQ)?;
+            if seq == 0 {
+                return Ok((0, attestd_core::audit::GENESIS));
+            }
+            if let Some(r) =
+                self.read::<crate::AuditRecord>(AUDIT, &seq.to_be_bytes(), "audit entry")?
+            {
+                let hash = <[u8; 32]>::try_from(r.hash.as_slice())
+                    .map_err(|_| corrupt("audit entry hash"))?;
+                return Ok((seq, hash));
+            }
+            std::thread::yield_now();
+        }
+        Err(corrupt("audit head: no entry at the newest sequence"))
     }
 
     pub fn audit_last_checkpoint(&self) -> crate::Result<Option<crate::AuditRecord>> {

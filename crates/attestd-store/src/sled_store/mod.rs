@@ -82,8 +82,16 @@ impl SledStore {
     /// a read from sled's page cache: measured, three hops per fleet
     /// summary halved its rate. Scans and writes go to the pool ([`run`]).
     ///
+    /// Such a read never waits, so a task looping over point reads would
+    /// never give its worker thread back and could starve the tasks whose
+    /// writes it waits for (seen: two readers polling `audit_head` on a
+    /// 2-core runtime held both workers). Each read therefore spends a unit
+    /// of tokio's cooperative budget, which yields once the task has used
+    /// its share.
+    ///
     /// [`run`]: SledStore::run
-    fn point<T>(&self, f: impl FnOnce(&Engine) -> Result<T>) -> Result<T> {
+    async fn point<T>(&self, f: impl FnOnce(&Engine) -> Result<T>) -> Result<T> {
+        tokio::task::coop::consume_budget().await;
         f(&self.engine)
     }
 
@@ -179,7 +187,7 @@ impl Store for SledStore {
     }
 
     async fn get_station(&self, station_id: &str) -> Result<Option<StationEntry>> {
-        self.point(|e| e.get_station(station_id))
+        self.point(|e| e.get_station(station_id)).await
     }
 
     async fn list_stations(&self, after: Option<&str>, limit: usize) -> Result<Page<StationEntry>> {
@@ -189,7 +197,7 @@ impl Store for SledStore {
     }
 
     async fn get_device(&self, serial: &str) -> Result<Option<DeviceEntry>> {
-        self.point(|e| e.get_device(serial))
+        self.point(|e| e.get_device(serial)).await
     }
 
     async fn commit_record(&self, commit: RecordCommit) -> Result<RecordOutcome> {
@@ -200,7 +208,7 @@ impl Store for SledStore {
     }
 
     async fn get_record(&self, record_id: &str) -> Result<Option<RecordEntry>> {
-        self.point(|e| e.get_record(record_id))
+        self.point(|e| e.get_record(record_id)).await
     }
 
     async fn list_records(
@@ -244,11 +252,11 @@ impl Store for SledStore {
     }
 
     async fn get_baseline(&self, model: &str, version: u64) -> Result<Option<BaselineEntry>> {
-        self.point(|e| e.get_baseline(model, version))
+        self.point(|e| e.get_baseline(model, version)).await
     }
 
     async fn active_baseline_version(&self, model: &str) -> Result<Option<u64>> {
-        self.point(|e| e.active_baseline_version(model))
+        self.point(|e| e.active_baseline_version(model)).await
     }
 
     async fn list_baselines(
@@ -291,7 +299,7 @@ impl Store for SledStore {
     }
 
     async fn get_evidence(&self, evidence_id: &str) -> Result<Option<EvidenceEntry>> {
-        self.point(|e| e.get_evidence(evidence_id))
+        self.point(|e| e.get_evidence(evidence_id)).await
     }
 
     async fn list_history(
@@ -335,11 +343,11 @@ impl Store for SledStore {
     }
 
     async fn audit_head(&self) -> Result<(u64, [u8; 32])> {
-        self.point(|e| e.audit_head())
+        self.point(|e| e.audit_head()).await
     }
 
     async fn audit_last_checkpoint(&self) -> Result<Option<AuditRecord>> {
-        self.point(|e| e.audit_last_checkpoint())
+        self.point(|e| e.audit_last_checkpoint()).await
     }
 
     async fn list_devices(&self, q: DeviceQuery) -> Result<Page<DeviceEntry>> {
@@ -347,7 +355,7 @@ impl Store for SledStore {
     }
 
     async fn summary(&self, group: Group, tenant: Option<&str>) -> Result<Vec<SummaryCount>> {
-        self.point(|e| e.summary(group, tenant))
+        self.point(|e| e.summary(group, tenant)).await
     }
 
     async fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<ChangeEntry>> {
@@ -355,11 +363,11 @@ impl Store for SledStore {
     }
 
     async fn change_cursor(&self) -> Result<u64> {
-        self.point(|e| e.change_cursor())
+        self.point(|e| e.change_cursor()).await
     }
 
     async fn change_bounds(&self) -> Result<Option<(u64, u64)>> {
-        self.point(|e| e.change_bounds())
+        self.point(|e| e.change_bounds()).await
     }
 
     async fn trim_changes(&self, keep: u64, max: usize) -> Result<usize> {
@@ -368,7 +376,7 @@ impl Store for SledStore {
     }
 
     async fn counts(&self) -> Result<Counts> {
-        self.point(|e| e.counts())
+        self.point(|e| e.counts()).await
     }
 
     async fn commit_batch(&self, writes: Vec<Write>) -> Vec<Result<Written>> {
