@@ -40,6 +40,10 @@ struct Cli {
 enum Command {
     /// Run the gRPC server.
     Serve(ServeArgs),
+    /// Check a configuration file without starting: every check `serve`
+    /// makes before it listens or opens the database. Exits 0 when the
+    /// file can be served (warnings are printed), 1 with the reason if not.
+    CheckConfig(CheckConfigArgs),
     /// Print a new random bearer token and the SHA-256 to put in the configuration.
     GenToken,
     /// Print the SHA-256 (for token_sha256) of a token read from standard input.
@@ -68,6 +72,12 @@ struct ServeArgs {
     /// and a station (station_id dev-station).
     #[arg(long)]
     dev: bool,
+}
+
+#[derive(clap::Args)]
+struct CheckConfigArgs {
+    /// The configuration file (TOML) to check.
+    file: PathBuf,
 }
 
 fn random_token() -> anyhow::Result<String> {
@@ -149,8 +159,18 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested: draining in-flight requests");
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let (cfg, kit) = resolve(&args)?;
+/// What the checks before start-up found and loaded.
+struct Checked {
+    transport: Transport,
+    tls: Option<Arc<attestd_server::tls::TlsState>>,
+    warnings: Vec<String>,
+}
+
+/// Every check of the configuration that needs neither a port nor the
+/// database: TLS files, limits, principals, release keys, the store's
+/// settings, the data directory and the audit key. `serve` runs them before
+/// it opens or binds anything; `check-config` runs them alone.
+fn check(cfg: &Resolved) -> anyhow::Result<Checked> {
     // ring is the one crypto provider of the whole dependency graph.
     attestd_server::tls::install_crypto_provider();
     let transport = check_listen(cfg.listen, cfg.tls.is_some(), cfg.insecure_plaintext)?;
@@ -161,8 +181,96 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         )),
         None => None,
     };
-    std::fs::create_dir_all(&cfg.data_dir)
+    let settings = Settings {
+        limits: cfg.limits.clone(),
+        principals: cfg.principals.clone(),
+        release: cfg.release.clone(),
+    };
+    let client_certs = tls.as_ref().is_some_and(|t| t.client_certs());
+    let mut warnings = settings
+        .check(client_certs)
+        .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+    if let StoreConfig::Postgres(pg) = &cfg.store {
+        attestd_store::postgres::check_config(&pg.0)
+            .map_err(|e| anyhow::anyhow!("[store]: {e}"))?;
+    }
+    match std::fs::metadata(&cfg.data_dir) {
+        Ok(m) if !m.is_dir() => bail!("data_dir {} is not a directory", cfg.data_dir.display()),
+        Ok(m) => {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = m.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                warnings.push(format!(
+                    "data_dir {} has mode {mode:04o}: other users can read attestd's data; \
+                     chmod 700 it",
+                    cfg.data_dir.display()
+                ));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Made at start (0700); its parent must exist.
+            if let Some(parent) = cfg.data_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                if !parent.is_dir() {
+                    bail!(
+                        "data_dir {}: its parent {} does not exist",
+                        cfg.data_dir.display(),
+                        parent.display()
+                    );
+                }
+            }
+        }
+        Err(e) => bail!("data_dir {}: {e}", cfg.data_dir.display()),
+    }
+    if cfg.audit_key_file.exists() {
+        attestd_server::checkpoint::CheckpointKey::load(&cfg.audit_key_file)
+            .map_err(|e| anyhow::anyhow!("audit key: {e}"))?;
+    }
+    Ok(Checked {
+        transport,
+        tls,
+        warnings,
+    })
+}
+
+/// `attestd check-config FILE`.
+fn check_config(args: CheckConfigArgs) -> anyhow::Result<()> {
+    let serve = ServeArgs {
+        config: Some(args.file.clone()),
+        listen: None,
+        data_dir: None,
+        metrics_listen: None,
+        cache_capacity_mb: None,
+        dev: false,
+    };
+    let (cfg, _) = resolve(&serve)?;
+    let checked = check(&cfg)?;
+    for w in &checked.warnings {
+        println!("warning: {w}");
+    }
+    println!("{}: configuration OK", args.file.display());
+    Ok(())
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // Nothing attestd writes is for other users: the data directory 0700,
+    // files 0600 (sled's, the audit key's, the dev kit's).
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    let (cfg, kit) = resolve(&args)?;
+    let Checked {
+        transport,
+        tls,
+        warnings,
+    } = check(&cfg)?;
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .create(&cfg.data_dir)
         .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    let checkpoint_key =
+        attestd_server::checkpoint::CheckpointKey::load_or_create(&cfg.audit_key_file)
+            .map_err(|e| anyhow::anyhow!("audit key: {e}"))?;
     let store: Arc<dyn Store> = match &cfg.store {
         StoreConfig::Sled => Arc::new(
             SledStore::open(
@@ -189,11 +297,51 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             Arc::new(store)
         }
     };
+    if let Some(kit) = &kit {
+        dev::register_station(store.as_ref(), &kit.station_key, SystemClock.now_ms()).await?;
+    }
+    tracing::info!(key_id = %checkpoint_key.public.key_id(), file = %cfg.audit_key_file.display(), "audit checkpoints signed with this key");
+    let clock: Arc<dyn Clock> = match &cfg.clock_offset_file {
+        Some(path) => {
+            tracing::warn!(file = %path.display(), "TEST CLOCK: time is read with an offset from this file; never use in production");
+            Arc::new(OffsetFileClock { path: path.clone() })
+        }
+        None => Arc::new(SystemClock),
+    };
+    let principals = cfg.principals.len();
+    let mut server = attestd_server::Server::new(ServerParts {
+        store,
+        settings: Settings {
+            limits: cfg.limits,
+            principals: cfg.principals,
+            release: cfg.release,
+        },
+        clock,
+        metrics_listener: None,
+        checkpoint_key: Some(Arc::new(checkpoint_key)),
+        tls: tls.clone(),
+    })?;
+    // SIGHUP re-reads the principals from the configuration file (the dev
+    // kit's stay as they are).
+    if let Some(path) = args.config.clone() {
+        let kit_principals: Vec<PrincipalConfig> = kit
+            .as_ref()
+            .map(|k| k.principals.clone())
+            .unwrap_or_default();
+        server = server.reload_principals_with(Arc::new(move || {
+            let file = FileConfig::load(&path).map_err(|e| format!("{e:#}"))?;
+            let mut p = file.principals;
+            p.extend(kit_principals.iter().cloned());
+            Ok(p)
+        }));
+    }
+    // A replica with another audit key is refused before anything listens.
+    server.check_audit_key().await?;
     let listener = TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("binding {}", cfg.listen))?;
     let local = listener.local_addr()?;
-    let metrics_listener = match cfg.metrics_listen {
+    let metrics = match cfg.metrics_listen {
         Some(a) => Some(
             TcpListener::bind(a)
                 .await
@@ -203,6 +351,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     // Machine-readable start-up lines on stdout (tests and scripts read them).
     println!("attestd listening on {local}");
+    if let Some(l) = metrics {
+        println!("attestd metrics on http://{}/metrics", l.local_addr()?);
+        server = server.metrics_on(l);
+    }
     match transport {
         Transport::Tls => {
             let files = tls.as_ref().map(|t| t.files());
@@ -221,11 +373,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
              tokens and all data cross the network unencrypted; configure [tls]"
         ),
     }
-    if let Some(m) = &metrics_listener {
-        println!("attestd metrics on http://{}/metrics", m.local_addr()?);
-    }
     if let Some(kit) = &kit {
-        dev::register_station(store.as_ref(), &kit.station_key, SystemClock.now_ms()).await?;
         for (what, t) in &kit.tokens {
             println!("attestd dev {what} token: {t}");
         }
@@ -234,31 +382,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             kit.dir.display()
         );
     }
-    tracing::info!(listen = %local, data_dir = %cfg.data_dir.display(), principals = cfg.principals.len(), "attestd started");
-    let checkpoint_key =
-        attestd_server::checkpoint::CheckpointKey::load_or_create(&cfg.audit_key_file)
-            .map_err(|e| anyhow::anyhow!("audit key: {e}"))?;
-    tracing::info!(key_id = %checkpoint_key.public.key_id(), file = %cfg.audit_key_file.display(), "audit checkpoints signed with this key");
-    let clock: Arc<dyn Clock> = match &cfg.clock_offset_file {
-        Some(path) => {
-            tracing::warn!(file = %path.display(), "TEST CLOCK: time is read with an offset from this file; never use in production");
-            Arc::new(OffsetFileClock { path: path.clone() })
-        }
-        None => Arc::new(SystemClock),
-    };
-    let parts = ServerParts {
-        store,
-        settings: Settings {
-            limits: cfg.limits,
-            principals: cfg.principals,
-            release: cfg.release,
-        },
-        clock,
-        metrics_listener,
-        checkpoint_key: Some(Arc::new(checkpoint_key)),
-        tls,
-    };
-    attestd_server::serve(listener, parts, shutdown_signal()).await?;
+    tracing::info!(listen = %local, data_dir = %cfg.data_dir.display(), principals, "attestd started");
+    server.run(listener, shutdown_signal(), true).await?;
     Ok(())
 }
 
@@ -283,6 +408,7 @@ fn main() -> anyhow::Result<()> {
             println!("{}", token_hash(line.trim()));
             Ok(())
         }
+        Command::CheckConfig(args) => check_config(args),
         Command::Serve(args) => {
             tracing_subscriber::fmt()
                 .with_env_filter(

@@ -13,6 +13,8 @@ pub struct FaultyStore {
     pub inner: Arc<dyn Store>,
     pub failing: AtomicBool,
     pub hold: Arc<Hold>,
+    /// What `failure` reports (a store that cannot write until restarted).
+    pub fatal: Mutex<Option<String>>,
 }
 
 /// Ways to hold a caller inside the store, to make races happen on purpose.
@@ -67,6 +69,7 @@ impl FaultyStore {
             inner,
             failing: AtomicBool::new(false),
             hold: Arc::default(),
+            fatal: Mutex::new(None),
         }
     }
 }
@@ -330,6 +333,15 @@ impl Store for FaultyStore {
     async fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<ChangeEntry>> {
         self.check()?;
         self.inner.changes_after(after, limit).await
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.fatal.lock().unwrap().clone()
+    }
+
+    async fn probe(&self) -> Result<()> {
+        self.check()?;
+        self.inner.probe().await
     }
 
     async fn change_cursor(&self) -> Result<u64> {

@@ -82,6 +82,8 @@ pub struct Options {
     pub postgres_url: Option<String>,
     /// The audit key file (replicas share one); default: in the data dir.
     pub audit_key_file: Option<PathBuf>,
+    /// The data directory; default: `data` in the test's directory.
+    pub data_dir: Option<PathBuf>,
 }
 
 /// Which backend the end-to-end tests run on: `sled` (default) or
@@ -187,7 +189,31 @@ impl TestServer {
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        data_dir(self.dir.path(), &self.opts)
+    }
+
+    /// Sends a signal (`TERM`, `HUP`, ...) to the server.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// Waits up to `within` for the server to exit; its status, if it did.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                return Some(s);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Moves the server's clock forward (needs `Options::test_clock`).
@@ -340,6 +366,10 @@ impl Drop for TestServer {
     }
 }
 
+fn data_dir(dir: &Path, opts: &Options) -> PathBuf {
+    opts.data_dir.clone().unwrap_or_else(|| dir.join("data"))
+}
+
 fn launch(dir: &Path, opts: &Options) -> (Child, String, String) {
     let mut cfg = String::new();
     cfg.push_str(
@@ -347,7 +377,7 @@ fn launch(dir: &Path, opts: &Options) -> (Child, String, String) {
     );
     cfg.push_str(&format!(
         "data_dir = {:?}\n",
-        dir.join("data").display().to_string()
+        data_dir(dir, opts).display().to_string()
     ));
     cfg.push_str("\n[limits]\n");
     for (k, v) in &opts.limits {

@@ -36,6 +36,9 @@ pub struct App {
     pub work: tokio::sync::Notify,
     /// This process among the replicas sharing a store (leases of jobs).
     pub replica: String,
+    /// Set when the server starts draining (SIGTERM): open streams end,
+    /// telling their callers to reconnect.
+    pub draining: tokio::sync::watch::Sender<bool>,
 }
 
 impl App {

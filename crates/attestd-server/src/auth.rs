@@ -6,7 +6,7 @@
 //! and a path that is not listed is refused (fail closed).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use attestd_core::ids::{Digest, StationId};
 use attestd_core::{reject, Reason, Rejection};
@@ -149,6 +149,85 @@ pub struct Authenticator {
     by_uri: HashMap<String, Arc<Principal>>,
 }
 
+/// The principals in force, replaced whole when they are reloaded
+/// (SIGHUP): a call sees the old table or the new one, never a mix.
+#[derive(Clone, Debug, Default)]
+pub struct SharedAuth(Arc<RwLock<Arc<Authenticator>>>);
+
+impl SharedAuth {
+    pub fn new(a: Authenticator) -> SharedAuth {
+        SharedAuth(Arc::new(RwLock::new(Arc::new(a))))
+    }
+
+    /// The table as it is now.
+    pub fn current(&self) -> Arc<Authenticator> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn replace(&self, a: Authenticator) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(a);
+    }
+}
+
+/// Where reloaded principals come from: the binary re-reads its
+/// configuration file. `Err` keeps the principals in force.
+pub type PrincipalSource =
+    Arc<dyn Fn() -> Result<Vec<PrincipalConfig>, String> + Send + Sync + 'static>;
+
+/// Reloads the principals from `source` on SIGHUP until `stop` turns true.
+/// A reload that fails (a file that does not parse, a principal refused,
+/// certificate principals without client CAs) is logged and changes
+/// nothing.
+pub async fn watch_principals(
+    auth: SharedAuth,
+    source: PrincipalSource,
+    client_certs: bool,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    #[cfg(unix)]
+    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::warn!(error = %e, "SIGHUP cannot be caught: principals reload only at restart");
+            return;
+        }
+    };
+    loop {
+        #[cfg(unix)]
+        let hangup = hup.recv();
+        #[cfg(not(unix))]
+        let hangup = std::future::pending::<Option<()>>();
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = hangup => {}
+        }
+        if *stop.borrow() {
+            return;
+        }
+        match reload(&source, client_certs) {
+            Ok(a) => {
+                let n = a.len();
+                auth.replace(a);
+                tracing::info!(principals = n, "principals reloaded (SIGHUP)");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "principals NOT reloaded (SIGHUP); the previous ones stay in force")
+            }
+        }
+    }
+}
+
+fn reload(source: &PrincipalSource, client_certs: bool) -> Result<Authenticator, String> {
+    let configs = source()?;
+    let a = Authenticator::new(&configs).map_err(|e| e.to_string())?;
+    if a.has_certificate_principals() && !client_certs {
+        return Err(
+            "principals identified by client certificate need TLS with client_ca_files".into(),
+        );
+    }
+    Ok(a)
+}
+
 /// A fingerprint as people copy it: hex, any case, colons allowed.
 fn parse_fingerprint(s: &str) -> Option<Digest> {
     let hex: String = s
@@ -241,6 +320,15 @@ impl Authenticator {
             by_fingerprint,
             by_uri,
         })
+    }
+
+    /// Credentials in the table (a principal may have several).
+    pub fn len(&self) -> usize {
+        self.by_token.len() + self.by_fingerprint.len() + self.by_uri.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Whether any principal is identified by a client certificate.

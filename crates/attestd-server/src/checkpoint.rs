@@ -27,15 +27,26 @@ pub struct CheckpointKey {
     pub public: PublicKey,
 }
 
+/// The base64 PKCS#8 document in `path`, bounded (a key file is small).
+fn read_pkcs8(path: &Path) -> Result<Vec<u8>, String> {
+    let shown = path.display();
+    let size = std::fs::metadata(path)
+        .map_err(|e| format!("{shown}: {e}"))?
+        .len();
+    if size > 4096 {
+        return Err(format!("{shown}: {size} bytes, not an audit key file"));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{shown}: {e}"))?;
+    B64.decode(text.trim())
+        .map_err(|_| format!("{shown} is not base64"))
+}
+
 impl CheckpointKey {
     /// Loads the PKCS#8 key at `path` (base64), or makes one there (0600)
     /// with its public key (base64 SPKI) in `<path>.pub`.
     pub fn load_or_create(path: &Path) -> Result<CheckpointKey, String> {
         let pkcs8 = if path.exists() {
-            let text =
-                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            B64.decode(text.trim())
-                .map_err(|_| format!("{} is not base64", path.display()))?
+            read_pkcs8(path)?
         } else {
             let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
                 .map_err(|_| "key generation failed".to_string())?;
@@ -43,14 +54,26 @@ impl CheckpointKey {
                 .map_err(|e| format!("{}: {e}", path.display()))?;
             doc.as_ref().to_vec()
         };
-        let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pkcs8)
-            .map_err(|_| format!("{} is not an Ed25519 PKCS#8 key", path.display()))?;
-        let public = PublicKey::from_raw(KeyAlg::Ed25519, pair.public_key().as_ref())
-            .map_err(|e| e.message)?;
+        let key = Self::from_pkcs8(path, &pkcs8)?;
+        let public = &key.public;
         let mut pub_path = path.as_os_str().to_owned();
         pub_path.push(".pub");
         std::fs::write(&pub_path, B64.encode(public.spki_der()))
             .map_err(|e| format!("writing the public key: {e}"))?;
+        Ok(key)
+    }
+
+    /// Loads the key at `path` without making one or writing anything
+    /// (`attestd check-config`).
+    pub fn load(path: &Path) -> Result<CheckpointKey, String> {
+        Self::from_pkcs8(path, &read_pkcs8(path)?)
+    }
+
+    fn from_pkcs8(path: &Path, pkcs8: &[u8]) -> Result<CheckpointKey, String> {
+        let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8)
+            .map_err(|_| format!("{} is not an Ed25519 PKCS#8 key", path.display()))?;
+        let public = PublicKey::from_raw(KeyAlg::Ed25519, pair.public_key().as_ref())
+            .map_err(|e| e.message)?;
         Ok(CheckpointKey { pair, public })
     }
 

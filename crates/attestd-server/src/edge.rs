@@ -13,13 +13,13 @@ use attestd_core::{reject, Rejection};
 use tonic::body::Body;
 use tower::{Layer, Service};
 
-use crate::auth::Authenticator;
+use crate::auth::SharedAuth;
 use crate::metrics::Metrics;
 use crate::status::to_status;
 
 #[derive(Clone)]
 pub struct EdgeLayer {
-    pub auth: Arc<Authenticator>,
+    pub auth: SharedAuth,
     pub metrics: Arc<Metrics>,
     /// Refusals, summarized into the audit chain per interval.
     pub failures: Arc<crate::security::CallerTally>,
@@ -116,7 +116,8 @@ where
             };
             format!("peer {ip}")
         };
-        let who = match self.layer.auth.authorize(&path, header, cert.as_deref()) {
+        let auth = self.layer.auth.current();
+        let who = match auth.authorize(&path, header, cert.as_deref()) {
             Ok(Some(principal)) => {
                 let who = format!("principal {}", principal.name);
                 req.extensions_mut().insert(principal);
@@ -135,9 +136,7 @@ where
             Err(r) => {
                 // Who failed: the principal if the token was known, else the peer.
                 let who = match r.reason {
-                    attestd_core::Reason::RoleForbidden => self
-                        .layer
-                        .auth
+                    attestd_core::Reason::RoleForbidden => auth
                         .authenticate(header, cert.as_deref())
                         .map(|p| format!("principal {}", p.name))
                         .unwrap_or_default(),

@@ -25,13 +25,14 @@ pub mod verdict;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use attestd_proto::v1 as pb;
 use attestd_store::Store;
 use tokio::net::TcpListener;
 
 use crate::app::App;
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, PrincipalSource, SharedAuth};
 use crate::clock::Clock;
 use crate::edge::EdgeLayer;
 use crate::metrics::Metrics;
@@ -53,6 +54,8 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
     #[error("configuration: {0}")]
     Config(String),
+    #[error("the store failed and cannot recover without a restart: {0}")]
+    StoreFailed(String),
 }
 
 /// Everything a server needs.
@@ -73,7 +76,8 @@ pub struct ServerParts {
 /// can reach the state (`app`) to drive background work by hand.
 pub struct Server {
     app: Arc<App>,
-    auth: Arc<Authenticator>,
+    auth: SharedAuth,
+    principal_source: Option<PrincipalSource>,
     metrics_listener: Option<TcpListener>,
     checkpoint_key: Option<Arc<checkpoint::CheckpointKey>>,
     tls: Option<Arc<tls::TlsState>>,
@@ -90,12 +94,11 @@ impl Server {
             checkpoint_key,
             tls,
         } = parts;
-        let auth = Arc::new(Authenticator::new(&settings.principals)?);
-        if auth.has_certificate_principals() && !tls.as_ref().is_some_and(|t| t.client_certs()) {
-            return Err(ServeError::Config(
-                "principals identified by client certificate need TLS with client_ca_files".into(),
-            ));
+        let client_certs = tls.as_ref().is_some_and(|t| t.client_certs());
+        for w in settings.check(client_certs).map_err(ServeError::Config)? {
+            tracing::warn!("{w}");
         }
+        let auth = SharedAuth::new(Authenticator::new(&settings.principals)?);
         let trust_root = settings.release.trust_root().map_err(ServeError::Config)?;
         let metrics = Arc::new(Metrics::default());
         let limits = settings.limits.clone();
@@ -120,10 +123,12 @@ impl Server {
             baselines: verdict::BaselineCache::default(),
             work: tokio::sync::Notify::new(),
             replica: replica_id(),
+            draining: tokio::sync::watch::Sender::new(false),
         });
         Ok(Server {
             app,
             auth,
+            principal_source: None,
             metrics_listener,
             checkpoint_key,
             tls,
@@ -133,6 +138,30 @@ impl Server {
     /// The shared state of the services.
     pub fn app(&self) -> Arc<App> {
         self.app.clone()
+    }
+
+    /// Serves `GET /metrics` on `listener` (bound after the checks passed).
+    pub fn metrics_on(mut self, listener: TcpListener) -> Server {
+        self.metrics_listener = Some(listener);
+        self
+    }
+
+    /// Reloads the principals from `source` on SIGHUP (the binary re-reads
+    /// its configuration file).
+    pub fn reload_principals_with(mut self, source: PrincipalSource) -> Server {
+        self.principal_source = Some(source);
+        self
+    }
+
+    /// Checks that this server's audit key is the one the store was started
+    /// with (pinning it in a new store). [`Server::run`] does it too; the
+    /// binary calls it first, so a wrong key is refused before anything
+    /// listens.
+    pub async fn check_audit_key(&self) -> Result<(), ServeError> {
+        match &self.checkpoint_key {
+            Some(k) => pin_audit_key(&self.app, k).await,
+            None => Ok(()),
+        }
     }
 
     /// Serves the API on `listener` until `shutdown` resolves, then drains
@@ -147,6 +176,7 @@ impl Server {
         let Server {
             app,
             auth,
+            principal_source,
             metrics_listener,
             checkpoint_key,
             tls,
@@ -183,6 +213,15 @@ impl Server {
                 jobs_stopped.clone(),
             ))
         });
+        let client_certs = tls.as_ref().is_some_and(|t| t.client_certs());
+        let principal_watch = principal_source.map(|source| {
+            tokio::spawn(auth::watch_principals(
+                auth.clone(),
+                source,
+                client_certs,
+                jobs_stopped.clone(),
+            ))
+        });
         let tls_watch = tls
             .clone()
             .map(|t| tokio::spawn(tls::watch_files(t, jobs_stopped.clone())));
@@ -198,11 +237,43 @@ impl Server {
 
         let (health, health_service) = tonic_health::server::health_reporter();
         set_health(&health, true).await;
+        // Whoever changes health holds this: the store probe never sets
+        // SERVING after the drain has set NOT_SERVING.
+        let health = Arc::new(tokio::sync::Mutex::new(health));
+        // SIGTERM (or whatever `shutdown` is): health goes NOT_SERVING, open
+        // streams end telling their callers to reconnect, new connections
+        // are refused and in-flight calls get `drain_timeout_secs` to end.
+        let drain = Duration::from_secs(app.limits.drain_timeout_secs.max(1));
+        let (drain_started, drain_begun) = tokio::sync::oneshot::channel::<()>();
+        // A store that can no longer write (see `Store::failure`) stops the
+        // server as SIGTERM would, and `run` then returns the error.
+        let (fatal, fatal_seen) = tokio::sync::watch::channel::<Option<String>>(None);
+        let shutdown = {
+            let (app, health) = (app.clone(), health.clone());
+            let mut fatal_seen = fatal_seen.clone();
+            async move {
+                tokio::select! {
+                    () = shutdown => {}
+                    _ = fatal_seen.wait_for(|f| f.is_some()) => {}
+                }
+                {
+                    let h = health.lock().await;
+                    app.draining.send_replace(true);
+                    set_health(&h, false).await;
+                }
+                tracing::info!(
+                    deadline_secs = drain.as_secs(),
+                    "draining: health NOT_SERVING, streams told to reconnect, in-flight calls finishing"
+                );
+                let _ = drain_started.send(());
+            }
+        };
         // Health follows the store: NOT_SERVING while it cannot be read
         // (the database unreachable), SERVING again once it can.
         let health_watch = tokio::spawn(watch_store_health(
             app.clone(),
             health.clone(),
+            fatal,
             jobs_stopped.clone(),
         ));
 
@@ -221,7 +292,7 @@ impl Server {
             clock: app.clock.clone(),
         };
         let a = || app.clone();
-        let result = tonic::transport::Server::builder()
+        let served = tonic::transport::Server::builder()
             .layer(edge)
             .add_service(health_service)
             .add_service(reflection)
@@ -261,8 +332,24 @@ impl Server {
             .serve_with_incoming_shutdown(
                 tls::incoming(listener, tls, app.auth_failures.clone()),
                 shutdown,
-            )
-            .await;
+            );
+        let deadline = async {
+            if drain_begun.await.is_err() {
+                // The server ended without a shutdown request.
+                return std::future::pending().await;
+            }
+            tokio::time::sleep(drain).await;
+        };
+        let result = tokio::select! {
+            r = served => r,
+            () = deadline => {
+                tracing::warn!(
+                    deadline_secs = drain.as_secs(),
+                    "drain deadline passed: calls still open are cut"
+                );
+                Ok(())
+            }
+        };
         // In-flight requests have drained: stop the job (it finishes its batch,
         // flush included), then make the last writes durable and stop.
         let _ = stop_jobs.send(true);
@@ -275,13 +362,18 @@ impl Server {
         for job in [summaries, unknown_summaries].into_iter().flatten() {
             let _ = job.await;
         }
-        if let Some(job) = tls_watch {
+        for job in [tls_watch, principal_watch].into_iter().flatten() {
             let _ = job.await;
         }
         let _ = health_watch.await;
         app.store.close().await;
         if let Some(t) = metrics_task {
             t.abort();
+        }
+        let fatal = fatal_seen.borrow().clone();
+        if let Some(why) = fatal {
+            tracing::error!(error = %why, "server stopped: the store failed");
+            return Err(ServeError::StoreFailed(why));
         }
         tracing::info!("server stopped");
         Ok(result?)
@@ -331,26 +423,43 @@ const HEALTH_PROBE: std::time::Duration = std::time::Duration::from_secs(1);
 /// Probes the store with a small read; health follows its answers.
 async fn watch_store_health(
     app: Arc<App>,
-    health: tonic_health::server::HealthReporter,
+    health: Arc<tokio::sync::Mutex<tonic_health::server::HealthReporter>>,
+    fatal: tokio::sync::watch::Sender<Option<String>>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut serving = true;
+    let mut draining = app.draining.subscribe();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(HEALTH_PROBE) => {}
             _ = stop.changed() => return,
+            // Draining sets NOT_SERVING for good.
+            _ = draining.wait_for(|d| *d) => return,
         }
-        let ok = matches!(
-            tokio::time::timeout(HEALTH_PROBE * 3, app.store.change_cursor()).await,
-            Ok(Ok(_))
-        );
+        if let Some(why) = app.store.failure() {
+            let h = health.lock().await;
+            set_health(&h, false).await;
+            tracing::error!(error = %why, "the store cannot write until attestd restarts: NOT_SERVING, stopping");
+            fatal.send_replace(Some(why));
+            return;
+        }
+        let probe = tokio::time::timeout(HEALTH_PROBE * 3, app.store.probe()).await;
+        let ok = matches!(probe, Ok(Ok(())));
         if ok != serving {
             if ok {
                 tracing::info!("the store answers again: serving");
             } else {
-                tracing::error!("the store does not answer: health is NOT_SERVING");
+                let why = match probe {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => format!("no answer within {:?}", HEALTH_PROBE * 3),
+                };
+                tracing::error!(error = %why, "the store cannot serve: health is NOT_SERVING");
             }
-            set_health(&health, ok).await;
+            let h = health.lock().await;
+            if *app.draining.borrow() {
+                return;
+            }
+            set_health(&h, ok).await;
             serving = ok;
         }
     }

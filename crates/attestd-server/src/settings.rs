@@ -53,6 +53,11 @@ pub struct Limits {
     /// How often the audit chain's head is signed (a checkpoint entry), in
     /// seconds; only when entries were added since the last one.
     pub checkpoint_interval_secs: u64,
+    /// After SIGTERM: how long in-flight calls may take to finish before
+    /// the server stops anyway, in seconds. Keep it below the supervisor's
+    /// stop timeout (systemd TimeoutStopSec, Kubernetes
+    /// terminationGracePeriodSeconds).
+    pub drain_timeout_secs: u64,
 }
 
 impl Default for Limits {
@@ -78,7 +83,112 @@ impl Default for Limits {
             rate_per_peer_per_min: 6000,
             rate_per_serial_per_min: 60,
             checkpoint_interval_secs: 60,
+            drain_timeout_secs: 20,
         }
+    }
+}
+
+impl Limits {
+    /// Refuses values outside what the server can work with: zero pages,
+    /// buffers or intervals, and waits or sizes so large they are surely a
+    /// mistake (a 1,000-second commit linger). The bounds are in the
+    /// messages and in deploy/attestd.example.toml.
+    pub fn check(&self) -> Result<(), String> {
+        fn within<T: PartialOrd + std::fmt::Display>(
+            name: &str,
+            v: T,
+            lo: T,
+            hi: T,
+            unit: &str,
+        ) -> Result<(), String> {
+            if v < lo || v > hi {
+                return Err(format!(
+                    "limits.{name} = {v} is out of range: it must be between {lo} and {hi}{unit}"
+                ));
+            }
+            Ok(())
+        }
+        let l = self;
+        within(
+            "max_request_bytes",
+            l.max_request_bytes,
+            1024,
+            16 << 20,
+            " bytes",
+        )?;
+        within(
+            "nonce_lifetime_ms",
+            l.nonce_lifetime_ms,
+            100,
+            3_600_000,
+            " ms",
+        )?;
+        within("max_nonces_per_serial", l.max_nonces_per_serial, 1, 64, "")?;
+        within("max_nonces_total", l.max_nonces_total, 1, 100_000_000, "")?;
+        within("clock_skew_secs", l.clock_skew_secs, 0, 86_400, " s")?;
+        within(
+            "deferred_max_age_secs",
+            l.deferred_max_age_secs,
+            0,
+            31_536_000,
+            " s",
+        )?;
+        within("max_page_size", l.max_page_size, 1, 10_000, "")?;
+        within(
+            "default_page_size",
+            l.default_page_size,
+            1,
+            l.max_page_size,
+            " (max_page_size)",
+        )?;
+        within(
+            "group_commit_max_wait_us",
+            l.group_commit_max_wait_us,
+            0,
+            100_000,
+            " us",
+        )?;
+        within("reappraisal_batch", l.reappraisal_batch, 1, 100_000, "")?;
+        within(
+            "reappraisal_interval_ms",
+            l.reappraisal_interval_ms,
+            10,
+            60_000,
+            " ms",
+        )?;
+        within(
+            "release_window_secs",
+            l.release_window_secs,
+            1,
+            31_536_000,
+            " s",
+        )?;
+        within("max_release_batch", l.max_release_batch, 1, 100_000, "")?;
+        within(
+            "change_feed_retention",
+            l.change_feed_retention,
+            1,
+            1_000_000_000,
+            "",
+        )?;
+        within("watch_poll_ms", l.watch_poll_ms, 10, 60_000, " ms")?;
+        within("watch_buffer", l.watch_buffer, 1, 65_536, "")?;
+        within(
+            "watch_lag_timeout_ms",
+            l.watch_lag_timeout_ms,
+            10,
+            600_000,
+            " ms",
+        )?;
+        within(
+            "checkpoint_interval_secs",
+            l.checkpoint_interval_secs,
+            1,
+            86_400,
+            " s",
+        )?;
+        within("drain_timeout_secs", l.drain_timeout_secs, 1, 3_600, " s")?;
+        Ok(())
     }
 }
 
@@ -128,6 +238,40 @@ pub struct Settings {
     pub limits: Limits,
     pub principals: Vec<PrincipalConfig>,
     pub release: ReleaseConfig,
+}
+
+impl Settings {
+    /// Every check of the settings that needs neither the store nor a
+    /// port: limits, principals (roles, credentials, duplicates), whether
+    /// certificate principals have TLS with client CAs (`client_certs`),
+    /// and the release keys. `Ok` carries warnings: settings that start
+    /// but leave part of attestd unable to work.
+    pub fn check(&self, client_certs: bool) -> Result<Vec<String>, String> {
+        self.limits.check()?;
+        let auth = crate::auth::Authenticator::new(&self.principals).map_err(|e| e.to_string())?;
+        if auth.has_certificate_principals() && !client_certs {
+            return Err(
+                "principals identified by client certificate need TLS with client_ca_files".into(),
+            );
+        }
+        let root = self.release.trust_root()?;
+        let mut warnings = Vec::new();
+        if root.keys.is_empty() {
+            warnings.push(
+                "NO RELEASE KEYS: [release] lists no keys, so no baseline can be published; \
+                 every unit stays UNKNOWN and the release gate never answers RELEASE"
+                    .to_owned(),
+            );
+        }
+        if self.principals.is_empty() {
+            warnings.push(
+                "no principals: only devices can call (no station, MES, hospital IT, \
+                 security admin or auditor is configured)"
+                    .to_owned(),
+            );
+        }
+        Ok(warnings)
+    }
 }
 
 impl ReleaseConfig {

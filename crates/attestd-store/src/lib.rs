@@ -644,6 +644,21 @@ pub trait Store: Send + Sync + 'static {
         WriteStats::default()
     }
 
+    /// Whether the store can serve: answers a small read, and `Err` when
+    /// it cannot (unreachable) or can read but not write (a database in
+    /// read-only mode). Health follows it.
+    async fn probe(&self) -> Result<()> {
+        self.change_cursor().await.map(|_| ())
+    }
+
+    /// Why this store can no longer write until the process restarts, if
+    /// that happened (sled after an I/O error). The server stops with an
+    /// error when it sees one. A store whose failures pass (a database that
+    /// comes back) returns `None` and fails calls meanwhile.
+    fn failure(&self) -> Option<String> {
+        None
+    }
+
     /// Waits for what is in flight and stops taking writes (shutdown).
     /// Later writes fail with `SHUTTING_DOWN`.
     async fn close(&self) {}

@@ -346,8 +346,24 @@ impl FleetService {
         // it. A reader that leaves the buffer full for longer than `patience`
         // is told it fell behind (after the changes already buffered) and
         // resumes from its cursor.
+        let mut draining = app.draining.subscribe();
+        // The server is stopping: the caller is told to reconnect (to this
+        // server once it is back, or to another replica) from its cursor.
+        let reconnect = |app: &App, cursor: u64| {
+            app.fail(
+                "WatchFleet",
+                reject!(
+                    ShuttingDown,
+                    "the server is shutting down; reconnect and resume after cursor {cursor}"
+                ),
+            )
+        };
         tokio::spawn(async move {
             loop {
+                if *draining.borrow() {
+                    let _ = tx.send(Err(reconnect(&app, cursor))).await;
+                    return;
+                }
                 let read = app
                     .store
                     .changes_after(cursor, buffer)
@@ -372,9 +388,17 @@ impl FleetService {
                         cursor = c.seq;
                         continue;
                     }
-                    match tokio::time::timeout(patience, tx.send(Ok(convert::change(c.clone()))))
-                        .await
-                    {
+                    let sent = tokio::select! {
+                        sent = tokio::time::timeout(patience, tx.send(Ok(convert::change(c.clone())))) => sent,
+                        () = async { let _ = draining.wait_for(|d| *d).await; } => {
+                            // A full buffer is waited for as long as a
+                            // slow reader is (within the drain deadline).
+                            let status = Err(reconnect(&app, cursor));
+                            let _ = tokio::time::timeout(patience, tx.send(status)).await;
+                            return;
+                        }
+                    };
+                    match sent {
                         Ok(Ok(())) => cursor = c.seq,
                         // The reader went away.
                         Ok(Err(_)) => return,
@@ -392,7 +416,10 @@ impl FleetService {
                     if tx.is_closed() {
                         return;
                     }
-                    tokio::time::sleep(poll).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(poll) => {}
+                        _ = draining.wait_for(|d| *d) => {}
+                    }
                 }
             }
         });

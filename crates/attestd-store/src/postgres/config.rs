@@ -112,7 +112,20 @@ pub async fn connect(cfg: &PgConfig) -> Result<Pool, StoreError> {
         .map_err(|msg| StoreError::Unavailable(scrub(msg, &secrets)))
 }
 
-async fn open(cfg: &PgConfig, secrets: &mut Vec<String>) -> Result<Pool, String> {
+/// Checks the settings as `connect` would, without connecting: the URL,
+/// its sslmode, the pool size and the CA file. For `attestd check-config`.
+pub fn check(cfg: &PgConfig) -> Result<(), String> {
+    let mut secrets: Vec<String> = url_password(&cfg.url).into_iter().collect();
+    settings(cfg, &mut secrets)
+        .map(|_| ())
+        .map_err(|msg| scrub(msg, &secrets))
+}
+
+/// The client configuration and TLS settings `cfg` asks for.
+fn settings(
+    cfg: &PgConfig,
+    secrets: &mut Vec<String>,
+) -> Result<(tokio_postgres::Config, Option<rustls::ClientConfig>), String> {
     let shown = redact_url(&cfg.url);
     if cfg.pool_size == 0 {
         return Err("PostgreSQL pool_size must be at least 1".to_owned());
@@ -165,6 +178,12 @@ async fn open(cfg: &PgConfig, secrets: &mut Vec<String>) -> Result<Pool, String>
         (_, Some(ca)) => Some(client_tls(ca)?),
     };
     pg.connect_timeout(cfg.connect_timeout);
+    Ok((pg, tls))
+}
+
+async fn open(cfg: &PgConfig, secrets: &mut Vec<String>) -> Result<Pool, String> {
+    let shown = redact_url(&cfg.url);
+    let (mut pg, tls) = settings(cfg, secrets)?;
     let manager_config = ManagerConfig {
         // The pool drops connections tokio-postgres knows are closed; a
         // connection that died silently fails its next query, which the

@@ -21,7 +21,7 @@ mod tests;
 mod url;
 mod write;
 
-pub use config::{connect, PgConfig, Pool};
+pub use config::{check as check_config, connect, PgConfig, Pool};
 pub use migrate::{migrate, SCHEMA_VERSION};
 pub use store::PgStore;
 pub use url::redact_url;

@@ -484,6 +484,25 @@ impl Store for PgStore {
             .collect()
     }
 
+    async fn probe(&self) -> Result<()> {
+        // A standby (or a database set read-only) answers reads but refuses
+        // every write: not a store to serve from.
+        let sql = "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on' \
+                   FROM head WHERE id = 1";
+        let row = self
+            .row(sql, &[], "probing the database")
+            .await?
+            .ok_or_else(|| corrupt("head row"))?;
+        if row.get::<_, bool>(0) {
+            return Err(StoreError::Unavailable(
+                "the database is read-only (a standby, or default_transaction_read_only): \
+                 writes would fail"
+                    .to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
     async fn change_cursor(&self) -> Result<u64> {
         let sql = "SELECT change_seq FROM head WHERE id = 1";
         let row = self

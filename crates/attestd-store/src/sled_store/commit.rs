@@ -38,6 +38,8 @@ struct State {
     /// Writes announced that were not yet submitted.
     in_flight: usize,
     closing: bool,
+    /// Set by the first failed flush, for good: see [`Committer::failure`].
+    failed: Option<String>,
 }
 
 struct Shared {
@@ -63,6 +65,12 @@ pub(super) fn shutting_down() -> StoreError {
     StoreError::Rejected(Rejection::new(
         Reason::ShuttingDown,
         "the server is shutting down; retry",
+    ))
+}
+
+fn failed(why: &str) -> StoreError {
+    StoreError::Unavailable(format!(
+        "the store stopped taking writes ({why}); attestd must be restarted"
     ))
 }
 
@@ -123,6 +131,9 @@ impl Committer {
             if st.closing {
                 return (0..n).map(|_| Err(shutting_down())).collect();
             }
+            if let Some(f) = &st.failed {
+                return (0..n).map(|_| Err(failed(f))).collect();
+            }
             st.writes.push((writes, tx));
         }
         self.shared.wake.notify_one();
@@ -141,6 +152,9 @@ impl Committer {
             if st.closing {
                 return Err(shutting_down());
             }
+            if let Some(f) = &st.failed {
+                return Err(failed(f));
+            }
             st.waiters.push(tx);
         }
         self.shared.wake.notify_one();
@@ -149,6 +163,16 @@ impl Committer {
             // The write happened but may not be on disk: fail the request.
             _ => Err(not_durable()),
         }
+    }
+
+    /// Why writes stopped for good, if they did. A failed flush (an I/O
+    /// error: a full disk, a failing device) leaves sled's memory ahead of
+    /// its files, and sled keeps failing until it is reopened, even once
+    /// space is back. So the first failure refuses every later write, and
+    /// the server, seeing it, stops with an error for its supervisor to
+    /// restart it.
+    pub fn failure(&self) -> Option<String> {
+        self.shared.lock().failed.clone()
     }
 
     /// Serves every waiter registered so far with a final flush and stops
@@ -226,6 +250,10 @@ fn flush_group(
     shared.commits.fetch_add(1, Relaxed);
     if let Err(e) = &result {
         tracing::error!(error = %e, waiters = waiters.len(), "group flush failed");
+        shared
+            .lock()
+            .failed
+            .get_or_insert_with(|| format!("a flush to disk failed: {e}"));
     } else {
         let n = waiters.len() + applied.iter().map(|(r, _)| r.len()).sum::<usize>();
         shared.written.fetch_add(n as u64, Relaxed);
