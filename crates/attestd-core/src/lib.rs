@@ -10,6 +10,7 @@ pub mod baseline;
 pub mod cbor;
 pub mod cose;
 pub mod dsse;
+pub mod ear;
 pub mod error;
 pub mod evidence;
 pub mod ids;
