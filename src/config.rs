@@ -41,6 +41,21 @@ pub struct FileConfig {
     /// node) or a PostgreSQL database several replicas share.
     #[serde(default)]
     pub store: StoreConfig,
+    /// The key that signs result tokens (EAR) and the keys it replaced.
+    #[serde(default)]
+    pub results: ResultsConfig,
+}
+
+/// `[results]`: `key_file` (base64 PKCS#8, ES256 or Ed25519; made at first
+/// start, ES256, if missing; default `<data_dir>/result-key.pkcs8`) and
+/// `retired_public_keys` (base64 SPKI of earlier keys, still published so
+/// their tokens keep verifying).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResultsConfig {
+    pub key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub retired_public_keys: Vec<String>,
 }
 
 /// `[store]`: `backend = "sled"` (default) or `backend = "postgres"` with
@@ -97,6 +112,8 @@ pub struct Resolved {
     pub tls: Option<TlsFiles>,
     pub insecure_plaintext: bool,
     pub store: StoreConfig,
+    pub result_key_file: PathBuf,
+    pub retired_result_keys: Vec<String>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";

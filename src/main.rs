@@ -12,6 +12,7 @@ use anyhow::{bail, Context};
 use attestd_server::auth::token_hash;
 use attestd_server::clock::{Clock, OffsetFileClock, SystemClock};
 use attestd_server::dev;
+use attestd_server::results::ResultKeys;
 use attestd_server::settings::{PrincipalConfig, Settings};
 use attestd_server::ServerParts;
 use attestd_store::postgres::PgStore;
@@ -115,6 +116,10 @@ fn resolve(args: &ServeArgs) -> anyhow::Result<(Resolved, Option<dev::DevKit>)> 
     let audit_key_file = file
         .audit_key_file
         .unwrap_or_else(|| data_dir.join("audit-key.pkcs8"));
+    let result_key_file = file
+        .results
+        .key_file
+        .unwrap_or_else(|| data_dir.join("result-key.pkcs8"));
     Ok((
         Resolved {
             listen,
@@ -132,6 +137,8 @@ fn resolve(args: &ServeArgs) -> anyhow::Result<(Resolved, Option<dev::DevKit>)> 
             tls: file.tls,
             insecure_plaintext: file.insecure_plaintext,
             store: file.store,
+            result_key_file,
+            retired_result_keys: file.results.retired_public_keys,
         },
         kit,
     ))
@@ -225,6 +232,14 @@ fn check(cfg: &Resolved) -> anyhow::Result<Checked> {
         attestd_server::checkpoint::CheckpointKey::load(&cfg.audit_key_file)
             .map_err(|e| anyhow::anyhow!("audit key: {e}"))?;
     }
+    if cfg.result_key_file.exists() {
+        ResultKeys::load(&cfg.result_key_file, &cfg.retired_result_keys)
+            .map_err(|e| anyhow::anyhow!("result key: {e}"))?;
+    } else {
+        // The retired keys are checked even before the key is made.
+        ResultKeys::retired(&cfg.retired_result_keys)
+            .map_err(|e| anyhow::anyhow!("result keys: {e}"))?;
+    }
     Ok(Checked {
         transport,
         tls,
@@ -301,6 +316,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         dev::register_station(store.as_ref(), &kit.station_key, SystemClock.now_ms()).await?;
     }
     tracing::info!(key_id = %checkpoint_key.public.key_id(), file = %cfg.audit_key_file.display(), "audit checkpoints signed with this key");
+    let result_keys = ResultKeys::load_or_create(&cfg.result_key_file, &cfg.retired_result_keys)
+        .map_err(|e| anyhow::anyhow!("result key: {e}"))?;
+    tracing::info!(kid = %attestd_core::ear::kid(result_keys.public()), file = %cfg.result_key_file.display(), "result tokens signed with this key");
     let clock: Arc<dyn Clock> = match &cfg.clock_offset_file {
         Some(path) => {
             tracing::warn!(file = %path.display(), "TEST CLOCK: time is read with an offset from this file; never use in production");
@@ -321,6 +339,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         checkpoint_key: Some(Arc::new(checkpoint_key)),
         tls: tls.clone(),
     })?;
+    server = server.results_with(Arc::new(result_keys));
     // SIGHUP re-reads the principals from the configuration file (the dev
     // kit's stay as they are).
     if let Some(path) = args.config.clone() {

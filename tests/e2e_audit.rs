@@ -62,6 +62,7 @@ async fn every_change_leaves_one_entry_naming_its_principal() {
     mes.release()
         .check_release(pb::CheckReleaseRequest {
             serial: "PM200-1".into(),
+            ..Default::default()
         })
         .await
         .unwrap();

@@ -41,7 +41,10 @@ async fn the_gate_never_releases_on_a_state_replaced_while_it_decided() {
         let s = serial.clone();
         let gate = tokio::spawn(async move {
             mes.release()
-                .check_release(pb::CheckReleaseRequest { serial: s })
+                .check_release(pb::CheckReleaseRequest {
+                    serial: s,
+                    ..Default::default()
+                })
                 .await
         });
         // The gate has read the unit and is reading its evidence.
@@ -101,7 +104,10 @@ async fn the_gate_never_releases_on_a_state_replaced_while_it_decided() {
     let s = serial.clone();
     let gate = tokio::spawn(async move {
         mes.release()
-            .check_release_batch(pb::CheckReleaseBatchRequest { serials: vec![s] })
+            .check_release_batch(pb::CheckReleaseBatchRequest {
+                serials: vec![s],
+                ..Default::default()
+            })
             .await
     });
     tokio::task::spawn_blocking(move || held.recv_timeout(Duration::from_secs(30)))
@@ -381,6 +387,7 @@ async fn release_checks_of_unknown_serials_store_nothing_and_are_summarized() {
         .release()
         .check_release_batch(pb::CheckReleaseBatchRequest {
             serials: vec!["MADEUP-X".into(), b.units[0].0.clone()],
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -451,6 +451,7 @@ async fn principals_reload_on_sighup_and_a_broken_file_keeps_the_old_ones() {
         .release()
         .check_release(pb::CheckReleaseRequest {
             serial: "PM200-X".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -470,6 +471,7 @@ async fn principals_reload_on_sighup_and_a_broken_file_keeps_the_old_ones() {
             .release()
             .check_release(pb::CheckReleaseRequest {
                 serial: "PM200-X".into(),
+                ..Default::default()
             })
             .await
             .is_ok()
@@ -489,6 +491,7 @@ async fn principals_reload_on_sighup_and_a_broken_file_keeps_the_old_ones() {
         .release()
         .check_release(pb::CheckReleaseRequest {
             serial: "PM200-X".into(),
+            ..Default::default()
         })
         .await
         .expect("the principals in force stay");

@@ -17,6 +17,7 @@ async fn check(mes: &Client, serial: &str) -> pb::ReleaseDecision {
     mes.release()
         .check_release(pb::CheckReleaseRequest {
             serial: serial.into(),
+            ..Default::default()
         })
         .await
         .expect("a decision")
@@ -199,6 +200,7 @@ async fn the_gate_holds_for_every_reason_and_releases_verified_units() {
         .release()
         .check_release_batch(pb::CheckReleaseBatchRequest {
             serials: vec![serial(1), serial(3), "NOPE-1".into()],
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -220,6 +222,7 @@ async fn the_gate_holds_for_every_reason_and_releases_verified_units() {
         mes.release()
             .check_release_batch(pb::CheckReleaseBatchRequest {
                 serials: vec!["X".into(); 1001],
+                ..Default::default()
             })
             .await,
         Code::InvalidArgument,
@@ -235,7 +238,10 @@ async fn the_gate_holds_for_every_reason_and_releases_verified_units() {
     assert_rejected(
         f.admin
             .release()
-            .check_release(pb::CheckReleaseRequest { serial: serial(1) })
+            .check_release(pb::CheckReleaseRequest {
+                serial: serial(1),
+                ..Default::default()
+            })
             .await,
         Code::PermissionDenied,
         "ROLE_FORBIDDEN",

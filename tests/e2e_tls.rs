@@ -244,6 +244,7 @@ async fn station_by_certificate_mes_by_fingerprint_devices_without_certificates(
     mes.release()
         .check_release(pb::CheckReleaseRequest {
             serial: "PM200-000001".into(),
+            ..Default::default()
         })
         .await
         .expect("mes by fingerprint");

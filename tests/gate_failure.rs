@@ -18,6 +18,7 @@ async fn never_release_when_the_store_fails() {
         .release()
         .check_release(pb::CheckReleaseRequest {
             serial: "PM200-1".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -35,6 +36,7 @@ async fn never_release_when_the_store_fails() {
         .release()
         .check_release(pb::CheckReleaseRequest {
             serial: "PM200-1".into(),
+            ..Default::default()
         })
         .await;
     assert_rejected(r, Code::Unavailable, "STORE_UNAVAILABLE");
@@ -42,6 +44,7 @@ async fn never_release_when_the_store_fails() {
         .release()
         .check_release_batch(pb::CheckReleaseBatchRequest {
             serials: vec!["PM200-1".into(), "PM200-2".into()],
+            ..Default::default()
         })
         .await;
     // Either the whole call fails or every unit is held: never a release.
@@ -68,6 +71,7 @@ async fn never_release_when_the_store_fails() {
         .release()
         .check_release(pb::CheckReleaseRequest {
             serial: "PM200-1".into(),
+            ..Default::default()
         })
         .await
         .unwrap()

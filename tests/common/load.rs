@@ -190,13 +190,17 @@ impl Job {
                     let serial = serials[(n / 2) as usize % serials.len()].clone();
                     vec![mes
                         .release()
-                        .check_release(pb::CheckReleaseRequest { serial })
+                        .check_release(pb::CheckReleaseRequest {
+                            serial,
+                            ..Default::default()
+                        })
                         .await?
                         .into_inner()]
                 } else {
                     mes.release()
                         .check_release_batch(pb::CheckReleaseBatchRequest {
                             serials: serials.clone(),
+                            ..Default::default()
                         })
                         .await?
                         .into_inner()

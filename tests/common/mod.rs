@@ -244,6 +244,12 @@ impl TestServer {
         let _ = self.child.wait();
     }
 
+    /// Starts the binary again on the same data directory with `opts`.
+    pub fn restart_with(&mut self, opts: Options) {
+        self.opts = opts;
+        self.restart();
+    }
+
     /// Starts the binary again on the same data directory (new port).
     pub fn restart(&mut self) {
         self.kill9();
@@ -638,7 +644,10 @@ pub async fn submit(
 ) -> Result<pb::SubmitEvidenceResponse, tonic::Status> {
     client
         .device()
-        .submit_evidence(pb::SubmitEvidenceRequest { evidence })
+        .submit_evidence(pb::SubmitEvidenceRequest {
+            evidence,
+            ..Default::default()
+        })
         .await
         .map(|r| r.into_inner())
 }

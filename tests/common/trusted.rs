@@ -152,6 +152,7 @@ impl Bench {
             .release()
             .check_release(pb::CheckReleaseRequest {
                 serial: serial.into(),
+                ..Default::default()
             })
             .await
             .unwrap()

@@ -247,6 +247,7 @@ pub async fn run(endpoint: &str, dev_dir: &Path, n: usize, out: &Out) -> anyhow:
             .device()
             .submit_evidence(pb::SubmitEvidenceRequest {
                 evidence: sign_evidence(&c, &u.key),
+                ..Default::default()
             })
             .await
             .with_context(|| format!("evidence of {}", u.serial))?
@@ -320,6 +321,7 @@ pub async fn run(endpoint: &str, dev_dir: &Path, n: usize, out: &Out) -> anyhow:
         .release()
         .check_release_batch(pb::CheckReleaseBatchRequest {
             serials: units.iter().map(|u| u.serial.clone()).collect(),
+            ..Default::default()
         })
         .await?
         .into_inner();

@@ -670,6 +670,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         .release()
                         .check_release_batch(pb::CheckReleaseBatchRequest {
                             serials: chunk.to_vec(),
+                            ..Default::default()
                         })
                         .await?
                         .into_inner();

@@ -365,6 +365,7 @@ async fn every_command() {
         .device()
         .submit_evidence(attestd_client::pb::SubmitEvidenceRequest {
             evidence: attestd_client::evidence::sign_evidence(&claims, &dkey),
+            ..Default::default()
         })
         .await
         .unwrap();

@@ -368,6 +368,7 @@ async fn boot(device: &Client, keys: &UnitKeys, i: u64) -> Result<i32, tonic::St
         .device()
         .submit_evidence(pb::SubmitEvidenceRequest {
             evidence: sign_evidence(&c, key),
+            ..Default::default()
         })
         .await?
         .into_inner();
@@ -551,6 +552,7 @@ async fn query_once(
             c.release()
                 .check_release(pb::CheckReleaseRequest {
                     serial: serial(rng.below(units)),
+                    ..Default::default()
                 })
                 .await?;
         }

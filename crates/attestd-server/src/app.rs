@@ -39,9 +39,16 @@ pub struct App {
     /// Set when the server starts draining (SIGTERM): open streams end,
     /// telling their callers to reconnect.
     pub draining: tokio::sync::watch::Sender<bool>,
+    /// The key that signs result tokens (EAR), once the binary set one.
+    pub result_keys: std::sync::OnceLock<Arc<crate::results::ResultKeys>>,
 }
 
 impl App {
+    /// Seconds now, for a result token's `iat`.
+    pub fn now_secs(&self) -> i64 {
+        self.clock.now_ms().div_euclid(1000)
+    }
+
     /// Turns a rejection into the status sent back, counting and logging it.
     pub fn fail(&self, method: &'static str, r: Rejection) -> Status {
         self.metrics.count_rejection(r.reason);

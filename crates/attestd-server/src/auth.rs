@@ -107,6 +107,9 @@ pub const ROUTES: &[(&str, Access)] = &[
     ("/attestd.v1.Release/CheckReleaseBatch", Access::Roles(&[Mes])),
     ("/attestd.v1.Release/SetQuarantine", Access::Roles(&[SecurityAdmin])),
     ("/attestd.v1.Release/GrantConcession", Access::Roles(&[SecurityAdmin])),
+    ("/attestd.v1.Release/GetResultKeys", Access::Public),
+    // The same JWK Set over plain HTTP, for JOSE libraries.
+    ("/.well-known/jwks.json", Access::Public),
     ("/attestd.v1.Audit/ListAuditEvents", Access::Roles(&[Auditor, SecurityAdmin])),
     ("/attestd.v1.Audit/GetAuditHead", Access::Roles(&[Auditor, SecurityAdmin])),
     ("/attestd.v1.Audit/ExportAudit", Access::Roles(&[Auditor, SecurityAdmin])),

@@ -334,6 +334,8 @@ pub fn decision(d: ReleaseDecisionEntry) -> pb::ReleaseDecision {
         under_concession: d.under_concession,
         decided_at: timestamp_ms(d.decided_at),
         decided_for: d.decided_for,
+        // Added on request, once the decision is final.
+        result_token: String::new(),
     }
 }
 

@@ -16,6 +16,7 @@ pub mod edge;
 pub mod metrics;
 pub mod ratelimit;
 pub mod reappraisal;
+pub mod results;
 pub mod security;
 pub mod service;
 pub mod settings;
@@ -124,6 +125,7 @@ impl Server {
             work: tokio::sync::Notify::new(),
             replica: replica_id(),
             draining: tokio::sync::watch::Sender::new(false),
+            result_keys: Default::default(),
         });
         Ok(Server {
             app,
@@ -138,6 +140,12 @@ impl Server {
     /// The shared state of the services.
     pub fn app(&self) -> Arc<App> {
         self.app.clone()
+    }
+
+    /// Signs result tokens (EAR) with `keys` and publishes their JWKS.
+    pub fn results_with(self, keys: Arc<results::ResultKeys>) -> Server {
+        let _ = self.app.result_keys.set(keys);
+        self
     }
 
     /// Serves `GET /metrics` on `listener` (bound after the checks passed).
@@ -292,8 +300,26 @@ impl Server {
             clock: app.clock.clone(),
         };
         let a = || app.clone();
-        let served = tonic::transport::Server::builder()
-            .layer(edge)
+        // The result keys over plain HTTP (GET, HTTP/1.1 or 2) beside gRPC,
+        // behind the same edge layer (its route table lists the path).
+        let jwks = app
+            .result_keys
+            .get()
+            .map(|k| k.jwks_json())
+            .unwrap_or_else(|| r#"{"keys":[]}"#.to_owned());
+        let http = axum::Router::new().route(
+            "/.well-known/jwks.json",
+            axum::routing::get(move || {
+                let jwks = jwks.clone();
+                async move {
+                    (
+                        [(http::header::CONTENT_TYPE, "application/jwk-set+json")],
+                        jwks,
+                    )
+                }
+            }),
+        );
+        let routes = tonic::service::Routes::from(http)
             .add_service(health_service)
             .add_service(reflection)
             .add_service(
@@ -328,7 +354,11 @@ impl Server {
                     key: checkpoint_key.clone(),
                 })
                 .max_decoding_message_size(max),
-            )
+            );
+        let served = tonic::transport::Server::builder()
+            .accept_http1(true)
+            .layer(edge)
+            .add_routes(routes)
             .serve_with_incoming_shutdown(
                 tls::incoming(listener, tls, app.auth_failures.clone()),
                 shutdown,

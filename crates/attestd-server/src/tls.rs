@@ -166,7 +166,8 @@ impl Material {
         let mut config = builder
             .with_single_cert(chain, key)
             .map_err(|e| format!("certificate and key: {e}"))?;
-        config.alpn_protocols = vec![b"h2".to_vec()];
+        // gRPC is HTTP/2; HTTP/1.1 for plain HTTP routes (the JWKS).
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(config)
     }
 }

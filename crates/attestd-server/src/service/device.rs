@@ -65,6 +65,7 @@ impl DeviceService {
         let app = &self.app;
         // A write is on its way: a store that groups writes may wait for it.
         let announced = app.store.announce();
+        let want_token = req.want_result_token;
         let (checked, device) = check(app, req.evidence).await?;
         let checked = Arc::new(checked);
         let mut decided = decide(app, &checked, &device).await?;
@@ -75,9 +76,17 @@ impl DeviceService {
                 Ok(_) => {
                     app.metrics.evidence_accepted.fetch_add(1, Relaxed);
                     tracing::debug!(serial = %checked.claims.serial, evidence_id = %checked.evidence_id, nonce_fresh = checked.nonce_fresh, "evidence accepted");
+                    let appraisal = answer.as_ref().map(convert::appraisal);
+                    let result_token = match (want_token, app.result_keys.get(), &appraisal) {
+                        (true, Some(keys), Some(a)) => {
+                            keys.appraisal_token(checked.claims.serial.as_str(), a, app.now_secs())
+                        }
+                        _ => String::new(),
+                    };
                     return Ok(pb::SubmitEvidenceResponse {
                         evidence_id: checked.evidence_id.clone(),
-                        appraisal: answer.as_ref().map(convert::appraisal),
+                        appraisal,
+                        result_token,
                     });
                 }
                 // The unit changed underneath: read it again, decide again.

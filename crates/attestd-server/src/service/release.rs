@@ -240,16 +240,28 @@ async fn decide_and_store(
 }
 
 impl ReleaseService {
+    /// Adds the decision's result token, if a result key is set.
+    fn sign(&self, d: &mut pb::ReleaseDecision) {
+        if let Some(keys) = self.app.result_keys.get() {
+            d.result_token = keys.decision_token(d, self.app.now_secs());
+        }
+    }
+
     async fn check(
         &self,
         caller: &Principal,
         req: pb::CheckReleaseRequest,
     ) -> Result<pb::ReleaseDecision, Rejection> {
+        let req_token = req.want_result_token;
         let mut one = decide_and_store(&self.app, &caller.name, vec![req.serial]).await?;
         let d = one
             .pop()
             .unwrap_or_else(|| Err(reject!(StoreUnavailable, "no decision was reached; retry")))?;
         tracing::debug!(serial = %d.serial, decision = d.decision, by = %caller.name, "release decision");
+        let mut d = d;
+        if req_token {
+            self.sign(&mut d);
+        }
         Ok(d)
     }
 
@@ -283,7 +295,13 @@ impl ReleaseService {
                     ..Default::default()
                 })
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let mut results = results;
+        if req.want_result_token {
+            for d in &mut results {
+                self.sign(d);
+            }
+        }
         Ok(pb::CheckReleaseBatchResponse { results })
     }
 
@@ -436,6 +454,17 @@ impl pb::release_server::Release for ReleaseService {
         run.await
             .map(Response::new)
             .map_err(|r| self.app.fail("SetQuarantine", r))
+    }
+
+    async fn get_result_keys(
+        &self,
+        _req: Request<pb::GetResultKeysRequest>,
+    ) -> Result<Response<pb::ResultKeys>, Status> {
+        let jwks_json = match self.app.result_keys.get() {
+            Some(k) => k.jwks_json(),
+            None => r#"{"keys":[]}"#.to_owned(),
+        };
+        Ok(Response::new(pb::ResultKeys { jwks_json }))
     }
 
     async fn grant_concession(
