@@ -7,7 +7,7 @@ pub struct Out {
     pub json: bool,
 }
 
-fn ts(t: &Option<prost_types::Timestamp>) -> String {
+fn ts(t: &Option<attestd_proto::Timestamp>) -> String {
     match t {
         Some(t) => attestd_client::core::time::UnixTime(t.seconds).to_string(),
         None => "-".into(),
