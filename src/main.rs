@@ -69,8 +69,9 @@ struct ServeArgs {
     #[arg(long, env = "ATTESTD_CACHE_CAPACITY_MB")]
     cache_capacity_mb: Option<u64>,
     /// Development mode: no configuration needed; data in ./attestd-data,
-    /// 127.0.0.1:50051, and fresh tokens printed at start: a security-admin
-    /// and a station (station_id dev-station).
+    /// 127.0.0.1:50051, and fresh tokens printed at start: a security-admin,
+    /// a station (station_id dev-station), an MES, hospital IT (tenant
+    /// dev-hospital) and an auditor.
     #[arg(long)]
     dev: bool,
 }

@@ -102,7 +102,14 @@ async fn dev_mode_with_env_overrides_then_sigterm_shuts_down_cleanly() {
     let mut addr = None;
     let mut admin = None;
     let mut station = None;
-    while admin.is_none() || station.is_none() || addr.is_none() {
+    let mut hospital_it = None;
+    let mut auditor = None;
+    while admin.is_none()
+        || station.is_none()
+        || hospital_it.is_none()
+        || auditor.is_none()
+        || addr.is_none()
+    {
         let line = lines.next().expect("start-up line").unwrap();
         if let Some(a) = line.strip_prefix("attestd listening on ") {
             addr = Some(a.to_owned());
@@ -110,6 +117,10 @@ async fn dev_mode_with_env_overrides_then_sigterm_shuts_down_cleanly() {
             admin = Some(t.to_owned());
         } else if let Some(t) = line.strip_prefix("attestd dev station token: ") {
             station = Some(t.to_owned());
+        } else if let Some(t) = line.strip_prefix("attestd dev hospital-it token: ") {
+            hospital_it = Some(t.to_owned());
+        } else if let Some(t) = line.strip_prefix("attestd dev auditor token: ") {
+            auditor = Some(t.to_owned());
         }
     }
     let addr = addr.unwrap();
@@ -140,6 +151,44 @@ async fn dev_mode_with_env_overrides_then_sigterm_shuts_down_cleanly() {
         tonic::Code::PermissionDenied,
         "the station token is a station, not an admin"
     );
+    // hospital IT (tenant dev-hospital) reads the fleet, not the release gate.
+    let it = client.with_token(hospital_it.as_deref()).unwrap();
+    let summary = it
+        .fleet()
+        .get_fleet_summary(pb::GetFleetSummaryRequest::default())
+        .await
+        .expect("the printed hospital-it token reads the fleet")
+        .into_inner();
+    assert_eq!(summary.total, 0, "no unit of its tenant yet");
+    let denied = it
+        .release()
+        .check_release(pb::CheckReleaseRequest {
+            serial: "PM200-000001".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+    // The auditor reads the audit trail, not the stations.
+    let aud = client.with_token(auditor.as_deref()).unwrap();
+    aud.audit()
+        .get_audit_head(pb::GetAuditHeadRequest {})
+        .await
+        .expect("the printed auditor token reads the audit trail");
+    let denied = aud
+        .admin()
+        .list_stations(pb::ListStationsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+    for role in ["hospital-it", "auditor"] {
+        assert!(
+            dir.path()
+                .join(format!("dev-data/dev/{role}.token"))
+                .exists(),
+            "{role}.token written"
+        );
+    }
 
     // SIGTERM: graceful stop, exit status 0.
     let pid = child.id().to_string();

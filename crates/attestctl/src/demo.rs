@@ -112,7 +112,7 @@ pub async fn run(endpoint: &str, dev_dir: &Path, n: usize, out: &Out) -> anyhow:
             .duration_since(std::time::UNIX_EPOCH)?
             .as_secs() as i64,
     );
-    out.line(&format!("attestd demo against {endpoint}"));
+    out.line(&format!("attestd demo against {endpoint}"))?;
 
     // 1. Release engineering publishes a baseline, signed 2 of 2.
     let latest = admin
@@ -138,7 +138,7 @@ pub async fn run(endpoint: &str, dev_dir: &Path, n: usize, out: &Out) -> anyhow:
         .context("publishing the baseline")?;
     out.line(&format!(
         "1. baseline {MODEL} v{v1} published with 2 of 2 release signatures: bootloader 2.1.0, application 2.1.3 and 2.1.4; calibration required"
-    ));
+    ))?;
 
     // 2. The station provisions and calibrates the units.
     let mut seq = admin
@@ -205,10 +205,10 @@ pub async fn run(endpoint: &str, dev_dir: &Path, n: usize, out: &Out) -> anyhow:
         "2. station {STATION} provisioned and calibrated {n} units: {} .. {}",
         units[0].serial,
         units[n - 1].serial
-    ));
+    ))?;
 
     // 3. Every unit boots and attests.
-    out.line("3. every unit boots and attests:");
+    out.line("3. every unit boots and attests:")?;
     let tampered = 2;
     for (i, u) in units.iter().enumerate() {
         let nonce = device
@@ -267,7 +267,7 @@ pub async fn run(endpoint: &str, dev_dir: &Path, n: usize, out: &Out) -> anyhow:
         } else {
             ""
         };
-        out.line(format!("   {}  app {}  {tier:<15} {why}{note}", u.serial, u.app.0).trim_end());
+        out.line(format!("   {}  app {}  {tier:<15} {why}{note}", u.serial, u.app.0).trim_end())?;
     }
 
     // 4. Release engineering withdraws application 2.1.3.
@@ -283,7 +283,7 @@ pub async fn run(endpoint: &str, dev_dir: &Path, n: usize, out: &Out) -> anyhow:
         .context("publishing the revocation")?;
     out.line(&format!(
         "4. baseline {MODEL} v{v2} withdraws application 2.1.3 (CVE-2026-0001); no unit reboots:"
-    ));
+    ))?;
     for u in units.iter().filter(|u| u.app.0 == "2.1.3") {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -305,7 +305,7 @@ pub async fn run(endpoint: &str, dev_dir: &Path, n: usize, out: &Out) -> anyhow:
                     status_name(d.status),
                     codes(&d.appraisal),
                     started.elapsed().as_secs_f64()
-                ));
+                ))?;
                 break;
             }
             if Instant::now() > deadline {
@@ -316,7 +316,7 @@ pub async fn run(endpoint: &str, dev_dir: &Path, n: usize, out: &Out) -> anyhow:
     }
 
     // 5. MES checks the pallet.
-    out.line("5. MES checks the pallet before shipping:");
+    out.line("5. MES checks the pallet before shipping:")?;
     let batch = mes
         .release()
         .check_release_batch(pb::CheckReleaseBatchRequest {
@@ -325,7 +325,7 @@ pub async fn run(endpoint: &str, dev_dir: &Path, n: usize, out: &Out) -> anyhow:
         })
         .await?
         .into_inner();
-    out.decisions(&batch.results);
+    out.message(&batch, |b| crate::show::decisions(&b.results))?;
 
     // 6. What hospital IT would see of these units.
     let mut counts = std::collections::BTreeMap::new();
@@ -344,6 +344,6 @@ pub async fn run(endpoint: &str, dev_dir: &Path, n: usize, out: &Out) -> anyhow:
         .map(|(k, v)| format!("{k} {v}"))
         .collect::<Vec<_>>()
         .join(", ");
-    out.line(&format!("6. the demo's {n} units now: {summary}"));
+    out.line(&format!("6. the demo's {n} units now: {summary}"))?;
     Ok(())
 }

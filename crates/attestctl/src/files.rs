@@ -174,7 +174,7 @@ pub fn verify_audit(
             "ok: {range}, head and {} checkpoints signed by {}",
             v.checkpoints,
             k.key_id()
-        ));
+        ))?;
         return Ok(());
     }
     if !no_key {
@@ -194,6 +194,6 @@ pub fn verify_audit(
             &v.key_id
         },
         v.checkpoints
-    ));
+    ))?;
     Ok(())
 }

@@ -1,20 +1,80 @@
-//! Output: aligned tables for people, JSON for scripts.
+//! Output: aligned tables for people; for scripts (`--json`) the API's own
+//! response messages, serialized by the generated proto3 JSON mapping of
+//! attestd-proto (every field, nothing mapped by hand), one message per line.
+//!
+//! Everything goes through [`Out`], which writes each piece of output at once
+//! and hands back the write's error instead of panicking as `println!` does:
+//! a reader that went away (`attestctl ... | head -1`) ends the command
+//! quietly (see `main`).
+
+use std::fmt::Write as _;
+use std::io::Write as _;
 
 use attestd_client::pb;
-use serde_json::{json, Value};
+use serde::Serialize;
 
 pub struct Out {
     pub json: bool,
 }
 
-fn ts(t: &Option<prost_types::Timestamp>) -> String {
+impl Out {
+    /// One API message: its proto3 JSON on one line with `--json`, else the
+    /// text `human` renders from it.
+    pub fn message<M: Serialize>(
+        &self,
+        msg: &M,
+        human: impl FnOnce(&M) -> String,
+    ) -> anyhow::Result<()> {
+        let text = if self.json {
+            let mut s = serde_json::to_string(msg)?;
+            s.push('\n');
+            s
+        } else {
+            human(msg)
+        };
+        Ok(write_stdout(&text)?)
+    }
+
+    /// A line of its own (no API message behind it): `{"message": ...}` with
+    /// `--json`.
+    pub fn line(&self, s: &str) -> anyhow::Result<()> {
+        let text = if self.json {
+            serde_json::json!({ "message": s }).to_string()
+        } else {
+            s.to_owned()
+        };
+        Ok(write_stdout(&(text + "\n"))?)
+    }
+}
+
+/// Writes `text` to stdout in one go and flushes it.
+pub fn write_stdout(text: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}
+
+/// Progress and notes on stderr; a closed stderr is not worth failing for.
+pub fn note(text: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
+}
+
+fn ts(t: &Option<attestd_proto::Timestamp>) -> String {
     match t {
         Some(t) => attestd_client::core::time::UnixTime(t.seconds).to_string(),
         None => "-".into(),
     }
 }
 
-fn status(s: i32) -> String {
+fn ms(at_ms: i64) -> String {
+    attestd_client::core::time::UnixTime(at_ms.div_euclid(1000)).to_string()
+}
+
+fn hex(b: &[u8]) -> String {
+    attestd_client::core::ids::hex(b)
+}
+
+pub fn status(s: i32) -> String {
     pb::DeviceStatus::try_from(s)
         .map(|s| {
             s.as_str_name()
@@ -24,7 +84,7 @@ fn status(s: i32) -> String {
         .unwrap_or_else(|_| s.to_string())
 }
 
-fn tier(t: i32) -> String {
+pub fn tier(t: i32) -> String {
     pb::TrustTier::try_from(t)
         .map(|s| s.as_str_name().trim_start_matches("TRUST_TIER_").to_owned())
         .unwrap_or_else(|_| t.to_string())
@@ -38,29 +98,52 @@ fn decision(d: i32) -> &'static str {
     }
 }
 
-/// Prints rows under a header with columns padded to their widest cell.
-fn table(header: &[&str], rows: &[Vec<String>]) {
+fn kind(k: i32) -> String {
+    pb::RecordKind::try_from(k)
+        .map(|k| {
+            k.as_str_name()
+                .trim_start_matches("RECORD_KIND_")
+                .to_lowercase()
+        })
+        .unwrap_or_else(|_| k.to_string())
+}
+
+fn baseline_state(s: i32) -> String {
+    pb::BaselineState::try_from(s)
+        .map(|s| {
+            s.as_str_name()
+                .trim_start_matches("BASELINE_STATE_")
+                .to_owned()
+        })
+        .unwrap_or_else(|_| s.to_string())
+}
+
+/// Rows under a header with columns padded to their widest cell.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
             widths[i] = widths[i].max(c.chars().count());
         }
     }
-    let line = |cells: Vec<String>| {
+    let mut out = String::new();
+    let mut line = |cells: &[String]| {
         let mut s = String::new();
         for (i, c) in cells.iter().enumerate() {
             if i + 1 == cells.len() {
                 s.push_str(c);
             } else {
-                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+                let _ = write!(s, "{c:<w$}  ", w = widths[i]);
             }
         }
-        println!("{}", s.trim_end());
+        out.push_str(s.trim_end());
+        out.push('\n');
     };
-    line(header.iter().map(|h| h.to_string()).collect());
+    line(&header.iter().map(|h| h.to_string()).collect::<Vec<_>>());
     for r in rows {
-        line(r.clone());
+        line(r);
     }
+    out
 }
 
 fn reasons(a: &Option<pb::Appraisal>) -> String {
@@ -75,443 +158,423 @@ fn reasons(a: &Option<pb::Appraisal>) -> String {
         .unwrap_or_default()
 }
 
-pub fn device_json(d: &pb::Device) -> Value {
-    json!({
-        "serial": d.serial, "model": d.model, "hw_version": d.hw_version, "status": status(d.status),
-        "tier": d.appraisal.as_ref().map(|a| tier(a.tier)),
-        "reasons": d.appraisal.as_ref().map(|a| a.reasons.iter().map(|r| json!({
-            "code": r.code, "claim": r.claim, "component": r.component, "expected": r.expected, "actual": r.actual, "detail": r.detail,
-        })).collect::<Vec<_>>()),
-        "trust_vector": d.appraisal.as_ref().and_then(|a| a.trust_vector.as_ref()).map(|v| json!({
-            "instance_identity": v.instance_identity, "configuration": v.configuration, "executables": v.executables,
-            "hardware": v.hardware, "sourced_data": v.sourced_data,
-        })),
-        "baseline_version": d.appraisal.as_ref().map(|a| a.baseline_version),
-        "firmware": d.firmware.iter().map(|f| json!({"name": f.name, "version": f.version, "svn": f.svn, "digest": f.digest})).collect::<Vec<_>>(),
-        "tenant": d.assignment.as_ref().map(|a| a.tenant.clone()), "site": d.assignment.as_ref().map(|a| a.site.clone()),
-        "last_seen": ts(&d.last_seen), "quarantined": d.quarantined, "revoked": d.revoked,
-        "last_evidence_id": d.last_evidence_id,
-    })
-}
-
-pub fn decision_json(d: &pb::ReleaseDecision) -> Value {
-    json!({
-        "serial": d.serial, "decision": decision(d.decision), "decision_id": d.decision_id,
-        "reasons": d.reasons.iter().map(|r| json!({"code": r.code, "detail": r.detail, "waived": r.waived})).collect::<Vec<_>>(),
-        "baseline_version": d.baseline_version, "evidence_id": d.evidence_id,
-        "provisioning_record_id": d.provisioning_record_id, "calibration_record_id": d.calibration_record_id,
-        "under_concession": d.under_concession, "concession_id": d.concession_id,
-    })
-}
-
-impl Out {
-    pub fn line(&self, s: &str) {
-        if self.json {
-            println!("{}", json!({ "message": s }));
-        } else {
-            println!("{s}");
-        }
-    }
-
-    pub fn stations(&self, list: &[pb::Station]) {
-        if self.json {
-            let v: Vec<Value> = list
-                .iter()
-                .map(|s| json!({"station_id": s.station_id, "key_id": s.key_id, "allowed_kinds": s.allowed_kinds, "allowed_models": s.allowed_models, "revoked": s.revoked, "last_sequence": s.last_sequence}))
-                .collect();
-            println!("{}", Value::Array(v));
-            return;
-        }
-        let rows = list
-            .iter()
-            .map(|s| {
-                let kinds = s
-                    .allowed_kinds
+pub fn stations(list: &[pb::Station]) -> String {
+    let rows = list
+        .iter()
+        .map(|s| {
+            vec![
+                s.station_id.clone(),
+                s.allowed_kinds
                     .iter()
-                    .map(|k| {
-                        pb::RecordKind::try_from(*k)
-                            .map(|k| {
-                                k.as_str_name()
-                                    .trim_start_matches("RECORD_KIND_")
-                                    .to_lowercase()
-                            })
-                            .unwrap_or_default()
-                    })
+                    .map(|k| kind(*k))
                     .collect::<Vec<_>>()
-                    .join(",");
-                vec![
-                    s.station_id.clone(),
-                    kinds,
-                    s.allowed_models.join(","),
-                    if s.revoked {
-                        format!("REVOKED ({})", s.revoked_reason)
-                    } else {
-                        "active".into()
-                    },
-                    s.last_sequence.to_string(),
-                    s.key_id.clone(),
-                ]
-            })
-            .collect::<Vec<_>>();
-        table(
-            &["STATION", "KINDS", "MODELS", "STATE", "LAST SEQ", "KEY"],
-            &rows,
-        );
-    }
-
-    pub fn record_receipt(&self, r: &pb::SubmitRecordResponse) {
-        if self.json {
-            println!(
-                "{}",
-                json!({"record_id": r.record_id, "serial": r.serial, "kind": r.kind, "duplicate": r.duplicate})
-            );
-        } else {
-            println!(
-                "{} {} for {}{}",
-                r.record_id,
-                if r.kind == 1 {
-                    "provisioning"
+                    .join(","),
+                s.allowed_models.join(","),
+                if s.revoked {
+                    format!("REVOKED ({})", s.revoked_reason)
                 } else {
-                    "calibration"
+                    "active".into()
                 },
-                r.serial,
-                if r.duplicate { " (already stored)" } else { "" }
-            );
-        }
-    }
+                s.last_sequence.to_string(),
+                s.key_id.clone(),
+            ]
+        })
+        .collect::<Vec<_>>();
+    table(
+        &["STATION", "KINDS", "MODELS", "STATE", "LAST SEQ", "KEY"],
+        &rows,
+    )
+}
 
-    pub fn records(&self, list: &[pb::StoredRecord]) {
-        if self.json {
-            let v: Vec<Value> = list
-                .iter()
-                .map(|r| json!({"record_id": r.record_id, "kind": r.kind, "serial": r.serial, "station_id": r.station_id, "sequence": r.sequence, "performed_at": ts(&r.performed_at)}))
-                .collect();
-            println!("{}", Value::Array(v));
-            return;
-        }
-        let rows = list
-            .iter()
-            .map(|r| {
-                vec![
-                    r.record_id.clone(),
-                    if r.kind == 1 {
-                        "provisioning".into()
-                    } else {
-                        "calibration".into()
-                    },
-                    r.serial.clone(),
-                    r.station_id.clone(),
-                    r.sequence.to_string(),
-                    ts(&r.performed_at),
-                ]
-            })
-            .collect::<Vec<_>>();
-        table(
-            &["RECORD", "KIND", "SERIAL", "STATION", "SEQ", "PERFORMED"],
-            &rows,
+pub fn record_receipt(r: &pb::SubmitRecordResponse) -> String {
+    format!(
+        "{} {} for {}{}\n",
+        r.record_id,
+        kind(r.kind),
+        r.serial,
+        if r.duplicate { " (already stored)" } else { "" }
+    )
+}
+
+pub fn records(list: &[pb::StoredRecord]) -> String {
+    let rows = list
+        .iter()
+        .map(|r| {
+            vec![
+                r.record_id.clone(),
+                kind(r.kind),
+                r.serial.clone(),
+                r.station_id.clone(),
+                r.sequence.to_string(),
+                ts(&r.performed_at),
+            ]
+        })
+        .collect::<Vec<_>>();
+    table(
+        &["RECORD", "KIND", "SERIAL", "STATION", "SEQ", "PERFORMED"],
+        &rows,
+    )
+}
+
+pub fn published(r: &pb::PublishBaselineResponse) -> String {
+    format!(
+        "baseline {} v{} accepted: {} (effective {})\n",
+        r.model,
+        r.version,
+        baseline_state(r.state),
+        ts(&r.effective_at)
+    )
+}
+
+pub fn baselines(list: &[pb::Baseline]) -> String {
+    let rows = list
+        .iter()
+        .map(|b| {
+            vec![
+                b.model.clone(),
+                b.version.to_string(),
+                baseline_state(b.state),
+                ts(&b.effective_at),
+                b.description.clone(),
+            ]
+        })
+        .collect::<Vec<_>>();
+    table(
+        &["MODEL", "VERSION", "STATE", "EFFECTIVE", "DESCRIPTION"],
+        &rows,
+    )
+}
+
+/// An appraisal's tier, trust vector and reasons, one line each.
+fn appraisal(out: &mut String, a: &pb::Appraisal) {
+    let _ = writeln!(
+        out,
+        "tier        {} (baseline v{})",
+        tier(a.tier),
+        a.baseline_version
+    );
+    if let Some(v) = &a.trust_vector {
+        let _ = writeln!(
+            out,
+            "trust       identity {} hardware {} executables {} configuration {} sourced_data {}",
+            v.instance_identity, v.hardware, v.executables, v.configuration, v.sourced_data
         );
     }
-
-    pub fn published(&self, r: &pb::PublishBaselineResponse) {
-        let state = pb::BaselineState::try_from(r.state)
-            .map(|s| {
-                s.as_str_name()
-                    .trim_start_matches("BASELINE_STATE_")
-                    .to_owned()
-            })
-            .unwrap_or_default();
-        if self.json {
-            println!(
-                "{}",
-                json!({"model": r.model, "version": r.version, "effective_at": ts(&r.effective_at), "state": state})
-            );
+    for r in &a.reasons {
+        let comp = if r.component.is_empty() {
+            String::new()
         } else {
-            println!(
-                "baseline {} v{} accepted: {} (effective {})",
-                r.model,
-                r.version,
-                state,
-                ts(&r.effective_at)
-            );
-        }
-    }
-
-    pub fn baselines(&self, list: &[pb::Baseline]) {
-        let state = |s: i32| {
-            pb::BaselineState::try_from(s)
-                .map(|s| {
-                    s.as_str_name()
-                        .trim_start_matches("BASELINE_STATE_")
-                        .to_owned()
-                })
-                .unwrap_or_default()
+            format!(" [{}]", r.component)
         };
-        if self.json {
-            let v: Vec<Value> = list
-                .iter()
-                .map(|b| json!({"model": b.model, "version": b.version, "state": state(b.state), "effective_at": ts(&b.effective_at), "description": b.description, "published_by": b.published_by}))
-                .collect();
-            println!("{}", Value::Array(v));
-            return;
-        }
-        let rows = list
-            .iter()
-            .map(|b| {
-                vec![
-                    b.model.clone(),
-                    b.version.to_string(),
-                    state(b.state),
-                    ts(&b.effective_at),
-                    b.description.clone(),
-                ]
-            })
-            .collect::<Vec<_>>();
-        table(
-            &["MODEL", "VERSION", "STATE", "EFFECTIVE", "DESCRIPTION"],
-            &rows,
+        let _ = writeln!(
+            out,
+            "reason      {}{}: {} (expected {}, actual {})",
+            r.code, comp, r.detail, r.expected, r.actual
         );
     }
+}
 
-    pub fn device(&self, d: &pb::Device) {
-        if self.json {
-            println!("{}", device_json(d));
-            return;
-        }
-        println!("serial      {}", d.serial);
-        println!("model       {} rev {}", d.model, d.hw_version);
-        println!("status      {}", status(d.status));
-        if let Some(a) = &d.appraisal {
-            println!(
-                "tier        {} (baseline v{})",
-                tier(a.tier),
-                a.baseline_version
-            );
-            if let Some(v) = &a.trust_vector {
-                println!(
-                    "trust       identity {} hardware {} executables {} configuration {} sourced_data {}",
-                    v.instance_identity, v.hardware, v.executables, v.configuration, v.sourced_data
-                );
-            }
-            for r in &a.reasons {
-                let comp = if r.component.is_empty() {
-                    String::new()
-                } else {
-                    format!(" [{}]", r.component)
-                };
-                println!(
-                    "reason      {}{}: {} (expected {}, actual {})",
-                    r.code, comp, r.detail, r.expected, r.actual
-                );
-            }
-        }
-        for f in &d.firmware {
-            println!("firmware    {} {} svn {}", f.name, f.version, f.svn);
-        }
-        if let Some(a) = &d.assignment {
-            println!(
-                "assigned    {} / {} / {} {}",
-                a.tenant, a.site, a.department, a.asset_tag
-            );
-        }
-        println!("last seen   {}", ts(&d.last_seen));
+pub fn device(d: &pb::Device) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "serial      {}", d.serial);
+    let _ = writeln!(out, "model       {} rev {}", d.model, d.hw_version);
+    let _ = writeln!(out, "status      {}", status(d.status));
+    if let Some(a) = &d.appraisal {
+        appraisal(&mut out, a);
     }
+    for f in &d.firmware {
+        let _ = writeln!(out, "firmware    {} {} svn {}", f.name, f.version, f.svn);
+    }
+    if let Some(a) = &d.assignment {
+        let _ = writeln!(
+            out,
+            "assigned    {} / {} / {} {}",
+            a.tenant, a.site, a.department, a.asset_tag
+        );
+    }
+    if d.revoked {
+        let _ = writeln!(out, "revoked     {}", d.revoked_reason);
+    }
+    if d.quarantined {
+        let _ = writeln!(out, "quarantined {}", d.quarantine_reason);
+    }
+    let _ = writeln!(out, "last seen   {}", ts(&d.last_seen));
+    out
+}
 
-    /// Units as a table (then the change-feed cursor they reflect), or a
-    /// JSON array.
-    pub fn devices(&self, list: &[pb::Device], cursor: &str) {
-        if self.json {
-            println!("{}", Value::Array(list.iter().map(device_json).collect()));
-            return;
-        }
-        let rows = list
-            .iter()
-            .map(|d| {
-                vec![
-                    d.serial.clone(),
-                    d.model.clone(),
-                    status(d.status),
-                    d.assignment
-                        .as_ref()
-                        .map(|a| format!("{}/{}", a.tenant, a.site))
-                        .unwrap_or_default(),
-                    ts(&d.last_seen),
-                    reasons(&d.appraisal),
-                ]
-            })
-            .collect::<Vec<_>>();
-        table(
-            &[
-                "SERIAL",
-                "MODEL",
-                "STATUS",
-                "TENANT/SITE",
-                "LAST SEEN",
-                "REASONS",
+/// Units as a table, then the change-feed cursor they reflect.
+pub fn devices(list: &[pb::Device], cursor: &str) -> String {
+    let rows = list
+        .iter()
+        .map(|d| {
+            vec![
+                d.serial.clone(),
+                d.model.clone(),
+                status(d.status),
+                d.assignment
+                    .as_ref()
+                    .map(|a| format!("{}/{}", a.tenant, a.site))
+                    .unwrap_or_default(),
+                ts(&d.last_seen),
+                reasons(&d.appraisal),
+            ]
+        })
+        .collect::<Vec<_>>();
+    table(
+        &[
+            "SERIAL",
+            "MODEL",
+            "STATUS",
+            "TENANT/SITE",
+            "LAST SEEN",
+            "REASONS",
+        ],
+        &rows,
+    ) + &watch_hint(cursor)
+}
+
+pub fn history(entries: &[pb::HistoryEntry]) -> String {
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .filter_map(|e| e.entry.as_ref())
+        .map(|e| match e {
+            pb::history_entry::Entry::Record(r) => vec![
+                ts(&r.received_at),
+                "record".into(),
+                r.record_id.clone(),
+                format!("station {} seq {}", r.station_id, r.sequence),
             ],
-            &rows,
-        );
-        watch_hint(cursor);
-    }
-
-    pub fn history(&self, entries: &[pb::HistoryEntry]) {
-        let rows: Vec<Vec<String>> = entries
-            .iter()
-            .filter_map(|e| e.entry.as_ref())
-            .map(|e| match e {
-                pb::history_entry::Entry::Record(r) => vec![
-                    ts(&r.received_at),
-                    "record".into(),
-                    r.record_id.clone(),
-                    format!("station {} seq {}", r.station_id, r.sequence),
-                ],
-                pb::history_entry::Entry::Evidence(v) => vec![
-                    ts(&v.received_at),
-                    "evidence".into(),
-                    v.evidence_id.clone(),
-                    format!("bootcount {} {}", v.bootcount, reasons(&v.appraisal)),
-                ],
-                pb::history_entry::Entry::Reappraisal(r) => vec![
-                    ts(&r.at),
-                    "re-appraisal".into(),
-                    status(r.status),
-                    reasons(&r.appraisal),
-                ],
-                pb::history_entry::Entry::ReleaseDecision(d) => vec![
-                    ts(&d.decided_at),
-                    "release".into(),
-                    decision(d.decision).into(),
-                    d.reasons
-                        .iter()
-                        .map(|r| r.code.clone())
-                        .collect::<Vec<_>>()
-                        .join(","),
-                ],
-            })
-            .collect();
-        if self.json {
-            println!(
-                "{}",
-                Value::Array(
-                    rows.into_iter()
-                        .map(|r| json!({"at": r[0], "kind": r[1], "what": r[2], "detail": r[3]}))
-                        .collect()
-                )
-            );
-        } else {
-            table(&["AT", "KIND", "WHAT", "DETAIL"], &rows);
-        }
-    }
-
-    pub fn summary(&self, s: &pb::FleetSummary) {
-        let counts = |c: &[pb::StatusCount]| {
-            c.iter()
-                .map(|c| (status(c.status), c.count))
-                .collect::<Vec<_>>()
-        };
-        if self.json {
-            println!(
-                "{}",
-                json!({
-                    "total": s.total,
-                    "counts": counts(&s.counts).into_iter().map(|(k, v)| json!({"status": k, "count": v})).collect::<Vec<_>>(),
-                    "groups": s.groups.iter().map(|g| json!({"key": g.key, "total": g.total, "counts": counts(&g.counts).into_iter().map(|(k, v)| json!({"status": k, "count": v})).collect::<Vec<_>>()})).collect::<Vec<_>>(),
-                    "cursor": s.cursor,
-                })
-            );
-            return;
-        }
-        let render = |c: &[pb::StatusCount]| {
-            counts(c)
-                .into_iter()
-                .map(|(k, v)| format!("{k} {v}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        if s.groups.is_empty() {
-            println!("{} units: {}", s.total, render(&s.counts));
-        } else {
-            let rows = s
-                .groups
-                .iter()
-                .map(|g| {
-                    vec![
-                        if g.key.is_empty() {
-                            "(none)".into()
-                        } else {
-                            g.key.clone()
-                        },
-                        g.total.to_string(),
-                        render(&g.counts),
-                    ]
-                })
-                .collect::<Vec<_>>();
-            table(&["GROUP", "UNITS", "BY STATUS"], &rows);
-            println!("{} units: {}", s.total, render(&s.counts));
-        }
-        watch_hint(&s.cursor);
-    }
-
-    pub fn change(&self, c: &pb::DeviceChange) {
-        if self.json {
-            println!(
-                "{}",
-                json!({"cursor": c.cursor, "serial": c.serial, "old_status": status(c.old_status), "new_status": status(c.new_status), "at": ts(&c.at), "reasons": c.reasons})
-            );
-        } else {
-            println!(
-                "{}  {}  {} -> {}  {}  (cursor {})",
-                ts(&c.at),
-                c.serial,
-                status(c.old_status),
-                status(c.new_status),
-                c.reasons.join(","),
-                c.cursor
-            );
-        }
-    }
-
-    pub fn decisions(&self, list: &[pb::ReleaseDecision]) {
-        if self.json {
-            println!("{}", Value::Array(list.iter().map(decision_json).collect()));
-            return;
-        }
-        let rows = list
-            .iter()
-            .map(|d| {
-                let why = d
-                    .reasons
+            pb::history_entry::Entry::Evidence(v) => vec![
+                ts(&v.received_at),
+                "evidence".into(),
+                v.evidence_id.clone(),
+                format!("bootcount {} {}", v.bootcount, reasons(&v.appraisal)),
+            ],
+            pb::history_entry::Entry::Reappraisal(r) => vec![
+                ts(&r.at),
+                "re-appraisal".into(),
+                status(r.status),
+                reasons(&r.appraisal),
+            ],
+            pb::history_entry::Entry::ReleaseDecision(d) => vec![
+                ts(&d.decided_at),
+                "release".into(),
+                decision(d.decision).into(),
+                d.reasons
                     .iter()
-                    .map(|r| {
-                        if r.waived {
-                            format!("{} (waived)", r.code)
-                        } else {
-                            r.code.clone()
-                        }
-                    })
+                    .map(|r| r.code.clone())
                     .collect::<Vec<_>>()
-                    .join(",");
-                let what = if d.under_concession {
-                    "RELEASE (under concession)".into()
-                } else {
-                    decision(d.decision).to_string()
-                };
-                vec![d.serial.clone(), what, why]
+                    .join(","),
+            ],
+        })
+        .collect();
+    table(&["AT", "KIND", "WHAT", "DETAIL"], &rows)
+}
+
+pub fn summary(s: &pb::FleetSummary) -> String {
+    let render = |c: &[pb::StatusCount]| {
+        c.iter()
+            .map(|c| format!("{} {}", status(c.status), c.count))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut out = String::new();
+    if !s.groups.is_empty() {
+        let rows = s
+            .groups
+            .iter()
+            .map(|g| {
+                vec![
+                    if g.key.is_empty() {
+                        "(none)".into()
+                    } else {
+                        g.key.clone()
+                    },
+                    g.total.to_string(),
+                    render(&g.counts),
+                ]
             })
             .collect::<Vec<_>>();
-        table(&["SERIAL", "DECISION", "REASONS"], &rows);
-        let released = list
-            .iter()
-            .filter(|d| d.decision == pb::Decision::Release as i32)
-            .count();
-        println!("{released} of {} released", list.len());
+        out = table(&["GROUP", "UNITS", "BY STATUS"], &rows);
     }
+    let _ = writeln!(out, "{} units: {}", s.total, render(&s.counts));
+    out + &watch_hint(&s.cursor)
+}
+
+pub fn change(c: &pb::DeviceChange) -> String {
+    format!(
+        "{}  {}  {} -> {}  {}  (cursor {})\n",
+        ts(&c.at),
+        c.serial,
+        status(c.old_status),
+        status(c.new_status),
+        c.reasons.join(","),
+        c.cursor
+    )
+}
+
+pub fn decisions(list: &[pb::ReleaseDecision]) -> String {
+    let rows = list
+        .iter()
+        .map(|d| {
+            let why = d
+                .reasons
+                .iter()
+                .map(|r| {
+                    if r.waived {
+                        format!("{} (waived)", r.code)
+                    } else {
+                        r.code.clone()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(",");
+            let what = if d.under_concession {
+                "RELEASE (under concession)".into()
+            } else {
+                decision(d.decision).to_string()
+            };
+            vec![d.serial.clone(), what, why]
+        })
+        .collect::<Vec<_>>();
+    let released = list
+        .iter()
+        .filter(|d| d.decision == pb::Decision::Release as i32)
+        .count();
+    table(&["SERIAL", "DECISION", "REASONS"], &rows)
+        + &format!("{released} of {} released\n", list.len())
+}
+
+pub fn concession(c: &pb::Concession) -> String {
+    format!(
+        "concession {} for {}: waives {} ({}; {}), granted by {} at {}\n",
+        c.concession_id,
+        c.serial,
+        c.waived_codes.join(","),
+        c.justification,
+        c.meaning,
+        c.granted_by,
+        ts(&c.granted_at)
+    )
+}
+
+pub fn audit_head(h: &pb::AuditHead) -> String {
+    let mut out = format!("sequence {} hash {}\n", h.sequence, hex(&h.hash));
+    match h
+        .checkpoint
+        .as_ref()
+        .and_then(|c| attestd_client::core::audit::Checkpoint::parse(&c.details))
+    {
+        Some(cp) => {
+            let _ = writeln!(
+                out,
+                "newest checkpoint: entry {} signs head {} {} with key {}",
+                h.checkpoint.as_ref().map_or(0, |c| c.sequence),
+                cp.seq,
+                hex(&cp.hash),
+                cp.key_id
+            );
+        }
+        None => out.push_str("no signed checkpoint yet\n"),
+    }
+    out
+}
+
+/// Audit entries as table rows (no header: `audit tail` prints them as they come).
+pub fn audit_rows(events: &[pb::AuditEvent]) -> Vec<Vec<String>> {
+    events
+        .iter()
+        .map(|e| {
+            vec![
+                e.sequence.to_string(),
+                ms(e.at_ms),
+                e.principal.clone(),
+                e.action.clone(),
+                e.target.clone(),
+                e.reason.clone(),
+                e.details.clone(),
+            ]
+        })
+        .collect()
+}
+
+pub const AUDIT_HEADER: [&str; 7] = [
+    "SEQ",
+    "AT",
+    "PRINCIPAL",
+    "ACTION",
+    "TARGET",
+    "REASON",
+    "DETAILS",
+];
+
+/// An audit page: a table, then where to go on.
+pub fn audit_events(r: &pb::ListAuditEventsResponse) -> String {
+    let mut out = table(&AUDIT_HEADER, &audit_rows(&r.events));
+    if r.next_after_sequence != 0 {
+        let _ = writeln!(
+            out,
+            "more: `attestctl audit list --after {}` goes on",
+            r.next_after_sequence
+        );
+    }
+    out
+}
+
+/// One audit entry on one line, for `audit tail`.
+pub fn audit_event(e: &pb::AuditEvent) -> String {
+    let mut line = audit_rows(std::slice::from_ref(e))
+        .remove(0)
+        .into_iter()
+        .filter(|c| !c.is_empty())
+        .collect::<Vec<_>>()
+        .join("  ");
+    line.push('\n');
+    line
+}
+
+pub fn challenge(c: &pb::GetChallengeResponse) -> String {
+    format!(
+        "nonce {} (expires {}); sign it into the evidence's eat_nonce claim\n",
+        hex(&c.nonce),
+        ts(&c.expires_at)
+    )
+}
+
+pub fn evidence_receipt(r: &pb::SubmitEvidenceResponse) -> String {
+    let mut out = format!("evidence {}\n", r.evidence_id);
+    if let Some(a) = &r.appraisal {
+        appraisal(&mut out, a);
+    }
+    out
+}
+
+pub fn stored_evidence(e: &pb::StoredEvidence) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "evidence    {}", e.evidence_id);
+    let _ = writeln!(out, "serial      {} bootcount {}", e.serial, e.bootcount);
+    let _ = writeln!(
+        out,
+        "issued      {} received {}{}",
+        ts(&e.issued_at),
+        ts(&e.received_at),
+        if e.nonce_fresh {
+            ""
+        } else {
+            " (deferred: no nonce)"
+        }
+    );
+    if let Some(a) = &e.appraisal {
+        appraisal(&mut out, a);
+    }
+    let _ = writeln!(out, "cose_sign1  {} bytes", e.cose_sign1.len());
+    out
 }
 
 /// The change-feed cursor a read reflects, and how to continue from it.
-fn watch_hint(cursor: &str) {
-    if !cursor.is_empty() {
-        println!(
-            "as of change {cursor}: `attestctl fleet watch --after {cursor}` continues from here"
-        );
+fn watch_hint(cursor: &str) -> String {
+    if cursor.is_empty() {
+        return String::new();
     }
+    format!("as of change {cursor}: `attestctl fleet watch --after {cursor}` continues from here\n")
 }

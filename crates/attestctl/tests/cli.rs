@@ -1,134 +1,16 @@
 //! Every attestctl command, end to end, against a freshly started server
-//! with the dev kit (what `attestd serve --dev` makes), and the demo with
-//! its output checked for the expected verdicts.
+//! with the dev kit (what `attestd serve --dev` makes), the demo with its
+//! output checked for the expected verdicts, and output cut by a closed pipe.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::Arc;
+mod common;
 
-use attestd_server::clock::SystemClock;
-use attestd_server::dev;
-use attestd_server::settings::Settings;
-use attestd_server::{Server, ServerParts};
-use attestd_store::sled_store::{SledConfig, SledStore};
+use std::io::{BufRead as _, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
-struct Env {
-    dir: tempfile::TempDir,
-    endpoint: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Env {
-    fn dev_dir(&self) -> PathBuf {
-        self.dir.path().join("dev")
-    }
-
-    fn token(&self, role: &str) -> String {
-        std::fs::read_to_string(self.dev_dir().join(format!("{role}.token")))
-            .unwrap()
-            .trim()
-            .to_owned()
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-    }
-}
-
-async fn start() -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let kit = dev::prepare(dir.path()).unwrap();
-    let store = SledStore::open(
-        &dir.path().join("data"),
-        &SledConfig {
-            cache_capacity: 16 << 20,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    dev::register_station(&store, &kit.station_key, 0)
-        .await
-        .unwrap();
-    let server = Server::new(ServerParts {
-        store: Arc::new(store),
-        settings: Settings {
-            limits: attestd_server::settings::Limits {
-                checkpoint_interval_secs: 1,
-                ..Default::default()
-            },
-            principals: kit.principals.clone(),
-            release: kit.release.clone(),
-        },
-        clock: Arc::new(SystemClock),
-        metrics_listener: None,
-        checkpoint_key: Some(Arc::new(
-            attestd_server::checkpoint::CheckpointKey::load_or_create(
-                &dir.path().join("audit-key.pkcs8"),
-            )
-            .unwrap(),
-        )),
-        tls: None,
-    })
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = server
-            .run(
-                listener,
-                async {
-                    let _ = stopped.await;
-                },
-                true,
-            )
-            .await;
-    });
-    Env {
-        dir,
-        endpoint,
-        stop: Some(stop),
-    }
-}
-
-/// Runs attestctl (off the async runtime); returns (exit code, stdout, stderr).
-async fn ctl(env: &Env, token: Option<&str>, args: &[&str]) -> (i32, String, String) {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_attestctl"));
-    c.arg("--endpoint")
-        .arg(&env.endpoint)
-        .args(args)
-        .env_remove("ATTESTD_TOKEN")
-        .env_remove("ATTESTD_ENDPOINT");
-    if let Some(t) = token {
-        c.arg("--token").arg(t);
-    }
-    let out = tokio::task::spawn_blocking(move || c.output().unwrap())
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-#[track_caller]
-fn ok(r: (i32, String, String)) -> String {
-    assert_eq!(r.0, 0, "stdout: {}\nstderr: {}", r.1, r.2);
-    r.1
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
+use attestd_client::core::keys::KeyAlg;
+use attestd_client::{pb, SigningKey};
+use common::{base64_decode, ctl, ok, p, start, Env};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_runs_and_shows_the_expected_verdicts() {
@@ -209,11 +91,13 @@ async fn every_command() {
     );
     let out = ok(ctl(&env, admin, &["--json", "station", "list"]).await);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let ids: Vec<&str> = v
+    // The API's ListStationsResponse, every page in one, in the proto3
+    // JSON mapping (lowerCamelCase names).
+    let ids: Vec<&str> = v["stations"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| s["station_id"].as_str().unwrap())
+        .map(|s| s["stationId"].as_str().unwrap())
         .collect();
     assert_eq!(ids, ["dev-station", "line9"]);
     let out = ok(ctl(
@@ -277,8 +161,7 @@ async fn every_command() {
     );
     let out = ok(ctl(&env, admin, &["--json", "record", "list", "CLI-0001"]).await);
     assert_eq!(
-        serde_json::from_str::<serde_json::Value>(&out)
-            .unwrap()
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["records"]
             .as_array()
             .unwrap()
             .len(),
@@ -330,8 +213,9 @@ async fn every_command() {
     assert!(out.contains("ACTIVE"), "{out}");
     let out = ok(ctl(&env, mes, &["--json", "baseline", "list", "PM-200"]).await);
     assert_eq!(
-        serde_json::from_str::<serde_json::Value>(&out).unwrap()[0]["version"],
-        1
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["baselines"][0]["version"],
+        "1",
+        "64-bit integers are strings in the proto3 JSON mapping"
     );
 
     // The unit boots (through the SDK, as a device would).
@@ -400,7 +284,9 @@ async fn every_command() {
         &["--json", "device", "list", "--status", "untrusted"],
     )
     .await);
-    assert_eq!(out.trim(), "[]");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["devices"], serde_json::json!([]), "{out}");
+    assert!(!v["cursor"].as_str().unwrap().is_empty(), "{out}");
     let out = ok(ctl(&env, admin, &["device", "history", "CLI-0001"]).await);
     assert!(out.contains("record") && out.contains("evidence"), "{out}");
 
@@ -459,8 +345,8 @@ async fn every_command() {
     let r = ctl(&env, mes, &["--json", "release", "check", "CLI-0001"]).await;
     assert_eq!(r.0, 3);
     let v: serde_json::Value = serde_json::from_str(&r.1).unwrap();
-    assert_eq!(v[0]["decision"], "HOLD");
-    assert_eq!(v[0]["reasons"][0]["code"], "QUARANTINED");
+    assert_eq!(v["results"][0]["decision"], "DECISION_HOLD");
+    assert_eq!(v["results"][0]["reasons"][0]["code"], "QUARANTINED");
 
     // audit head / export / verify (offline), and tampering named by line
     let out = ok(ctl(&env, admin, &["audit", "head"]).await);
@@ -585,9 +471,130 @@ async fn every_command() {
     assert!(err.contains("states no range"), "{err}");
 }
 
-fn base64_decode(s: &str) -> Vec<u8> {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD
-        .decode(s.trim())
-        .unwrap()
+/// Spawns attestctl with stdout a pipe, reads its first line (at most 4 KiB
+/// of it), closes the pipe, and waits for attestctl to end, with `poke`
+/// appending an audit entry (a station registration) every 100 ms meanwhile.
+/// Returns (exit code, what was read, stderr).
+async fn read_then_close(
+    env: &Env,
+    token: Option<&str>,
+    args: &[&str],
+    poke: Option<&attestd_client::Client>,
+) -> (i32, String, String) {
+    let mut child = env
+        .command(token, args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let first = tokio::task::spawn_blocking(move || {
+        let mut r = BufReader::with_capacity(4096, stdout);
+        let mut got = Vec::new();
+        while got.len() < 4096 && !got.ends_with(b"\n") {
+            let buf = r.fill_buf().unwrap();
+            if buf.is_empty() {
+                break;
+            }
+            let n = buf
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(buf.len(), |i| i + 1)
+                .min(4096 - got.len());
+            got.extend_from_slice(&buf[..n]);
+            r.consume(n);
+        }
+        String::from_utf8_lossy(&got).into_owned()
+        // The reader, the pipe's only read end, is dropped here.
+    })
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut n = 0;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+            return (status.code().unwrap_or(-1), first, err);
+        }
+        assert!(Instant::now() < deadline, "attestctl did not end");
+        if let Some(admin) = poke {
+            n += 1;
+            let key = SigningKey::generate(KeyAlg::Ed25519).unwrap();
+            admin
+                .admin()
+                .register_station(pb::RegisterStationRequest {
+                    station_id: format!("pipe-{n}"),
+                    public_key: key.public_key().spki_der().to_vec(),
+                    allowed_kinds: vec![pb::RecordKind::Calibration as i32],
+                    allowed_models: vec!["PM-200".into()],
+                    allow_rekey: false,
+                })
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Nothing on stderr but the progress of a long check: no panic, no error.
+#[track_caller]
+fn assert_only_progress(err: &str) {
+    assert!(
+        err.lines().all(|l| l.starts_with("checking ")),
+        "stderr: {err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_pipe_ends_output_quietly() {
+    let env = start().await;
+    let mes_t = env.token("mes");
+    let admin_t = env.token("admin");
+
+    // A table longer than a pipe holds: 5,000 serials (none enrolled, so
+    // every one is held). The exit status stays 3: a cut output never turns
+    // a HOLD into success.
+    let serials: String = (0..5000).map(|i| format!("CLI-PIPE-{i:05}\n")).collect();
+    std::fs::write(env.path("pallet.txt"), serials).unwrap();
+    let pallet = env.path("pallet.txt");
+    let (code, first, err) = read_then_close(
+        &env,
+        Some(&mes_t),
+        &["release", "check", "--file", p(&pallet)],
+        None,
+    )
+    .await;
+    assert!(first.starts_with("SERIAL"), "{first}");
+    assert_only_progress(&err);
+    assert_eq!(code, 3, "held units, output cut");
+
+    // The same as JSON: one line longer than a pipe holds, cut after 4 KiB.
+    let (code, first, err) = read_then_close(
+        &env,
+        Some(&mes_t),
+        &["--json", "release", "check", "--file", p(&pallet)],
+        None,
+    )
+    .await;
+    assert!(
+        first.starts_with("{\"results\":[") && first.len() == 4096,
+        "{first}"
+    );
+    assert_only_progress(&err);
+    assert_eq!(code, 3);
+
+    // A follower: `audit tail -f` prints an entry, its reader goes away,
+    // and the next entry it writes ends it quietly with status 0.
+    let admin = env.client(Some("admin")).await;
+    let (code, first, err) = read_then_close(
+        &env,
+        Some(&admin_t),
+        &["audit", "tail", "-n", "1", "-f", "--interval-ms", "100"],
+        Some(&admin),
+    )
+    .await;
+    assert!(first.ends_with('\n'), "{first}");
+    assert_eq!(err, "", "nothing on stderr: no panic, no error");
+    assert_eq!(code, 0);
 }

@@ -9,15 +9,15 @@ use attestd_store::{
     ReappraisalEntry, RecordEntry, ReleaseDecisionEntry, SignatureEntry, StationEntry,
 };
 
-pub fn timestamp(secs: i64) -> Option<prost_types::Timestamp> {
-    Some(prost_types::Timestamp {
+pub fn timestamp(secs: i64) -> Option<attestd_proto::Timestamp> {
+    Some(attestd_proto::Timestamp {
         seconds: secs,
         nanos: 0,
     })
 }
 
-pub fn timestamp_ms(ms: i64) -> Option<prost_types::Timestamp> {
-    Some(prost_types::Timestamp {
+pub fn timestamp_ms(ms: i64) -> Option<attestd_proto::Timestamp> {
+    Some(attestd_proto::Timestamp {
         seconds: ms.div_euclid(1000),
         nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
     })

@@ -1,7 +1,8 @@
 //! Development mode (`attestd serve --dev`): everything a first session
 //! needs, made locally in `<data_dir>/dev/` and printed at start-up:
-//! tokens for a security admin, the `dev-station` station and an MES (new at
-//! every start), the station's key (registered in the store on first start)
+//! tokens for a security admin, the `dev-station` station, an MES, hospital IT
+//! of the tenant [`DEV_TENANT`] and an auditor (new at every start), the
+//! station's key (registered in the store on first start)
 //! and two release keys trusted with a threshold of 2, so that baselines can
 //! be published. Files are written with mode 0600. Never use in production.
 
@@ -19,6 +20,10 @@ use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
 
 /// The station principal and registered station of dev mode.
 pub const DEV_STATION: &str = "dev-station";
+
+/// The tenant (hospital) of the dev kit's hospital-it principal: it sees only
+/// the units assigned to this tenant.
+pub const DEV_TENANT: &str = "dev-hospital";
 
 /// Why the dev kit could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -126,10 +131,19 @@ pub fn prepare(data_dir: &Path) -> Result<DevKit> {
     let r2 = key(&dir, "release-2", KeyAlg::Ed25519)?;
     let mut tokens = Vec::new();
     let mut principals = Vec::new();
-    for (role_name, principal, role, station) in [
-        ("admin", "dev-admin", "security-admin", None),
-        ("station", DEV_STATION, "station", Some(DEV_STATION)),
-        ("mes", "dev-mes", "mes", None),
+    // (token file, principal, role, station, tenant)
+    for (role_name, principal, role, station, tenant) in [
+        ("admin", "dev-admin", "security-admin", None, None),
+        ("station", DEV_STATION, "station", Some(DEV_STATION), None),
+        ("mes", "dev-mes", "mes", None, None),
+        (
+            "hospital-it",
+            "dev-hospital-it",
+            "hospital-it",
+            None,
+            Some(DEV_TENANT),
+        ),
+        ("auditor", "dev-auditor", "auditor", None, None),
     ] {
         let t = random_token()?;
         write_secret(&dir.join(format!("{role_name}.token")), &t)?;
@@ -140,7 +154,7 @@ pub fn prepare(data_dir: &Path) -> Result<DevKit> {
             cert_sha256: None,
             cert_uri: None,
             station_id: station.map(Into::into),
-            tenant: None,
+            tenant: tenant.map(Into::into),
         });
         tokens.push((role_name, t));
     }

@@ -34,7 +34,7 @@ pub fn visible(caller: &Principal, d: &DeviceEntry) -> bool {
     tenant_scope(caller).is_none_or(|t| d.tenant == t)
 }
 
-fn ms(t: &prost_types::Timestamp) -> i64 {
+fn ms(t: &attestd_proto::Timestamp) -> i64 {
     t.seconds
         .saturating_mul(1000)
         .saturating_add((t.nanos / 1_000_000) as i64)
