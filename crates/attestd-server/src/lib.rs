@@ -14,6 +14,7 @@ pub mod convert;
 pub mod dev;
 pub mod edge;
 pub mod metrics;
+pub mod observe;
 pub mod ratelimit;
 pub mod reappraisal;
 pub mod security;
@@ -98,6 +99,7 @@ impl Server {
         }
         let trust_root = settings.release.trust_root().map_err(ServeError::Config)?;
         let metrics = Arc::new(Metrics::default());
+        metrics.set_build_info(store.backend());
         let limits = settings.limits.clone();
         let peer_limit = Arc::new(ratelimit::Buckets::new(
             "peer",
@@ -188,13 +190,8 @@ impl Server {
             .map(|t| tokio::spawn(tls::watch_files(t, jobs_stopped.clone())));
         let reappraisal =
             background.then(|| tokio::spawn(reappraisal::run(app.clone(), jobs_stopped.clone())));
-        let metrics_task = metrics_listener.map(|l| {
-            tokio::spawn(metrics::serve_metrics(
-                l,
-                app.metrics.clone(),
-                app.store.clone(),
-            ))
-        });
+        let metrics_task = metrics_listener
+            .map(|l| tokio::spawn(metrics::serve_metrics(l, app.clone(), tls.clone())));
 
         let (health, health_service) = tonic_health::server::health_reporter();
         set_health(&health, true).await;
@@ -220,9 +217,17 @@ impl Server {
             peer_limit: app.peer_limit.clone(),
             clock: app.clock.clone(),
         };
+        // Outermost: every call gets its request id, span and metrics, the
+        // edge layer's refusals included.
+        let layers = tower::layer::util::Stack::new(
+            edge,
+            observe::ObserveLayer {
+                metrics: app.metrics.clone(),
+            },
+        );
         let a = || app.clone();
         let result = tonic::transport::Server::builder()
-            .layer(edge)
+            .layer(layers)
             .add_service(health_service)
             .add_service(reflection)
             .add_service(
