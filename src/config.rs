@@ -41,6 +41,9 @@ pub struct FileConfig {
     /// node) or a PostgreSQL database several replicas share.
     #[serde(default)]
     pub store: StoreConfig,
+    /// OpenTelemetry trace export (off unless `otlp_endpoint` is set).
+    #[serde(default)]
+    pub telemetry: crate::logging::TelemetryConfig,
 }
 
 /// `[store]`: `backend = "sled"` (default) or `backend = "postgres"` with
@@ -97,6 +100,7 @@ pub struct Resolved {
     pub tls: Option<TlsFiles>,
     pub insecure_plaintext: bool,
     pub store: StoreConfig,
+    pub telemetry: crate::logging::TelemetryConfig,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";

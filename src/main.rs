@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod logging;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -63,6 +64,9 @@ struct ServeArgs {
     /// Page cache of the sled database, in MiB.
     #[arg(long, env = "ATTESTD_CACHE_CAPACITY_MB")]
     cache_capacity_mb: Option<u64>,
+    /// Log lines on standard error: text, or json (one object per line).
+    #[arg(long, env = "ATTESTD_LOG_FORMAT", value_enum, default_value_t)]
+    log_format: logging::LogFormat,
     /// Development mode: no configuration needed; data in ./attestd-data,
     /// 127.0.0.1:50051, and fresh tokens printed at start: a security-admin
     /// and a station (station_id dev-station).
@@ -122,6 +126,7 @@ fn resolve(args: &ServeArgs) -> anyhow::Result<(Resolved, Option<dev::DevKit>)> 
             tls: file.tls,
             insecure_plaintext: file.insecure_plaintext,
             store: file.store,
+            telemetry: file.telemetry,
         },
         kit,
     ))
@@ -151,6 +156,7 @@ async fn shutdown_signal() {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (cfg, kit) = resolve(&args)?;
+    let _telemetry = logging::init(args.log_format, &cfg.telemetry)?;
     // ring is the one crypto provider of the whole dependency graph.
     attestd_server::tls::install_crypto_provider();
     let transport = check_listen(cfg.listen, cfg.tls.is_some(), cfg.insecure_plaintext)?;
@@ -283,19 +289,10 @@ fn main() -> anyhow::Result<()> {
             println!("{}", token_hash(line.trim()));
             Ok(())
         }
-        Command::Serve(args) => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_env("ATTESTD_LOG")
-                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-                )
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                .init();
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?
-                .block_on(serve(args))
-        }
+        // Logging starts in `serve`, once the configuration is read.
+        Command::Serve(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(serve(args)),
     }
 }
