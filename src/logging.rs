@@ -161,3 +161,39 @@ fn tracer_provider(endpoint: &str, cfg: &TelemetryConfig) -> anyhow::Result<SdkT
         .with_resource(resource)
         .build())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(endpoint: &str, ca: Option<&str>) -> TelemetryConfig {
+        TelemetryConfig {
+            otlp_endpoint: Some(endpoint.into()),
+            ca_file: ca.map(PathBuf::from),
+            ..TelemetryConfig::default()
+        }
+    }
+
+    #[test]
+    fn the_telemetry_section_reads_with_defaults_and_refuses_unknown_keys() {
+        let t: TelemetryConfig =
+            toml::from_str("otlp_endpoint = \"http://127.0.0.1:4317\"").unwrap();
+        assert_eq!(t.otlp_endpoint.as_deref(), Some("http://127.0.0.1:4317"));
+        assert_eq!(t.service_name, "attestd");
+        assert!(toml::from_str::<TelemetryConfig>("endpoint = \"x\"").is_err());
+        assert_eq!(TelemetryConfig::default().otlp_endpoint, None);
+    }
+
+    #[test]
+    fn a_collector_over_https_needs_its_ca_and_plain_http_takes_none() {
+        let err = |c: TelemetryConfig| {
+            tracer_provider(c.otlp_endpoint.as_deref().unwrap(), &c)
+                .err()
+                .map(|e| format!("{e:#}"))
+                .unwrap_or_default()
+        };
+        assert!(err(config("https://otel.example:4317", None)).contains("needs ca_file"));
+        assert!(err(config("http://127.0.0.1:4317", Some("/ca.pem"))).contains("is for an https"));
+        assert!(err(config("not a uri", None)).contains("otlp_endpoint"));
+    }
+}

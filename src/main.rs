@@ -156,9 +156,9 @@ async fn shutdown_signal() {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (cfg, kit) = resolve(&args)?;
-    let _telemetry = logging::init(args.log_format, &cfg.telemetry)?;
     // ring is the one crypto provider of the whole dependency graph.
     attestd_server::tls::install_crypto_provider();
+    let _telemetry = logging::init(args.log_format, &cfg.telemetry)?;
     let transport = check_listen(cfg.listen, cfg.tls.is_some(), cfg.insecure_plaintext)?;
     let tls = match &cfg.tls {
         Some(files) => Some(Arc::new(
