@@ -44,6 +44,9 @@ pub struct FileConfig {
     /// The key that signs result tokens (EAR) and the keys it replaced.
     #[serde(default)]
     pub results: ResultsConfig,
+    /// OpenTelemetry trace export (off unless `otlp_endpoint` is set).
+    #[serde(default)]
+    pub telemetry: crate::logging::TelemetryConfig,
 }
 
 /// `[results]`: `key_file` (base64 PKCS#8, ES256 or Ed25519; made at first
@@ -114,6 +117,7 @@ pub struct Resolved {
     pub store: StoreConfig,
     pub result_key_file: PathBuf,
     pub retired_result_keys: Vec<String>,
+    pub telemetry: crate::logging::TelemetryConfig,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";

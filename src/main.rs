@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod logging;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -68,6 +69,9 @@ struct ServeArgs {
     /// Page cache of the sled database, in MiB.
     #[arg(long, env = "ATTESTD_CACHE_CAPACITY_MB")]
     cache_capacity_mb: Option<u64>,
+    /// Log lines on standard error: text, or json (one object per line).
+    #[arg(long, env = "ATTESTD_LOG_FORMAT", value_enum, default_value_t)]
+    log_format: logging::LogFormat,
     /// Development mode: no configuration needed; data in ./attestd-data,
     /// 127.0.0.1:50051, and fresh tokens printed at start: a security-admin,
     /// a station (station_id dev-station), an MES, hospital IT (tenant
@@ -140,6 +144,7 @@ fn resolve(args: &ServeArgs) -> anyhow::Result<(Resolved, Option<dev::DevKit>)> 
             store: file.store,
             result_key_file,
             retired_result_keys: file.results.retired_public_keys,
+            telemetry: file.telemetry,
         },
         kit,
     ))
@@ -256,6 +261,7 @@ fn check_config(args: CheckConfigArgs) -> anyhow::Result<()> {
         data_dir: None,
         metrics_listen: None,
         cache_capacity_mb: None,
+        log_format: Default::default(),
         dev: false,
     };
     let (cfg, _) = resolve(&serve)?;
@@ -272,6 +278,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // files 0600 (sled's, the audit key's, the dev kit's).
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let (cfg, kit) = resolve(&args)?;
+    let _telemetry = logging::init(args.log_format, &cfg.telemetry)?;
     let Checked {
         transport,
         tls,
@@ -429,19 +436,10 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::CheckConfig(args) => check_config(args),
-        Command::Serve(args) => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_env("ATTESTD_LOG")
-                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-                )
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                .init();
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?
-                .block_on(serve(args))
-        }
+        // Logging starts in `serve`, once the configuration is read.
+        Command::Serve(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(serve(args)),
     }
 }

@@ -142,6 +142,10 @@ impl Store for FaultyStore {
         self.inner.write_stats()
     }
 
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+
     async fn close(&self) {
         self.inner.close().await
     }

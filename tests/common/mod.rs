@@ -84,6 +84,10 @@ pub struct Options {
     pub audit_key_file: Option<PathBuf>,
     /// The data directory; default: `data` in the test's directory.
     pub data_dir: Option<PathBuf>,
+    /// More arguments after `serve --config FILE` (`--log-format json`).
+    pub args: Vec<String>,
+    /// More environment variables for the server.
+    pub env: Vec<(String, String)>,
 }
 
 /// Which backend the end-to-end tests run on: `sled` (default) or
@@ -441,7 +445,10 @@ fn launch(dir: &Path, opts: &Options) -> (Child, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_attestd"))
         .args(["serve", "--config"])
         .arg(&cfg_path)
+        .args(&opts.args)
         .env("ATTESTD_LOG", opts.log.unwrap_or("warn"))
+        .env_remove("ATTESTD_LOG_FORMAT")
+        .envs(opts.env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log))
         .spawn()

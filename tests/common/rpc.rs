@@ -97,6 +97,11 @@ pub async fn call(c: &Client, path: &str) -> tonic::Status {
                 .release()
                 .grant_concession(pb::GrantConcessionRequest::default()))
         }
+        "/attestd.v1.Release/GetResultKeys" => {
+            go!(c
+                .release()
+                .get_result_keys(pb::GetResultKeysRequest::default()))
+        }
         "/attestd.v1.Audit/ListAuditEvents" => {
             go!(c
                 .audit()

@@ -49,10 +49,17 @@ impl App {
         self.clock.now_ms().div_euclid(1000)
     }
 
-    /// Turns a rejection into the status sent back, counting and logging it.
+    /// Turns a rejection into the status sent back, counting it. The call's
+    /// one log line (request id, method, peer, principal, code, reason) is
+    /// written by [`crate::observe`] when the status goes out; here only
+    /// what the status does not say, at debug.
     pub fn fail(&self, method: &'static str, r: Rejection) -> Status {
         self.metrics.count_rejection(r.reason);
-        tracing::warn!(method, reason = r.reason.as_str(), message = %r.message, "request rejected");
+        tracing::debug!(
+            handler = method,
+            reason = r.reason.as_str(),
+            "handler refused the call"
+        );
         to_status(&r)
     }
 

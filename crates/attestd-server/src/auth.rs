@@ -108,11 +108,17 @@ pub const ROUTES: &[(&str, Access)] = &[
     ("/attestd.v1.Release/SetQuarantine", Access::Roles(&[SecurityAdmin])),
     ("/attestd.v1.Release/GrantConcession", Access::Roles(&[SecurityAdmin])),
     ("/attestd.v1.Release/GetResultKeys", Access::Public),
-    // The same JWK Set over plain HTTP, for JOSE libraries.
-    ("/.well-known/jwks.json", Access::Public),
     ("/attestd.v1.Audit/ListAuditEvents", Access::Roles(&[Auditor, SecurityAdmin])),
     ("/attestd.v1.Audit/GetAuditHead", Access::Roles(&[Auditor, SecurityAdmin])),
     ("/attestd.v1.Audit/ExportAudit", Access::Roles(&[Auditor, SecurityAdmin])),
+];
+
+/// The plain HTTP routes beside gRPC, under the same rule: a path not
+/// listed here or in [`ROUTES`] is refused.
+pub const HTTP_ROUTES: &[(&str, Access)] = &[
+    // The result keys (the JWK Set of `Release.GetResultKeys`), for JOSE
+    // libraries.
+    ("/.well-known/jwks.json", Access::Public),
 ];
 
 /// Services that are public as a whole.
@@ -132,7 +138,11 @@ pub fn access_for(path: &str) -> Option<Access> {
     if PUBLIC_SERVICES.iter().any(|p| path.starts_with(p)) {
         return Some(Access::Public);
     }
-    ROUTES.iter().find(|(p, _)| *p == path).map(|(_, a)| *a)
+    ROUTES
+        .iter()
+        .chain(HTTP_ROUTES)
+        .find(|(p, _)| *p == path)
+        .map(|(_, a)| *a)
 }
 
 /// Why a principal could not be loaded from the configuration.

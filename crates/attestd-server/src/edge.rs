@@ -1,8 +1,10 @@
 //! The tower layer in front of every service: authorizes each call from the
 //! matrix in [`crate::auth`] before the request body is read, puts the
-//! principal into the request extensions for the handlers, and turns
-//! tonic's own "message too large" refusal into RESOURCE_EXHAUSTED with
-//! reason TOO_LARGE, as docs/api.md promises.
+//! principal into the request extensions for the handlers (and tells the
+//! call's [`crate::observe::Call`] who it is), and turns tonic's own
+//! "message too large" refusal into RESOURCE_EXHAUSTED with reason
+//! TOO_LARGE, as docs/api.md promises. Refusals are counted here and logged
+//! once, with the rest of the call, by [`crate::observe`].
 
 use std::future::Future;
 use std::pin::Pin;
@@ -49,12 +51,11 @@ pub struct Edge<S> {
 
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
 
-fn refuse<E>(r: Rejection, path: &str, metrics: &Metrics) -> BoxFuture<http::Response<Body>, E>
+fn refuse<E>(r: Rejection, metrics: &Metrics) -> BoxFuture<http::Response<Body>, E>
 where
     E: Send + 'static,
 {
     metrics.count_rejection(r.reason);
-    tracing::warn!(method = path, reason = r.reason.as_str(), message = %r.message, "call refused");
     let resp = to_status(&r).into_http::<Body>();
     Box::pin(async move { Ok(resp) })
 }
@@ -102,6 +103,12 @@ where
             .headers()
             .get(http::header::AUTHORIZATION)
             .map(|v| v.as_bytes());
+        let call = req.extensions().get::<crate::observe::Call>().cloned();
+        let identify = |who: &str| {
+            if let Some(c) = &call {
+                c.set_principal(who);
+            }
+        };
         let peer = req.extensions().get::<crate::tls::PeerInfo>();
         let cert = peer.and_then(|p| p.client_cert.clone());
         let remote = peer.and_then(|p| p.remote);
@@ -117,36 +124,47 @@ where
             format!("peer {ip}")
         };
         let auth = self.layer.auth.current();
-        let who = match auth.authorize(&path, header, cert.as_deref()) {
+        match auth.authorize(&path, header, cert.as_deref()) {
             Ok(Some(principal)) => {
-                let who = format!("principal {}", principal.name);
+                identify(&principal.name);
                 req.extensions_mut().insert(principal);
-                who
             }
             // A device route: limited per peer address before it is read.
             Ok(None) => {
+                identify(crate::observe::ANONYMOUS);
                 if path.starts_with(DEVICE_ROUTES) {
                     let now = self.layer.clock.now_ms();
                     if let Err(r) = self.layer.peer_limit.take(&peer_ip, now) {
-                        return refuse(r, &path, &self.layer.metrics);
+                        return refuse(r, &self.layer.metrics);
                     }
                 }
-                peer_label()
             }
             Err(r) => {
                 // Who failed: the principal if the token was known, else the peer.
-                let who = match r.reason {
-                    attestd_core::Reason::RoleForbidden => auth
-                        .authenticate(header, cert.as_deref())
-                        .map(|p| format!("principal {}", p.name))
-                        .unwrap_or_default(),
-                    _ => String::new(),
+                let known = match r.reason {
+                    attestd_core::Reason::RoleForbidden => {
+                        auth.authenticate(header, cert.as_deref()).ok()
+                    }
+                    _ => None,
                 };
-                let who = if who.is_empty() { peer_label() } else { who };
+                let who = match &known {
+                    Some(p) => {
+                        identify(&p.name);
+                        format!("principal {}", p.name)
+                    }
+                    None => {
+                        identify(if header.is_some() || cert.is_some() {
+                            crate::observe::UNAUTHENTICATED
+                        } else {
+                            crate::observe::ANONYMOUS
+                        });
+                        peer_label()
+                    }
+                };
                 self.layer.failures.note(&who);
-                return refuse(r, &path, &self.layer.metrics);
+                return refuse(r, &self.layer.metrics);
             }
-        };
+        }
         let fut = self.inner.call(req);
         let metrics = self.layer.metrics.clone();
         let limit = self.layer.max_request_bytes;
@@ -161,7 +179,6 @@ where
             {
                 let r = reject!(TooLarge, "request exceeds the limit of {limit} bytes");
                 metrics.count_rejection(r.reason);
-                tracing::warn!(method = %path, reason = r.reason.as_str(), "call refused");
                 let headers = resp.headers_mut();
                 headers.remove("grpc-message");
                 headers.remove("grpc-status-details-bin");
@@ -174,7 +191,6 @@ where
                     "the request is not a valid protobuf message for {path}: {detail}"
                 );
                 metrics.count_rejection(r.reason);
-                tracing::warn!(method = %path, caller = %who, reason = r.reason.as_str(), message = %r.message, "call refused");
                 let headers = resp.headers_mut();
                 headers.remove("grpc-message");
                 headers.remove("grpc-status-details-bin");

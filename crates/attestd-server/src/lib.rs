@@ -14,6 +14,7 @@ pub mod convert;
 pub mod dev;
 pub mod edge;
 pub mod metrics;
+pub mod observe;
 pub mod ratelimit;
 pub mod reappraisal;
 pub mod results;
@@ -102,6 +103,7 @@ impl Server {
         let auth = SharedAuth::new(Authenticator::new(&settings.principals)?);
         let trust_root = settings.release.trust_root().map_err(ServeError::Config)?;
         let metrics = Arc::new(Metrics::default());
+        metrics.set_build_info(store.backend());
         let limits = settings.limits.clone();
         let peer_limit = Arc::new(ratelimit::Buckets::new(
             "peer",
@@ -235,13 +237,8 @@ impl Server {
             .map(|t| tokio::spawn(tls::watch_files(t, jobs_stopped.clone())));
         let reappraisal =
             background.then(|| tokio::spawn(reappraisal::run(app.clone(), jobs_stopped.clone())));
-        let metrics_task = metrics_listener.map(|l| {
-            tokio::spawn(metrics::serve_metrics(
-                l,
-                app.metrics.clone(),
-                app.store.clone(),
-            ))
-        });
+        let metrics_task = metrics_listener
+            .map(|l| tokio::spawn(metrics::serve_metrics(l, app.clone(), tls.clone())));
 
         let (health, health_service) = tonic_health::server::health_reporter();
         set_health(&health, true).await;
@@ -299,6 +296,14 @@ impl Server {
             peer_limit: app.peer_limit.clone(),
             clock: app.clock.clone(),
         };
+        // Outermost: every call gets its request id, span and metrics, the
+        // edge layer's refusals included.
+        let layers = tower::layer::util::Stack::new(
+            edge,
+            observe::ObserveLayer {
+                metrics: app.metrics.clone(),
+            },
+        );
         let a = || app.clone();
         // The result keys over plain HTTP (GET, HTTP/1.1 or 2) beside gRPC,
         // behind the same edge layer (its route table lists the path).
@@ -357,7 +362,7 @@ impl Server {
             );
         let served = tonic::transport::Server::builder()
             .accept_http1(true)
-            .layer(edge)
+            .layer(layers)
             .add_routes(routes)
             .serve_with_incoming_shutdown(
                 tls::incoming(listener, tls, app.auth_failures.clone()),

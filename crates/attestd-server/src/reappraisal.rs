@@ -13,7 +13,6 @@
 //! as a client's. Handlers wake the job after the writes that create
 //! work; a timer catches what only time creates.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -124,6 +123,7 @@ async fn run_sweep(
         .await
         .map_err(|e| app.store_err(e))?;
     let results = reappraise_units(app, &units, now_ms).await;
+    app.metrics.sweep_progress(sweep.kind, written(&results));
     let mut done: Option<&str> = None;
     let mut failed = false;
     for (serial, ok) in units.iter().zip(&results) {
@@ -146,6 +146,7 @@ async fn run_sweep(
         .await
         .map_err(|e| app.store_err(e))?;
     if cursor.is_none() {
+        app.metrics.sweep_finished(sweep.kind);
         tracing::info!(kind = sweep.kind, key = %sweep.key, reason = %sweep.reason, "re-appraisal sweep finished");
     }
     Ok(units.len().max(1))
@@ -178,11 +179,11 @@ pub async fn reappraise_units(app: &Arc<App>, serials: &[String], now_ms: i64) -
     for (i, r) in which.into_iter().zip(results) {
         match r {
             Ok(_) => {
-                app.metrics.reappraisals.fetch_add(1, Relaxed);
+                app.metrics.reappraisals.inc();
                 done[i] = true;
             }
             Err(StoreError::Conflict) => {
-                app.metrics.commit_conflicts.fetch_add(1, Relaxed);
+                app.metrics.commit_conflicts.inc();
                 done[i] = reappraise_unit(app, &serials[i], now_ms).await;
             }
             Err(e) => {
@@ -264,11 +265,11 @@ async fn try_reappraise(app: &App, serial: &str, now_ms: i64) -> Result<(), Reje
         };
         match store.commit_reappraisal(commit).await {
             Ok(_) => {
-                app.metrics.reappraisals.fetch_add(1, Relaxed);
+                app.metrics.reappraisals.inc();
                 return Ok(());
             }
             Err(StoreError::Conflict) => {
-                app.metrics.commit_conflicts.fetch_add(1, Relaxed);
+                app.metrics.commit_conflicts.inc();
             }
             Err(e) => return Err(app.store_err(e)),
         }

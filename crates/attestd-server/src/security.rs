@@ -5,7 +5,6 @@
 //! Never stored: unauthenticated input does not change state.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 
 use attestd_core::Reason;
@@ -33,7 +32,7 @@ impl SecurityEvents {
     /// Records a security event about `kind` `subject` (e.g. "device",
     /// "PM200-000123"). Returns whether it was logged (not rate-limited).
     pub fn raise(&self, kind: &'static str, subject: &str, reason: Reason, now_ms: i64) -> bool {
-        self.metrics.security_events.fetch_add(1, Relaxed);
+        self.metrics.security_events.inc();
         let key = format!("{kind}:{subject}");
         {
             let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());

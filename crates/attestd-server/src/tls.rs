@@ -135,6 +135,12 @@ impl Material {
         Digest::of(&all)
     }
 
+    /// The notAfter of the leaf certificate (the first of the chain).
+    fn not_after(&self, files: &TlsFiles) -> Option<i64> {
+        let chain = certs(&files.cert_file, &self.cert).ok()?;
+        not_after(chain.first()?)
+    }
+
     fn config(&self, files: &TlsFiles) -> Result<ServerConfig, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let chain = certs(&files.cert_file, &self.cert)?;
@@ -176,7 +182,25 @@ impl Material {
 /// connection uses the configuration current when it arrives.
 pub struct TlsState {
     files: TlsFiles,
-    current: RwLock<(Digest, Arc<ServerConfig>)>,
+    current: RwLock<Current>,
+}
+
+/// What is in force: the files' digest, the configuration built from them,
+/// and the served certificate's notAfter (Unix seconds), for the metrics.
+struct Current {
+    digest: Digest,
+    config: Arc<ServerConfig>,
+    not_after: Option<i64>,
+}
+
+/// The notAfter of a certificate (DER), in Unix seconds; `None` if it
+/// cannot be read (rustls has accepted the certificate already: this is
+/// only for the expiry metric).
+fn not_after(der: &[u8]) -> Option<i64> {
+    use x509_cert::der::Decode as _;
+    let cert = x509_cert::Certificate::from_der(der).ok()?;
+    let t = cert.tbs_certificate.validity.not_after.to_unix_duration();
+    i64::try_from(t.as_secs()).ok()
 }
 
 impl TlsState {
@@ -185,7 +209,11 @@ impl TlsState {
         let m = Material::read(&files)?;
         let config = m.config(&files)?;
         Ok(TlsState {
-            current: RwLock::new((m.digest(), Arc::new(config))),
+            current: RwLock::new(Current {
+                digest: m.digest(),
+                config: Arc::new(config),
+                not_after: m.not_after(&files),
+            }),
             files,
         })
     }
@@ -203,8 +231,16 @@ impl TlsState {
         self.current
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .1
+            .config
             .clone()
+    }
+
+    /// The notAfter (Unix seconds) of the certificate served now.
+    pub fn not_after(&self) -> Option<i64> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .not_after
     }
 
     /// Re-reads the files; installs a new configuration if they changed and
@@ -213,11 +249,21 @@ impl TlsState {
     pub fn reload(&self) -> Result<bool, String> {
         let m = Material::read(&self.files)?;
         let digest = m.digest();
-        if self.current.read().unwrap_or_else(|p| p.into_inner()).0 == digest {
+        if self
+            .current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .digest
+            == digest
+        {
             return Ok(false);
         }
         let config = m.config(&self.files)?;
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = (digest, Arc::new(config));
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Current {
+            digest,
+            config: Arc::new(config),
+            not_after: m.not_after(&self.files),
+        };
         Ok(true)
     }
 }

@@ -659,6 +659,11 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 
+    /// The backend's name ("sled", "postgres"), for the build-info metric.
+    fn backend(&self) -> &'static str {
+        "unknown"
+    }
+
     /// Waits for what is in flight and stops taking writes (shutdown).
     /// Later writes fail with `SHUTTING_DOWN`.
     async fn close(&self) {}

@@ -1,6 +1,5 @@
 //! Admin: the stations whose records attestd accepts.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use attestd_core::ids::{Model, Serial, StationId};
@@ -56,7 +55,7 @@ pub async fn set_flag(
         {
             Ok(d) => Some(d),
             Err(StoreError::Conflict) => {
-                app.metrics.commit_conflicts.fetch_add(1, Relaxed);
+                app.metrics.commit_conflicts.inc();
                 None
             }
             Err(e) => return Err(app.store_err(e)),

@@ -2,7 +2,6 @@
 //! signatures from at least `t` of the `n` configured release keys, so a
 //! compromised admin account alone cannot approve firmware.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use attestd_core::baseline::{Baseline, BASELINE_TYPE};
@@ -29,7 +28,7 @@ impl BaselinesService {
     ) -> Result<pb::PublishBaselineResponse, Rejection> {
         let app = &self.app;
         let answer = self.publish_now(&caller.name, req).await?;
-        app.metrics.baselines_accepted.fetch_add(1, Relaxed);
+        app.metrics.baselines_accepted.inc();
         app.work.notify_one();
         Ok(answer)
     }

@@ -1,7 +1,6 @@
 //! DeviceAttestation: challenges and evidence. No principal: the evidence
 //! signature, by the key enrolled for the unit, is the authentication.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use attestd_core::appraisal::{appraise, EvidenceFacts};
@@ -51,7 +50,7 @@ impl DeviceService {
             .issue_nonce(serial.as_str(), app.clock.now_ms(), &app.nonce_policy())
             .await
             .map_err(|e| app.store_err(e))?;
-        app.metrics.challenges_issued.fetch_add(1, Relaxed);
+        app.metrics.challenges_issued.inc();
         Ok(pb::GetChallengeResponse {
             nonce: nonce.to_vec(),
             expires_at: convert::timestamp_ms(expires_ms),
@@ -74,7 +73,7 @@ impl DeviceService {
             let (commit, answer) = decided;
             match app.store.commit_evidence(commit).await {
                 Ok(_) => {
-                    app.metrics.evidence_accepted.fetch_add(1, Relaxed);
+                    app.metrics.evidence_accepted.inc();
                     tracing::debug!(serial = %checked.claims.serial, evidence_id = %checked.evidence_id, nonce_fresh = checked.nonce_fresh, "evidence accepted");
                     let appraisal = answer.as_ref().map(convert::appraisal);
                     let result_token = match (want_token, app.result_keys.get(), &appraisal) {
@@ -91,7 +90,7 @@ impl DeviceService {
                 }
                 // The unit changed underneath: read it again, decide again.
                 Err(StoreError::Conflict) => {
-                    app.metrics.commit_conflicts.fetch_add(1, Relaxed);
+                    app.metrics.commit_conflicts.inc();
                     let serial = checked.claims.serial.as_str();
                     let device = app
                         .store

@@ -2,7 +2,6 @@
 //! record must name that station, and the DSSE signature must verify with
 //! the key registered for it.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use attestd_core::dsse;
@@ -69,11 +68,11 @@ impl FactoryService {
         app.work.notify_one();
         let (stored, duplicate) = match outcome {
             RecordOutcome::Stored(e) => {
-                app.metrics.records_accepted.fetch_add(1, Relaxed);
+                app.metrics.records_accepted.inc();
                 (e, false)
             }
             RecordOutcome::Duplicate(e) => {
-                app.metrics.records_duplicate.fetch_add(1, Relaxed);
+                app.metrics.records_duplicate.inc();
                 (e, true)
             }
         };

@@ -4,7 +4,6 @@
 //! history with the ids it rests on, and made durable before it is answered.
 //! Any error is an error, never RELEASE.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use attestd_core::ids::{hex, Serial};
@@ -221,7 +220,7 @@ async fn decide_and_store(
                 Ok(_) => results[i] = Some(Ok(answer)),
                 // The unit, its baseline or a station changed meanwhile.
                 Err(StoreError::Conflict) => {
-                    app.metrics.commit_conflicts.fetch_add(1, Relaxed);
+                    app.metrics.commit_conflicts.inc();
                     open.push(i);
                 }
                 Err(e) => return Err(app.store_err(e)),

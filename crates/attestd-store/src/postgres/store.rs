@@ -605,6 +605,10 @@ impl Store for PgStore {
         self.committer.stats()
     }
 
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
     async fn close(&self) {
         self.committer.close().await;
     }

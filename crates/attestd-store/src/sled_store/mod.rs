@@ -416,6 +416,10 @@ impl Store for SledStore {
         self.committer.failure()
     }
 
+    fn backend(&self) -> &'static str {
+        "sled"
+    }
+
     async fn close(&self) {
         // Writes under way finish (and are flushed) first; later ones are
         // refused before they touch the engine.
