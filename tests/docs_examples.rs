@@ -747,11 +747,11 @@ fn commands_in_the_docs_exist() {
             );
             let help = String::from_utf8_lossy(&help.stdout);
             for f in flags {
-                assert!(
-                    help.contains(f),
-                    "{at}: attestd {} has no flag {f}",
-                    words[1]
-                );
+                let whole = help.match_indices(f).any(|(i, _)| {
+                    !help[i + f.len()..]
+                        .starts_with(|c: char| c.is_ascii_alphanumeric() || c == '-')
+                });
+                assert!(whole, "{at}: attestd {} has no flag {f}", words[1]);
             }
         } else {
             // Global options with a value, flags, then at most a command and
