@@ -281,11 +281,13 @@ pub fn matches(d: &Diag, v: &Value<'_>, at: &str) -> Result<(), String> {
 
 /// Bytes from hex (lowercase or not, no separators).
 pub fn unhex(s: &str) -> Result<Vec<u8>, String> {
-    if s.len() % 2 != 0 {
-        return Err(format!("odd number of hex digits: {s}"));
-    }
-    (0..s.len() / 2)
-        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|e| format!("{s}: {e}")))
+    s.as_bytes()
+        .chunks(2)
+        .map(|pair| match pair {
+            [_, _] => u8::from_str_radix(std::str::from_utf8(pair).map_err(|e| e.to_string())?, 16)
+                .map_err(|e| format!("{s}: {e}")),
+            _ => Err(format!("odd number of hex digits: {s}")),
+        })
         .collect()
 }
 
