@@ -350,18 +350,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     server = server.results_with(Arc::new(result_keys));
     // SIGHUP re-reads the principals from the configuration file (the dev
     // kit's stay as they are).
-    if let Some(path) = args.config.clone() {
-        let kit_principals: Vec<PrincipalConfig> = kit
-            .as_ref()
-            .map(|k| k.principals.clone())
-            .unwrap_or_default();
-        server = server.reload_principals_with(Arc::new(move || {
-            let file = FileConfig::load(&path).map_err(|e| format!("{e:#}"))?;
-            let mut p = file.principals;
-            p.extend(kit_principals.iter().cloned());
-            Ok(p)
-        }));
-    }
+    // Without a file (--dev alone) the kit's principals are all there is;
+    // SIGHUP is still caught (it must never end the process).
+    let kit_principals: Vec<PrincipalConfig> = kit
+        .as_ref()
+        .map(|k| k.principals.clone())
+        .unwrap_or_default();
+    let config_file = args.config.clone();
+    server = server.reload_principals_with(Arc::new(move || {
+        let mut p = match &config_file {
+            Some(path) => {
+                FileConfig::load(path)
+                    .map_err(|e| format!("{e:#}"))?
+                    .principals
+            }
+            None => Vec::new(),
+        };
+        p.extend(kit_principals.iter().cloned());
+        Ok(p)
+    }));
     // A replica with another audit key is refused before anything listens.
     server.check_audit_key().await?;
     let listener = TcpListener::bind(cfg.listen)

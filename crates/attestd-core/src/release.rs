@@ -1,4 +1,4 @@
-//! The release gate (docs/appraisal.md, "Release gate"): RELEASE only when every
+//! The release gate (docs/release-gate.md): RELEASE only when every
 //! condition holds; otherwise HOLD with every failing reason. Pure, like
 //! appraisal: the same state always gives the same decision and reasons.
 
