@@ -2,6 +2,7 @@
 
 #![forbid(unsafe_code)]
 
+mod backup;
 mod config;
 
 use std::net::SocketAddr;
@@ -44,6 +45,10 @@ enum Command {
     GenToken,
     /// Print the SHA-256 (for token_sha256) of a token read from standard input.
     HashToken,
+    /// Write a consistent backup of a running attestd (sled) to a file.
+    Backup(backup::BackupArgs),
+    /// Make a new data directory from a backup file.
+    Restore(backup::RestoreArgs),
 }
 
 #[derive(clap::Args)]
@@ -283,6 +288,8 @@ fn main() -> anyhow::Result<()> {
             println!("{}", token_hash(line.trim()));
             Ok(())
         }
+        Command::Backup(args) => backup::backup(args),
+        Command::Restore(args) => backup::restore(args),
         Command::Serve(args) => {
             tracing_subscriber::fmt()
                 .with_env_filter(
