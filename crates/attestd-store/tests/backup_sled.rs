@@ -397,13 +397,11 @@ fn set_meta(dir: &Path, key: &str, value: Option<&[u8]>) {
 
 fn get_meta(dir: &Path, key: &str) -> Option<Vec<u8>> {
     let db = raw(dir);
-    let v = db
-        .open_tree("meta")
+    db.open_tree("meta")
         .unwrap()
         .get(key)
         .unwrap()
-        .map(|v| v.to_vec());
-    v
+        .map(|v| v.to_vec())
 }
 
 fn refusal(dir: &Path) -> String {
