@@ -186,7 +186,8 @@ impl Check<'_> {
         }
         let c = Checkpoint::parse(&last.details)
             .ok_or_else(|| fail("the closing checkpoint does not parse"))?;
-        if c.seq + 1 != last.seq || c.hash.as_slice() != last.prev_hash.as_slice() {
+        if c.seq.checked_add(1) != Some(last.seq) || c.hash.as_slice() != last.prev_hash.as_slice()
+        {
             return Err(fail(
                 "the closing checkpoint does not sign the entry before it",
             ));
