@@ -137,9 +137,12 @@ async fn fetch(args: BackupArgs) -> anyhow::Result<()> {
 
     let tmp = dir.join(format!(".{name}.partial-{}", std::process::id()));
     let partial = Partial(Some(tmp.clone()));
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    // The whole fleet's record: readable by its owner only.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
         .open(&tmp)
         .with_context(|| format!("creating {}", tmp.display()))?;
     let mut bytes = 0u64;
@@ -159,8 +162,20 @@ async fn fetch(args: BackupArgs) -> anyhow::Result<()> {
         std::fs::rename(&tmp, out).with_context(|| format!("renaming to {}", out.display()))?;
     } else {
         // A link fails if the name exists: never replaces a file that
-        // appeared meanwhile.
-        std::fs::hard_link(&tmp, out).with_context(|| format!("creating {}", out.display()))?;
+        // appeared meanwhile. Where links are not supported, a rename
+        // after a last look.
+        match std::fs::hard_link(&tmp, out) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => bail!(
+                "{} appeared while the backup was taken: pass --force to replace it",
+                out.display()
+            ),
+            Err(_) if !out.exists() => std::fs::rename(&tmp, out)
+                .with_context(|| format!("renaming to {}", out.display()))?,
+            Err(e) => {
+                return Err(e).with_context(|| format!("creating {}", out.display()));
+            }
+        }
     }
     drop(partial);
     sync_dir(&dir)?;

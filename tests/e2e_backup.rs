@@ -453,6 +453,11 @@ async fn restore_refuses_a_directory_that_is_not_empty_and_backup_an_existing_fi
     let file = files.path().join("b.attestd");
     let out = backup(&server, ADMIN_TOKEN, &file, &[]);
     assert!(out.status.success(), "{}", text(&out));
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the backup is its owner's only");
+    }
 
     let target = files.path().join("data");
     std::fs::create_dir(&target).unwrap();
