@@ -545,6 +545,23 @@ async fn pause_for_10k_units() {
             (n, slowest)
         })
     };
+    // And a reader: reads go on while writes wait.
+    let reader = {
+        let (s, stop) = (s.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut slowest = Duration::ZERO;
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let t = Instant::now();
+                let serial = format!("U{:06}", n % units);
+                assert!(s.get_device(&serial).await.unwrap().is_some());
+                slowest = slowest.max(t.elapsed());
+                n += 1;
+                tokio::task::yield_now().await;
+            }
+            (n, slowest)
+        })
+    };
     tokio::time::sleep(Duration::from_millis(300)).await;
     let file = dir.path().join("b.attestd");
     let t = Instant::now();
@@ -562,11 +579,13 @@ async fn pause_for_10k_units() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let (n, slowest) = writer.await.unwrap();
+    let (reads, slowest_read) = reader.await.unwrap();
     let h = verify(&file, Some(&public)).unwrap().header;
     eprintln!(
         "{units} units: {} entries, {bytes} bytes; writes paused {:.1} ms (store's measure), \
          backup call {taken:.1?}, encoding {written:.1?}; a concurrent writer's slowest write \
-         {slowest:.1?} over {n} writes",
+         {slowest:.1?} over {n} writes; a concurrent reader's slowest read {slowest_read:.1?} \
+         over {reads} reads",
         h.entries,
         h.writes_paused_us as f64 / 1000.0
     );
