@@ -2,6 +2,7 @@
 
 #![forbid(unsafe_code)]
 
+mod backup;
 mod config;
 mod logging;
 
@@ -50,6 +51,10 @@ enum Command {
     GenToken,
     /// Print the SHA-256 (for token_sha256) of a token read from standard input.
     HashToken,
+    /// Write a consistent backup of a running attestd (sled) to a file.
+    Backup(backup::BackupArgs),
+    /// Make a new data directory from a backup file.
+    Restore(backup::RestoreArgs),
 }
 
 #[derive(clap::Args)]
@@ -443,6 +448,8 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::CheckConfig(args) => check_config(args),
+        Command::Backup(args) => backup::backup(args),
+        Command::Restore(args) => backup::restore(args),
         // Logging starts in `serve`, once the configuration is read.
         Command::Serve(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()

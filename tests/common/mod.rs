@@ -163,8 +163,13 @@ impl TestServer {
         TestServer::start_with(Options::default())
     }
 
-    pub fn start_with(mut opts: Options) -> TestServer {
-        let dir = tempfile::tempdir().expect("tempdir");
+    pub fn start_with(opts: Options) -> TestServer {
+        TestServer::start_in(tempfile::tempdir().expect("tempdir"), opts)
+    }
+
+    /// Starts a server in `dir`, whose `data` directory may hold data
+    /// already (a restored backup).
+    pub fn start_in(dir: tempfile::TempDir, mut opts: Options) -> TestServer {
         let mut db = None;
         if opts.postgres_url.is_none() && on_postgres() {
             let made = Arc::new(attestd_store::postgres::testdb::TestDb::create());

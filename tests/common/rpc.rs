@@ -63,6 +63,7 @@ pub async fn call(c: &Client, path: &str) -> tonic::Status {
                 .list_baselines(pb::ListBaselinesRequest::default()))
         }
         "/attestd.v1.Fleet/GetDevice" => go!(c.fleet().get_device(pb::GetDeviceRequest::default())),
+        "/attestd.v1.Admin/Backup" => go!(c.admin().backup(pb::BackupRequest::default())),
         "/attestd.v1.Admin/AssignDevice" => {
             go!(c.admin().assign_device(pb::AssignDeviceRequest::default()))
         }

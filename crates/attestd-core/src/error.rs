@@ -88,6 +88,7 @@ reasons! {
     StationNotFound => "STATION_NOT_FOUND", NotFound;
     EvidenceNotFound => "EVIDENCE_NOT_FOUND", NotFound;
     CursorExpired => "CURSOR_EXPIRED", FailedPrecondition;
+    BackupUnsupported => "BACKUP_UNSUPPORTED", FailedPrecondition;
     WatchLagged => "WATCH_LAGGED", Aborted;
     StoreUnavailable => "STORE_UNAVAILABLE", Unavailable;
     ShuttingDown => "SHUTTING_DOWN", Unavailable;

@@ -94,6 +94,7 @@ pub const ROUTES: &[(&str, Access)] = &[
     ("/attestd.v1.Admin/ListStations", Access::Roles(&[SecurityAdmin])),
     ("/attestd.v1.Admin/RevokeDevice", Access::Roles(&[SecurityAdmin])),
     ("/attestd.v1.Admin/AssignDevice", Access::Roles(&[SecurityAdmin, Mes])),
+    ("/attestd.v1.Admin/Backup", Access::Roles(&[SecurityAdmin])),
     ("/attestd.v1.Baselines/PublishBaseline", Access::Roles(&[SecurityAdmin])),
     ("/attestd.v1.Baselines/GetBaseline", Access::Roles(OPERATORS)),
     ("/attestd.v1.Baselines/ListBaselines", Access::Roles(OPERATORS)),

@@ -128,6 +128,17 @@ pub async fn checkpoint_once(
     if seq == 0 || seq == *last {
         return Ok(false);
     }
+    // The head may be a checkpoint already: one a backup appended, or
+    // another replica's.
+    let newest = app
+        .store
+        .audit_last_checkpoint()
+        .await
+        .map_err(|e| app.store_err(e))?;
+    if newest.is_some_and(|c| c.seq == seq) {
+        *last = seq;
+        return Ok(false);
+    }
     let now_ms = app.clock.now_ms();
     let c = key.sign(seq, hash, now_ms);
     let note = AuditNote::new(now_ms, "attestd", CHECKPOINT_ACTION, &format!("head {seq}"))

@@ -338,8 +338,11 @@ impl Server {
                     .max_decoding_message_size(max),
             )
             .add_service(
-                pb::admin_server::AdminServer::new(AdminService { app: a() })
-                    .max_decoding_message_size(max),
+                pb::admin_server::AdminServer::new(AdminService {
+                    app: a(),
+                    key: checkpoint_key.clone(),
+                })
+                .max_decoding_message_size(max),
             )
             .add_service(
                 pb::fleet_server::FleetServer::new(FleetService { app: a() })

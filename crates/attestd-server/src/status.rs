@@ -41,7 +41,7 @@ pub fn store_rejection(e: StoreError) -> Rejection {
             Reason::StoreUnavailable,
             "the unit changed concurrently too often; retry",
         ),
-        StoreError::Unavailable(_) => Rejection::new(
+        StoreError::Unavailable(_) | StoreError::Incompatible(_) => Rejection::new(
             Reason::StoreUnavailable,
             "storage is unavailable; retry later",
         ),

@@ -12,6 +12,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod backup;
 pub mod codes;
 pub mod model;
 pub mod nonces;
@@ -42,6 +43,10 @@ pub enum StoreError {
     /// The storage failed (I/O, corruption). Retryable from the client's view.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// The stored data is in a format (or schema) this binary does not use;
+    /// it was left unchanged. The message says which binary can.
+    #[error("{0}")]
+    Incompatible(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -632,6 +637,21 @@ pub trait Store: Send + Sync + 'static {
     async fn pin_setting(&self, key: &str, value: &str) -> Result<String> {
         let _ = key;
         Ok(value.to_owned())
+    }
+
+    /// Takes a consistent copy of the whole store for a backup: appends
+    /// `note` (who asked) to the audit chain, then the checkpoint `seal`
+    /// makes of the head after it, and copies the state that ends with that
+    /// checkpoint, durable on the store before the copy is returned. Writes
+    /// wait meanwhile (the copy falls between two of them); reads go on.
+    /// A backend whose backups are made with its own tools refuses with
+    /// `BACKUP_UNSUPPORTED`, saying which.
+    async fn backup(&self, note: &AuditNote, seal: backup::Seal) -> Result<backup::Snapshot> {
+        let _ = (note, seal);
+        Err(StoreError::Rejected(Rejection::new(
+            attestd_core::Reason::BackupUnsupported,
+            "this store is not backed up through attestd",
+        )))
     }
 
     /// Announces a write on its way (see [`Announcement`]).

@@ -1,4 +1,5 @@
-//! Admin: the stations whose records attestd accepts.
+//! Admin: the stations whose records attestd accepts, the units'
+//! revocation and placement, and backups (`service::backup`).
 
 use std::sync::Arc;
 
@@ -13,7 +14,9 @@ use tonic::{Request, Response, Status};
 
 use crate::app::{page_token, principal, App};
 use crate::auth::Principal;
+use crate::checkpoint::CheckpointKey;
 use crate::convert;
+use crate::service::backup;
 use crate::verdict::unit_verdict;
 
 /// How often an administrator's flag is re-decided when the unit changes
@@ -69,6 +72,8 @@ pub async fn set_flag(
 
 pub struct AdminService {
     pub app: Arc<App>,
+    /// Signs the checkpoint that ends a backup; none: backups are refused.
+    pub key: Option<Arc<CheckpointKey>>,
 }
 
 const MAX_MODELS: usize = 64;
@@ -262,10 +267,9 @@ impl AdminService {
     }
 
     async fn list(
-        &self,
+        app: &Arc<App>,
         req: pb::ListStationsRequest,
     ) -> Result<pb::ListStationsResponse, Rejection> {
-        let app = &self.app;
         let limit = app.page_size(req.page_size)?;
         let page = app
             .store
@@ -339,8 +343,23 @@ impl pb::admin_server::Admin for AdminService {
     ) -> Result<Response<pb::ListStationsResponse>, Status> {
         self.app
             .answer("ListStations", req, async |app, r| {
-                AdminService { app: app.clone() }.list(r).await
+                AdminService::list(app, r).await
             })
             .await
+    }
+
+    type BackupStream = backup::BackupStream;
+
+    async fn backup(
+        &self,
+        req: Request<pb::BackupRequest>,
+    ) -> Result<Response<backup::BackupStream>, Status> {
+        let run = async {
+            let caller = principal(&req)?;
+            backup::start(&self.app, self.key.as_ref(), &caller).await
+        };
+        run.await
+            .map(Response::new)
+            .map_err(|r| self.app.fail("Backup", r))
     }
 }

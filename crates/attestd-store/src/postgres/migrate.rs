@@ -61,7 +61,7 @@ pub async fn migrate(client: &mut Client) -> Result<u32, StoreError> {
             StoreError::Unavailable(format!("schema_version holds a negative version {current}"))
         })?;
         if current > SCHEMA_VERSION {
-            return Err(StoreError::Unavailable(format!(
+            return Err(StoreError::Incompatible(format!(
                 "the database schema is at version {current} but this attestd binary knows \
                  versions up to {SCHEMA_VERSION}: this binary is older than the database; \
                  upgrade attestd"
@@ -250,7 +250,7 @@ mod tests {
         .await
         .unwrap();
         let msg = match migrate(&mut c).await {
-            Err(StoreError::Unavailable(msg)) => msg,
+            Err(StoreError::Incompatible(msg)) => msg,
             other => panic!("expected a refusal, got {other:?}"),
         };
         assert!(msg.contains(&format!("version {newer}")), "{msg}");

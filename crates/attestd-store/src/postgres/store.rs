@@ -601,6 +601,23 @@ impl Store for PgStore {
         jobs::pin_setting(self, key, value).await
     }
 
+    /// PostgreSQL is backed up with its own tools, which copy one snapshot
+    /// while every replica keeps writing (and PITR gives more than a copy).
+    async fn backup(
+        &self,
+        note: &AuditNote,
+        seal: crate::backup::Seal,
+    ) -> Result<crate::backup::Snapshot> {
+        let _ = (note, seal);
+        Err(StoreError::Rejected(attestd_core::Rejection::new(
+            attestd_core::Reason::BackupUnsupported,
+            "this attestd stores its data in PostgreSQL: back it up with PostgreSQL's own \
+             tools (pg_dump -Fc for a consistent copy while attestd serves; pg_basebackup \
+             with WAL archiving for point-in-time recovery), and keep the audit key with it; \
+             see README, \"Backups (PostgreSQL)\"",
+        )))
+    }
+
     fn write_stats(&self) -> WriteStats {
         self.committer.stats()
     }

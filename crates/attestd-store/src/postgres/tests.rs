@@ -579,3 +579,41 @@ async fn a_database_without_synchronous_commit_is_refused() {
         Ok(_) => panic!("opened a store that cannot keep acknowledged writes"),
     }
 }
+
+/// A database whose schema a newer attestd migrated is refused by this
+/// one's store, before it writes anything (the path `attestd serve` takes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_with_a_newer_schema_is_refused_and_left_as_it_was() {
+    let db = TestDb::create();
+    let s = open(&db).await;
+    s.register_station(station("st-a"), &note("station.register"))
+        .await
+        .unwrap();
+    let head = s.audit_head().await.unwrap();
+    s.close().await;
+    drop(s);
+    let newer = super::SCHEMA_VERSION as i32 + 1;
+    sql(
+        &db,
+        &format!("insert into schema_version (version) values ({newer})"),
+    )
+    .await;
+    match PgStore::open(&config(&db.url)).await {
+        Err(StoreError::Incompatible(m)) => {
+            assert!(m.contains(&format!("version {newer}")), "{m}");
+            assert!(m.contains("upgrade attestd"), "{m}");
+        }
+        Err(e) => panic!("expected Incompatible, got {e:?}"),
+        Ok(_) => panic!("opened a database newer than this binary"),
+    }
+    // Nothing was migrated or written: without the newer row, the store
+    // opens on the same chain and data.
+    sql(
+        &db,
+        &format!("delete from schema_version where version = {newer}"),
+    )
+    .await;
+    let s = open(&db).await;
+    assert_eq!(s.audit_head().await.unwrap(), head);
+    assert!(s.get_station("st-a").await.unwrap().is_some());
+}

@@ -22,6 +22,7 @@ use prost::Message;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::{Transactional, Tree};
 
+use super::format;
 use crate::plan;
 use crate::{
     Assignment, BaselineEntry, ChangeEntry, ConcessionEntry, Counts, DecisionCommit, DeviceEntry,
@@ -41,22 +42,22 @@ const COUNT_RECORDS: &[u8] = b"count/records";
 const COUNT_EVIDENCE: &[u8] = b"count/evidence";
 const COUNT_BASELINES: &[u8] = b"count/baselines";
 const SEQ_CHANGES: &[u8] = b"seq/changes";
-const AUDIT_SEQ: &[u8] = b"audit/seq";
-const AUDIT_HEAD: &[u8] = b"audit/head";
+pub(crate) const AUDIT_SEQ: &[u8] = b"audit/seq";
+pub(crate) const AUDIT_HEAD: &[u8] = b"audit/head";
 /// Counter that tells one opening of a sweep from the next.
 const SWEEP_GENERATION: &[u8] = b"sweeps/generation";
 /// Sequence number of the newest `audit.checkpoint` entry.
-const AUDIT_LAST_CHECKPOINT: &[u8] = b"audit/last-checkpoint";
+pub(crate) const AUDIT_LAST_CHECKPOINT: &[u8] = b"audit/last-checkpoint";
 
 // Tree positions in `Engine::trees`.
 const STATIONS: usize = 0;
 const DEVICES: usize = 1;
 const KEYS: usize = 2;
 const RECORDS: usize = 3;
-const RECORD_INDEX: usize = 4;
+pub(crate) const RECORD_INDEX: usize = 4;
 const EVIDENCE: usize = 5;
-const HISTORY: usize = 6;
-const META: usize = 7;
+pub(crate) const HISTORY: usize = 6;
+pub(crate) const META: usize = 7;
 const BASELINES: usize = 8;
 const BASELINE_ACTIVE: usize = 9;
 const BASELINE_PENDING: usize = 10;
@@ -69,9 +70,10 @@ const BY_STATUS: usize = 16;
 const BY_TENANT: usize = 17;
 const SUMMARY: usize = 18;
 const CHANGES: usize = 19;
-const AUDIT: usize = 20;
+pub(crate) const AUDIT: usize = 20;
 const BY_DIGEST: usize = 21;
-const TREE_NAMES: [&str; 22] = [
+/// Every tree, in the order of the positions above (and of a backup's tables).
+pub(crate) const TREE_NAMES: [&str; 22] = [
     "stations",
     "devices",
     "keys",
@@ -100,6 +102,15 @@ const TREE_NAMES: [&str; 22] = [
 pub struct Engine {
     db: sled::Db,
     trees: Vec<Tree>,
+    /// Every write to the trees holds this shared; a backup holds it
+    /// exclusively while it appends its checkpoint and copies the trees, so
+    /// the copy falls between two writes ([`Engine::snapshot`]). Reads do
+    /// not take it.
+    gate: std::sync::RwLock<()>,
+    /// Added to sled's id generator for per-unit list orders: a restored
+    /// database starts with a new generator, and its orders must stay above
+    /// those it was restored with ([`super::format::ORDER_FLOOR`]).
+    order_floor: u64,
 }
 
 /// Why a transaction closure stopped.
@@ -630,11 +641,42 @@ impl Engine {
                 Err(e) => return Err(unavailable(e)),
             }
         };
+        // Before any tree is opened (opening creates it): a database in a
+        // format this binary does not know is left untouched.
+        let found = format::check(&db, dir)?;
         let trees = TREE_NAMES
             .iter()
             .map(|n| db.open_tree(n).map_err(unavailable))
             .collect::<crate::Result<Vec<_>>>()?;
-        Ok(Engine { db, trees })
+        match found {
+            format::Found::New | format::Found::Unrecorded => {
+                if found == format::Found::Unrecorded {
+                    tracing::info!(
+                        format = format::STORE_FORMAT,
+                        dir = %dir.display(),
+                        "recording the store format of a database written before formats were recorded"
+                    );
+                }
+                trees[META]
+                    .insert(format::FORMAT_KEY, &format::STORE_FORMAT.to_be_bytes())
+                    .map_err(unavailable)?;
+                db.flush().map_err(unavailable)?;
+            }
+            // Migrations from older formats go here, one step at a time.
+            format::Found::At(_) => {}
+        }
+        let order_floor = format::read_u64(&trees[META], format::ORDER_FLOOR, "order floor")?;
+        Ok(Engine {
+            db,
+            trees,
+            gate: std::sync::RwLock::new(()),
+            order_floor,
+        })
+    }
+
+    /// Holds off [`Engine::snapshot`] while a write runs.
+    fn write_gate(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.gate.read().unwrap_or_else(|p| p.into_inner())
     }
 
     fn tree(&self, i: usize) -> &Tree {
@@ -643,6 +685,12 @@ impl Engine {
 
     /// Runs `f` as one transaction over every tree.
     fn tx<A>(&self, f: impl Fn(&Tx<'_>) -> TxResult<A>) -> crate::Result<A> {
+        let _writing = self.write_gate();
+        self.tx_ungated(f)
+    }
+
+    /// [`Engine::tx`] for a caller that holds the gate already.
+    fn tx_ungated<A>(&self, f: impl Fn(&Tx<'_>) -> TxResult<A>) -> crate::Result<A> {
         <[Tree] as Transactional<Abort>>::transaction(&self.trees[..], |view| {
             f(&Tx {
                 trees: view,
@@ -653,7 +701,8 @@ impl Engine {
     }
 
     fn next_order(&self) -> crate::Result<u64> {
-        self.db.generate_id().map_err(unavailable)
+        let id = self.db.generate_id().map_err(unavailable)?;
+        Ok(self.order_floor.saturating_add(id))
     }
 
     fn read<M: Message + Default>(
@@ -1089,6 +1138,7 @@ impl Engine {
             Ok(o) => o,
             Err(_) => return writes.into_iter().map(|w| self.commit_one(w)).collect(),
         };
+        let writing = self.write_gate();
         let all = <[Tree] as Transactional<Abort>>::transaction(&self.trees[..], |view| {
             let t = Tx {
                 trees: view,
@@ -1110,6 +1160,8 @@ impl Engine {
             }
             Ok(out)
         });
+        // Each write below takes the gate again on its own.
+        drop(writing);
         match all {
             Ok(out) => out
                 .into_iter()
@@ -1283,6 +1335,7 @@ impl Engine {
         for seq in first..first + cut {
             batch.remove(&seq.to_be_bytes());
         }
+        let _writing = self.write_gate();
         self.tree(CHANGES).apply_batch(batch).map_err(unavailable)?;
         Ok(cut as usize)
     }
@@ -1350,5 +1403,76 @@ impl Engine {
     /// Makes every write that returned before this call durable.
     pub fn flush(&self) -> crate::Result<()> {
         self.db.flush().map(|_| ()).map_err(unavailable)
+    }
+
+    /// A consistent copy of every tree for a backup (see
+    /// [`crate::Store::backup`]). Holds the write gate exclusively: writes
+    /// in progress finish first, later ones wait until the copy is made.
+    /// Under it, one transaction appends `note` and the checkpoint `seal`
+    /// signs of the head after it; a flush makes both durable (with every
+    /// write applied before), so the copy never holds what a crash could
+    /// still take from the database; then every tree is copied. Copying
+    /// takes references to sled's buffers, not copies of the bytes, so the
+    /// pause is short; reads go on throughout.
+    pub fn snapshot(
+        &self,
+        note: &crate::AuditNote,
+        seal: &crate::backup::Seal,
+    ) -> crate::Result<crate::backup::Snapshot> {
+        use attestd_core::audit::{Checkpoint, CHECKPOINT_ACTION};
+        let asked = std::time::Instant::now();
+        let paused = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        let checkpoint = self.tx_ungated(|t| {
+            t.audit(note)?;
+            let seq = t
+                .t(META)
+                .get(AUDIT_SEQ)?
+                .and_then(|v| u64_of(&v))
+                .ok_or_else(|| tx_corrupt("audit sequence"))?;
+            let head = t
+                .t(META)
+                .get(AUDIT_HEAD)?
+                .and_then(|v| <[u8; 32]>::try_from(v.as_ref()).ok())
+                .ok_or_else(|| tx_corrupt("audit head"))?;
+            let c = seal(seq, head);
+            if c.action != CHECKPOINT_ACTION {
+                return Err(tx_corrupt("backup seal (not a checkpoint)"));
+            }
+            t.audit(&c)?;
+            Ok(c)
+        })?;
+        self.flush()?;
+        let (audit_seq, audit_hash) = self.audit_head()?;
+        let mut tables = Vec::with_capacity(TREE_NAMES.len());
+        let mut entries = 0u64;
+        for (name, tree) in TREE_NAMES.iter().zip(&self.trees) {
+            let copied = tree
+                .iter()
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(unavailable)?;
+            entries += copied.len() as u64;
+            tables.push(crate::backup::Table {
+                name: (*name).to_owned(),
+                entries: copied,
+            });
+        }
+        drop(paused);
+        let writes_paused = asked.elapsed();
+        Ok(crate::backup::Snapshot {
+            header: crate::backup::Header {
+                store: "sled".into(),
+                store_format: format::STORE_FORMAT,
+                created_at_ms: checkpoint.at_ms,
+                audit_seq,
+                audit_hash,
+                checkpoint_key: Checkpoint::parse(&checkpoint.details)
+                    .map(|c| c.key_id)
+                    .unwrap_or_default(),
+                tables: tables.len() as u64,
+                entries,
+                writes_paused_us: u64::try_from(writes_paused.as_micros()).unwrap_or(u64::MAX),
+            },
+            tables,
+        })
     }
 }

@@ -13,6 +13,8 @@
 
 pub mod commit;
 pub mod engine;
+pub mod format;
+pub mod restore;
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -402,6 +404,21 @@ impl Store for SledStore {
     ) -> Result<()> {
         let cache = self.nonces.get_or_init(|| NonceCache::with_policy(policy));
         Ok(cache.consume(nonce, serial, now_ms)?)
+    }
+
+    async fn backup(
+        &self,
+        note: &AuditNote,
+        seal: crate::backup::Seal,
+    ) -> Result<crate::backup::Snapshot> {
+        let closed = self.writers.read().await;
+        if *closed {
+            return Err(commit::shutting_down());
+        }
+        let note = note.clone();
+        let out = self.run(move |e| e.snapshot(&note, &seal)).await;
+        drop(closed);
+        out
     }
 
     fn announce(&self) -> Announcement {
