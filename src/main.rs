@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod health;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -44,6 +45,9 @@ enum Command {
     GenToken,
     /// Print the SHA-256 (for token_sha256) of a token read from standard input.
     HashToken,
+    /// Ask a running attestd whether it serves (exit 0) or not (exit 1): for
+    /// container health checks and Kubernetes probes.
+    Health(health::HealthArgs),
 }
 
 #[derive(clap::Args)]
@@ -283,6 +287,7 @@ fn main() -> anyhow::Result<()> {
             println!("{}", token_hash(line.trim()));
             Ok(())
         }
+        Command::Health(args) => health::run(args),
         Command::Serve(args) => {
             tracing_subscriber::fmt()
                 .with_env_filter(
