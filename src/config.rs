@@ -62,7 +62,7 @@ pub struct ResultsConfig {
 }
 
 /// `[store]`: `backend = "sled"` (default) or `backend = "postgres"` with
-/// `url`, `pool_size`, `ca_file`, `connect_timeout_secs`.
+/// `url` (or `url_file`), `pool_size`, `ca_file`, `connect_timeout_secs`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(tag = "backend", rename_all = "lowercase", deny_unknown_fields)]
 pub enum StoreConfig {
@@ -71,10 +71,60 @@ pub enum StoreConfig {
     Postgres(PgSettings),
 }
 
-/// The PostgreSQL settings, kept as the store crate reads them.
-#[derive(Deserialize)]
-#[serde(transparent)]
+/// The PostgreSQL settings, kept as the store crate reads them. The URL
+/// (which may hold a password) is either `url` itself or read from the file
+/// `url_file` names (a mounted Kubernetes Secret, a systemd credential), so
+/// that the configuration file can be world-readable.
 pub struct PgSettings(pub attestd_store::postgres::PgConfig);
+
+/// A URL file larger than this is refused unread.
+const MAX_URL_FILE: u64 = 64 * 1024;
+
+impl<'de> Deserialize<'de> for PgSettings {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut table = toml::Table::deserialize(d)?;
+        if let Some(file) = table.remove("url_file") {
+            let Some(path) = file.as_str() else {
+                return Err(D::Error::custom("url_file must be a path (a string)"));
+            };
+            if table.contains_key("url") {
+                return Err(D::Error::custom(
+                    "[store] has both url and url_file: give one",
+                ));
+            }
+            let url = read_url_file(Path::new(path)).map_err(D::Error::custom)?;
+            table.insert("url".into(), toml::Value::String(url));
+        }
+        toml::Value::Table(table)
+            .try_into()
+            .map(PgSettings)
+            .map_err(|e| D::Error::custom(e.message()))
+    }
+}
+
+/// The database URL from `path`, without the line break a file usually
+/// ends with.
+fn read_url_file(path: &Path) -> Result<String, String> {
+    let shown = path.display();
+    let len = std::fs::metadata(path)
+        .map_err(|e| format!("url_file {shown}: {e}"))?
+        .len();
+    if len > MAX_URL_FILE {
+        return Err(format!(
+            "url_file {shown}: {len} bytes is too large for a URL"
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("url_file {shown}: {e}"))?;
+    let url = text.trim_end_matches(['\n', '\r']);
+    if url.trim().is_empty() {
+        return Err(format!("url_file {shown} is empty"));
+    }
+    if url.contains(['\n', '\r']) {
+        return Err(format!("url_file {shown} holds more than one line"));
+    }
+    Ok(url.to_owned())
+}
 
 impl std::fmt::Debug for PgSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -174,5 +224,63 @@ mod tests {
             Transport::PlaintextLoopback
         );
         assert_eq!(check_listen(lo, true, false).unwrap(), Transport::Tls);
+    }
+
+    fn store_of(toml_text: &str) -> Result<StoreConfig, String> {
+        toml::from_str::<FileConfig>(toml_text)
+            .map(|c| c.store)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_database_url_can_come_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("url");
+        let url = "postgres://attestd:s3cret@db.internal:5432/attestd";
+        std::fs::write(&file, format!("{url}\n")).unwrap();
+        let store = store_of(&format!(
+            "[store]\nbackend = \"postgres\"\nurl_file = {:?}\npool_size = 3\n",
+            file.display().to_string()
+        ))
+        .unwrap();
+        let StoreConfig::Postgres(pg) = store else {
+            panic!("not postgres")
+        };
+        assert_eq!(pg.0.url, url, "read without its line break");
+        assert_eq!(pg.0.pool_size, 3, "the other settings still apply");
+        assert_eq!(format!("{pg:?}"), "PgSettings { .. }", "never printed");
+
+        // Both, neither readable, empty, two lines, unknown keys.
+        let path = format!("{:?}", file.display().to_string());
+        let err = store_of(&format!(
+            "[store]\nbackend = \"postgres\"\nurl = \"postgres://x\"\nurl_file = {path}\n"
+        ))
+        .unwrap_err();
+        assert!(err.contains("both url and url_file"), "{err}");
+        let missing = dir.path().join("missing").display().to_string();
+        let err = store_of(&format!(
+            "[store]\nbackend = \"postgres\"\nurl_file = {missing:?}\n"
+        ))
+        .unwrap_err();
+        assert!(err.contains(&missing), "{err}");
+        for (content, says) in [("\n", "is empty"), ("a\nb\n", "more than one line")] {
+            std::fs::write(&file, content).unwrap();
+            let err = store_of(&format!(
+                "[store]\nbackend = \"postgres\"\nurl_file = {path}\n"
+            ))
+            .unwrap_err();
+            assert!(err.contains(says), "{err}");
+        }
+        std::fs::write(&file, url).unwrap();
+        let err = store_of(&format!(
+            "[store]\nbackend = \"postgres\"\nurl_file = {path}\npool = 3\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("pool"),
+            "unknown keys are still refused: {err}"
+        );
+        let err = store_of("[store]\nbackend = \"postgres\"\n").unwrap_err();
+        assert!(err.contains("url"), "{err}");
     }
 }

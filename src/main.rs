@@ -4,6 +4,7 @@
 
 mod backup;
 mod config;
+mod health;
 mod logging;
 
 use std::net::SocketAddr;
@@ -55,6 +56,9 @@ enum Command {
     Backup(backup::BackupArgs),
     /// Make a new data directory from a backup file.
     Restore(backup::RestoreArgs),
+    /// Ask a running attestd whether it serves (exit 0) or not (exit 1): for
+    /// container health checks and Kubernetes probes.
+    Health(health::HealthArgs),
 }
 
 #[derive(clap::Args)]
@@ -450,6 +454,7 @@ fn main() -> anyhow::Result<()> {
         Command::CheckConfig(args) => check_config(args),
         Command::Backup(args) => backup::backup(args),
         Command::Restore(args) => backup::restore(args),
+        Command::Health(args) => health::run(args),
         // Logging starts in `serve`, once the configuration is read.
         Command::Serve(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()

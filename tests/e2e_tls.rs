@@ -13,52 +13,13 @@ use std::time::Duration;
 use attestd_client::core::ids::Digest;
 use attestd_client::pb;
 use attestd_server::auth::{Access, ROUTES};
+use common::pki::{ca, leaf, Ca};
 use common::rpc::call;
 use common::*;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
 use tonic::Code;
 
 const STATION_URI: &str = "spiffe://factory.example/station/line1-prov";
 const MES_URI_UNMAPPED: &str = "spiffe://factory.example/mes/unknown";
-
-struct Ca {
-    issuer: Issuer<'static, KeyPair>,
-    pem: String,
-}
-
-fn ca(name: &str) -> Ca {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    let cert = params.self_signed(&key).unwrap();
-    Ca {
-        issuer: Issuer::new(params, key),
-        pem: cert.pem(),
-    }
-}
-
-/// A leaf certificate: (chain PEM, key PEM, SHA-256 of its DER).
-fn leaf(ca: &Ca, names: &[&str], uris: &[&str]) -> (Vec<u8>, Vec<u8>, Digest) {
-    let key = KeyPair::generate().unwrap();
-    let mut params =
-        CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
-    for u in uris {
-        params
-            .subject_alt_names
-            .push(SanType::URI((*u).try_into().unwrap()));
-    }
-    params.distinguished_name.push(
-        DnType::CommonName,
-        names.first().copied().unwrap_or("client"),
-    );
-    let cert = params.signed_by(&key, &ca.issuer).unwrap();
-    (
-        cert.pem().into_bytes(),
-        key.serialize_pem().into_bytes(),
-        Digest::of(cert.der().as_ref()),
-    )
-}
 
 struct Pki {
     dir: tempfile::TempDir,

@@ -8,6 +8,7 @@ pub mod faulty;
 pub mod fleet;
 pub mod inproc;
 pub mod load;
+pub mod pki;
 pub mod private_pg;
 pub mod replicas;
 pub mod rpc;
