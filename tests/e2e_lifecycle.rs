@@ -188,12 +188,12 @@ async fn sigterm_tells_watchers_to_reconnect_and_exits_within_the_drain_deadline
 
     let asked = Instant::now();
     server.signal("TERM");
-    let status = tokio::time::timeout(Duration::from_secs(10), health.message())
+    let h = tokio::time::timeout(Duration::from_secs(10), health.message())
         .await
-        .expect("a health update while draining");
-    if let Ok(Some(h)) = status {
-        assert_eq!(h.status, ServingStatus::NotServing as i32);
-    }
+        .expect("a health update while draining")
+        .expect("the health stream answers")
+        .expect("the update comes before the stream ends");
+    assert_eq!(h.status, ServingStatus::NotServing as i32);
     let end = tokio::time::timeout(Duration::from_secs(10), changes.message())
         .await
         .expect("the watch ends while draining");
