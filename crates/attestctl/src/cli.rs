@@ -84,6 +84,9 @@ pub enum Command {
     /// The tamper-evident audit trail.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Signed results (EAR JWTs) that attestd returns on request.
+    #[command(subcommand)]
+    Result(ResultCmd),
     /// Simulate a factory line and a small fleet against a server started with
     /// `attestd serve --dev`, and print what happened.
     Demo {
@@ -329,6 +332,19 @@ pub enum ReleaseCmd {
         /// Why (kept in the audit trail).
         #[arg(long, default_value = "")]
         reason: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ResultCmd {
+    /// Verify a result token and print its claims. The keys come from
+    /// --jwks (offline) or from the server (Release.GetResultKeys).
+    Verify {
+        /// The token, or @FILE to read it from a file.
+        token: String,
+        /// A JWK Set file (as served at /.well-known/jwks.json): verify offline.
+        #[arg(long)]
+        jwks: Option<PathBuf>,
     },
 }
 

@@ -53,6 +53,38 @@ fn tls_options(cli: &Cli) -> anyhow::Result<Option<attestd_client::TlsOptions>> 
     }))
 }
 
+/// Verifies a result token (`@FILE` reads it from a file) against a JWK Set
+/// and prints its claims; an error if it does not verify.
+fn verify_result(token: &str, jwks: &str, out: &Out) -> anyhow::Result<()> {
+    let token = match token.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading {path}"))?
+            .trim()
+            .to_owned(),
+        None => token.trim().to_owned(),
+    };
+    let set: attestd_client::core::ear::Jwks =
+        serde_json::from_str(jwks).context("the JWK Set does not parse")?;
+    let claims = attestd_client::core::ear::verify(&token, &set)
+        .map_err(|e| anyhow::anyhow!("the result token does not verify: {e}"))?;
+    out.message(&claims, |c| {
+        c.submods
+            .iter()
+            .map(|(serial, sub)| {
+                format!(
+                    "verified: {serial} {} {} issued {} by {} {}\n",
+                    sub.status,
+                    sub.release_decision.as_deref().unwrap_or("-"),
+                    c.iat,
+                    c.verifier_id.developer,
+                    sub.reasons.join(",")
+                )
+            })
+            .collect()
+    })?;
+    Ok(())
+}
+
 /// Runs one command; `Ok` holds the exit status (0, or [`EXIT_HELD`]).
 async fn run(cli: Cli) -> anyhow::Result<i32> {
     let out = Out { json: cli.json };
@@ -93,6 +125,15 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             out.line(&format!("signed envelope written to {}", dest.display()))?;
             return Ok(0);
         }
+        Command::Result(ResultCmd::Verify {
+            token,
+            jwks: Some(jwks),
+        }) => {
+            let text = std::fs::read_to_string(jwks)
+                .with_context(|| format!("reading {}", jwks.display()))?;
+            verify_result(token, &text, &out)?;
+            return Ok(0);
+        }
         Command::Demo { dev_dir, units } => {
             demo::run(&cli.endpoint, dev_dir, *units, &out).await?;
             return Ok(0);
@@ -107,7 +148,18 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Keygen { .. }
         | Command::Demo { .. }
         | Command::Record(RecordCmd::Sign { .. })
-        | Command::Audit(AuditCmd::Verify { .. }) => unreachable!("handled above"),
+        | Command::Audit(AuditCmd::Verify { .. })
+        | Command::Result(ResultCmd::Verify { jwks: Some(_), .. }) => {
+            unreachable!("handled above")
+        }
+        Command::Result(ResultCmd::Verify { token, jwks: None }) => {
+            let keys = c
+                .release()
+                .get_result_keys(pb::GetResultKeysRequest {})
+                .await?
+                .into_inner();
+            verify_result(&token, &keys.jwks_json, &out)?;
+        }
         Command::Audit(cmd) => audit::run(&c, cmd, &out).await?,
         Command::Evidence(cmd) => evidence::run(&c, cmd, &out).await?,
         Command::Station(cmd) => station(&c, cmd, &out).await?,

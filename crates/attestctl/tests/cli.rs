@@ -598,3 +598,65 @@ async fn a_closed_pipe_ends_output_quietly() {
     assert_eq!(err, "", "nothing on stderr: no panic, no error");
     assert_eq!(code, 0);
 }
+
+/// `result verify` checks a result token against the server's keys, or
+/// offline against a JWK Set file, and refuses a changed token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn result_verify_checks_tokens_online_and_offline() {
+    let env = start().await;
+    let mes = env.token("mes");
+    let c = attestd_client::Client::connect(&env.endpoint, Some(&mes))
+        .await
+        .unwrap();
+    let d = c
+        .release()
+        .check_release(pb::CheckReleaseRequest {
+            serial: "CLI-NOBODY".into(),
+            want_result_token: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!d.result_token.is_empty());
+    // Online: the keys come from the server (no token needed).
+    let out = ok(ctl(&env, None, &["result", "verify", &d.result_token]).await);
+    assert!(
+        out.contains("verified: CLI-NOBODY contraindicated HOLD"),
+        "{out}"
+    );
+    // Offline: a JWK Set file, and the token from a file.
+    let keys = c
+        .release()
+        .get_result_keys(pb::GetResultKeysRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    std::fs::write(env.path("jwks.json"), &keys.jwks_json).unwrap();
+    std::fs::write(env.path("token.jwt"), &d.result_token).unwrap();
+    let at = format!("@{}", p(&env.path("token.jwt")));
+    let out = ok(ctl(
+        &env,
+        None,
+        &[
+            "--json",
+            "result",
+            "verify",
+            &at,
+            "--jwks",
+            p(&env.path("jwks.json")),
+        ],
+    )
+    .await);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["submods"]["CLI-NOBODY"]["attestd.release-decision"], "HOLD",
+        "{out}"
+    );
+    // One character of the signature changed: refused, exit non-zero.
+    let mut bad = d.result_token.clone();
+    let last = bad.pop().unwrap();
+    bad.push(if last == 'A' { 'B' } else { 'A' });
+    let r = ctl(&env, None, &["result", "verify", &bad]).await;
+    assert_ne!(r.0, 0);
+    assert!(r.2.contains("does not verify"), "{}", r.2);
+}

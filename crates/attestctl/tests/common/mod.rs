@@ -102,7 +102,14 @@ pub async fn start() -> Env {
         )),
         tls: None,
     })
-    .unwrap();
+    .unwrap()
+    .results_with(Arc::new(
+        attestd_server::results::ResultKeys::load_or_create(
+            &dir.path().join("result-key.pkcs8"),
+            &[],
+        )
+        .unwrap(),
+    ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
