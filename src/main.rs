@@ -211,7 +211,8 @@ fn check(cfg: &Resolved) -> anyhow::Result<Checked> {
     let client_certs = tls.as_ref().is_some_and(|t| t.client_certs());
     let mut warnings = settings
         .check(client_certs)
-        .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("configuration: {e}"))?
+        .warnings;
     if let StoreConfig::Postgres(pg) = &cfg.store {
         attestd_store::postgres::check_config(&pg.0)
             .map_err(|e| anyhow::anyhow!("[store]: {e}"))?;

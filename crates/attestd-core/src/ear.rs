@@ -217,11 +217,11 @@ struct Header {
 
 /// Signs `claims` as a compact JWS with the key `public` whose private half
 /// `sign` holds: `sign` gets the signing input and returns the signature
-/// (ES256: 64 bytes r||s; EdDSA: 64 bytes).
+/// (ES256: 64 bytes r||s; EdDSA: 64 bytes), or why it could not.
 pub fn sign(
     claims: &Ear,
     public: &PublicKey,
-    sign: impl FnOnce(&[u8]) -> Vec<u8>,
+    sign: impl FnOnce(&[u8]) -> Result<Vec<u8>, String>,
 ) -> Result<String, String> {
     let header = Header {
         alg: jose_alg(public.alg()).into(),
@@ -231,7 +231,10 @@ pub fn sign(
     let h = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
     let c = serde_json::to_vec(claims).map_err(|e| e.to_string())?;
     let mut out = format!("{}.{}", B64URL.encode(h), B64URL.encode(c));
-    let sig = sign(out.as_bytes());
+    let sig = sign(out.as_bytes())?;
+    if sig.len() != 64 {
+        return Err(format!("a {}-byte signature, not 64", sig.len()));
+    }
     out.push('.');
     out.push_str(&B64URL.encode(sig));
     Ok(out)
@@ -341,7 +344,7 @@ mod tests {
     fn es256_token(public: &PublicKey, pair: &EcdsaKeyPair) -> String {
         let rng = SystemRandom::new();
         sign(&claims(), public, |m| {
-            pair.sign(&rng, m).unwrap().as_ref().to_vec()
+            Ok(pair.sign(&rng, m).unwrap().as_ref().to_vec())
         })
         .unwrap()
     }
@@ -353,9 +356,13 @@ mod tests {
         let jwks = Jwks::of([&public]);
         assert_eq!(verify(&token, &jwks).unwrap(), claims());
         let (ed, ed_pair) = ed25519();
-        let t2 = sign(&claims(), &ed, |m| ed_pair.sign(m).as_ref().to_vec()).unwrap();
+        let t2 = sign(&claims(), &ed, |m| Ok(ed_pair.sign(m).as_ref().to_vec())).unwrap();
         let both = Jwks::of([&public, &ed]);
         assert_eq!(verify(&t2, &both).unwrap(), claims());
+        // A signer that fails, or gives a signature of the wrong size,
+        // makes no token.
+        assert!(sign(&claims(), &public, |_| Err("no randomness".into())).is_err());
+        assert!(sign(&claims(), &public, |_| Ok(Vec::new())).is_err());
         // A JWK gives back the key it was made of.
         for k in [&public, &ed] {
             assert_eq!(&Jwk::of(k).public_key().unwrap(), k);

@@ -232,14 +232,7 @@ pub async fn watch_principals(
 }
 
 fn reload(source: &PrincipalSource, client_certs: bool) -> Result<Authenticator, String> {
-    let configs = source()?;
-    let a = Authenticator::new(&configs).map_err(|e| e.to_string())?;
-    if a.has_certificate_principals() && !client_certs {
-        return Err(
-            "principals identified by client certificate need TLS with client_ca_files".into(),
-        );
-    }
-    Ok(a)
+    Authenticator::for_listener(&source()?, client_certs)
 }
 
 /// A fingerprint as people copy it: hex, any case, colons allowed.
@@ -334,6 +327,23 @@ impl Authenticator {
             by_fingerprint,
             by_uri,
         })
+    }
+
+    /// The table for a listener that does (`client_certs`) or does not
+    /// verify client certificates: [`Authenticator::new`]'s checks, and
+    /// certificate principals refused without client CAs (they could never
+    /// be authenticated).
+    pub fn for_listener(
+        configs: &[PrincipalConfig],
+        client_certs: bool,
+    ) -> Result<Authenticator, String> {
+        let a = Authenticator::new(configs).map_err(|e| e.to_string())?;
+        if a.has_certificate_principals() && !client_certs {
+            return Err(
+                "principals identified by client certificate need TLS with client_ca_files".into(),
+            );
+        }
+        Ok(a)
     }
 
     /// Credentials in the table (a principal may have several).

@@ -34,7 +34,7 @@ use attestd_store::Store;
 use tokio::net::TcpListener;
 
 use crate::app::App;
-use crate::auth::{Authenticator, PrincipalSource, SharedAuth};
+use crate::auth::{PrincipalSource, SharedAuth};
 use crate::clock::Clock;
 use crate::edge::EdgeLayer;
 use crate::metrics::Metrics;
@@ -97,11 +97,12 @@ impl Server {
             tls,
         } = parts;
         let client_certs = tls.as_ref().is_some_and(|t| t.client_certs());
-        for w in settings.check(client_certs).map_err(ServeError::Config)? {
+        let checked = settings.check(client_certs).map_err(ServeError::Config)?;
+        for w in &checked.warnings {
             tracing::warn!("{w}");
         }
-        let auth = SharedAuth::new(Authenticator::new(&settings.principals)?);
-        let trust_root = settings.release.trust_root().map_err(ServeError::Config)?;
+        let auth = SharedAuth::new(checked.auth);
+        let trust_root = checked.trust_root;
         let metrics = Arc::new(Metrics::default());
         metrics.set_build_info(store.backend());
         let limits = settings.limits.clone();

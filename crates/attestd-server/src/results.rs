@@ -159,23 +159,21 @@ impl ResultKeys {
         serde_json::to_string(&self.jwks()).unwrap_or_default()
     }
 
+    /// The signed token, or empty (logged) if it could not be made: the
+    /// only failure is the system's randomness (ES256), and an answer
+    /// without a token is better than one whose token cannot verify.
     fn sign(&self, claims: &Ear) -> String {
         let signed = ear::sign(claims, &self.public, |m| match &self.signer {
             Signer::Es256(p) => p
                 .sign(&self.rng, m)
                 .map(|s| s.as_ref().to_vec())
-                .unwrap_or_default(),
-            Signer::Ed25519(p) => p.sign(m).as_ref().to_vec(),
+                .map_err(|_| "ECDSA signing failed (system randomness)".to_owned()),
+            Signer::Ed25519(p) => Ok(p.sign(m).as_ref().to_vec()),
         });
-        match signed {
-            Ok(t) => t,
-            Err(e) => {
-                // Only serialization of our own claims can fail: no token
-                // (empty) rather than a wrong one.
-                tracing::error!(error = %e, "a result token could not be made");
-                String::new()
-            }
-        }
+        signed.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "a result token could not be signed; answered without one");
+            String::new()
+        })
     }
 
     /// The EAR of an appraisal of `serial`, issued at `iat` (seconds).

@@ -244,19 +244,14 @@ impl Settings {
     /// Every check of the settings that needs neither the store nor a
     /// port: limits, principals (roles, credentials, duplicates), whether
     /// certificate principals have TLS with client CAs (`client_certs`),
-    /// and the release keys. `Ok` carries warnings: settings that start
-    /// but leave part of attestd unable to work.
-    pub fn check(&self, client_certs: bool) -> Result<Vec<String>, String> {
+    /// and the release keys. What it built comes back with warnings:
+    /// settings that start but leave part of attestd unable to work.
+    pub fn check(&self, client_certs: bool) -> Result<CheckedSettings, String> {
         self.limits.check()?;
-        let auth = crate::auth::Authenticator::new(&self.principals).map_err(|e| e.to_string())?;
-        if auth.has_certificate_principals() && !client_certs {
-            return Err(
-                "principals identified by client certificate need TLS with client_ca_files".into(),
-            );
-        }
-        let root = self.release.trust_root()?;
+        let auth = crate::auth::Authenticator::for_listener(&self.principals, client_certs)?;
+        let trust_root = self.release.trust_root()?;
         let mut warnings = Vec::new();
-        if root.keys.is_empty() {
+        if trust_root.keys.is_empty() {
             warnings.push(
                 "NO RELEASE KEYS: [release] lists no keys, so no baseline can be published; \
                  every unit stays UNKNOWN and the release gate never answers RELEASE"
@@ -270,8 +265,19 @@ impl Settings {
                     .to_owned(),
             );
         }
-        Ok(warnings)
+        Ok(CheckedSettings {
+            auth,
+            trust_root,
+            warnings,
+        })
     }
+}
+
+/// What [`Settings::check`] built from the settings.
+pub struct CheckedSettings {
+    pub auth: crate::auth::Authenticator,
+    pub trust_root: attestd_core::baseline::TrustRoot,
+    pub warnings: Vec<String>,
 }
 
 impl ReleaseConfig {
