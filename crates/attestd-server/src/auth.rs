@@ -120,6 +120,16 @@ pub const HTTP_ROUTES: &[(&str, Access)] = &[
     // The result keys (the JWK Set of `Release.GetResultKeys`), for JOSE
     // libraries.
     ("/.well-known/jwks.json", Access::Public),
+    // The OpenAPI document of the HTTP/JSON API.
+    ("/openapi.json", Access::Public),
+    // The dashboard's page, script and style: public, as they hold no data
+    // (the page calls the API with the user's token).
+    ("/dashboard", Access::Public),
+    ("/dashboard/", Access::Public),
+    ("/dashboard/app.js", Access::Public),
+    ("/dashboard/style.css", Access::Public),
+    // Browsers ask for it on their own; answered 204.
+    ("/favicon.ico", Access::Public),
 ];
 
 /// Services that are public as a whole.
@@ -134,8 +144,12 @@ pub fn operator_roles() -> &'static [Role] {
     OPERATORS
 }
 
-/// Looks up the access rule of a method path. Unknown paths get `None`.
+/// Looks up the access rule of a method path, or of an HTTP/JSON route
+/// (the rule of the gRPC method it calls). Unknown paths get `None`.
 pub fn access_for(path: &str) -> Option<Access> {
+    if let Some(route) = crate::rest::route_for(path) {
+        return access_for(route.rpc);
+    }
     if PUBLIC_SERVICES.iter().any(|p| path.starts_with(p)) {
         return Some(Access::Public);
     }

@@ -301,6 +301,11 @@ pub fn device(d: DeviceEntry) -> pb::Device {
         }),
         quarantined: d.quarantined,
         quarantine_reason: d.quarantine_reason,
+        calibration_due_at: if d.calibration_due_at > 0 {
+            timestamp(d.calibration_due_at)
+        } else {
+            None
+        },
     }
 }
 

@@ -51,12 +51,18 @@ pub struct Edge<S> {
 
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
 
-fn refuse<E>(r: Rejection, metrics: &Metrics) -> BoxFuture<http::Response<Body>, E>
+/// Answers a refused call: a gRPC status to a gRPC client, an HTTP status
+/// with a JSON body ([`crate::rest`]) to anything else.
+fn refuse<E>(r: Rejection, metrics: &Metrics, grpc: bool) -> BoxFuture<http::Response<Body>, E>
 where
     E: Send + 'static,
 {
     metrics.count_rejection(r.reason);
-    let resp = to_status(&r).into_http::<Body>();
+    let resp = if grpc {
+        to_status(&r).into_http::<Body>()
+    } else {
+        crate::rest::refusal(&r).map(Body::new)
+    };
     Box::pin(async move { Ok(resp) })
 }
 
@@ -99,6 +105,7 @@ where
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
         let path = req.uri().path().to_owned();
+        let grpc = crate::rest::is_grpc(req.headers());
         let header = req
             .headers()
             .get(http::header::AUTHORIZATION)
@@ -135,7 +142,7 @@ where
                 if path.starts_with(DEVICE_ROUTES) {
                     let now = self.layer.clock.now_ms();
                     if let Err(r) = self.layer.peer_limit.take(&peer_ip, now) {
-                        return refuse(r, &self.layer.metrics);
+                        return refuse(r, &self.layer.metrics, grpc);
                     }
                 }
             }
@@ -162,7 +169,7 @@ where
                     }
                 };
                 self.layer.failures.note(&who);
-                return refuse(r, &self.layer.metrics);
+                return refuse(r, &self.layer.metrics, grpc);
             }
         }
         let fut = self.inner.call(req);

@@ -15,8 +15,10 @@ pub mod dev;
 pub mod edge;
 pub mod metrics;
 pub mod observe;
+pub mod openapi;
 pub mod ratelimit;
 pub mod reappraisal;
+pub mod rest;
 pub mod results;
 pub mod security;
 pub mod service;
@@ -306,25 +308,40 @@ impl Server {
             },
         );
         let a = || app.clone();
-        // The result keys over plain HTTP (GET, HTTP/1.1 or 2) beside gRPC,
-        // behind the same edge layer (its route table lists the path).
+        // Plain HTTP beside gRPC on the same port (HTTP/1.1 or 2), behind
+        // the same layers: the result keys, the HTTP/JSON API (each route
+        // calls its gRPC handler), the OpenAPI document and the dashboard.
         let jwks = app
             .result_keys
             .get()
             .map(|k| k.jwks_json())
             .unwrap_or_else(|| r#"{"keys":[]}"#.to_owned());
-        let http = axum::Router::new().route(
-            "/.well-known/jwks.json",
-            axum::routing::get(move || {
-                let jwks = jwks.clone();
-                async move {
-                    (
-                        [(http::header::CONTENT_TYPE, "application/jwk-set+json")],
-                        jwks,
-                    )
-                }
-            }),
-        );
+        let rest_services = Arc::new(rest::Services {
+            fleet: FleetService { app: a() },
+            release: ReleaseService { app: a() },
+            audit: AuditService {
+                app: a(),
+                key: checkpoint_key.clone(),
+            },
+            max_request_bytes: max,
+        });
+        let http = axum::Router::new()
+            .route(
+                "/.well-known/jwks.json",
+                axum::routing::get(move || {
+                    let jwks = jwks.clone();
+                    async move {
+                        let mut r = axum::response::IntoResponse::into_response((
+                            [(http::header::CONTENT_TYPE, "application/jwk-set+json")],
+                            jwks,
+                        ));
+                        r.extensions_mut().insert(rest::HttpOutcome(None));
+                        r
+                    }
+                }),
+            )
+            .merge(rest::router(rest_services))
+            .merge(rest::static_router());
         let routes = tonic::service::Routes::from(http)
             .add_service(health_service)
             .add_service(reflection)

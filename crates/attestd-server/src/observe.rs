@@ -180,8 +180,14 @@ where
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
         let start = Instant::now();
         let path = req.uri().path();
-        let rpc = self.metrics.rpc(path);
-        let method = bounded(path).to_owned();
+        // An HTTP/JSON route is counted as the gRPC method it calls, and
+        // logged by its pattern (no serials in metric labels).
+        let rest = crate::rest::route_for(path);
+        let rpc = self.metrics.rpc(rest.map_or(path, |r| r.rpc));
+        let method = match rest {
+            Some(r) => format!("{} {}", r.method, r.path),
+            None => bounded(path).to_owned(),
+        };
         let peer = req
             .extensions()
             .get::<crate::tls::PeerInfo>()
@@ -214,6 +220,16 @@ where
                 let (mut parts, body) = resp.into_parts();
                 if let Ok(v) = HeaderValue::from_str(ending.call.request_id()) {
                     parts.headers.insert(REQUEST_ID, v);
+                }
+                // An HTTP answer says how it ended in its extensions.
+                if let Some(crate::rest::HttpOutcome(status)) =
+                    parts.extensions.remove::<crate::rest::HttpOutcome>()
+                {
+                    match status {
+                        Some(s) => ending.finish(s.code(), Some(&s)),
+                        None => ending.finish(Code::Ok, None),
+                    }
+                    return Ok(http::Response::from_parts(parts, body));
                 }
                 // A refusal carries its status in the headers (trailers-only).
                 if parts.headers.contains_key("grpc-status") {
