@@ -13,6 +13,7 @@ pub mod private_pg;
 pub mod replicas;
 pub mod rpc;
 pub mod trusted;
+pub mod web;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -223,7 +223,7 @@ pub fn document() -> Value {
     );
 
     json!({
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {
             "title": "attestd HTTP/JSON API",
             "version": env!("CARGO_PKG_VERSION"),

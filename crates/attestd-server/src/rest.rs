@@ -353,10 +353,12 @@ pub fn router(services: Arc<Services>) -> axum::Router {
             get(|State(s): St, r: Request| export(s, r)),
         )
         .method_not_allowed_fallback(|| async {
-            refusal(&reject!(
+            let mut r = refusal(&reject!(
                 FieldInvalid,
                 "this route does not take that HTTP method (see /openapi.json)"
-            ))
+            ));
+            *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+            r
         })
         .with_state(services)
 }
@@ -531,6 +533,18 @@ async fn decode<Req: DeserializeOwned>(
             }
         };
     let mut fields = if parts.method == http::Method::POST {
+        // A body declared too large is refused before a byte of it is read.
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(refusal(&reject!(
+                TooLarge,
+                "request body exceeds the limit of {limit} bytes"
+            )));
+        }
         let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
             refusal(&reject!(
                 TooLarge,

@@ -1,0 +1,216 @@
+//! A small HTTP/1.1 client for the HTTP/JSON API tests (hyper's), with a
+//! bound on every wait.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+
+/// Longest wait for one answer.
+const WAIT: Duration = Duration::from_secs(20);
+
+pub struct Http {
+    client: Client<HttpConnector, Full<Bytes>>,
+    base: String,
+}
+
+/// An answer, read whole.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}), status {}: {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// The attestd reason of a refusal ("" if none).
+    pub fn reason(&self) -> String {
+        self.json()["reason"].as_str().unwrap_or("").to_owned()
+    }
+}
+
+/// An open streaming answer.
+pub struct Stream {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    body: hyper::body::Incoming,
+    buf: String,
+}
+
+/// One server-sent event.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub id: String,
+    pub event: String,
+    pub data: String,
+}
+
+impl Stream {
+    /// The next event (comments skipped), or None if the stream ended or
+    /// nothing came within `wait`.
+    pub async fn next_event(&mut self, wait: Duration) -> Option<Event> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            while let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let mut ev = Event {
+                    id: String::new(),
+                    event: "message".into(),
+                    data: String::new(),
+                };
+                let mut any = false;
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id: ") {
+                        ev.id = v.into();
+                        any = true;
+                    } else if let Some(v) = line.strip_prefix("event: ") {
+                        ev.event = v.into();
+                        any = true;
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        ev.data.push_str(v);
+                        any = true;
+                    }
+                }
+                if any {
+                    return Some(ev);
+                }
+            }
+            match tokio::time::timeout_at(deadline, self.body.frame()).await {
+                Ok(Some(Ok(f))) => {
+                    if let Ok(d) = f.into_data() {
+                        self.buf.push_str(&String::from_utf8_lossy(&d));
+                    }
+                }
+                Ok(Some(Err(e))) => panic!("stream failed: {e}"),
+                Ok(None) | Err(_) => return None,
+            }
+        }
+    }
+
+    /// The rest of the body (until it ends; bounded by `wait`).
+    pub async fn rest(mut self, wait: Duration) -> String {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.body.frame()).await {
+                Ok(Some(Ok(f))) => {
+                    if let Ok(d) = f.into_data() {
+                        self.buf.push_str(&String::from_utf8_lossy(&d));
+                    }
+                }
+                Ok(Some(Err(e))) => panic!("stream failed: {e}"),
+                Ok(None) => return self.buf,
+                Err(_) => panic!("the stream did not end within {wait:?}"),
+            }
+        }
+    }
+}
+
+impl Http {
+    /// A client of the server at `addr` (host:port).
+    pub fn new(addr: &str) -> Http {
+        Http {
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            base: format!("http://{addr}"),
+        }
+    }
+
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> http::Request<Full<Bytes>> {
+        let mut b = http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        if let Some(t) = token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        if body.is_some() {
+            b = b.header("content-type", "application/json");
+        }
+        b.body(Full::new(Bytes::from(body.unwrap_or("").to_owned())))
+            .unwrap()
+    }
+
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> Answer {
+        let req = self.request(method, path, token, body);
+        let fut = async {
+            let resp = self.client.request(req).await.expect("HTTP request");
+            let (parts, body) = resp.into_parts();
+            let body = body.collect().await.expect("HTTP body").to_bytes();
+            Answer {
+                status: parts.status.as_u16(),
+                headers: parts.headers,
+                body: body.to_vec(),
+            }
+        };
+        tokio::time::timeout(WAIT, fut)
+            .await
+            .unwrap_or_else(|_| panic!("{method} {path}: no answer within {WAIT:?}"))
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Answer {
+        self.send("GET", path, token, None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: &str) -> Answer {
+        self.send("POST", path, token, Some(body)).await
+    }
+
+    /// Opens a streaming GET: the headers are in, the body is read later.
+    pub async fn open(&self, path: &str, token: Option<&str>) -> Stream {
+        let req = self.request("GET", path, token, None);
+        let resp = tokio::time::timeout(WAIT, self.client.request(req))
+            .await
+            .unwrap_or_else(|_| panic!("GET {path}: no headers within {WAIT:?}"))
+            .expect("HTTP request");
+        let (parts, body) = resp.into_parts();
+        Stream {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+            buf: String::new(),
+        }
+    }
+}
+
+/// `path` with `{name}` segments replaced by `value`.
+pub fn concrete(pattern: &str, value: &str) -> String {
+    pattern
+        .split('/')
+        .map(|s| if s.starts_with('{') { value } else { s })
+        .collect::<Vec<_>>()
+        .join("/")
+}
