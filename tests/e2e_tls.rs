@@ -458,3 +458,96 @@ fn the_dependency_graph_has_exactly_one_crypto_provider() {
         assert!(!packages.contains(&other), "{other} is in Cargo.lock");
     }
 }
+
+/// Sends one HTTP/1.1 request over TLS (ALPN http/1.1), with a client
+/// certificate if given, and returns the whole answer as text.
+async fn https(
+    addr: &str,
+    server_ca_pem: &str,
+    identity: Option<(&[u8], &[u8])>,
+    request: &str,
+) -> String {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(server_ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let mut config = match identity {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                CertificateDer::pem_slice_iter(cert)
+                    .map(Result::unwrap)
+                    .collect(),
+                PrivateKeyDer::from_pem_slice(key).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut out))
+        .await
+        .expect("an answer")
+        .ok();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_api_over_tls_takes_the_same_certificates_and_tokens() {
+    let pki = Pki::new();
+    let (mes_cert, mes_key, mes_fp) = leaf(&pki.client_ca, &["mes"], &[MES_URI_UNMAPPED]);
+    let server = TestServer::start_with(pki.options(60, &principals(&mes_fp)));
+    let addr = &server.addr;
+    let post = |auth: &str| {
+        format!(
+            "POST /v1/release/check HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}\
+             Content-Type: application/json\r\nContent-Length: 25\r\n\r\n{{\"serial\": \"PM200-00009\"}}"
+        )
+    };
+    // The MES by its certificate alone: the gate answers (HOLD, not enrolled).
+    let a = https(
+        addr,
+        &pki.server_ca.pem,
+        Some((&mes_cert, &mes_key)),
+        &post(""),
+    )
+    .await;
+    assert!(a.starts_with("HTTP/1.1 200"), "{a}");
+    assert!(
+        a.contains("DECISION_HOLD") && a.contains("NOT_ENROLLED"),
+        "{a}"
+    );
+    // By token, without a certificate.
+    let a = https(
+        addr,
+        &pki.server_ca.pem,
+        None,
+        &post(&format!("Authorization: Bearer {MES_TOKEN}\r\n")),
+    )
+    .await;
+    assert!(a.starts_with("HTTP/1.1 200"), "{a}");
+    // Neither: refused, as over gRPC.
+    let a = https(addr, &pki.server_ca.pem, None, &post("")).await;
+    assert!(a.starts_with("HTTP/1.1 401"), "{a}");
+    assert!(a.contains("NO_CREDENTIALS"), "{a}");
+    // The certificate's principal may not read the audit chain.
+    let get = format!("GET /v1/audit/head HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let a = https(addr, &pki.server_ca.pem, Some((&mes_cert, &mes_key)), &get).await;
+    assert!(a.starts_with("HTTP/1.1 403"), "{a}");
+    assert!(a.contains("ROLE_FORBIDDEN"), "{a}");
+}
