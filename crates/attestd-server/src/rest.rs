@@ -571,7 +571,7 @@ async fn decode<Req: DeserializeOwned>(
             }
         }
     } else {
-        query_fields(&schema, input, parts.uri.query().unwrap_or("")).map_err(|r| refusal(&r))?
+        query_fields(schema, input, parts.uri.query().unwrap_or("")).map_err(|r| refusal(&r))?
     };
     for (name, value) in params {
         if fields.contains_key(&name) {
