@@ -635,6 +635,16 @@ async fn a_full_disk_stops_the_server_non_zero_and_nothing_acknowledged_is_lost(
     );
     let log = server.log();
     assert!(log.contains("cannot write until attestd restarts"), "{log}");
+    // The refused call's cause reaches the log, with the call's request id:
+    // the client hears only STORE_UNAVAILABLE.
+    let cause = log
+        .lines()
+        .find(|l| l.contains("storage failed; the call is answered STORE_UNAVAILABLE"))
+        .unwrap_or_else(|| panic!("no log line names the store failure: {log}"));
+    assert!(
+        cause.contains("request_id") && cause.contains("No space left on device"),
+        "{cause}"
+    );
 
     // Space is back: a restart serves every acknowledged write.
     std::fs::remove_file(&filler).unwrap();

@@ -53,13 +53,10 @@ impl App {
     /// one log line (request id, method, peer, principal, code, reason) is
     /// written by [`crate::observe`] when the status goes out; here only
     /// what the status does not say, at debug.
-    pub fn fail(&self, method: &'static str, r: Rejection) -> Status {
+    pub fn fail(&self, r: Rejection) -> Status {
+        // The call's one log line (method, principal, reason, message) is
+        // written by `observe` when the status goes out.
         self.metrics.count_rejection(r.reason);
-        tracing::debug!(
-            handler = method,
-            reason = r.reason.as_str(),
-            "handler refused the call"
-        );
         to_status(&r)
     }
 
@@ -94,7 +91,6 @@ impl App {
     /// refusal is counted, logged and turned into its status.
     pub async fn answer<R, T>(
         self: &Arc<Self>,
-        method: &'static str,
         req: tonic::Request<R>,
         f: impl AsyncFnOnce(&Arc<App>, R) -> Result<T, Rejection>,
     ) -> Result<tonic::Response<T>, Status> {
@@ -102,7 +98,24 @@ impl App {
         f(self, req)
             .await
             .map(tonic::Response::new)
-            .map_err(|r| self.fail(method, r))
+            .map_err(|r| self.fail(r))
+    }
+
+    /// As [`App::answer`], for a handler that acts as its caller: the
+    /// principal the edge layer authenticated (refused if missing: a route
+    /// wired without the layer fails closed).
+    pub async fn answer_as<R, T>(
+        &self,
+        req: tonic::Request<R>,
+        f: impl AsyncFnOnce(Arc<Principal>, R) -> Result<T, Rejection>,
+    ) -> Result<tonic::Response<T>, Status> {
+        let run = async {
+            let caller = principal(&req)?;
+            f(caller, req.into_inner()).await
+        };
+        run.await
+            .map(tonic::Response::new)
+            .map_err(|r| self.fail(r))
     }
 
     /// How challenge nonces live and how many may be outstanding.

@@ -33,7 +33,10 @@ pub fn to_status(r: &Rejection) -> Status {
     )
 }
 
-/// The rejection a store error stands for. Storage details stay in the log.
+/// The rejection a store error stands for. The caller is told only that
+/// storage is unavailable; the cause (the store's message with its whole
+/// error chain) goes to the log here, inside the call's span (request id,
+/// method, principal), once per failed call.
 pub fn store_rejection(e: StoreError) -> Rejection {
     match e {
         StoreError::Rejected(r) => r,
@@ -41,10 +44,13 @@ pub fn store_rejection(e: StoreError) -> Rejection {
             Reason::StoreUnavailable,
             "the unit changed concurrently too often; retry",
         ),
-        StoreError::Unavailable(_) | StoreError::Incompatible(_) => Rejection::new(
-            Reason::StoreUnavailable,
-            "storage is unavailable; retry later",
-        ),
+        StoreError::Unavailable(cause) | StoreError::Incompatible(cause) => {
+            tracing::warn!(error = %cause, "storage failed; the call is answered STORE_UNAVAILABLE");
+            Rejection::new(
+                Reason::StoreUnavailable,
+                "storage is unavailable; retry later",
+            )
+        }
     }
 }
 

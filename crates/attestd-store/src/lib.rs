@@ -41,6 +41,11 @@ pub enum StoreError {
     #[error("the unit changed concurrently")]
     Conflict,
     /// The storage failed (I/O, corruption). Retryable from the client's view.
+    /// The message carries the cause with its whole error chain, rendered
+    /// where the error leaves the backend (`postgres::error_chain`, sled's
+    /// own text): one failed group commit answers every write of the group
+    /// with it, and neither sled's nor tokio-postgres' errors can be cloned.
+    /// The server logs it when it answers STORE_UNAVAILABLE.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
     /// The stored data is in a format (or schema) this binary does not use;

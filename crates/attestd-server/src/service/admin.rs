@@ -12,7 +12,7 @@ use attestd_store::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::app::{page_token, principal, App};
+use crate::app::{page_token, App};
 use crate::auth::Principal;
 use crate::checkpoint::CheckpointKey;
 use crate::convert;
@@ -289,52 +289,36 @@ impl pb::admin_server::Admin for AdminService {
         &self,
         req: Request<pb::RegisterStationRequest>,
     ) -> Result<Response<pb::Station>, Status> {
-        let run = async {
-            let caller = principal(&req)?;
-            self.register(&caller, req.into_inner()).await
-        };
-        run.await
-            .map(Response::new)
-            .map_err(|r| self.app.fail("RegisterStation", r))
+        self.app
+            .answer_as(req, async |caller, r| self.register(&caller, r).await)
+            .await
     }
 
     async fn revoke_station(
         &self,
         req: Request<pb::RevokeStationRequest>,
     ) -> Result<Response<pb::Station>, Status> {
-        let run = async {
-            let caller = principal(&req)?;
-            self.revoke(&caller, req.into_inner()).await
-        };
-        run.await
-            .map(Response::new)
-            .map_err(|r| self.app.fail("RevokeStation", r))
+        self.app
+            .answer_as(req, async |caller, r| self.revoke(&caller, r).await)
+            .await
     }
 
     async fn revoke_device(
         &self,
         req: Request<pb::RevokeDeviceRequest>,
     ) -> Result<Response<pb::RevokeDeviceResponse>, Status> {
-        let run = async {
-            let caller = principal(&req)?;
-            self.revoke_device(&caller, req.into_inner()).await
-        };
-        run.await
-            .map(Response::new)
-            .map_err(|r| self.app.fail("RevokeDevice", r))
+        self.app
+            .answer_as(req, async |caller, r| self.revoke_device(&caller, r).await)
+            .await
     }
 
     async fn assign_device(
         &self,
         req: Request<pb::AssignDeviceRequest>,
     ) -> Result<Response<pb::AssignDeviceResponse>, Status> {
-        let run = async {
-            let caller = principal(&req)?;
-            self.assign(&caller, req.into_inner()).await
-        };
-        run.await
-            .map(Response::new)
-            .map_err(|r| self.app.fail("AssignDevice", r))
+        self.app
+            .answer_as(req, async |caller, r| self.assign(&caller, r).await)
+            .await
     }
 
     async fn list_stations(
@@ -342,9 +326,7 @@ impl pb::admin_server::Admin for AdminService {
         req: Request<pb::ListStationsRequest>,
     ) -> Result<Response<pb::ListStationsResponse>, Status> {
         self.app
-            .answer("ListStations", req, async |app, r| {
-                AdminService::list(app, r).await
-            })
+            .answer(req, async |app, r| AdminService::list(app, r).await)
             .await
     }
 
@@ -354,12 +336,10 @@ impl pb::admin_server::Admin for AdminService {
         &self,
         req: Request<pb::BackupRequest>,
     ) -> Result<Response<backup::BackupStream>, Status> {
-        let run = async {
-            let caller = principal(&req)?;
-            backup::start(&self.app, self.key.as_ref(), &caller).await
-        };
-        run.await
-            .map(Response::new)
-            .map_err(|r| self.app.fail("Backup", r))
+        self.app
+            .answer_as(req, async |caller, _| {
+                backup::start(&self.app, self.key.as_ref(), &caller).await
+            })
+            .await
     }
 }

@@ -194,13 +194,11 @@ impl AuditService {
                 let batch = match batch {
                     Ok(b) if !b.is_empty() => b,
                     Ok(_) => {
-                        let _ = tx
-                            .send(Err(app.fail("ExportAudit", missing(&app, after + 1))))
-                            .await;
+                        let _ = tx.send(Err(app.fail(missing(&app, after + 1)))).await;
                         return;
                     }
                     Err(r) => {
-                        let _ = tx.send(Err(app.fail("ExportAudit", r))).await;
+                        let _ = tx.send(Err(app.fail(r))).await;
                         return;
                     }
                 };
@@ -218,7 +216,7 @@ impl AuditService {
                     match checked {
                         Ok(h) => hash = h,
                         Err(e) => {
-                            let _ = tx.send(Err(app.fail("ExportAudit", e))).await;
+                            let _ = tx.send(Err(app.fail(e))).await;
                             return;
                         }
                     }
@@ -260,9 +258,7 @@ impl pb::audit_server::Audit for AuditService {
         req: Request<pb::ListAuditEventsRequest>,
     ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
         self.app
-            .answer("ListAuditEvents", req, async |app, r| {
-                AuditService::list(app, r).await
-            })
+            .answer(req, async |app, r| AuditService::list(app, r).await)
             .await
     }
 
@@ -271,9 +267,7 @@ impl pb::audit_server::Audit for AuditService {
         req: Request<pb::GetAuditHeadRequest>,
     ) -> Result<Response<pb::AuditHead>, Status> {
         self.app
-            .answer("GetAuditHead", req, async |app, _| {
-                AuditService::head(app).await
-            })
+            .answer(req, async |app, _| AuditService::head(app).await)
             .await
     }
 
@@ -285,7 +279,7 @@ impl pb::audit_server::Audit for AuditService {
     ) -> Result<Response<ExportStream>, Status> {
         let range = self
             .app
-            .answer("ExportAudit", req, async |app, r| {
+            .answer(req, async |app, r| {
                 AuditService::export_range(app, &r).await
             })
             .await?;

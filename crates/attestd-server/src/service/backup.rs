@@ -100,7 +100,7 @@ pub async fn start(
             }
             Err(e) => {
                 let r = reject!(StoreUnavailable, "the backup could not be encoded: {e}");
-                let _ = errors.blocking_send(Err(app.fail("Backup", r)));
+                let _ = errors.blocking_send(Err(app.fail(r)));
             }
         }
     });

@@ -11,7 +11,7 @@ use attestd_proto::v1 as pb;
 use attestd_store::{AuditNote, BaselineEntry, SignatureEntry};
 use tonic::{Request, Response, Status};
 
-use crate::app::{page_token, principal, App};
+use crate::app::{page_token, App};
 use crate::auth::Principal;
 use crate::convert;
 use crate::service::factory::envelope;
@@ -179,13 +179,9 @@ impl pb::baselines_server::Baselines for BaselinesService {
         &self,
         req: Request<pb::PublishBaselineRequest>,
     ) -> Result<Response<pb::PublishBaselineResponse>, Status> {
-        let run = async {
-            let caller = principal(&req)?;
-            self.publish(&caller, req.into_inner()).await
-        };
-        run.await
-            .map(Response::new)
-            .map_err(|r| self.app.fail("PublishBaseline", r))
+        self.app
+            .answer_as(req, async |caller, r| self.publish(&caller, r).await)
+            .await
     }
 
     async fn get_baseline(
@@ -193,7 +189,7 @@ impl pb::baselines_server::Baselines for BaselinesService {
         req: Request<pb::GetBaselineRequest>,
     ) -> Result<Response<pb::Baseline>, Status> {
         self.app
-            .answer("GetBaseline", req, async |app, r| {
+            .answer(req, async |app, r| {
                 BaselinesService { app: app.clone() }.get(r).await
             })
             .await
@@ -204,7 +200,7 @@ impl pb::baselines_server::Baselines for BaselinesService {
         req: Request<pb::ListBaselinesRequest>,
     ) -> Result<Response<pb::ListBaselinesResponse>, Status> {
         self.app
-            .answer("ListBaselines", req, async |app, r| {
+            .answer(req, async |app, r| {
                 BaselinesService { app: app.clone() }.list(r).await
             })
             .await

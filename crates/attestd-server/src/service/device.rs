@@ -305,7 +305,7 @@ impl pb::device_attestation_server::DeviceAttestation for DeviceService {
         req: Request<pb::GetChallengeRequest>,
     ) -> Result<Response<pb::GetChallengeResponse>, Status> {
         self.app
-            .answer("GetChallenge", req, async |app, r| {
+            .answer(req, async |app, r| {
                 DeviceService { app: app.clone() }.challenge(r).await
             })
             .await
@@ -315,9 +315,8 @@ impl pb::device_attestation_server::DeviceAttestation for DeviceService {
         &self,
         req: Request<pb::SubmitEvidenceRequest>,
     ) -> Result<Response<pb::SubmitEvidenceResponse>, Status> {
-        self.submit(req.into_inner())
+        self.app
+            .answer(req, async |_, r| self.submit(r).await)
             .await
-            .map(Response::new)
-            .map_err(|r| self.app.fail("SubmitEvidence", r))
     }
 }

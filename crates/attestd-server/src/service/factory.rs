@@ -15,7 +15,7 @@ use attestd_store::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::app::{page_token, principal, App};
+use crate::app::{page_token, App};
 use crate::auth::Principal;
 use crate::convert;
 use crate::verdict::calibration_entry;
@@ -253,13 +253,9 @@ impl pb::factory_server::Factory for FactoryService {
         &self,
         req: Request<pb::SubmitRecordRequest>,
     ) -> Result<Response<pb::SubmitRecordResponse>, Status> {
-        let run = async {
-            let caller = principal(&req)?;
-            self.submit(&caller, req.into_inner()).await
-        };
-        run.await
-            .map(Response::new)
-            .map_err(|r| self.app.fail("SubmitRecord", r))
+        self.app
+            .answer_as(req, async |caller, r| self.submit(&caller, r).await)
+            .await
     }
 
     async fn get_record(
@@ -267,7 +263,7 @@ impl pb::factory_server::Factory for FactoryService {
         req: Request<pb::GetRecordRequest>,
     ) -> Result<Response<pb::StoredRecord>, Status> {
         self.app
-            .answer("GetRecord", req, async |app, r| {
+            .answer(req, async |app, r| {
                 FactoryService { app: app.clone() }.get(r).await
             })
             .await
@@ -278,7 +274,7 @@ impl pb::factory_server::Factory for FactoryService {
         req: Request<pb::ListRecordsRequest>,
     ) -> Result<Response<pb::ListRecordsResponse>, Status> {
         self.app
-            .answer("ListRecords", req, async |app, r| {
+            .answer(req, async |app, r| {
                 FactoryService { app: app.clone() }.list(r).await
             })
             .await

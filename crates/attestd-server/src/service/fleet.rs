@@ -13,7 +13,7 @@ use attestd_store::{DeviceEntry, DeviceFilter, DeviceQuery, Group, HistoryItem, 
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::app::{page_token, principal, App};
+use crate::app::{page_token, App};
 use crate::auth::{Principal, Role};
 use crate::convert;
 
@@ -350,13 +350,10 @@ impl FleetService {
         // The server is stopping: the caller is told to reconnect (to this
         // server once it is back, or to another replica) from its cursor.
         let reconnect = |app: &App, cursor: u64| {
-            app.fail(
-                "WatchFleet",
-                reject!(
-                    ShuttingDown,
-                    "the server is shutting down; reconnect and resume after cursor {cursor}"
-                ),
-            )
+            app.fail(reject!(
+                ShuttingDown,
+                "the server is shutting down; reconnect and resume after cursor {cursor}"
+            ))
         };
         tokio::spawn(async move {
             loop {
@@ -372,14 +369,14 @@ impl FleetService {
                 let batch = match read {
                     Ok(b) => b,
                     Err(r) => {
-                        let _ = tx.send(Err(app.fail("WatchFleet", r))).await;
+                        let _ = tx.send(Err(app.fail(r))).await;
                         return;
                     }
                 };
                 if batch.first().is_some_and(|c| c.seq > cursor + 1) {
                     // Trimmed under the reader's feet: it fell behind the retention.
                     let r = reject!(WatchLagged, "fell behind the change feed's retention after cursor {cursor}; read the fleet again and watch from now");
-                    let _ = tx.send(Err(app.fail("WatchFleet", r))).await;
+                    let _ = tx.send(Err(app.fail(r))).await;
                     return;
                 }
                 let idle = batch.is_empty();
@@ -407,7 +404,7 @@ impl FleetService {
                                 WatchLagged,
                                 "the reader fell behind; resume from cursor {cursor}"
                             );
-                            let _ = tx.send(Err(app.fail("WatchFleet", r))).await;
+                            let _ = tx.send(Err(app.fail(r))).await;
                             return;
                         }
                     }
@@ -449,16 +446,11 @@ impl FleetService {
 /// Answers a call with its authenticated caller: `$call` is the handler
 /// method; a refusal is counted, logged and turned into its status.
 macro_rules! with_caller {
-    ($svc:expr, $method:literal, $req:expr, $call:ident) => {{
-        let req = $req;
-        let run = async {
-            let caller = principal(&req)?;
-            $svc.$call(&caller, req.into_inner()).await
-        };
-        run.await
-            .map(Response::new)
-            .map_err(|r| $svc.app.fail($method, r))
-    }};
+    ($svc:expr, $req:expr, $call:ident) => {
+        $svc.app
+            .answer_as($req, async |caller, r| $svc.$call(&caller, r).await)
+            .await
+    };
 }
 
 /// The metadata key of the change-feed cursor a watch starts after.
@@ -470,21 +462,21 @@ impl pb::fleet_server::Fleet for FleetService {
         &self,
         req: Request<pb::GetDeviceRequest>,
     ) -> Result<Response<pb::Device>, Status> {
-        with_caller!(self, "GetDevice", req, device)
+        with_caller!(self, req, device)
     }
 
     async fn list_devices(
         &self,
         req: Request<pb::ListDevicesRequest>,
     ) -> Result<Response<pb::ListDevicesResponse>, Status> {
-        with_caller!(self, "ListDevices", req, list)
+        with_caller!(self, req, list)
     }
 
     async fn get_fleet_summary(
         &self,
         req: Request<pb::GetFleetSummaryRequest>,
     ) -> Result<Response<pb::FleetSummary>, Status> {
-        with_caller!(self, "GetFleetSummary", req, summary)
+        with_caller!(self, req, summary)
     }
 
     type WatchFleetStream = ChangeStream;
@@ -493,7 +485,7 @@ impl pb::fleet_server::Fleet for FleetService {
         &self,
         req: Request<pb::WatchFleetRequest>,
     ) -> Result<Response<ChangeStream>, Status> {
-        let (cursor, stream) = with_caller!(self, "WatchFleet", req, watch)?.into_inner();
+        let (cursor, stream) = with_caller!(self, req, watch)?.into_inner();
         let mut resp = Response::new(stream);
         if let Ok(v) = cursor.to_string().parse() {
             resp.metadata_mut().insert(CURSOR_HEADER, v);
@@ -505,7 +497,7 @@ impl pb::fleet_server::Fleet for FleetService {
         &self,
         req: Request<pb::ListDeviceHistoryRequest>,
     ) -> Result<Response<pb::ListDeviceHistoryResponse>, Status> {
-        with_caller!(self, "ListDeviceHistory", req, history)
+        with_caller!(self, req, history)
     }
 
     async fn get_evidence(
@@ -513,7 +505,7 @@ impl pb::fleet_server::Fleet for FleetService {
         req: Request<pb::GetEvidenceRequest>,
     ) -> Result<Response<pb::StoredEvidence>, Status> {
         self.app
-            .answer("GetEvidence", req, async |app, r| {
+            .answer(req, async |app, r| {
                 FleetService { app: app.clone() }.evidence(r).await
             })
             .await

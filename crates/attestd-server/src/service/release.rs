@@ -18,7 +18,7 @@ use attestd_store::{
 use ring::rand::{SecureRandom, SystemRandom};
 use tonic::{Request, Response, Status};
 
-use crate::app::{principal, App};
+use crate::app::App;
 use crate::auth::Principal;
 use crate::convert;
 use crate::service::admin::set_flag;
@@ -420,39 +420,27 @@ impl pb::release_server::Release for ReleaseService {
         &self,
         req: Request<pb::CheckReleaseRequest>,
     ) -> Result<Response<pb::ReleaseDecision>, Status> {
-        let run = async {
-            let caller = principal(&req)?;
-            self.check(&caller, req.into_inner()).await
-        };
-        run.await
-            .map(Response::new)
-            .map_err(|r| self.app.fail("CheckRelease", r))
+        self.app
+            .answer_as(req, async |caller, r| self.check(&caller, r).await)
+            .await
     }
 
     async fn check_release_batch(
         &self,
         req: Request<pb::CheckReleaseBatchRequest>,
     ) -> Result<Response<pb::CheckReleaseBatchResponse>, Status> {
-        let run = async {
-            let caller = principal(&req)?;
-            self.check_batch(&caller, req.into_inner()).await
-        };
-        run.await
-            .map(Response::new)
-            .map_err(|r| self.app.fail("CheckReleaseBatch", r))
+        self.app
+            .answer_as(req, async |caller, r| self.check_batch(&caller, r).await)
+            .await
     }
 
     async fn set_quarantine(
         &self,
         req: Request<pb::SetQuarantineRequest>,
     ) -> Result<Response<pb::SetQuarantineResponse>, Status> {
-        let run = async {
-            let caller = principal(&req)?;
-            self.quarantine(&caller, req.into_inner()).await
-        };
-        run.await
-            .map(Response::new)
-            .map_err(|r| self.app.fail("SetQuarantine", r))
+        self.app
+            .answer_as(req, async |caller, r| self.quarantine(&caller, r).await)
+            .await
     }
 
     async fn get_result_keys(
@@ -470,12 +458,8 @@ impl pb::release_server::Release for ReleaseService {
         &self,
         req: Request<pb::GrantConcessionRequest>,
     ) -> Result<Response<pb::Concession>, Status> {
-        let run = async {
-            let caller = principal(&req)?;
-            self.concession(&caller, req.into_inner()).await
-        };
-        run.await
-            .map(Response::new)
-            .map_err(|r| self.app.fail("GrantConcession", r))
+        self.app
+            .answer_as(req, async |caller, r| self.concession(&caller, r).await)
+            .await
     }
 }
