@@ -497,3 +497,41 @@ fn the_authorization_matrix_of_api_md_is_the_one_enforced() {
         "docs/api.md's matrix must list every RPC once"
     );
 }
+
+#[test]
+fn the_http_route_table_is_the_one_served_with_its_roles() {
+    use attestd_server::auth::{access_for, Access};
+    use attestd_server::rest::REST_ROUTES;
+    let doc = read("docs/http-api.md");
+    let documented: Vec<(String, String, String, String)> = rows(&section(&doc, "## Routes"))
+        .into_iter()
+        .map(|c| {
+            (
+                c[0].clone(),
+                c[1].trim_matches('`').to_owned(),
+                c[2].trim_matches('`').to_owned(),
+                c[3].clone(),
+            )
+        })
+        .collect();
+    let served: Vec<(String, String, String, String)> = REST_ROUTES
+        .iter()
+        .map(|r| {
+            let roles = match access_for(r.rpc) {
+                Some(Access::Public) | None => "public".to_owned(),
+                Some(Access::Roles(roles)) => roles
+                    .iter()
+                    .map(|x| x.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            };
+            (
+                r.method.to_owned(),
+                r.path.to_owned(),
+                r.rpc.trim_start_matches("/attestd.v1.").replace('/', "."),
+                roles,
+            )
+        })
+        .collect();
+    assert_eq!(documented, served, "docs/http-api.md, \"## Routes\"");
+}

@@ -578,6 +578,26 @@ async fn the_change_feed_streams_as_events_in_order_and_resumes() {
         assert_eq!(ev.id, want.to_string());
     }
     assert!(w.next_event(Duration::from_millis(300)).await.is_none());
+    drop(w);
+
+    // EventSource's reconnect: Last-Event-ID stands for afterCursor.
+    let mut w = http
+        .open_with(
+            "/v1/fleet/watch",
+            t,
+            &[("last-event-id", &ids[1].to_string())],
+        )
+        .await;
+    let ev = w
+        .next_event(Duration::from_secs(10))
+        .await
+        .expect("a change");
+    assert_eq!(ev.id, ids[2].to_string());
+    drop(w);
+
+    // Watching from now says where now is, to resume from without a gap.
+    let w = http.open("/v1/fleet/watch", t).await;
+    assert_eq!(w.headers["attestd-cursor"], ids[2].to_string().as_str());
 
     // A cursor that is not a number is refused before the stream opens.
     let a = http.get("/v1/fleet/watch?afterCursor=abc", t).await;
@@ -619,6 +639,26 @@ async fn bad_input_is_refused_and_nothing_is_stored() {
     assert_eq!(
         (a.status, a.reason().as_str()),
         (400, "MALFORMED_MESSAGE"),
+        "{}",
+        a.text()
+    );
+    // A POST body that is not declared JSON, or fields in the query string.
+    let a = http
+        .send_with_type(
+            "POST",
+            "/v1/release/check",
+            m,
+            "text/plain",
+            "{\"serial\": \"x\"}",
+        )
+        .await;
+    assert_eq!(a.status, 415, "{}", a.text());
+    let a = http
+        .post("/v1/release/check?serial=x", m, "{\"serial\": \"x\"}")
+        .await;
+    assert_eq!(
+        (a.status, a.reason().as_str()),
+        (400, "FIELD_INVALID"),
         "{}",
         a.text()
     );

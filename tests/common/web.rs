@@ -145,14 +145,28 @@ impl Http {
         token: Option<&str>,
         body: Option<&str>,
     ) -> http::Request<Full<Bytes>> {
+        self.request_with(method, path, token, body, &[])
+    }
+
+    fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> http::Request<Full<Bytes>> {
         let mut b = http::Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base));
         if let Some(t) = token {
             b = b.header("authorization", format!("Bearer {t}"));
         }
-        if body.is_some() {
+        if body.is_some() && !headers.iter().any(|(k, _)| *k == "content-type") {
             b = b.header("content-type", "application/json");
+        }
+        for (k, v) in headers {
+            b = b.header(*k, *v);
         }
         b.body(Full::new(Bytes::from(body.unwrap_or("").to_owned())))
             .unwrap()
@@ -165,7 +179,30 @@ impl Http {
         token: Option<&str>,
         body: Option<&str>,
     ) -> Answer {
-        let req = self.request(method, path, token, body);
+        self.send_req(self.request(method, path, token, body), method, path)
+            .await
+    }
+
+    /// A request with a body of another content type.
+    pub async fn send_with_type(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: &str,
+    ) -> Answer {
+        let req = self.request_with(
+            method,
+            path,
+            token,
+            Some(body),
+            &[("content-type", content_type)],
+        );
+        self.send_req(req, method, path).await
+    }
+
+    async fn send_req(&self, req: http::Request<Full<Bytes>>, method: &str, path: &str) -> Answer {
         let fut = async {
             let resp = self.client.request(req).await.expect("HTTP request");
             let (parts, body) = resp.into_parts();
@@ -191,7 +228,17 @@ impl Http {
 
     /// Opens a streaming GET: the headers are in, the body is read later.
     pub async fn open(&self, path: &str, token: Option<&str>) -> Stream {
-        let req = self.request("GET", path, token, None);
+        self.open_with(path, token, &[]).await
+    }
+
+    /// Opens a streaming GET with extra headers.
+    pub async fn open_with(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Stream {
+        let req = self.request_with("GET", path, token, None, headers);
         let resp = tokio::time::timeout(WAIT, self.client.request(req))
             .await
             .unwrap_or_else(|_| panic!("GET {path}: no headers within {WAIT:?}"))

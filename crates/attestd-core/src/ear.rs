@@ -58,7 +58,10 @@ pub struct Submod {
         skip_serializing_if = "Option::is_none"
     )]
     pub trust_vector: Option<TrustVector>,
-    /// `attestd:baseline:<model>:<version>`, when one was applied.
+    /// The baseline the result rests on, when one was applied: an
+    /// appraisal names it `attestd:baseline:<model>:<version>`; a release
+    /// decision (which names the unit, not its model)
+    /// `attestd:baseline-version:<version>`.
     #[serde(
         rename = "ear.appraisal-policy-id",
         default,

@@ -229,7 +229,7 @@ pub fn document() -> Value {
             "version": env!("CARGO_PKG_VERSION"),
             "description": "The read side and the release gate of attestd over HTTP/JSON, beside gRPC on the same port. \
                 Each route calls one gRPC method; bodies are the protobuf JSON mapping of its messages \
-                (lowerCamelCase names, enums by name, 64-bit integers as strings, RFC 3339 timestamps, default values omitted). \
+                (lowerCamelCase names, enums by name, 64-bit integers as strings, RFC 3339 timestamps; answers carry every field, unset messages excepted). \
                 GET routes take request fields from the query string (nested fields with dots, repeated fields by repeating the name). \
                 Authorization: the same bearer tokens or client certificates, roles and tenant scope as gRPC.",
         },
@@ -237,7 +237,7 @@ pub fn document() -> Value {
         "components": {
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "A principal's token from attestd's configuration."},
-                "clientCertificate": {"type": "mutualTLS", "description": "A principal's client certificate (with [tls] client_ca)."},
+                "clientCertificate": {"type": "mutualTLS", "description": "A principal's client certificate (with [tls] client_ca_files)."},
             },
             "schemas": schemas,
         },
@@ -252,7 +252,10 @@ fn access(a: Option<Access>, op: &mut Map<String, Value>) {
         }
         Some(Access::Roles(roles)) => {
             let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
-            op.insert("security".into(), json!([{"bearer": []}]));
+            op.insert(
+                "security".into(),
+                json!([{"bearer": []}, {"clientCertificate": []}]),
+            );
             op.insert("x-attestd-roles".into(), json!(names));
             let text = format!("Roles: {}.", names.join(", "));
             let d = op

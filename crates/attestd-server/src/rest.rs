@@ -9,7 +9,8 @@
 //! authorizes that, with the same principals, roles and tenant scope.
 //! Requests and answers are the protobuf JSON mapping of the method's
 //! messages (pbjson: lowerCamelCase names, enums by name, 64-bit integers
-//! and bytes as strings, timestamps in RFC 3339, default values left out).
+//! and bytes as strings, timestamps in RFC 3339; answers write every field,
+//! at its default value too, and leave out only unset messages).
 //! GET routes take the request's fields from the path and the query
 //! string, POST routes from a JSON body. Refusals carry the gRPC code's
 //! HTTP status and a JSON body with the same code, reason and message.
@@ -100,7 +101,7 @@ pub const REST_ROUTES: &[RestRoute] = &[
     route("GET", "/v1/devices/{serial}", "/attestd.v1.Fleet/GetDevice", Shape::Unary,
         "One unit: status, verdict with every reason, firmware, calibration"),
     route("GET", "/v1/devices/{serial}/history", "/attestd.v1.Fleet/ListDeviceHistory", Shape::Unary,
-        "A unit's evidence, records, re-appraisals and release decisions, newest first"),
+        "A unit's evidence, records, re-appraisals and release decisions, in the order they were accepted"),
     route("GET", "/v1/evidence/{evidenceId}", "/attestd.v1.Fleet/GetEvidence", Shape::Unary,
         "One stored evidence, as received"),
     route("POST", "/v1/release/check", "/attestd.v1.Release/CheckRelease", Shape::Unary,
@@ -394,14 +395,34 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// `GET /v1/fleet/watch`: WatchFleet as server-sent events.
 async fn watch(s: Arc<Services>, req: Request) -> Response {
     let rpc = "/attestd.v1.Fleet/WatchFleet";
-    let req = match decode::<pb::WatchFleetRequest>(req, rpc, s.max_request_bytes).await {
+    // A client that reconnects by itself (EventSource) says where it was
+    // with Last-Event-ID; afterCursor, when given, wins.
+    let last_event = req
+        .headers()
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let mut req = match decode::<pb::WatchFleetRequest>(req, rpc, s.max_request_bytes).await {
         Ok(r) => r,
         Err(resp) => return resp,
     };
-    let mut changes = match s.fleet.watch_fleet(req).await {
-        Ok(r) => r.into_inner(),
+    if req.get_ref().after_cursor.is_empty() {
+        if let Some(id) = last_event {
+            req.get_mut().after_cursor = id;
+        }
+    }
+    let answer = match s.fleet.watch_fleet(req).await {
+        Ok(r) => r,
         Err(status) => return status_response(status),
     };
+    // The cursor the watch starts after (as gRPC's attestd-cursor): a
+    // client that started from "now" can resume from it without a gap.
+    let start = answer
+        .metadata()
+        .get(crate::service::fleet::CURSOR_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| HeaderValue::from_str(v).ok());
+    let mut changes = answer.into_inner();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     tokio::spawn(async move {
         // Headers go out at once, so that a browser sees the stream open.
@@ -419,6 +440,12 @@ async fn watch(s: Arc<Services>, req: Request) -> Response {
                 item = changes.next() => match item {
                     Some(Ok(c)) => change_event(&c),
                     Some(Err(status)) => {
+                        tracing::info!(
+                            code = crate::metrics::code_name(status.code()),
+                            reason = crate::status::reason_of(&status).unwrap_or_default(),
+                            detail = status.message(),
+                            "watch stream ended with an error"
+                        );
                         let _ = tx.send(Ok(error_event(&status))).await;
                         return;
                     }
@@ -433,7 +460,12 @@ async fn watch(s: Arc<Services>, req: Request) -> Response {
             }
         }
     });
-    streaming(rx, "text/event-stream")
+    let mut resp = streaming(rx, "text/event-stream");
+    if let Some(v) = start {
+        resp.headers_mut()
+            .insert(crate::service::fleet::CURSOR_HEADER, v);
+    }
+    resp
 }
 
 fn change_event(c: &pb::DeviceChange) -> Bytes {
@@ -469,7 +501,14 @@ async fn export(s: Arc<Services>, req: Request) -> Response {
                     let s = Status::internal(format!("encoding an entry: {e}"));
                     serde_json::json!({ "error": error_json(&s) }).to_string()
                 }
-                Err(status) => serde_json::json!({ "error": error_json(&status) }).to_string(),
+                Err(status) => {
+                    tracing::info!(
+                        code = crate::metrics::code_name(status.code()),
+                        detail = status.message(),
+                        "audit export ended with an error"
+                    );
+                    serde_json::json!({ "error": error_json(&status) }).to_string()
+                }
             };
             let last = line.starts_with("{\"error\"");
             if tx.send(Ok(Bytes::from(line + "\n"))).await.is_err() || last {
@@ -533,6 +572,29 @@ async fn decode<Req: DeserializeOwned>(
             }
         };
     let mut fields = if parts.method == http::Method::POST {
+        // JSON only: a browser cannot send a cross-site request with this
+        // type without asking first (CORS), so a page elsewhere cannot make
+        // a user's browser, holding a client certificate, record a decision.
+        let json = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+        if !json {
+            let mut r = refusal(&reject!(
+                MalformedMessage,
+                "a POST body must be JSON (Content-Type: application/json)"
+            ));
+            *r.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+            return Err(r);
+        }
+        if parts.uri.query().is_some_and(|q| !q.is_empty()) {
+            return Err(refusal(&reject!(
+                FieldInvalid,
+                "a POST takes its fields from the JSON body, not the query string"
+            )));
+        }
         // A body declared too large is refused before a byte of it is read.
         let declared = parts
             .headers

@@ -4,8 +4,9 @@
 // default-src 'self'`, so everything is built with DOM calls and every
 // handler is attached here.
 //
-// Data shapes are the protobuf JSON mapping of proto/attestd/v1: fields at
-// their default value are omitted, 64-bit integers are strings, enums are
+// Data shapes are the protobuf JSON mapping of proto/attestd/v1: every
+// field is written (unset messages and timestamps excepted; the code also
+// copes with a field left out), 64-bit integers are strings, enums are
 // names, timestamps are RFC 3339 strings.
 
 const TOKEN_KEY = 'attestd.dashboard.token';
