@@ -754,7 +754,7 @@ pub async fn audit_entries(c: &Client) -> Vec<attestd_client::core::audit::Audit
     let mut out = Vec::new();
     while let Some(i) = stream.message().await.expect("export stream") {
         // The range and the signed head around the entries are checked by
-        // the export tests (e2e_audit); here only the entries matter.
+        // the export tests (tests/e2e/audit.rs); here only the entries matter.
         if let Some(pb::export_audit_item::Item::Event(e)) = i.item {
             out.push(attestd_client::audit::entry(e).expect("32-byte hashes"));
         }

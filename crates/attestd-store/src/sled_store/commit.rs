@@ -27,7 +27,8 @@ use tokio::sync::oneshot;
 use super::engine::Engine;
 use crate::{Announcement, StoreError, Write, WriteStats, Written};
 
-type Waiter = oneshot::Sender<Result<(), ()>>;
+/// Answered with the flush's outcome: on failure, its cause.
+type Waiter = oneshot::Sender<Result<(), String>>;
 type Reply = oneshot::Sender<Vec<Result<Written, StoreError>>>;
 
 #[derive(Default)]
@@ -74,8 +75,13 @@ fn failed(why: &str) -> StoreError {
     ))
 }
 
-fn not_durable() -> StoreError {
-    StoreError::Unavailable("the write could not be made durable; retry".into())
+/// A write whose flush failed (`cause`: the I/O error), or whose answer
+/// was lost with the flusher.
+fn not_durable(cause: Option<&str>) -> StoreError {
+    StoreError::Unavailable(match cause {
+        Some(c) => format!("the write could not be made durable ({c}); retry"),
+        None => "the write could not be made durable; retry".into(),
+    })
 }
 
 /// Withdraws an announcement when dropped.
@@ -139,7 +145,7 @@ impl Committer {
         self.shared.wake.notify_one();
         match rx.await {
             Ok(r) if r.len() == n => r,
-            _ => (0..n).map(|_| Err(not_durable())).collect(),
+            _ => (0..n).map(|_| Err(not_durable(None))).collect(),
         }
     }
 
@@ -161,7 +167,8 @@ impl Committer {
         match rx.await {
             Ok(Ok(())) => Ok(()),
             // The write happened but may not be on disk: fail the request.
-            _ => Err(not_durable()),
+            Ok(Err(cause)) => Err(not_durable(Some(&cause))),
+            Err(_) => Err(not_durable(None)),
         }
     }
 
@@ -246,7 +253,7 @@ fn flush_group(
     writes: Vec<(Vec<Write>, Reply)>,
 ) {
     let applied = apply(engine, writes);
-    let result = engine.flush();
+    let result = engine.flush().map(|_| ()).map_err(|e| e.to_string());
     shared.commits.fetch_add(1, Relaxed);
     if let Err(e) = &result {
         tracing::error!(error = %e, waiters = waiters.len(), "group flush failed");
@@ -258,7 +265,7 @@ fn flush_group(
         let n = waiters.len() + applied.iter().map(|(r, _)| r.len()).sum::<usize>();
         shared.written.fetch_add(n as u64, Relaxed);
     }
-    answer(waiters, applied, result.is_ok());
+    answer(waiters, applied, result.err().as_deref());
 }
 
 type Applied = Vec<(Vec<Result<Written, StoreError>>, Reply)>;
@@ -313,15 +320,20 @@ fn apply(engine: &Engine, groups: Vec<(Vec<Write>, Reply)>) -> Applied {
 
 /// Wakes the waiters and answers the writes once the flush is done: a write
 /// applied but not flushed is not acknowledged.
-fn answer(waiters: Vec<Waiter>, applied: Applied, flushed: bool) {
+/// Answers a group: `failure` is the cause of a failed flush, if it failed;
+/// every write then fails with it.
+fn answer(waiters: Vec<Waiter>, applied: Applied, failure: Option<&str>) {
     for w in waiters {
-        let _ = w.send(if flushed { Ok(()) } else { Err(()) });
+        let _ = w.send(match failure {
+            None => Ok(()),
+            Some(c) => Err(c.to_owned()),
+        });
     }
     for (results, reply) in applied {
         let results = results
             .into_iter()
             .map(|r| match r {
-                Ok(_) if !flushed => Err(not_durable()),
+                Ok(_) if failure.is_some() => Err(not_durable(failure)),
                 other => other,
             })
             .collect();

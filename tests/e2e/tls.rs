@@ -5,17 +5,15 @@
 //! certificate and no token is UNAUTHENTICATED on every protected RPC, and
 //! the server's certificate is reloaded on SIGHUP and on file change.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::pki::{ca, leaf, Ca};
+use crate::common::rpc::call;
+use crate::common::*;
 use attestd_client::core::ids::Digest;
 use attestd_client::pb;
 use attestd_server::auth::{Access, ROUTES};
-use common::pki::{ca, leaf, Ca};
-use common::rpc::call;
-use common::*;
 use tonic::Code;
 
 const STATION_URI: &str = "spiffe://factory.example/station/line1-prov";

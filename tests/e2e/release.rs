@@ -2,15 +2,13 @@
 //! codes passing through, concessions (identity codes never waived), the
 //! same question twice, decisions in the unit's history, and batches.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::fleet::*;
+use crate::common::*;
 use attestd_client::pb;
 use attestd_client::record::sign_calibration;
 use attestd_client::Client;
-use common::fleet::*;
-use common::*;
 use tonic::Code;
 
 async fn check(mes: &Client, serial: &str) -> pb::ReleaseDecision {

@@ -7,19 +7,17 @@
 //! file, a directory that is not empty, a principal that is not a security
 //! admin, a server on PostgreSQL, a database in a newer format.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::common::fleet::*;
+use crate::common::load::*;
+use crate::common::*;
 use attestd_client::core::keys::PublicKey;
 use attestd_client::{pb, SigningKey};
 use attestd_store::backup::Header;
-use common::fleet::*;
-use common::load::*;
-use common::*;
 use tonic::Code;
 
 /// Runs the attestd binary with `args`.

@@ -2,14 +2,12 @@
 //! stream: resumable from a cursor (also across a restart), bounded, and a
 //! reader that does not keep up is told so while writers carry on.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::fleet::*;
+use crate::common::*;
 use attestd_client::pb;
 use attestd_client::Client;
-use common::fleet::*;
-use common::*;
 use tonic::Code;
 
 async fn assign(f: &Fleet, i: usize, tenant: &str, site: &str) {

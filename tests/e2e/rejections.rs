@@ -1,8 +1,7 @@
 //! End-to-end: every refusal of the Foundation issue returns its documented
 //! status and reason, and leaves the store exactly as it was.
 
-mod common;
-
+use crate::common::*;
 use attestd_client::core::cbor::Encoder;
 use attestd_client::core::cose::{encode_sign1, sig_structure, CoseAlg};
 use attestd_client::core::keys::KeyAlg;
@@ -10,7 +9,6 @@ use attestd_client::evidence::{sign_evidence, sign_payload};
 use attestd_client::pb;
 use attestd_client::record::{sign_envelope, sign_provisioning};
 use attestd_client::{Client, SigningKey};
-use common::*;
 use tonic::Code;
 
 struct World {

@@ -1,13 +1,11 @@
 //! The gate fails closed: with the store failing, no unit is ever released;
 //! CheckRelease answers UNAVAILABLE and a batch holds every unit.
 
-mod common;
-
 use std::sync::atomic::Ordering;
 
+use crate::common::trusted::trusted;
+use crate::common::*;
 use attestd_client::pb;
-use common::trusted::trusted;
-use common::*;
 use tonic::Code;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,16 +6,14 @@
 //! and the OpenAPI document: valid, and describing exactly the routes
 //! that exist.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::fleet::*;
+use crate::common::web::{concrete, Http};
+use crate::common::*;
 use attestd_client::pb;
 use attestd_server::auth::{access_for, Access, Role, HTTP_ROUTES};
 use attestd_server::rest::{Shape, REST_ROUTES};
-use common::fleet::*;
-use common::web::{concrete, Http};
-use common::*;
 use serde_json::Value;
 
 fn token_of(role: Role) -> &'static str {
@@ -29,13 +27,18 @@ fn token_of(role: Role) -> &'static str {
 }
 
 /// Whether an HTTP answer is a refusal by authorization.
-fn refused_by_authorization(a: &common::web::Answer) -> bool {
+fn refused_by_authorization(a: &crate::common::web::Answer) -> bool {
     (a.status == 401 || a.status == 403)
         && matches!(a.reason().as_str(), "NO_CREDENTIALS" | "ROLE_FORBIDDEN")
 }
 
 /// Calls a route with an empty request: GET with no query, POST with `{}`.
-async fn call(http: &Http, method: &str, path: &str, token: Option<&str>) -> common::web::Answer {
+async fn call(
+    http: &Http,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> crate::common::web::Answer {
     if method == "POST" {
         http.post(path, token, "{}").await
     } else {

@@ -2,17 +2,15 @@
 //! story of the Appraisal issue, baseline refusals, and re-appraisal that
 //! touches only the units an index says are affected.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::common::fleet::*;
+use crate::common::*;
 use attestd_client::core::ids::Digest;
 use attestd_client::core::keys::KeyAlg;
 use attestd_client::pb;
 use attestd_client::record::{sign_baseline, sign_calibration};
 use attestd_client::SigningKey;
-use common::fleet::*;
-use common::*;
 use tonic::Code;
 
 crate::both_backends!(the_tamper_story);

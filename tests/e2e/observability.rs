@@ -4,12 +4,11 @@
 //! running in this test; the Prometheus page checked by `promtool` and each
 //! metric the README lists seen to exist and to move.
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use attestd_client::core::keys::KeyAlg;
 use attestd_client::evidence::sign_evidence;
 use attestd_client::pb;
@@ -17,7 +16,6 @@ use attestd_client::record::sign_calibration;
 use attestd_client::SigningKey;
 use attestd_server::clock::Clock as _;
 use attestd_server::settings::Limits;
-use common::*;
 use serde_json::Value;
 
 /// `msg` with `x-request-id: id` in its metadata.
@@ -812,7 +810,7 @@ async fn the_metrics_page_passes_promtool_and_each_metric_moves() {
 /// before it goes down).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reappraisal_backlog_and_sweep_progress_move_with_the_work() {
-    let b = common::trusted::trusted(3, Limits::default()).await;
+    let b = crate::common::trusted::trusted(3, Limits::default()).await;
     let page = || async { Page::parse(&attestd_server::metrics::render(&b.srv.app, None).await) };
     let start = page().await;
     assert_eq!(start.get("attestd_units{status=\"TRUSTED\"}"), 3.0);
@@ -827,7 +825,7 @@ async fn the_reappraisal_backlog_and_sweep_progress_move_with_the_work() {
     assert_eq!(open(&start), 0.0);
 
     // A baseline that withdraws the units' bootloader opens sweeps.
-    common::trusted::publish(&b.admin, &b.release_key, 2, true).await;
+    crate::common::trusted::publish(&b.admin, &b.release_key, 2, true).await;
     let opened = page().await;
     assert!(open(&opened) >= 1.0, "{:?}", opened.series);
     b.srv.settle().await;
@@ -902,7 +900,7 @@ async fn the_certificate_expiry_follows_the_served_certificate() {
         reload_check_secs: 10,
     })
     .unwrap();
-    let b = common::trusted::trusted(0, Limits::default()).await;
+    let b = crate::common::trusted::trusted(0, Limits::default()).await;
     let now_s = b.srv.clock.now_ms().div_euclid(1000) as f64;
     let expiry = |text: String| Page::parse(&text).get("attestd_tls_certificate_expiry_seconds");
     let first = expiry(attestd_server::metrics::render(&b.srv.app, Some(&tls)).await);

@@ -4,15 +4,13 @@
 //! SIGKILLs under load the chain still verifies and every acknowledged
 //! change has its entry (and no entry lacks its change).
 
-mod common;
-
 use std::sync::Arc;
 
+use crate::common::*;
 use attestd_client::core::audit::{verify_chain, GENESIS};
 use attestd_client::core::keys::KeyAlg;
 use attestd_client::pb;
 use attestd_client::SigningKey;
-use common::*;
 
 crate::both_backends!(every_change_leaves_one_entry_naming_its_principal);
 async fn every_change_leaves_one_entry_naming_its_principal() {

@@ -7,17 +7,15 @@
 //! Needs the PostgreSQL of `ATTESTD_TEST_PG_URL` (default the local one):
 //! each test makes its own database and drops it.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use crate::common::fleet::*;
+use crate::common::replicas::Replicas;
+use crate::common::*;
 use attestd_client::core::keys::KeyAlg;
 use attestd_client::evidence::sign_evidence;
 use attestd_client::pb;
-use common::fleet::*;
-use common::replicas::Replicas;
-use common::*;
 use tokio_stream::StreamExt;
 
 /// Provisions a PM-200 unit `serial` with a new key through `client`.

@@ -1,14 +1,12 @@
 //! End-to-end: an acknowledged write survives SIGKILL, and group commit
 //! shares flushes between concurrent writers.
 
-mod common;
-
 use std::sync::Arc;
 
+use crate::common::*;
 use attestd_client::core::keys::KeyAlg;
 use attestd_client::pb;
 use attestd_client::SigningKey;
-use common::*;
 
 /// Provisions `units` units and returns (serial, key) pairs.
 async fn enroll(server: &TestServer, units: usize) -> Vec<(String, Arc<SigningKey>)> {

@@ -8,20 +8,18 @@
 //!
 //! The SIGKILL test uses a database of the shared PostgreSQL
 //! (`ATTESTD_TEST_PG_URL`); the outage test starts a PostgreSQL of its own
-//! ([`common::private_pg`]), since it stops it.
-
-mod common;
+//! ([`crate::common::private_pg`]), since it stops it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::common::fleet::*;
+use crate::common::load::*;
+use crate::common::private_pg::PrivatePg;
+use crate::common::replicas::Replicas;
+use crate::common::*;
 use attestd_client::{pb, SigningKey};
-use common::fleet::*;
-use common::load::*;
-use common::private_pg::PrivatePg;
-use common::replicas::Replicas;
-use common::*;
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};

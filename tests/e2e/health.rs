@@ -1,9 +1,7 @@
 //! End-to-end: the standard health and reflection services work without a
 //! principal, so grpcurl and probes can use them.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
 use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;

@@ -3,10 +3,10 @@
 //! without bound, and writers never wait for it. In process, so the stream
 //! is held without the transport's own buffers in between.
 
-mod common;
-
 use std::sync::Arc;
 
+use crate::common::inproc::InProc;
+use crate::common::*;
 use attestd_client::core::keys::KeyAlg;
 use attestd_client::pb;
 use attestd_client::SigningKey;
@@ -14,8 +14,6 @@ use attestd_server::auth::{Principal, Role};
 use attestd_server::service::fleet::FleetService;
 use attestd_server::settings::Limits;
 use attestd_store::sled_store::{SledConfig, SledStore};
-use common::inproc::InProc;
-use common::*;
 use tokio_stream::StreamExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,19 +5,17 @@
 //! bad input are counted, limited and leave nothing behind. These run an
 //! in-process server on a store that can hold a caller at a chosen point.
 
-mod common;
-
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::inproc::InProc;
+use crate::common::trusted::{publish, trusted, Bench, PROV};
+use crate::common::*;
 use attestd_client::evidence::sign_evidence;
 use attestd_client::pb;
 use attestd_core::Reason;
 use attestd_server::settings::Limits;
-use common::inproc::InProc;
-use common::trusted::{publish, trusted, Bench, PROV};
-use common::*;
 use tokio_stream::StreamExt;
 use tonic::Code;
 

@@ -4,16 +4,14 @@
 //! a changed token fails; a token signed before a key rotation still
 //! verifies after it.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use crate::common::fleet::*;
+use crate::common::*;
 use attestd_client::evidence::sign_evidence;
 use attestd_client::pb;
-use common::fleet::*;
-use common::*;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{decode, decode_header, DecodingKey, Validation};
 

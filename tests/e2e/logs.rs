@@ -1,8 +1,7 @@
 //! No token, private key or evidence signature ever reaches the logs, even
 //! at the most verbose level (the server's own logs and its libraries').
 
-mod common;
-
+use crate::common::*;
 use attestd_client::core::cose::CoseSign1;
 use attestd_client::core::ids::hex;
 use attestd_client::core::keys::KeyAlg;
@@ -10,7 +9,6 @@ use attestd_client::evidence::sign_evidence;
 use attestd_client::pb;
 use attestd_client::SigningKey;
 use base64::Engine as _;
-use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_never_reach_the_logs() {

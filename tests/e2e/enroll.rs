@@ -1,12 +1,10 @@
 //! End-to-end: a station enrolls units, the units prove their state, and
 //! what they prove is stored and listed.
 
-mod common;
-
+use crate::common::*;
 use attestd_client::core::keys::KeyAlg;
 use attestd_client::pb;
 use attestd_client::SigningKey;
-use common::*;
 
 crate::both_backends!(station_enrolls_es256_and_ed25519_units_which_boot_and_are_listed);
 async fn station_enrolls_es256_and_ed25519_units_which_boot_and_are_listed() {

@@ -7,11 +7,11 @@
 //! every read and every step of a boot (challenge, evidence) going to a
 //! different replica in turn.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use crate::common::inproc::InProc;
+use crate::common::*;
 use attestd_client::core::baseline::{
     ApprovedDoc, BaselineDoc, CalibrationPolicyDoc, ComponentDoc, FirmwareDoc, FreshnessDoc,
     SecurityDoc,
@@ -29,8 +29,6 @@ use attestd_server::settings::ReleaseConfig;
 use attestd_store::sled_store::{SledConfig, SledStore};
 use attestd_store::Store;
 use base64::Engine as _;
-use common::inproc::InProc;
-use common::*;
 
 const UNITS: usize = 12;
 const STEPS: usize = 1000;

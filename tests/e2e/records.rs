@@ -1,14 +1,12 @@
 //! End-to-end: calibration records, re-keying a repaired unit, station
 //! revocation and listing.
 
-mod common;
-
+use crate::common::*;
 use attestd_client::core::keys::KeyAlg;
 use attestd_client::core::record::CalibrationDoc;
 use attestd_client::pb;
 use attestd_client::record::{sign_calibration, sign_provisioning};
 use attestd_client::{Client, SigningKey};
-use common::*;
 use tonic::Code;
 
 async fn submit_cal(

@@ -4,11 +4,9 @@
 //! UNAUTHENTICATED/NO_CREDENTIALS. Also checks that no RPC of the API lacks
 //! an entry in the matrix.
 
-mod common;
-
+use crate::common::rpc::call;
+use crate::common::*;
 use attestd_server::auth::{Access, Role, ROUTES};
-use common::rpc::call;
-use common::*;
 use prost::Message;
 use tonic::Code;
 

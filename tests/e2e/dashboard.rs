@@ -10,15 +10,13 @@
 //! (`npm ci --prefix tests/dashboard`); .ci/run installs both. Without
 //! them the test fails and says so: it is never skipped.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::common::fleet::*;
+use crate::common::*;
 use attestd_client::pb;
-use common::fleet::*;
-use common::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 async fn assign(f: &Fleet, i: usize, tenant: &str, site: &str) {

@@ -3,13 +3,11 @@
 //! line on standard error when nothing listens, nothing answers in time,
 //! the service is unknown, TLS fails or the command line makes no sense.
 
-mod common;
-
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::pki::{ca, leaf};
-use common::*;
+use crate::common::pki::{ca, leaf};
+use crate::common::*;
 
 /// `attestd health` with these flags and no ATTESTD_HEALTH_* from the
 /// environment of the test run.
