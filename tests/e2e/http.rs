@@ -380,6 +380,23 @@ async fn json_answers_equal_the_grpc_answers() {
     assert_eq!(http_items.len(), n);
     assert_eq!(http_items[..n - 1], grpc_items[..n - 1]);
 
+    // An HTTP stream is counted under its gRPC method when its body ends,
+    // and a refused HTTP call with its code (the
+    // labels as the page writes them, sorted).
+    let series = |m: &str, code: &str| {
+        format!("attestd_rpc_requests_total{{code=\"{code}\",method=\"{m}\",service=\"attestd.v1.Audit\"}}")
+    };
+    let exports = f.server.metric(&series("ExportAudit", "OK"));
+    assert!(exports >= 2, "the gRPC and the HTTP export: {exports}");
+    let _ = http.get("/v1/audit/head", Some(MES_TOKEN)).await;
+    assert_eq!(
+        f.server
+            .metric(&series("GetAuditHead", "PERMISSION_DENIED")),
+        1,
+        "{}",
+        f.server.metrics()
+    );
+
     // The result keys.
     let h = http.get("/v1/result-keys", None).await;
     let g = f

@@ -335,7 +335,7 @@ impl Server {
                             [(http::header::CONTENT_TYPE, "application/jwk-set+json")],
                             jwks,
                         ));
-                        r.extensions_mut().insert(rest::HttpOutcome(None));
+                        r.extensions_mut().insert(rest::HttpOutcome::Done(None));
                         r
                     }
                 }),

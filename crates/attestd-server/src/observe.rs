@@ -222,14 +222,23 @@ where
                     parts.headers.insert(REQUEST_ID, v);
                 }
                 // An HTTP answer says how it ended in its extensions.
-                if let Some(crate::rest::HttpOutcome(status)) =
-                    parts.extensions.remove::<crate::rest::HttpOutcome>()
-                {
-                    match status {
-                        Some(s) => ending.finish(s.code(), Some(&s)),
-                        None => ending.finish(Code::Ok, None),
+                match parts.extensions.remove::<crate::rest::HttpOutcome>() {
+                    Some(crate::rest::HttpOutcome::Done(status)) => {
+                        match status {
+                            Some(s) => ending.finish(s.code(), Some(&s)),
+                            None => ending.finish(Code::Ok, None),
+                        }
+                        return Ok(http::Response::from_parts(parts, body));
                     }
-                    return Ok(http::Response::from_parts(parts, body));
+                    Some(crate::rest::HttpOutcome::Stream(ended)) => {
+                        let body = Body::new(Watched {
+                            inner: body,
+                            ending: Some(ending),
+                            http_stream: Some(ended),
+                        });
+                        return Ok(http::Response::from_parts(parts, body));
+                    }
+                    None => {}
                 }
                 // A refusal carries its status in the headers (trailers-only).
                 if parts.headers.contains_key("grpc-status") {
@@ -239,6 +248,7 @@ where
                 let body = Body::new(Watched {
                     inner: body,
                     ending: Some(ending),
+                    http_stream: None,
                 });
                 Ok(http::Response::from_parts(parts, body))
             }
@@ -335,6 +345,8 @@ impl Ending {
 struct Watched {
     inner: Body,
     ending: Option<Ending>,
+    /// An HTTP stream (no trailers): how it ended, set by its writer.
+    http_stream: Option<Arc<OnceLock<tonic::Status>>>,
 }
 
 impl http_body::Body for Watched {
@@ -359,10 +371,15 @@ impl http_body::Body for Watched {
                     e.finish(status.code(), Some(status));
                 }
             }
-            // A gRPC answer ends with trailers; one without is broken.
             Poll::Ready(None) => {
                 if let Some(e) = self.ending.take() {
-                    e.finish(Code::Unknown, None);
+                    match self.http_stream.as_ref().map(|s| s.get()) {
+                        // An HTTP stream that ended as its writer says.
+                        Some(Some(status)) => e.finish(status.code(), Some(status)),
+                        Some(None) => e.finish(Code::Ok, None),
+                        // A gRPC answer ends with trailers; one without is broken.
+                        None => e.finish(Code::Unknown, None),
+                    }
                 }
             }
             Poll::Pending => {}

@@ -155,7 +155,13 @@ pub fn is_grpc(headers: &http::HeaderMap) -> bool {
 /// for the call's log line and metrics ([`crate::observe`]), which
 /// otherwise read the gRPC status from headers and trailers.
 #[derive(Clone, Debug)]
-pub struct HttpOutcome(pub Option<Status>);
+pub enum HttpOutcome {
+    /// A whole answer: OK, or the refusal it carries.
+    Done(Option<Status>),
+    /// A stream: the task writing it sets how it ended (unset: OK); the
+    /// call is closed when the body ends.
+    Stream(Arc<OnceLock<Status>>),
+}
 
 /// The HTTP status of a gRPC code (as Google's API guidelines map them).
 pub fn http_status(code: Code) -> StatusCode {
@@ -202,7 +208,8 @@ pub fn status_response(status: Status) -> Response {
             HeaderValue::from_static("Bearer realm=\"attestd\""),
         );
     }
-    resp.extensions_mut().insert(HttpOutcome(Some(status)));
+    resp.extensions_mut()
+        .insert(HttpOutcome::Done(Some(status)));
     resp
 }
 
@@ -225,7 +232,7 @@ fn json_response<T: Serialize>(msg: &T) -> Response {
     match serde_json::to_string(msg) {
         Ok(body) => {
             let mut resp = (StatusCode::OK, json_headers(), body).into_response();
-            resp.extensions_mut().insert(HttpOutcome(None));
+            resp.extensions_mut().insert(HttpOutcome::Done(None));
             resp
         }
         // pbjson serializes every message of the API; should it ever fail,
@@ -424,6 +431,8 @@ async fn watch(s: Arc<Services>, req: Request) -> Response {
         .and_then(|v| HeaderValue::from_str(v).ok());
     let mut changes = answer.into_inner();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+    let ended = Arc::new(OnceLock::new());
+    let outcome = ended.clone();
     tokio::spawn(async move {
         // Headers go out at once, so that a browser sees the stream open.
         if tx
@@ -447,6 +456,7 @@ async fn watch(s: Arc<Services>, req: Request) -> Response {
                             "watch stream ended with an error"
                         );
                         let _ = tx.send(Ok(error_event(&status))).await;
+                        let _ = outcome.set(status);
                         return;
                     }
                     None => return,
@@ -460,7 +470,7 @@ async fn watch(s: Arc<Services>, req: Request) -> Response {
             }
         }
     });
-    let mut resp = streaming(rx, "text/event-stream");
+    let mut resp = streaming(rx, "text/event-stream", ended);
     if let Some(v) = start {
         resp.headers_mut()
             .insert(crate::service::fleet::CURSOR_HEADER, v);
@@ -493,13 +503,17 @@ async fn export(s: Arc<Services>, req: Request) -> Response {
         Err(status) => return status_response(status),
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+    let ended = Arc::new(OnceLock::new());
+    let outcome = ended.clone();
     tokio::spawn(async move {
         while let Some(item) = items.next().await {
             let line = match item.map(|i| serde_json::to_string(&i)) {
                 Ok(Ok(json)) => json,
                 Ok(Err(e)) => {
                     let s = Status::internal(format!("encoding an entry: {e}"));
-                    serde_json::json!({ "error": error_json(&s) }).to_string()
+                    let line = serde_json::json!({ "error": error_json(&s) }).to_string();
+                    let _ = outcome.set(s);
+                    line
                 }
                 Err(status) => {
                     tracing::info!(
@@ -507,7 +521,9 @@ async fn export(s: Arc<Services>, req: Request) -> Response {
                         detail = status.message(),
                         "audit export ended with an error"
                     );
-                    serde_json::json!({ "error": error_json(&status) }).to_string()
+                    let line = serde_json::json!({ "error": error_json(&status) }).to_string();
+                    let _ = outcome.set(status);
+                    line
                 }
             };
             let last = line.starts_with("{\"error\"");
@@ -516,12 +532,13 @@ async fn export(s: Arc<Services>, req: Request) -> Response {
             }
         }
     });
-    streaming(rx, "application/x-ndjson")
+    streaming(rx, "application/x-ndjson", ended)
 }
 
 fn streaming(
     rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
     content_type: &'static str,
+    ended: Arc<OnceLock<Status>>,
 ) -> Response {
     let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
     let mut resp = (
@@ -538,7 +555,7 @@ fn streaming(
         body,
     )
         .into_response();
-    resp.extensions_mut().insert(HttpOutcome(None));
+    resp.extensions_mut().insert(HttpOutcome::Stream(ended));
     resp
 }
 
@@ -926,7 +943,7 @@ pub fn static_router() -> axum::Router {
             body,
         )
             .into_response();
-        resp.extensions_mut().insert(HttpOutcome(None));
+        resp.extensions_mut().insert(HttpOutcome::Done(None));
         resp
     }
     axum::Router::new()
@@ -938,7 +955,7 @@ pub fn static_router() -> axum::Router {
                     [(header::LOCATION, HeaderValue::from_static("/dashboard/"))],
                 )
                     .into_response();
-                r.extensions_mut().insert(HttpOutcome(None));
+                r.extensions_mut().insert(HttpOutcome::Done(None));
                 r
             }),
         )
@@ -958,7 +975,7 @@ pub fn static_router() -> axum::Router {
             "/favicon.ico",
             get(|| async {
                 let mut r = StatusCode::NO_CONTENT.into_response();
-                r.extensions_mut().insert(HttpOutcome(None));
+                r.extensions_mut().insert(HttpOutcome::Done(None));
                 r
             }),
         )
@@ -974,7 +991,7 @@ pub fn static_router() -> axum::Router {
                     crate::openapi::document_json(),
                 )
                     .into_response();
-                r.extensions_mut().insert(HttpOutcome(None));
+                r.extensions_mut().insert(HttpOutcome::Done(None));
                 r
             }),
         )
