@@ -245,3 +245,77 @@ async fn the_gate_holds_for_every_reason_and_releases_verified_units() {
         "ROLE_FORBIDDEN",
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concession_waives_a_revoked_calibration_station_never_the_enrolling_one() {
+    let mut f = Fleet::start().await;
+    // Unit 0 calibrated by line1-cal, unit 1 by the depot; both enrolled by
+    // line1-prov.
+    f.enroll("PM-200", 2, 1..2).await;
+    let v1 = baseline_doc(
+        "PM-200",
+        1,
+        &[("2.1.3", 9), ("2.1.4", 10)],
+        &[],
+        "2026-01-01T00:00:00Z".into(),
+    );
+    f.publish(&v1, &[0, 1]).await.unwrap();
+    f.boot(0).await;
+    f.boot(1).await;
+    let mes = f.server.client(Some(MES_TOKEN)).await;
+    let f = &f;
+    let revoke = |station: &'static str| async move {
+        f.admin
+            .admin()
+            .revoke_station(pb::RevokeStationRequest {
+                station_id: station.into(),
+                reason: "compromised".into(),
+            })
+            .await
+            .unwrap();
+    };
+    let concede = |i: usize| async move {
+        f.admin
+            .release()
+            .grant_concession(pb::GrantConcessionRequest {
+                serial: f.units[i].serial.clone(),
+                waived_codes: vec!["STATION_REVOKED".into()],
+                justification: "station replaced; records re-checked".into(),
+                meaning: "approved under concession per CAPA-7".into(),
+            })
+            .await
+            .unwrap();
+    };
+    // The depot that calibrated unit 1 is revoked: a concession releases it.
+    revoke("depot-cal").await;
+    f.wait_for(
+        1,
+        pb::DeviceStatus::Untrusted,
+        Some("STATION_REVOKED"),
+        Duration::from_secs(10),
+    )
+    .await;
+    concede(1).await;
+    let d = check(&mes, &f.units[1].serial).await;
+    assert!(released(&d) && d.under_concession, "{d:?}");
+
+    // The station that enrolled unit 0 is revoked: held, whatever the
+    // concession says; the reason says why.
+    revoke("line1-prov").await;
+    f.wait_for(
+        0,
+        pb::DeviceStatus::Untrusted,
+        Some("STATION_REVOKED"),
+        Duration::from_secs(10),
+    )
+    .await;
+    concede(0).await;
+    let d = check(&mes, &f.units[0].serial).await;
+    assert!(!released(&d), "{d:?}");
+    let r = d
+        .reasons
+        .iter()
+        .find(|r| r.code == "STATION_REVOKED")
+        .unwrap();
+    assert!(!r.waived && r.detail.contains("enrolled the unit"), "{r:?}");
+}

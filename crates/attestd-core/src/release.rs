@@ -25,6 +25,8 @@ pub struct GateInput<'a> {
     pub release_window_secs: i64,
     /// The unit's concession: its id and waived codes.
     pub concession: Option<(&'a str, &'a [String])>,
+    /// The station whose provisioning record enrolled the unit (its key).
+    pub provisioning_station_id: &'a str,
 }
 
 /// One reason of a decision.
@@ -79,6 +81,10 @@ pub fn decide(g: &GateInput<'_>) -> GateDecision {
     if g.quarantined {
         reasons.push(reason(QUARANTINED, "held by a security admin"));
     }
+    // Reasons no concession may waive beyond the codes `waivable` refuses:
+    // the revoked station is the one that enrolled the unit, so the key
+    // the unit proves itself with came from a station no longer trusted.
+    let mut identity_doubt = Vec::new();
     match g.appraisal {
         None => reasons.push(reason(NO_FINAL_ATTESTATION, "the unit has never attested")),
         Some(a) => {
@@ -86,6 +92,13 @@ pub fn decide(g: &GateInput<'_>) -> GateDecision {
                 let mut detail = f.detail.clone();
                 if !f.component.is_empty() {
                     detail = format!("{}: {detail}", f.component);
+                }
+                if f.code == Code::StationRevoked
+                    && !g.provisioning_station_id.is_empty()
+                    && f.actual == g.provisioning_station_id
+                {
+                    identity_doubt.push(reasons.len());
+                    detail = format!("{detail} (the station that enrolled the unit: not waivable)");
                 }
                 reasons.push(reason(f.code.as_str(), detail));
             }
@@ -114,8 +127,8 @@ pub fn decide(g: &GateInput<'_>) -> GateDecision {
     }
     let mut concession_id = None;
     if let Some((id, waived)) = g.concession {
-        for r in reasons.iter_mut() {
-            if waivable(&r.code) && waived.contains(&r.code) {
+        for (i, r) in reasons.iter_mut().enumerate() {
+            if waivable(&r.code) && waived.contains(&r.code) && !identity_doubt.contains(&i) {
                 r.waived = true;
             }
         }
@@ -174,6 +187,7 @@ mod tests {
             now_ms: 20_000,
             release_window_secs: 72 * 3600,
             concession: None,
+            provisioning_station_id: "line1-prov",
         }
     }
 
@@ -226,6 +240,21 @@ mod tests {
         g.concession = Some(("con_1", &waived));
         let d = decide(&g);
         assert!(!d.release && d.concession_id.is_none());
+
+        // A revoked station: waivable when it calibrated the unit, not when
+        // it enrolled it (the unit's key came from it).
+        let mut a = appraisal(&[Code::StationRevoked]);
+        let named = vec!["STATION_REVOKED".to_string()];
+        a.findings[0].actual = "line1-cal".into();
+        let mut g = input(Some(&a));
+        g.concession = Some(("con_4", &named));
+        assert!(decide(&g).release);
+        a.findings[0].actual = "line1-prov".into();
+        let mut g = input(Some(&a));
+        g.concession = Some(("con_4", &named));
+        let d = decide(&g);
+        assert!(!d.release && !d.reasons[0].waived, "{d:?}");
+        assert!(d.reasons[0].detail.contains("enrolled"));
 
         // Identity codes cannot be waived even if named.
         let a = appraisal(&[Code::DeviceRevoked]);

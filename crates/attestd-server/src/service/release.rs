@@ -140,6 +140,7 @@ async fn decide_one(app: &App, caller: &str, serial: &str) -> Result<Decided, Re
         now_ms,
         release_window_secs: app.limits.release_window_secs,
         concession: concession.map(|c| (c.concession_id.as_str(), c.waived_codes.as_slice())),
+        provisioning_station_id: &d.provisioning_station_id,
     });
     entry.decision = if gate.release { RELEASE } else { HOLD };
     entry.reasons = gate
