@@ -26,13 +26,13 @@ use tonic::transport::Channel;
 use crate::kit::{Kit, UnitKeys};
 use crate::report::{histogram, record, Row};
 
-pub const MODEL: &str = "PM-200";
+pub(crate) const MODEL: &str = "PM-200";
 
-pub fn serial(i: u64) -> String {
+pub(crate) fn serial(i: u64) -> String {
     format!("BN{i:09}")
 }
 
-pub fn alg_of(i: u64) -> KeyAlg {
+pub(crate) fn alg_of(i: u64) -> KeyAlg {
     if i.is_multiple_of(2) {
         KeyAlg::Es256
     } else {
@@ -41,7 +41,7 @@ pub fn alg_of(i: u64) -> KeyAlg {
 }
 
 /// Units running the build the revoke scenario withdraws.
-pub fn runs_old_build(i: u64) -> bool {
+pub(crate) fn runs_old_build(i: u64) -> bool {
     i.is_multiple_of(10)
 }
 
@@ -68,7 +68,7 @@ fn now_ms() -> u64 {
 }
 
 /// The load generator's connections and the kit.
-pub struct Ctx {
+pub(crate) struct Ctx {
     pub kit: Arc<Kit>,
     /// Connection `j` goes to replica `j % endpoints.len()`.
     pub channels: Vec<Channel>,
@@ -83,7 +83,7 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub fn save(&self, dir: &std::path::Path) -> anyhow::Result<()> {
+    pub(crate) fn save(&self, dir: &std::path::Path) -> anyhow::Result<()> {
         self.kit
             .save(dir, &self.seqs, self.units, self.baseline_version)
     }
@@ -91,7 +91,7 @@ impl Ctx {
     /// Opens `connections` HTTP/2 connections, round robin over
     /// `endpoints` (the caller makes `connections` a multiple of their
     /// number so every replica carries the same share).
-    pub async fn connect(
+    pub(crate) async fn connect(
         kit: Kit,
         keys: Arc<UnitKeys>,
         endpoints: &[String],
@@ -120,18 +120,18 @@ impl Ctx {
     }
 
     /// A client on connection `i` (round robin) with `token`.
-    pub fn client(&self, i: usize, token: Option<&str>) -> Client {
+    pub(crate) fn client(&self, i: usize, token: Option<&str>) -> Client {
         Client::from_channel(self.channels[i % self.channels.len()].clone(), token)
             .expect("token is header-safe")
     }
 
-    pub fn admin(&self) -> Client {
+    pub(crate) fn admin(&self) -> Client {
         self.client(0, Some(&self.kit.file.admin_token))
     }
 }
 
 /// Registers the stations (once) and publishes the first baseline (once).
-pub async fn prepare(ctx: &mut Ctx) -> anyhow::Result<()> {
+pub(crate) async fn prepare(ctx: &mut Ctx) -> anyhow::Result<()> {
     let admin = ctx.admin();
     let known: Vec<String> = admin
         .admin()
@@ -169,7 +169,7 @@ pub async fn prepare(ctx: &mut Ctx) -> anyhow::Result<()> {
 }
 
 /// Publishes the next baseline version, withdrawing `revoked` builds.
-pub async fn publish_baseline(ctx: &mut Ctx, revoked: &[&str]) -> anyhow::Result<()> {
+pub(crate) async fn publish_baseline(ctx: &mut Ctx, revoked: &[&str]) -> anyhow::Result<()> {
     let version = ctx.baseline_version + 1;
     let doc = attestd_client::sample::baseline(
         MODEL,
@@ -230,7 +230,7 @@ impl FirstError {
 
 /// `provision`: the stations enroll and calibrate units up to `n`, each
 /// station a sequential worker (station sequence numbers must increase).
-pub async fn provision(ctx: &mut Ctx, n: u64) -> anyhow::Result<Vec<Row>> {
+pub(crate) async fn provision(ctx: &mut Ctx, n: u64) -> anyhow::Result<Vec<Row>> {
     let from = ctx.units;
     if from >= n {
         return Ok(vec![]);
@@ -377,7 +377,7 @@ async fn boot(device: &Client, keys: &UnitKeys, i: u64) -> Result<i32, tonic::St
 
 /// Which units a storm boots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Which {
+pub(crate) enum Which {
     Alg(KeyAlg),
     All,
     /// Units on the build the revoke scenario withdraws.
@@ -405,20 +405,20 @@ impl Which {
 
 /// How long a storm runs.
 #[derive(Clone, Copy, Debug)]
-pub enum Bound {
+pub(crate) enum Bound {
     /// Until this much time has passed.
     Time(Duration),
     /// Every selected unit boots exactly once.
     Once,
 }
 
-pub struct StormResult {
+pub(crate) struct StormResult {
     pub row: Row,
     pub trusted: u64,
 }
 
 /// `boot-storm`: `concurrency` workers boot units (challenge + evidence).
-pub async fn storm(
+pub(crate) async fn storm(
     ctx: &Ctx,
     label: &str,
     which: Which,
@@ -480,7 +480,7 @@ pub async fn storm(
 
 /// A query the `queries` scenario issues.
 #[derive(Clone, Copy, Debug)]
-pub enum Query {
+pub(crate) enum Query {
     Summary,
     ListPage,
     GetDevice,
@@ -488,7 +488,7 @@ pub enum Query {
 }
 
 impl Query {
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Query::Summary => "GetFleetSummary",
             Query::ListPage => "ListDevices page of 100",
@@ -563,7 +563,7 @@ async fn query_once(
 /// `concurrency` closed-loop workers issuing `q` for `duration`; with
 /// `rate`, one open-loop stream at that many requests per second instead
 /// (latency counted from the intended send time, so queueing shows).
-pub async fn queries(
+pub(crate) async fn queries(
     ctx: &Ctx,
     q: Query,
     concurrency: usize,
@@ -650,7 +650,7 @@ pub async fn queries(
 }
 
 /// Count of units with `status` in the fleet summary.
-pub async fn count_status(ctx: &Ctx, status: pb::DeviceStatus) -> anyhow::Result<u64> {
+pub(crate) async fn count_status(ctx: &Ctx, status: pb::DeviceStatus) -> anyhow::Result<u64> {
     let s = ctx
         .client(0, Some(&ctx.kit.file.mes_token))
         .fleet()
@@ -664,7 +664,7 @@ pub async fn count_status(ctx: &Ctx, status: pb::DeviceStatus) -> anyhow::Result
 }
 
 /// Waits until `status` counts `want` units; returns how long it took.
-pub async fn wait_for_count(
+pub(crate) async fn wait_for_count(
     ctx: &Ctx,
     status: pb::DeviceStatus,
     want: u64,
@@ -691,7 +691,7 @@ pub async fn wait_for_count(
 
 /// The machine's ceilings: health-check RPCs per second at `concurrency`,
 /// and single-core signature verification rates.
-pub async fn ceiling(
+pub(crate) async fn ceiling(
     ctx: &Ctx,
     concurrency: usize,
     duration: Duration,
