@@ -120,19 +120,22 @@ impl Ctx {
     }
 
     /// A client on connection `i` (round robin) with `token`.
-    pub(crate) fn client(&self, i: usize, token: Option<&str>) -> Client {
-        Client::from_channel(self.channels[i % self.channels.len()].clone(), token)
-            .expect("token is header-safe")
+    /// Fails if the token (read from the kit file) cannot be sent as a header.
+    pub(crate) fn client(&self, i: usize, token: Option<&str>) -> anyhow::Result<Client> {
+        Ok(Client::from_channel(
+            self.channels[i % self.channels.len()].clone(),
+            token,
+        )?)
     }
 
-    pub(crate) fn admin(&self) -> Client {
+    pub(crate) fn admin(&self) -> anyhow::Result<Client> {
         self.client(0, Some(&self.kit.file.admin_token))
     }
 }
 
 /// Registers the stations (once) and publishes the first baseline (once).
 pub(crate) async fn prepare(ctx: &mut Ctx) -> anyhow::Result<()> {
-    let admin = ctx.admin();
+    let admin = ctx.admin()?;
     let known: Vec<String> = admin
         .admin()
         .list_stations(pb::ListStationsRequest {
@@ -178,7 +181,7 @@ pub(crate) async fn publish_baseline(ctx: &mut Ctx, revoked: &[&str]) -> anyhow:
         revoked,
         "2026-01-01T00:00:00Z",
     );
-    ctx.admin()
+    ctx.admin()?
         .baselines()
         .publish_baseline(pb::PublishBaselineRequest {
             envelope: Some(sign_baseline(&doc, &[&ctx.kit.release])),
@@ -243,7 +246,7 @@ pub(crate) async fn provision(ctx: &mut Ctx, n: u64) -> anyhow::Result<Vec<Row>>
     let started = Instant::now();
     let mut tasks = Vec::new();
     for st in 0..stations {
-        let client = ctx.client(st, Some(&kit.stations[st].0.token));
+        let client = ctx.client(st, Some(&kit.stations[st].0.token))?;
         let (kit, done, errors, first) = (kit.clone(), done.clone(), errors.clone(), first.clone());
         let seqs = ctx.seqs.clone();
         let keys = ctx.keys.clone();
@@ -434,7 +437,7 @@ pub(crate) async fn storm(
     let started = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..concurrency {
-        let device = ctx.client(w, None);
+        let device = ctx.client(w, None)?;
         let keys = ctx.keys.clone();
         let (next, errors, trusted, first) =
             (next.clone(), errors.clone(), trusted.clone(), first.clone());
@@ -588,7 +591,7 @@ pub(crate) async fn queries(
             tokio::time::sleep_until(due.into()).await;
             k += 1;
             let permit = slots.clone().acquire_owned().await?;
-            let c = ctx.client(k as usize, Some(&mes));
+            let c = ctx.client(k as usize, Some(&mes))?;
             let (tx, errors, first) = (tx.clone(), errors.clone(), first.clone());
             let mut r = Rng(rng.below(u64::MAX) | 1);
             tokio::spawn(async move {
@@ -612,7 +615,7 @@ pub(crate) async fn queries(
     } else {
         let mut tasks = Vec::new();
         for w in 0..concurrency {
-            let c = ctx.client(w, Some(&mes));
+            let c = ctx.client(w, Some(&mes))?;
             let (errors, first) = (errors.clone(), first.clone());
             tasks.push(tokio::spawn(async move {
                 let mut h = histogram();
@@ -652,7 +655,7 @@ pub(crate) async fn queries(
 /// Count of units with `status` in the fleet summary.
 pub(crate) async fn count_status(ctx: &Ctx, status: pb::DeviceStatus) -> anyhow::Result<u64> {
     let s = ctx
-        .client(0, Some(&ctx.kit.file.mes_token))
+        .client(0, Some(&ctx.kit.file.mes_token))?
         .fleet()
         .get_fleet_summary(pb::GetFleetSummaryRequest::default())
         .await?
@@ -733,7 +736,7 @@ pub(crate) async fn ceiling(
         started.elapsed(),
     )
     .with_note(format!("c={concurrency}"))];
-    let rates = tokio::task::spawn_blocking(verify_rates).await?;
+    let rates = tokio::task::spawn_blocking(verify_rates).await??;
     for (name, rate) in rates {
         rows.push(Row::figure(
             "ceiling",
@@ -746,12 +749,12 @@ pub(crate) async fn ceiling(
 }
 
 /// Signatures verified per second on this thread, for ES256 and Ed25519.
-fn verify_rates() -> Vec<(&'static str, f64)> {
+fn verify_rates() -> anyhow::Result<Vec<(&'static str, f64)>> {
     let msg = vec![7u8; 300];
     [("ES256", KeyAlg::Es256), ("Ed25519", KeyAlg::Ed25519)]
         .into_iter()
         .map(|(name, alg)| {
-            let key = SigningKey::generate(alg).expect("key");
+            let key = SigningKey::generate(alg)?;
             let sig = key.sign_raw(&msg);
             let started = Instant::now();
             let mut n = 0u64;
@@ -761,7 +764,7 @@ fn verify_rates() -> Vec<(&'static str, f64)> {
                 }
                 n += 64;
             }
-            (name, n as f64 / started.elapsed().as_secs_f64())
+            Ok((name, n as f64 / started.elapsed().as_secs_f64()))
         })
         .collect()
 }

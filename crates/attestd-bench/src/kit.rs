@@ -51,8 +51,8 @@ pub(crate) struct Kit {
     pub release: SigningKey,
 }
 
-fn token() -> String {
-    attestd_server::dev::random_token().expect("randomness")
+fn token() -> anyhow::Result<String> {
+    Ok(attestd_server::dev::random_token()?)
 }
 
 fn key_b64(k: &SigningKey) -> String {
@@ -77,13 +77,13 @@ impl Kit {
             std::fs::create_dir_all(dir)?;
             let gen = |alg| SigningKey::generate(alg).map(|k| key_b64(&k));
             let file = KitFile {
-                admin_token: token(),
-                mes_token: token(),
+                admin_token: token()?,
+                mes_token: token()?,
                 stations: (0..stations)
                     .map(|i| {
                         Ok(StationFile {
                             id: format!("bench-st-{i:02}"),
-                            token: token(),
+                            token: token()?,
                             pkcs8: gen(KeyAlg::Es256)?,
                             last_sequence: 0,
                         })
@@ -113,7 +113,13 @@ impl Kit {
 
     /// Writes the kit with the progress made: station sequences, units
     /// provisioned, baseline version.
-    pub(crate) fn save(&self, dir: &Path, seqs: &[u64], units: u64, baseline: u64) -> anyhow::Result<()> {
+    pub(crate) fn save(
+        &self,
+        dir: &Path,
+        seqs: &[u64],
+        units: u64,
+        baseline: u64,
+    ) -> anyhow::Result<()> {
         let mut file = serde_json::from_slice::<KitFile>(&serde_json::to_vec(&self.file)?)?;
         for (s, seq) in file.stations.iter_mut().zip(seqs) {
             s.last_sequence = *seq;
@@ -236,10 +242,8 @@ pub(crate) fn run_server(dir: &Path, backend: &Backend, replica: usize) -> anyho
             checkpoint_key: Some(Arc::new(key)),
             tls: None,
         };
-        let stop = async {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("signal handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let stop = async move {
             term.recv().await;
         };
         attestd_server::serve(listener, parts, stop).await?;
@@ -420,7 +424,11 @@ pub(crate) struct Servers {
 impl Servers {
     /// Starts `replicas` server processes on `dir` at once (with PostgreSQL,
     /// their migrations at start meet on the database's advisory lock).
-    pub(crate) async fn start(dir: &Path, backend: &Backend, replicas: usize) -> anyhow::Result<Servers> {
+    pub(crate) async fn start(
+        dir: &Path,
+        backend: &Backend,
+        replicas: usize,
+    ) -> anyhow::Result<Servers> {
         let started = Instant::now();
         let mut tasks = Vec::new();
         for k in 0..replicas.max(1) {

@@ -6,6 +6,9 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 /// Latencies in microseconds, 1 us .. 10 min, 3 significant digits.
+// The bounds are constants that hdrhistogram accepts (low >= 1, high >=
+// 2 * low, 3 significant digits <= 5): this cannot fail.
+#[allow(clippy::expect_used)]
 pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds")
 }
