@@ -2,6 +2,9 @@
 //! story of the Appraisal issue, baseline refusals, and re-appraisal that
 //! touches only the units an index says are affected.
 
+// Test code: a failed unwrap is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -4,6 +4,9 @@
 //! SIGKILLs under load the chain still verifies and every acknowledged
 //! change has its entry (and no entry lacks its change).
 
+// Test code: a failed unwrap is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::sync::Arc;
@@ -444,7 +447,7 @@ mod doc_verifier {
     }
 
     /// Section 5, with the key (base64 SPKI). Returns (first, last, checkpoints).
-    pub fn verify(file: &str, key_b64: &str) -> Result<(u64, u64, usize), String> {
+    pub(crate) fn verify(file: &str, key_b64: &str) -> Result<(u64, u64, usize), String> {
         let spki = base64::engine::general_purpose::STANDARD
             .decode(key_b64.trim())
             .map_err(|e| e.to_string())?;

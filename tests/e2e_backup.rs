@@ -7,6 +7,9 @@
 //! file, a directory that is not empty, a principal that is not a security
 //! admin, a server on PostgreSQL, a database in a newer format.
 
+// Test code: a failed unwrap is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -5,6 +5,9 @@
 //! bad input are counted, limited and leave nothing behind. These run an
 //! in-process server on a store that can hold a caller at a chosen point.
 
+// Test code: a failed unwrap is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::sync::atomic::Ordering;

@@ -10,6 +10,9 @@
 //! (`npm ci --prefix tests/dashboard`); .ci/run installs both. Without
 //! them the test fails and says so: it is never skipped.
 
+// Test code: a failed unwrap is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::{Path, PathBuf};

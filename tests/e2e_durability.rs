@@ -1,6 +1,9 @@
 //! End-to-end: an acknowledged write survives SIGKILL, and group commit
 //! shares flushes between concurrent writers.
 
+// Test code: a failed unwrap is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::sync::Arc;

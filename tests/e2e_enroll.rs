@@ -1,6 +1,9 @@
 //! End-to-end: a station enrolls units, the units prove their state, and
 //! what they prove is stored and listed.
 
+// Test code: a failed unwrap is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use attestd_client::core::keys::KeyAlg;

@@ -2,6 +2,9 @@
 //! stream: resumable from a cursor (also across a restart), bounded, and a
 //! reader that does not keep up is told so while writers carry on.
 
+// Test code: a failed unwrap is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::Duration;

@@ -1,6 +1,9 @@
 //! End-to-end: the standard health and reflection services work without a
 //! principal, so grpcurl and probes can use them.
 
+// Test code: a failed unwrap is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;

@@ -3,6 +3,9 @@
 //! line on standard error when nothing listens, nothing answers in time,
 //! the service is unknown, TLS fails or the command line makes no sense.
 
+// Test code: a failed unwrap is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::process::{Command, Output, Stdio};

@@ -6,6 +6,9 @@
 //! and the OpenAPI document: valid, and describing exactly the routes
 //! that exist.
 
+// Test code: a failed unwrap is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::Duration;

@@ -5,6 +5,9 @@
 //! before anything listens or is opened; principals reload on SIGHUP;
 //! what attestd writes is private.
 
+// Test code: a failed unwrap is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::os::unix::fs::PermissionsExt;

@@ -1,6 +1,9 @@
 //! No token, private key or evidence signature ever reaches the logs, even
 //! at the most verbose level (the server's own logs and its libraries').
 
+// Test code: a failed unwrap is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use attestd_client::core::cose::CoseSign1;

@@ -4,6 +4,9 @@
 //! running in this test; the Prometheus page checked by `promtool` and each
 //! metric the README lists seen to exist and to move.
 
+// Test code: a failed unwrap is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
@@ -361,7 +364,7 @@ mod otlp {
     use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 
     #[derive(Clone, Debug)]
-    pub struct Span {
+    pub(crate) struct Span {
         pub service: String,
         pub name: String,
         pub kind: i32,
@@ -372,7 +375,7 @@ mod otlp {
     }
 
     #[derive(Clone, Default)]
-    pub struct Receiver {
+    pub(crate) struct Receiver {
         pub spans: Arc<Mutex<Vec<Span>>>,
     }
 
@@ -426,7 +429,7 @@ mod otlp {
     }
 
     /// Starts a receiver on a free loopback port; returns it and its address.
-    pub async fn start() -> (Receiver, std::net::SocketAddr) {
+    pub(crate) async fn start() -> (Receiver, std::net::SocketAddr) {
         let receiver = Receiver::default();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

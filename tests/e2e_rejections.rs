@@ -1,6 +1,9 @@
 //! End-to-end: every refusal of the Foundation issue returns its documented
 //! status and reason, and leaves the store exactly as it was.
 
+// Test code: a failed unwrap is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use attestd_client::core::cbor::Encoder;

@@ -2,6 +2,9 @@
 //! codes passing through, concessions (identity codes never waived), the
 //! same question twice, decisions in the unit's history, and batches.
 
+// Test code: a failed unwrap is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::Duration;

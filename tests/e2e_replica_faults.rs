@@ -10,6 +10,9 @@
 //! (`ATTESTD_TEST_PG_URL`); the outage test starts a PostgreSQL of its own
 //! ([`common::private_pg`]), since it stops it.
 
+// Test code: a failed unwrap is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -7,6 +7,9 @@
 //! Needs the PostgreSQL of `ATTESTD_TEST_PG_URL` (default the local one):
 //! each test makes its own database and drops it.
 
+// Test code: a failed unwrap is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::BTreeSet;

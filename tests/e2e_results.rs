@@ -4,6 +4,9 @@
 //! a changed token fails; a token signed before a key rotation still
 //! verifies after it.
 
+// Test code: a failed unwrap is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::io::{Read, Write};

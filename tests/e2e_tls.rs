@@ -5,6 +5,9 @@
 //! certificate and no token is UNAUTHENTICATED on every protected RPC, and
 //! the server's certificate is reloaded on SIGHUP and on file change.
 
+// Test code: a failed unwrap is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::sync::Arc;

@@ -1,6 +1,9 @@
 //! The gate fails closed: with the store failing, no unit is ever released;
 //! CheckRelease answers UNAVAILABLE and a batch holds every unit.
 
+// Test code: a failed unwrap is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::sync::atomic::Ordering;

@@ -7,6 +7,9 @@
 //! every read and every step of a boot (challenge, evidence) going to a
 //! different replica in turn.
 
+// Test code: a failed unwrap is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};

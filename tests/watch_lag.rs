@@ -3,6 +3,9 @@
 //! without bound, and writers never wait for it. In process, so the stream
 //! is held without the transport's own buffers in between.
 
+// Test code: a failed unwrap is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::sync::Arc;
