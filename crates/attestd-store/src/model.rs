@@ -398,8 +398,9 @@ pub struct BaselineEntry {
     pub urgent_digests: Vec<String>,
 }
 
-/// A re-appraisal sweep over one index (all units of a model, or all units
-/// relying on a station), resumable from its cursor.
+/// A re-appraisal sweep over one index (all units of a model, all units
+/// relying on a station, or all units reporting a firmware digest),
+/// resumable from its cursor.
 #[derive(Clone, PartialEq, Message)]
 pub struct SweepEntry {
     /// 1 by model, 2 by station, 3 by firmware digest.
