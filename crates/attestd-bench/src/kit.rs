@@ -286,7 +286,7 @@ async fn open_store(
 
 /// The refusal of `--store-url` by a bench built without PostgreSQL.
 #[cfg(not(feature = "postgres"))]
-pub fn without_postgres() -> anyhow::Error {
+pub(crate) fn without_postgres() -> anyhow::Error {
     anyhow::anyhow!(
         "this attestd-bench was built without PostgreSQL support: \
          build it with `--features postgres` to use --store-url"
