@@ -18,7 +18,7 @@ use attestd_core::keys::PublicKey;
 use attestd_store::sled_store::restore;
 
 #[derive(clap::Args)]
-pub struct BackupArgs {
+pub(crate) struct BackupArgs {
     /// The attestd to back up: https://host:port (with --ca-file), or
     /// http://127.0.0.1:port on loopback; a bare host:port means http://
     /// (https:// with --ca-file).
@@ -39,7 +39,7 @@ pub struct BackupArgs {
 }
 
 #[derive(clap::Args)]
-pub struct RestoreArgs {
+pub(crate) struct RestoreArgs {
     /// The backup file (from `attestd backup`).
     file: PathBuf,
     /// The data directory to create: it must be missing or empty.
@@ -88,7 +88,7 @@ fn status(s: tonic::Status) -> anyhow::Error {
     )
 }
 
-pub fn backup(args: BackupArgs) -> anyhow::Result<()> {
+pub(crate) fn backup(args: BackupArgs) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
@@ -213,7 +213,7 @@ fn public_key(path: &Path) -> anyhow::Result<PublicKey> {
         .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message))
 }
 
-pub fn restore(args: RestoreArgs) -> anyhow::Result<()> {
+pub(crate) fn restore(args: RestoreArgs) -> anyhow::Result<()> {
     let key = args.audit_key.as_deref().map(public_key).transpose()?;
     let r = restore::restore(&args.file, &args.data_dir, key.as_ref())
         .with_context(|| format!("restoring {}", args.file.display()))?;

@@ -14,7 +14,7 @@ use serde::Deserialize;
 /// silently ignored.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileConfig {
+pub(crate) struct FileConfig {
     pub listen: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
     pub metrics_listen: Option<SocketAddr>,
@@ -55,7 +55,7 @@ pub struct FileConfig {
 /// their tokens keep verifying).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ResultsConfig {
+pub(crate) struct ResultsConfig {
     pub key_file: Option<PathBuf>,
     #[serde(default)]
     pub retired_public_keys: Vec<String>,
@@ -65,7 +65,7 @@ pub struct ResultsConfig {
 /// `url` (or `url_file`), `pool_size`, `ca_file`, `connect_timeout_secs`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(tag = "backend", rename_all = "lowercase", deny_unknown_fields)]
-pub enum StoreConfig {
+pub(crate) enum StoreConfig {
     #[default]
     Sled,
     Postgres(PgSettings),
@@ -75,7 +75,7 @@ pub enum StoreConfig {
 /// (which may hold a password) is either `url` itself or read from the file
 /// `url_file` names (a mounted Kubernetes Secret, a systemd credential), so
 /// that the configuration file can be world-readable.
-pub struct PgSettings(pub attestd_store::postgres::PgConfig);
+pub(crate) struct PgSettings(pub attestd_store::postgres::PgConfig);
 
 /// A URL file larger than this is refused unread.
 const MAX_URL_FILE: u64 = 64 * 1024;
@@ -136,14 +136,14 @@ impl std::fmt::Debug for PgSettings {
 /// Settings for end-to-end tests only. Never set them in production.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TestingConfig {
+pub(crate) struct TestingConfig {
     /// A file holding a clock offset in milliseconds, read at every clock
     /// reading, so tests can move time forward without sleeping.
     pub clock_offset_file: Option<PathBuf>,
 }
 
 impl FileConfig {
-    pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
+    pub(crate) fn load(path: &Path) -> anyhow::Result<FileConfig> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
@@ -152,7 +152,7 @@ impl FileConfig {
 
 /// The settings the server runs with, after every override.
 #[derive(Debug)]
-pub struct Resolved {
+pub(crate) struct Resolved {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub metrics_listen: Option<SocketAddr>,
@@ -170,13 +170,13 @@ pub struct Resolved {
     pub telemetry: crate::logging::TelemetryConfig,
 }
 
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
-pub const DEFAULT_DEV_DATA_DIR: &str = "attestd-data";
-pub const DEFAULT_CACHE_MB: u64 = 256;
+pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+pub(crate) const DEFAULT_DEV_DATA_DIR: &str = "attestd-data";
+pub(crate) const DEFAULT_CACHE_MB: u64 = 256;
 
 /// How the listener may run.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Transport {
+pub(crate) enum Transport {
     Tls,
     /// Plaintext on a loopback address.
     PlaintextLoopback,
@@ -187,7 +187,11 @@ pub enum Transport {
 /// Plaintext gRPC only on loopback, unless the configuration says
 /// `insecure_plaintext = true`: bearer tokens must not cross a network in
 /// the clear by accident.
-pub fn check_listen(addr: SocketAddr, tls: bool, insecure: bool) -> anyhow::Result<Transport> {
+pub(crate) fn check_listen(
+    addr: SocketAddr,
+    tls: bool,
+    insecure: bool,
+) -> anyhow::Result<Transport> {
     Ok(match (tls, addr.ip().is_loopback(), insecure) {
         (true, _, _) => Transport::Tls,
         (false, true, _) => Transport::PlaintextLoopback,

@@ -21,7 +21,7 @@ use tonic_health::pb::HealthCheckRequest;
 
 /// The listener a probe asks by default: where `attestd serve` listens
 /// without configuration.
-pub const DEFAULT_ADDR: &str = "127.0.0.1:50051";
+pub(crate) const DEFAULT_ADDR: &str = "127.0.0.1:50051";
 
 /// PEM files larger than this are refused unread (a certificate chain or a
 /// key is a few KiB).
@@ -31,7 +31,7 @@ const MAX_PEM_BYTES: u64 = 1024 * 1024;
 /// variable, so that an image's fixed HEALTHCHECK can be pointed at another
 /// port or a TLS listener through the container's environment.
 #[derive(clap::Args, Debug, Clone)]
-pub struct HealthArgs {
+pub(crate) struct HealthArgs {
     /// The gRPC listener to ask, as HOST:PORT.
     #[arg(long, env = "ATTESTD_HEALTH_ADDR", default_value = DEFAULT_ADDR)]
     pub addr: String,
@@ -68,7 +68,7 @@ pub struct HealthArgs {
 
 /// Runs the probe and exits: 0 when SERVING, 1 otherwise with the reason on
 /// one line of standard error.
-pub fn run(args: HealthArgs) -> ! {
+pub(crate) fn run(args: HealthArgs) -> ! {
     let outcome = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

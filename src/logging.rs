@@ -20,7 +20,7 @@ use tracing_subscriber::Layer;
 
 /// The shape of log lines.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     /// Human-readable lines (the default).
     #[default]
     Text,
@@ -34,7 +34,7 @@ pub enum LogFormat {
 /// is set.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TelemetryConfig {
+pub(crate) struct TelemetryConfig {
     /// A collector's OTLP/gRPC endpoint, e.g. `http://127.0.0.1:4317`.
     pub otlp_endpoint: Option<String>,
     /// The `service.name` of the exported spans.
@@ -64,7 +64,7 @@ const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Keeps the trace exporter running; dropping it flushes the spans not sent
 /// yet (within [`EXPORT_TIMEOUT`]) and stops it. Drop it while the tokio
 /// runtime still runs: the exporter's connection lives there.
-pub struct Telemetry {
+pub(crate) struct Telemetry {
     provider: Option<SdkTracerProvider>,
 }
 
@@ -80,7 +80,7 @@ impl Drop for Telemetry {
 
 /// Installs the process's subscriber: log lines in `format`, and trace
 /// export if `telemetry` asks for it. Call inside the tokio runtime.
-pub fn init(format: LogFormat, telemetry: &TelemetryConfig) -> anyhow::Result<Telemetry> {
+pub(crate) fn init(format: LogFormat, telemetry: &TelemetryConfig) -> anyhow::Result<Telemetry> {
     let filter = EnvFilter::try_from_env("ATTESTD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let lines = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()

@@ -10,6 +10,9 @@
 //! The systemd tests need `systemd-analyze` (Debian package `systemd`);
 //! without it they fail, unless `ATTESTD_SKIP_SYSTEMD_VERIFY=1`.
 
+// Test code: a failed unwrap is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "deploy/binary.rs"]
 mod binary;
 #[path = "deploy/chart.rs"]

@@ -21,6 +21,9 @@
 //! - `syntax` (a layout or template, not an input) and `commands` (shell or
 //!   SQL commands to type).
 
+// Test code: a failed unwrap is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use attestd_client::core::appraisal::{appraise, CalibrationFacts, EvidenceFacts, Tier, UnitFacts};

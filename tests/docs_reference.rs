@@ -6,6 +6,9 @@
 //! concession may waive it (`docs/release-gate.md`), and the metrics the
 //! server serves are the ones `docs/operations.md` and the README name.
 
+// Test code: a failed unwrap is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 

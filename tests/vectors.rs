@@ -4,6 +4,9 @@
 //! still decode and verify with attestd's code; `regenerate` (ignored) is how
 //! they were made.
 
+// Test code: a failed unwrap is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use attestd_client::core::cose::CoseSign1;
 use attestd_client::core::dsse::{pae, Envelope, Signature};
 use attestd_client::core::evidence::{CalibrationClaim, Claims, Component, Evidence, HwVersion};

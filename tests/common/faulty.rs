@@ -9,7 +9,7 @@ use attestd_store::*;
 
 /// Delegates to `inner`; while `failing` is set, every call fails as a
 /// broken disk would.
-pub struct FaultyStore {
+pub(crate) struct FaultyStore {
     pub inner: Arc<dyn Store>,
     pub failing: AtomicBool,
     pub hold: Arc<Hold>,
@@ -19,7 +19,7 @@ pub struct FaultyStore {
 
 /// Ways to hold a caller inside the store, to make races happen on purpose.
 #[derive(Default)]
-pub struct Hold {
+pub(crate) struct Hold {
     /// The next `get_evidence` call reports on the first channel, then waits
     /// for a message on the second.
     evidence_once: Mutex<Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>>,
@@ -30,7 +30,7 @@ pub struct Hold {
 
 impl Hold {
     /// Arms the next `get_evidence`: returns (it is held, let it go).
-    pub fn next_evidence_read(&self) -> (mpsc::Receiver<()>, mpsc::Sender<()>) {
+    pub(crate) fn next_evidence_read(&self) -> (mpsc::Receiver<()>, mpsc::Sender<()>) {
         let (held_tx, held_rx) = mpsc::channel();
         let (go_tx, go_rx) = mpsc::channel();
         *self.evidence_once.lock().unwrap() = Some((held_tx, go_rx));
@@ -38,7 +38,7 @@ impl Hold {
     }
 
     /// Holds (`true`) or lets go (`false`) every `get_device` call.
-    pub fn device_reads(&self, on: bool) {
+    pub(crate) fn device_reads(&self, on: bool) {
         *self.devices.0.lock().unwrap() = on;
         self.devices.1.notify_all();
     }
@@ -64,7 +64,7 @@ impl Hold {
 }
 
 impl FaultyStore {
-    pub fn new(inner: Arc<dyn Store>) -> FaultyStore {
+    pub(crate) fn new(inner: Arc<dyn Store>) -> FaultyStore {
         FaultyStore {
             inner,
             failing: AtomicBool::new(false),

@@ -18,17 +18,17 @@ use base64::Engine as _;
 
 use super::*;
 
-pub const HOUR: Duration = Duration::from_secs(3600);
+pub(crate) const HOUR: Duration = Duration::from_secs(3600);
 
-pub fn d(s: &str) -> Digest {
+pub(crate) fn d(s: &str) -> Digest {
     Digest::of(s.as_bytes())
 }
 
-pub fn app_digest(version: &str) -> Digest {
+pub(crate) fn app_digest(version: &str) -> Digest {
     attestd_client::sample::application_digest(version)
 }
 
-pub struct Unit {
+pub(crate) struct Unit {
     pub serial: String,
     pub model: String,
     pub key: SigningKey,
@@ -38,7 +38,7 @@ pub struct Unit {
     pub bootcount: u64,
 }
 
-pub struct Fleet {
+pub(crate) struct Fleet {
     pub server: TestServer,
     pub admin: Client,
     pub device: Client,
@@ -54,7 +54,7 @@ pub struct Fleet {
 impl Unit {
     /// The claims of a normal boot: its model, application build and
     /// calibration, answering `nonce`.
-    pub fn claims(&self, bootcount: u64, nonce: Vec<u8>) -> Claims {
+    pub(crate) fn claims(&self, bootcount: u64, nonce: Vec<u8>) -> Claims {
         let mut c = claims(&self.serial, bootcount);
         c.hwmodel = self.model.clone();
         c.nonce = Some(nonce);
@@ -73,7 +73,7 @@ impl Unit {
     }
 }
 
-pub fn baseline_doc(
+pub(crate) fn baseline_doc(
     model: &str,
     version: u64,
     approved_apps: &[(&str, u64)],
@@ -84,13 +84,13 @@ pub fn baseline_doc(
 }
 
 impl Fleet {
-    pub async fn start() -> Fleet {
+    pub(crate) async fn start() -> Fleet {
         Fleet::start_on(Options::default()).await
     }
 
     /// A fleet on a server started with `opts` (release keys, test clock
     /// and a quick re-appraisal are added).
-    pub async fn start_on(opts: Options) -> Fleet {
+    pub(crate) async fn start_on(opts: Options) -> Fleet {
         let release: Vec<SigningKey> = (0..3)
             .map(|i| {
                 SigningKey::generate(if i == 1 {
@@ -141,13 +141,13 @@ impl Fleet {
     }
 
     /// Now on the server's clock, as RFC 3339.
-    pub fn server_now(&self) -> attestd_client::core::time::UnixTime {
+    pub(crate) fn server_now(&self) -> attestd_client::core::time::UnixTime {
         now().plus_seconds(self.server.clock_offset().as_secs() as i64)
     }
 
     /// Provisions and calibrates `n` units of `model`; calibration by the
     /// depot for the indices in `depot`, by line1-cal otherwise.
-    pub async fn enroll(&mut self, model: &str, n: usize, depot: std::ops::Range<usize>) {
+    pub(crate) async fn enroll(&mut self, model: &str, n: usize, depot: std::ops::Range<usize>) {
         let prov = self.server.station("line1-prov").await;
         for i in 0..n {
             let serial = format!("{}-{i:05}", model.replace('-', ""));
@@ -198,7 +198,7 @@ impl Fleet {
         }
     }
 
-    pub async fn publish(
+    pub(crate) async fn publish(
         &self,
         doc: &BaselineDoc,
         signers: &[usize],
@@ -213,12 +213,16 @@ impl Fleet {
             .map(|r| r.into_inner())
     }
 
-    pub fn index(&self, serial: &str) -> usize {
+    pub(crate) fn index(&self, serial: &str) -> usize {
         self.units.iter().position(|u| u.serial == serial).unwrap()
     }
 
     /// Boots unit `i` with its normal claims, changed by `tweak`.
-    pub async fn boot_with(&mut self, i: usize, tweak: impl FnOnce(&mut Claims)) -> pb::Appraisal {
+    pub(crate) async fn boot_with(
+        &mut self,
+        i: usize,
+        tweak: impl FnOnce(&mut Claims),
+    ) -> pb::Appraisal {
         let u = &mut self.units[i];
         u.bootcount += 1;
         let nonce = challenge(&self.device, &u.serial).await;
@@ -230,11 +234,11 @@ impl Fleet {
         r.appraisal.unwrap()
     }
 
-    pub async fn boot(&mut self, i: usize) -> pb::Appraisal {
+    pub(crate) async fn boot(&mut self, i: usize) -> pb::Appraisal {
         self.boot_with(i, |_| {}).await
     }
 
-    pub async fn get(&self, i: usize) -> pb::Device {
+    pub(crate) async fn get(&self, i: usize) -> pb::Device {
         self.auditor
             .fleet()
             .get_device(pb::GetDeviceRequest {
@@ -245,12 +249,12 @@ impl Fleet {
             .into_inner()
     }
 
-    pub async fn status(&self, i: usize) -> pb::DeviceStatus {
+    pub(crate) async fn status(&self, i: usize) -> pb::DeviceStatus {
         pb::DeviceStatus::try_from(self.get(i).await.status).unwrap()
     }
 
     /// Waits until unit `i` has `status` and (if given) `code` among its reasons.
-    pub async fn wait_for(
+    pub(crate) async fn wait_for(
         &self,
         i: usize,
         status: pb::DeviceStatus,
@@ -269,7 +273,7 @@ impl Fleet {
     }
 
     /// Polls unit `i` until `ok` holds; fails the test after `within`.
-    pub async fn wait_until(
+    pub(crate) async fn wait_until(
         &self,
         i: usize,
         within: Duration,
@@ -292,6 +296,6 @@ impl Fleet {
     }
 }
 
-pub fn codes(a: &pb::Appraisal) -> Vec<&str> {
+pub(crate) fn codes(a: &pb::Appraisal) -> Vec<&str> {
     a.reasons.iter().map(|r| r.code.as_str()).collect()
 }

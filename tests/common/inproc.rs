@@ -15,7 +15,7 @@ use attestd_store::Store;
 
 use super::{sha256_hex, ADMIN_TOKEN, AUDITOR_TOKEN, HOSPITAL_TOKEN, MES_TOKEN, STATIONS};
 
-pub struct InProc {
+pub(crate) struct InProc {
     pub app: Arc<App>,
     pub clock: Arc<ManualClock>,
     pub addr: String,
@@ -24,7 +24,7 @@ pub struct InProc {
 }
 
 /// The test principals of `common`, plus a second hospital tenant.
-pub fn principals() -> Vec<PrincipalConfig> {
+pub(crate) fn principals() -> Vec<PrincipalConfig> {
     let p = |name: &str, role: &str, token: &str, station: Option<&str>, tenant: Option<&str>| {
         PrincipalConfig {
             name: name.into(),
@@ -64,11 +64,15 @@ pub fn principals() -> Vec<PrincipalConfig> {
 impl InProc {
     /// Starts a server on `store` with the clock at `start_ms`; the
     /// re-appraisal job does not run by itself (call [`InProc::settle`]).
-    pub async fn start(store: Arc<dyn Store>, release: ReleaseConfig, start_ms: i64) -> InProc {
+    pub(crate) async fn start(
+        store: Arc<dyn Store>,
+        release: ReleaseConfig,
+        start_ms: i64,
+    ) -> InProc {
         InProc::start_with(store, release, start_ms, Default::default()).await
     }
 
-    pub async fn start_with(
+    pub(crate) async fn start_with(
         store: Arc<dyn Store>,
         release: ReleaseConfig,
         start_ms: i64,
@@ -79,7 +83,7 @@ impl InProc {
     }
 
     /// Starts a server on `store` reading `clock` (replicas share one).
-    pub async fn start_on_clock(
+    pub(crate) async fn start_on_clock(
         store: Arc<dyn Store>,
         release: ReleaseConfig,
         clock: Arc<ManualClock>,
@@ -123,14 +127,14 @@ impl InProc {
         }
     }
 
-    pub async fn client(&self, token: Option<&str>) -> Client {
+    pub(crate) async fn client(&self, token: Option<&str>) -> Client {
         Client::connect(&format!("http://{}", self.addr), token)
             .await
             .expect("connect")
     }
 
     /// Runs the re-appraisal job until it has nothing left to do.
-    pub async fn settle(&self) {
+    pub(crate) async fn settle(&self) {
         for _ in 0..1000 {
             if attestd_server::reappraisal::step(&self.app)
                 .await
@@ -143,7 +147,7 @@ impl InProc {
         panic!("the re-appraisal job did not settle");
     }
 
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }

@@ -20,11 +20,11 @@ use super::fleet::Unit;
 use super::{provision, submit};
 
 /// How long anything the tests wait for may take on a loaded 2-core machine.
-pub const DEADLINE: Duration = Duration::from_secs(30);
+pub(crate) const DEADLINE: Duration = Duration::from_secs(30);
 
 /// Where the test stood when a call started or ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Phase {
+pub(crate) enum Phase {
     /// Nothing has failed yet.
     Before,
     /// The fault is being made (the kill sent, the database stopping).
@@ -47,7 +47,7 @@ const PHASES: [Phase; 5] = [
 
 /// What a worker does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// A unit boots: challenge, then evidence.
     Boot,
     /// A station provisions a new unit.
@@ -58,7 +58,7 @@ pub enum Kind {
 
 impl Kind {
     /// The audit action of the change it makes.
-    pub fn action(self) -> &'static str {
+    pub(crate) fn action(self) -> &'static str {
         match self {
             Kind::Boot => "evidence.accept",
             Kind::Record => "record.provisioning",
@@ -70,7 +70,7 @@ impl Kind {
 /// One answer of a call: the id of what it stored (empty when nothing was
 /// stored), whether it released the unit and the gate's reason codes.
 #[derive(Debug)]
-pub struct Answer {
+pub(crate) struct Answer {
     pub serial: String,
     pub id: String,
     pub release: bool,
@@ -80,14 +80,14 @@ pub struct Answer {
 impl Answer {
     /// What a batch answers for a unit it could not decide: HOLD, nothing
     /// stored, because the store is unavailable.
-    pub fn held_unavailable(&self) -> bool {
+    pub(crate) fn held_unavailable(&self) -> bool {
         !self.release && self.id.is_empty() && self.codes == ["STORE_UNAVAILABLE"]
     }
 }
 
 /// One call of the load.
 #[derive(Debug)]
-pub struct Call {
+pub(crate) struct Call {
     pub worker: usize,
     pub replica: usize,
     pub kind: Kind,
@@ -100,19 +100,19 @@ pub struct Call {
 }
 
 impl Call {
-    pub fn released(&self) -> bool {
+    pub(crate) fn released(&self) -> bool {
         self.outcome
             .as_ref()
             .is_ok_and(|a| a.iter().any(|a| a.release))
     }
 
-    pub fn within(&self, p: Phase) -> bool {
+    pub(crate) fn within(&self, p: Phase) -> bool {
         self.from == p && self.to == p
     }
 }
 
 /// The work of one worker.
-pub enum Job {
+pub(crate) enum Job {
     /// Boots `units` in turn, through one replica.
     Boot {
         device: Client,
@@ -130,7 +130,7 @@ pub enum Job {
 }
 
 impl Job {
-    pub fn kind(&self) -> Kind {
+    pub(crate) fn kind(&self) -> Kind {
         match self {
             Job::Boot { .. } => Kind::Boot,
             Job::Record { .. } => Kind::Record,
@@ -139,7 +139,7 @@ impl Job {
     }
 
     /// How many changes the worker's `n`th call could store.
-    pub fn writes(&self, n: u64) -> usize {
+    pub(crate) fn writes(&self, n: u64) -> usize {
         match self {
             Job::Release { serials, .. } if !n.is_multiple_of(2) => serials.len(),
             _ => 1,
@@ -147,7 +147,7 @@ impl Job {
     }
 
     /// The worker's `n`th call.
-    pub async fn call(&self, n: u64) -> Result<Vec<Answer>, tonic::Status> {
+    pub(crate) async fn call(&self, n: u64) -> Result<Vec<Answer>, tonic::Status> {
         match self {
             Job::Boot { device, units } => {
                 let u = &units[n as usize % units.len()];
@@ -222,7 +222,7 @@ impl Job {
 
 /// Workers calling replicas until stopped, each call logged with the
 /// phases it started and ended in.
-pub struct Load {
+pub(crate) struct Load {
     phase: Arc<AtomicU8>,
     stop: Arc<AtomicBool>,
     /// Every call so far.
@@ -235,7 +235,7 @@ pub struct Load {
 
 impl Load {
     /// A load whose log times count from `started`.
-    pub fn new(started: Instant) -> Load {
+    pub(crate) fn new(started: Instant) -> Load {
         Load {
             phase: Arc::new(AtomicU8::new(Phase::Before as u8)),
             stop: Arc::new(AtomicBool::new(false)),
@@ -246,12 +246,12 @@ impl Load {
         }
     }
 
-    pub fn set(&self, p: Phase) {
+    pub(crate) fn set(&self, p: Phase) {
         self.phase.store(p as u8, Ordering::SeqCst);
         eprintln!("{:>6.2?}: {p:?}", self.started.elapsed());
     }
 
-    pub fn spawn(&mut self, replica: usize, job: Job) {
+    pub(crate) fn spawn(&mut self, replica: usize, job: Job) {
         let worker = self.workers.len();
         let kind = job.kind();
         let on = Arc::new(AtomicBool::new(true));
@@ -284,14 +284,14 @@ impl Load {
     }
 
     /// The workers calling one of `replicas`.
-    pub fn workers_on(&self, replicas: &[usize]) -> Vec<usize> {
+    pub(crate) fn workers_on(&self, replicas: &[usize]) -> Vec<usize> {
         (0..self.workers.len())
             .filter(|w| replicas.contains(&self.workers[*w].0))
             .collect()
     }
 
     /// Stops the workers of `replica` from making further calls.
-    pub fn halt(&self, replica: usize) {
+    pub(crate) fn halt(&self, replica: usize) {
         for (r, _, on) in &self.workers {
             if *r == replica {
                 on.store(false, Ordering::SeqCst);
@@ -300,7 +300,7 @@ impl Load {
     }
 
     /// Calls of `worker` that started in `from` or later and succeeded.
-    pub fn acked(&self, worker: usize, from: Phase) -> usize {
+    pub(crate) fn acked(&self, worker: usize, from: Phase) -> usize {
         self.calls
             .lock()
             .unwrap()
@@ -311,7 +311,7 @@ impl Load {
 
     /// Waits until every worker in `workers` has `n` successful calls
     /// started in `from` or later.
-    pub async fn wait_acked(&self, workers: &[usize], from: Phase, n: usize) {
+    pub(crate) async fn wait_acked(&self, workers: &[usize], from: Phase, n: usize) {
         let t0 = Instant::now();
         for &w in workers {
             poll(
@@ -328,7 +328,7 @@ impl Load {
     }
 
     /// Stops every worker and returns the log.
-    pub async fn finish(self) -> Vec<Call> {
+    pub(crate) async fn finish(self) -> Vec<Call> {
         self.stop.store(true, Ordering::SeqCst);
         for t in self.tasks {
             tokio::time::timeout(DEADLINE, t)
@@ -373,7 +373,10 @@ fn summarize(calls: &[Call]) {
 }
 
 /// Polls `ok` until it holds; fails the test after [`DEADLINE`].
-pub async fn poll<F: Future<Output = bool>>(what: &str, mut ok: impl FnMut() -> F) -> Duration {
+pub(crate) async fn poll<F: Future<Output = bool>>(
+    what: &str,
+    mut ok: impl FnMut() -> F,
+) -> Duration {
     let t0 = Instant::now();
     loop {
         if ok().await {
@@ -385,7 +388,7 @@ pub async fn poll<F: Future<Output = bool>>(what: &str, mut ok: impl FnMut() -> 
 }
 
 /// The acknowledged writes of a load, by kind: (serial, id).
-pub fn acked(calls: &[Call], kind: Kind) -> Vec<(String, String)> {
+pub(crate) fn acked(calls: &[Call], kind: Kind) -> Vec<(String, String)> {
     calls
         .iter()
         .filter(|c| c.kind == kind)

@@ -4,16 +4,16 @@
 
 #![allow(dead_code)]
 
-pub mod faulty;
-pub mod fleet;
-pub mod inproc;
-pub mod load;
-pub mod pki;
-pub mod private_pg;
-pub mod replicas;
-pub mod rpc;
-pub mod trusted;
-pub mod web;
+pub(crate) mod faulty;
+pub(crate) mod fleet;
+pub(crate) mod inproc;
+pub(crate) mod load;
+pub(crate) mod pki;
+pub(crate) mod private_pg;
+pub(crate) mod replicas;
+pub(crate) mod rpc;
+pub(crate) mod trusted;
+pub(crate) mod web;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -35,12 +35,12 @@ use attestd_client::record::{sign_provisioning, spki_base64};
 use attestd_client::{Client, SigningKey};
 use tonic::Code;
 
-pub const ADMIN_TOKEN: &str = "test-admin-token";
-pub const MES_TOKEN: &str = "test-mes-token";
-pub const HOSPITAL_TOKEN: &str = "test-hospital-token";
-pub const AUDITOR_TOKEN: &str = "test-auditor-token";
+pub(crate) const ADMIN_TOKEN: &str = "test-admin-token";
+pub(crate) const MES_TOKEN: &str = "test-mes-token";
+pub(crate) const HOSPITAL_TOKEN: &str = "test-hospital-token";
+pub(crate) const AUDITOR_TOKEN: &str = "test-auditor-token";
 /// Stations with a principal in the test configuration: (station_id, token).
-pub const STATIONS: &[(&str, &str)] = &[
+pub(crate) const STATIONS: &[(&str, &str)] = &[
     ("line1-prov", "tok-line1-prov"),
     ("line1-cal", "tok-line1-cal"),
     ("line2-prov", "tok-line2-prov"),
@@ -51,7 +51,7 @@ pub const STATIONS: &[(&str, &str)] = &[
     ("rep-c", "tok-rep-c"),
 ];
 
-pub fn station_token(id: &str) -> &'static str {
+pub(crate) fn station_token(id: &str) -> &'static str {
     STATIONS
         .iter()
         .find(|(s, _)| *s == id)
@@ -59,13 +59,13 @@ pub fn station_token(id: &str) -> &'static str {
         .expect("station in test config")
 }
 
-pub fn sha256_hex(s: &str) -> String {
+pub(crate) fn sha256_hex(s: &str) -> String {
     attestd_client::core::ids::Digest::of(s.as_bytes()).to_hex()
 }
 
 /// Extra settings for the test configuration.
 #[derive(Default, Clone)]
-pub struct Options {
+pub(crate) struct Options {
     /// Extra `[limits]` lines.
     pub limits: Vec<(&'static str, String)>,
     /// Release keys (base64 SPKI) and threshold for baselines.
@@ -95,11 +95,11 @@ pub struct Options {
 /// Which backend the end-to-end tests run on: `sled` (default) or
 /// `postgres` (a database per server, on the PostgreSQL named by
 /// `ATTESTD_TEST_PG_URL`, default the local one).
-pub const BACKEND_VAR: &str = "ATTESTD_TEST_BACKEND";
+pub(crate) const BACKEND_VAR: &str = "ATTESTD_TEST_BACKEND";
 
 /// The storage backend of a test's servers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
+pub(crate) enum Backend {
     Sled,
     Postgres,
 }
@@ -110,7 +110,7 @@ tokio::task_local! {
 
 impl Backend {
     /// Runs a test body whose servers use this backend.
-    pub async fn run<F: std::future::Future>(self, body: F) -> F::Output {
+    pub(crate) async fn run<F: std::future::Future>(self, body: F) -> F::Output {
         BACKEND.scope(self, body).await
     }
 }
@@ -139,7 +139,7 @@ macro_rules! both_backends {
 
 /// Whether this test's servers use PostgreSQL: the backend of
 /// [`both_backends!`], else [`BACKEND_VAR`].
-pub fn on_postgres() -> bool {
+pub(crate) fn on_postgres() -> bool {
     if let Ok(b) = BACKEND.try_with(|b| *b) {
         return b == Backend::Postgres;
     }
@@ -150,7 +150,7 @@ pub fn on_postgres() -> bool {
     }
 }
 
-pub struct TestServer {
+pub(crate) struct TestServer {
     /// The server's own database, when it made one (dropped with it).
     pub db: Option<Arc<attestd_store::postgres::testdb::TestDb>>,
     pub dir: tempfile::TempDir,
@@ -161,17 +161,17 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    pub fn start() -> TestServer {
+    pub(crate) fn start() -> TestServer {
         TestServer::start_with(Options::default())
     }
 
-    pub fn start_with(opts: Options) -> TestServer {
+    pub(crate) fn start_with(opts: Options) -> TestServer {
         TestServer::start_in(tempfile::tempdir().expect("tempdir"), opts)
     }
 
     /// Starts a server in `dir`, whose `data` directory may hold data
     /// already (a restored backup).
-    pub fn start_in(dir: tempfile::TempDir, mut opts: Options) -> TestServer {
+    pub(crate) fn start_in(dir: tempfile::TempDir, mut opts: Options) -> TestServer {
         let mut db = None;
         if opts.postgres_url.is_none() && on_postgres() {
             let made = Arc::new(attestd_store::postgres::testdb::TestDb::create());
@@ -190,21 +190,21 @@ impl TestServer {
     }
 
     /// The options it was started with (to start a replica like it).
-    pub fn options(&self) -> &Options {
+    pub(crate) fn options(&self) -> &Options {
         &self.opts
     }
 
     /// Everything the server logged so far.
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("attestd.log")).unwrap_or_default()
     }
 
-    pub fn data_dir(&self) -> PathBuf {
+    pub(crate) fn data_dir(&self) -> PathBuf {
         data_dir(self.dir.path(), &self.opts)
     }
 
     /// Sends a signal (`TERM`, `HUP`, ...) to the server.
-    pub fn signal(&self, sig: &str) {
+    pub(crate) fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
             .args([&format!("-{sig}"), &self.child.id().to_string()])
             .status()
@@ -214,7 +214,7 @@ impl TestServer {
     }
 
     /// Waits up to `within` for the server to exit; its status, if it did.
-    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+    pub(crate) fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
         let deadline = std::time::Instant::now() + within;
         loop {
             if let Some(s) = self.child.try_wait().expect("try_wait") {
@@ -228,7 +228,7 @@ impl TestServer {
     }
 
     /// Moves the server's clock forward (needs `Options::test_clock`).
-    pub fn advance_clock(&self, by: Duration) {
+    pub(crate) fn advance_clock(&self, by: Duration) {
         assert!(self.opts.test_clock, "start the server with test_clock");
         let path = self.dir.path().join("clock_offset_ms");
         let now: i64 = std::fs::read_to_string(&path)
@@ -239,7 +239,7 @@ impl TestServer {
     }
 
     /// The server's clock offset, to build timestamps on its timeline.
-    pub fn clock_offset(&self) -> Duration {
+    pub(crate) fn clock_offset(&self) -> Duration {
         let path = self.dir.path().join("clock_offset_ms");
         Duration::from_millis(
             std::fs::read_to_string(&path)
@@ -250,19 +250,19 @@ impl TestServer {
     }
 
     /// SIGKILL: no shutdown, no final flush.
-    pub fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
     /// Starts the binary again on the same data directory with `opts`.
-    pub fn restart_with(&mut self, opts: Options) {
+    pub(crate) fn restart_with(&mut self, opts: Options) {
         self.opts = opts;
         self.restart();
     }
 
     /// Starts the binary again on the same data directory (new port).
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.kill9();
         let (child, addr, metrics_addr) = launch(self.dir.path(), &self.opts);
         self.child = child;
@@ -270,19 +270,19 @@ impl TestServer {
         self.metrics_addr = metrics_addr;
     }
 
-    pub fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         match self.opts.tls_ca_pem {
             Some(_) => format!("https://{}", self.addr),
             None => format!("http://{}", self.addr),
         }
     }
 
-    pub async fn client(&self, token: Option<&str>) -> Client {
+    pub(crate) async fn client(&self, token: Option<&str>) -> Client {
         self.client_with_cert(token, None).await.expect("connect")
     }
 
     /// A client with a token and/or a client certificate (PEM chain, key).
-    pub async fn client_with_cert(
+    pub(crate) async fn client_with_cert(
         &self,
         token: Option<&str>,
         identity: Option<(Vec<u8>, Vec<u8>)>,
@@ -300,20 +300,20 @@ impl TestServer {
     }
 
     /// The server's process id (for signals).
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    pub async fn admin(&self) -> Client {
+    pub(crate) async fn admin(&self) -> Client {
         self.client(Some(ADMIN_TOKEN)).await
     }
 
-    pub async fn station(&self, id: &str) -> Client {
+    pub(crate) async fn station(&self, id: &str) -> Client {
         self.client(Some(station_token(id))).await
     }
 
     /// The Prometheus text of GET /metrics.
-    pub fn metrics(&self) -> String {
+    pub(crate) fn metrics(&self) -> String {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(&self.metrics_addr).expect("metrics connect");
         s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
@@ -324,7 +324,7 @@ impl TestServer {
     }
 
     /// One metric's value (exact series name, labels included).
-    pub fn metric(&self, series: &str) -> u64 {
+    pub(crate) fn metric(&self, series: &str) -> u64 {
         let text = self.metrics();
         text.lines()
             .find_map(|l| {
@@ -337,7 +337,7 @@ impl TestServer {
 
     /// Waits until the metric reaches at least `want` (the re-appraisal job
     /// works in the background); fails after 20 s.
-    pub async fn wait_metric(&self, series: &str, want: u64) {
+    pub(crate) async fn wait_metric(&self, series: &str, want: u64) {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
             let v = self.metric(series);
@@ -354,7 +354,7 @@ impl TestServer {
 
     /// Waits until the re-appraisal job has been idle for a while (its
     /// counter unchanged over 300 ms).
-    pub async fn wait_idle(&self) {
+    pub(crate) async fn wait_idle(&self) {
         let mut last = self.metric("attestd_reappraisals_total");
         let mut quiet = 0;
         while quiet < 3 {
@@ -366,7 +366,7 @@ impl TestServer {
     }
 
     /// Counts of stored objects: (stations, devices, records, evidence).
-    pub fn stored(&self) -> (u64, u64, u64, u64) {
+    pub(crate) fn stored(&self) -> (u64, u64, u64, u64) {
         (
             self.metric("attestd_stored{kind=\"stations\"}"),
             self.metric("attestd_stored{kind=\"devices\"}"),
@@ -490,7 +490,7 @@ fn launch(dir: &Path, opts: &Options) -> (Child, String, String) {
 }
 
 /// The attestd reason code carried by a status.
-pub fn reason(status: &tonic::Status) -> String {
+pub(crate) fn reason(status: &tonic::Status) -> String {
     use tonic_types::StatusExt;
     status
         .get_details_error_info()
@@ -500,7 +500,7 @@ pub fn reason(status: &tonic::Status) -> String {
 
 /// Asserts a call failed with `code` and `reason`; returns the message.
 #[track_caller]
-pub fn assert_rejected<T: std::fmt::Debug>(
+pub(crate) fn assert_rejected<T: std::fmt::Debug>(
     result: Result<T, tonic::Status>,
     code: Code,
     want: &str,
@@ -519,7 +519,7 @@ pub fn assert_rejected<T: std::fmt::Debug>(
     }
 }
 
-pub fn now() -> UnixTime {
+pub(crate) fn now() -> UnixTime {
     UnixTime(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -529,7 +529,7 @@ pub fn now() -> UnixTime {
 }
 
 /// Registers `station_id` with a fresh key for the given kinds and models.
-pub async fn register_station(
+pub(crate) async fn register_station(
     admin: &Client,
     station_id: &str,
     kinds: &[pb::RecordKind],
@@ -550,7 +550,7 @@ pub async fn register_station(
     key
 }
 
-pub fn provisioning_doc(
+pub(crate) fn provisioning_doc(
     station_id: &str,
     sequence: u64,
     serial: &str,
@@ -583,7 +583,7 @@ pub fn provisioning_doc(
 
 /// Registers station `line1-prov` (provisioning, PM-200) and enrolls
 /// `serial` through it with a new device key of `alg`; returns that key.
-pub async fn enroll_one(server: &TestServer, serial: &str, alg: KeyAlg) -> SigningKey {
+pub(crate) async fn enroll_one(server: &TestServer, serial: &str, alg: KeyAlg) -> SigningKey {
     let admin = server.admin().await;
     let st_key = register_station(
         &admin,
@@ -601,7 +601,7 @@ pub async fn enroll_one(server: &TestServer, serial: &str, alg: KeyAlg) -> Signi
 }
 
 /// Provisions `serial` through `station` signed by `station_key`; returns the record id.
-pub async fn provision(
+pub(crate) async fn provision(
     station: &Client,
     station_id: &str,
     station_key: &SigningKey,
@@ -620,14 +620,14 @@ pub async fn provision(
 }
 
 /// Claims for a unit provisioned by [`provisioning_doc`].
-pub fn claims(serial: &str, bootcount: u64) -> Claims {
+pub(crate) fn claims(serial: &str, bootcount: u64) -> Claims {
     let serial =
         Serial::parse(serial, attestd_client::core::Reason::FieldInvalid, "serial").unwrap();
     sample_claims(&serial, "PM-200", "B", bootcount, now())
 }
 
 /// Gets a challenge and returns it.
-pub async fn challenge(client: &Client, serial: &str) -> Vec<u8> {
+pub(crate) async fn challenge(client: &Client, serial: &str) -> Vec<u8> {
     client
         .device()
         .get_challenge(pb::GetChallengeRequest {
@@ -640,7 +640,7 @@ pub async fn challenge(client: &Client, serial: &str) -> Vec<u8> {
 }
 
 /// A whole boot: challenge, then evidence signed by `key`.
-pub async fn boot(
+pub(crate) async fn boot(
     client: &Client,
     serial: &str,
     key: &SigningKey,
@@ -652,7 +652,7 @@ pub async fn boot(
     submit(client, sign_evidence(&c, key)).await
 }
 
-pub async fn submit(
+pub(crate) async fn submit(
     client: &Client,
     evidence: Vec<u8>,
 ) -> Result<pb::SubmitEvidenceResponse, tonic::Status> {
@@ -667,7 +667,7 @@ pub async fn submit(
 }
 
 /// Every history entry of a unit (all pages).
-pub async fn history(client: &Client, serial: &str) -> Vec<pb::HistoryEntry> {
+pub(crate) async fn history(client: &Client, serial: &str) -> Vec<pb::HistoryEntry> {
     let mut out = Vec::new();
     let mut token = String::new();
     loop {
@@ -690,7 +690,7 @@ pub async fn history(client: &Client, serial: &str) -> Vec<pb::HistoryEntry> {
 }
 
 /// Evidence ids in a unit's history.
-pub async fn evidence_ids(client: &Client, serial: &str) -> Vec<String> {
+pub(crate) async fn evidence_ids(client: &Client, serial: &str) -> Vec<String> {
     history(client, serial)
         .await
         .into_iter()
@@ -702,7 +702,7 @@ pub async fn evidence_ids(client: &Client, serial: &str) -> Vec<String> {
 }
 
 /// A calibration record of `serial` (digest derived from serial and sequence).
-pub fn calibration_doc(
+pub(crate) fn calibration_doc(
     station_id: &str,
     sequence: u64,
     serial: &str,
@@ -744,7 +744,7 @@ pub fn calibration_doc(
 }
 
 /// Every audit entry (all pages), as the core type, in order.
-pub async fn audit_entries(c: &Client) -> Vec<attestd_client::core::audit::AuditEntry> {
+pub(crate) async fn audit_entries(c: &Client) -> Vec<attestd_client::core::audit::AuditEntry> {
     let mut stream = c
         .audit()
         .export_audit(pb::ExportAuditRequest::default())

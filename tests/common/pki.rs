@@ -5,13 +5,13 @@ use attestd_client::core::ids::Digest;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
 
 /// A CA that signs leaf certificates.
-pub struct Ca {
+pub(crate) struct Ca {
     pub issuer: Issuer<'static, KeyPair>,
     /// Its own certificate (PEM).
     pub pem: String,
 }
 
-pub fn ca(name: &str) -> Ca {
+pub(crate) fn ca(name: &str) -> Ca {
     let key = KeyPair::generate().unwrap();
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -25,7 +25,7 @@ pub fn ca(name: &str) -> Ca {
 
 /// A leaf certificate for DNS names or IP addresses `names` and SAN URIs
 /// `uris`: (chain PEM, key PEM, SHA-256 of its DER).
-pub fn leaf(ca: &Ca, names: &[&str], uris: &[&str]) -> (Vec<u8>, Vec<u8>, Digest) {
+pub(crate) fn leaf(ca: &Ca, names: &[&str], uris: &[&str]) -> (Vec<u8>, Vec<u8>, Digest) {
     let key = KeyPair::generate().unwrap();
     let mut params =
         CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();

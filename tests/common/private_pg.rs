@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 const BIN_DIRS: &[&str] = &["/usr/lib/postgresql/15/bin", "/usr/local/bin", "/usr/bin"];
 
 /// A private PostgreSQL server, stopped and removed when dropped.
-pub struct PrivatePg {
+pub(crate) struct PrivatePg {
     dir: tempfile::TempDir,
     bin: PathBuf,
     port: u16,
@@ -28,7 +28,7 @@ pub struct PrivatePg {
 
 impl PrivatePg {
     /// Creates a cluster and starts it; panics, saying why, if it cannot.
-    pub fn start() -> PrivatePg {
+    pub(crate) fn start() -> PrivatePg {
         let bin = BIN_DIRS
             .iter()
             .map(Path::new)
@@ -83,13 +83,13 @@ impl PrivatePg {
     }
 
     /// The URL of its `postgres` database.
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
     /// `pg_ctl stop -m immediate`: the server and its backends end at once,
     /// as in a crash (what was committed is in the WAL, fsynced).
-    pub fn stop_immediate(&mut self) {
+    pub(crate) fn stop_immediate(&mut self) {
         self.running = false;
         let data = self.data();
         self.ctl("pg_ctl", |c| {
@@ -101,7 +101,7 @@ impl PrivatePg {
 
     /// `pg_ctl start` on the same data directory and port (crash recovery
     /// first); returns once it accepts connections.
-    pub fn start_again(&mut self) {
+    pub(crate) fn start_again(&mut self) {
         assert!(
             self.try_start(),
             "the private PostgreSQL did not start again; log:\n{}",
@@ -110,7 +110,7 @@ impl PrivatePg {
     }
 
     /// The server's log so far.
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default()
     }
 

@@ -10,7 +10,7 @@ use attestd_store::postgres::testdb::TestDb;
 use super::fleet::Fleet;
 use super::{Options, TestServer};
 
-pub struct Replicas {
+pub(crate) struct Replicas {
     pub fleet: Fleet,
     pub others: Vec<TestServer>,
     /// The database they share, when made for them (dropped after them).
@@ -20,13 +20,13 @@ pub struct Replicas {
 
 impl Replicas {
     /// `n` replicas on a new database of the shared test server.
-    pub async fn start(n: usize) -> Replicas {
+    pub(crate) async fn start(n: usize) -> Replicas {
         Replicas::start_with(n, None, Vec::new()).await
     }
 
     /// `n` replicas on the database at `url` (a new one of the shared test
     /// server when `None`), with extra `[limits]`.
-    pub async fn start_with(
+    pub(crate) async fn start_with(
         n: usize,
         url: Option<String>,
         mut limits: Vec<(&'static str, String)>,
@@ -59,14 +59,14 @@ impl Replicas {
     }
 
     /// Replica `i` (0 is the fleet's own).
-    pub fn replica(&self, i: usize) -> &TestServer {
+    pub(crate) fn replica(&self, i: usize) -> &TestServer {
         match i {
             0 => &self.fleet.server,
             i => &self.others[i - 1],
         }
     }
 
-    pub fn replica_mut(&mut self, i: usize) -> &mut TestServer {
+    pub(crate) fn replica_mut(&mut self, i: usize) -> &mut TestServer {
         match i {
             0 => &mut self.fleet.server,
             i => &mut self.others[i - 1],
@@ -74,7 +74,7 @@ impl Replicas {
     }
 
     /// The one audit key every replica signs with.
-    pub fn audit_key(&self) -> PublicKey {
+    pub(crate) fn audit_key(&self) -> PublicKey {
         use base64::Engine as _;
         let spki = base64::engine::general_purpose::STANDARD
             .decode(

@@ -4,7 +4,7 @@
 use attestd_client::{pb, Client};
 
 /// Calls `path` with an empty request; returns the status (Ok maps to OK).
-pub async fn call(c: &Client, path: &str) -> tonic::Status {
+pub(crate) async fn call(c: &Client, path: &str) -> tonic::Status {
     macro_rules! go {
         ($e:expr) => {
             match $e.await {

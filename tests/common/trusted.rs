@@ -20,7 +20,7 @@ use super::faulty::FaultyStore;
 use super::inproc::InProc;
 use super::*;
 
-pub struct Bench {
+pub(crate) struct Bench {
     pub srv: InProc,
     pub store: Arc<FaultyStore>,
     _dir: tempfile::TempDir,
@@ -31,12 +31,12 @@ pub struct Bench {
     pub units: Vec<(String, SigningKey)>,
 }
 
-pub const PROV: &str = "line1-prov";
-pub const CAL: &str = "line1-cal";
+pub(crate) const PROV: &str = "line1-prov";
+pub(crate) const CAL: &str = "line1-cal";
 
 /// A server with `n` units PM200-1.. that are provisioned, calibrated,
 /// booted under a baseline that approves them, and released.
-pub async fn trusted(n: usize, limits: Limits) -> Bench {
+pub(crate) async fn trusted(n: usize, limits: Limits) -> Bench {
     let dir = tempfile::tempdir().unwrap();
     let sled: Arc<dyn Store> = Arc::new(
         SledStore::open(
@@ -119,7 +119,7 @@ pub async fn trusted(n: usize, limits: Limits) -> Bench {
 
 /// Publishes baseline `version` of PM-200 approving the units' bootloader,
 /// or withdrawing its build when `withdraw`.
-pub async fn publish(admin: &Client, key: &SigningKey, version: u64, withdraw: bool) {
+pub(crate) async fn publish(admin: &Client, key: &SigningKey, version: u64, withdraw: bool) {
     let mut doc = super::fleet::baseline_doc(
         "PM-200",
         version,
@@ -147,7 +147,7 @@ pub async fn publish(admin: &Client, key: &SigningKey, version: u64, withdraw: b
 }
 
 impl Bench {
-    pub async fn check(&self, serial: &str) -> pb::ReleaseDecision {
+    pub(crate) async fn check(&self, serial: &str) -> pb::ReleaseDecision {
         self.mes
             .release()
             .check_release(pb::CheckReleaseRequest {
@@ -159,7 +159,7 @@ impl Bench {
             .into_inner()
     }
 
-    pub async fn device(&self, serial: &str) -> pb::Device {
+    pub(crate) async fn device(&self, serial: &str) -> pb::Device {
         self.admin
             .fleet()
             .get_device(pb::GetDeviceRequest {

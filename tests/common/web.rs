@@ -12,21 +12,21 @@ use hyper_util::rt::TokioExecutor;
 /// Longest wait for one answer.
 const WAIT: Duration = Duration::from_secs(20);
 
-pub struct Http {
+pub(crate) struct Http {
     client: Client<HttpConnector, Full<Bytes>>,
     base: String,
 }
 
 /// An answer, read whole.
 #[derive(Debug)]
-pub struct Answer {
+pub(crate) struct Answer {
     pub status: u16,
     pub headers: http::HeaderMap,
     pub body: Vec<u8>,
 }
 
 impl Answer {
-    pub fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
             panic!(
                 "not JSON ({e}), status {}: {}",
@@ -36,11 +36,11 @@ impl Answer {
         })
     }
 
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
-    pub fn header(&self, name: &str) -> &str {
+    pub(crate) fn header(&self, name: &str) -> &str {
         self.headers
             .get(name)
             .and_then(|v| v.to_str().ok())
@@ -48,13 +48,13 @@ impl Answer {
     }
 
     /// The attestd reason of a refusal ("" if none).
-    pub fn reason(&self) -> String {
+    pub(crate) fn reason(&self) -> String {
         self.json()["reason"].as_str().unwrap_or("").to_owned()
     }
 }
 
 /// An open streaming answer.
-pub struct Stream {
+pub(crate) struct Stream {
     pub status: u16,
     pub headers: http::HeaderMap,
     body: hyper::body::Incoming,
@@ -63,7 +63,7 @@ pub struct Stream {
 
 /// One server-sent event.
 #[derive(Debug, Clone)]
-pub struct Event {
+pub(crate) struct Event {
     pub id: String,
     pub event: String,
     pub data: String,
@@ -72,7 +72,7 @@ pub struct Event {
 impl Stream {
     /// The next event (comments skipped), or None if the stream ended or
     /// nothing came within `wait`.
-    pub async fn next_event(&mut self, wait: Duration) -> Option<Event> {
+    pub(crate) async fn next_event(&mut self, wait: Duration) -> Option<Event> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             while let Some(end) = self.buf.find("\n\n") {
@@ -112,7 +112,7 @@ impl Stream {
     }
 
     /// The rest of the body (until it ends; bounded by `wait`).
-    pub async fn rest(mut self, wait: Duration) -> String {
+    pub(crate) async fn rest(mut self, wait: Duration) -> String {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             match tokio::time::timeout_at(deadline, self.body.frame()).await {
@@ -131,7 +131,7 @@ impl Stream {
 
 impl Http {
     /// A client of the server at `addr` (host:port).
-    pub fn new(addr: &str) -> Http {
+    pub(crate) fn new(addr: &str) -> Http {
         Http {
             client: Client::builder(TokioExecutor::new()).build_http(),
             base: format!("http://{addr}"),
@@ -172,7 +172,7 @@ impl Http {
             .unwrap()
     }
 
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         method: &str,
         path: &str,
@@ -184,7 +184,7 @@ impl Http {
     }
 
     /// A request with a body of another content type.
-    pub async fn send_with_type(
+    pub(crate) async fn send_with_type(
         &self,
         method: &str,
         path: &str,
@@ -218,21 +218,21 @@ impl Http {
             .unwrap_or_else(|_| panic!("{method} {path}: no answer within {WAIT:?}"))
     }
 
-    pub async fn get(&self, path: &str, token: Option<&str>) -> Answer {
+    pub(crate) async fn get(&self, path: &str, token: Option<&str>) -> Answer {
         self.send("GET", path, token, None).await
     }
 
-    pub async fn post(&self, path: &str, token: Option<&str>, body: &str) -> Answer {
+    pub(crate) async fn post(&self, path: &str, token: Option<&str>, body: &str) -> Answer {
         self.send("POST", path, token, Some(body)).await
     }
 
     /// Opens a streaming GET: the headers are in, the body is read later.
-    pub async fn open(&self, path: &str, token: Option<&str>) -> Stream {
+    pub(crate) async fn open(&self, path: &str, token: Option<&str>) -> Stream {
         self.open_with(path, token, &[]).await
     }
 
     /// Opens a streaming GET with extra headers.
-    pub async fn open_with(
+    pub(crate) async fn open_with(
         &self,
         path: &str,
         token: Option<&str>,
@@ -254,7 +254,7 @@ impl Http {
 }
 
 /// `path` with `{name}` segments replaced by `value`.
-pub fn concrete(pattern: &str, value: &str) -> String {
+pub(crate) fn concrete(pattern: &str, value: &str) -> String {
     pattern
         .split('/')
         .map(|s| if s.starts_with('{') { value } else { s })

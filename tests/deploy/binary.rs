@@ -7,9 +7,9 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 /// Where the image, the chart and the unit install the binary.
-pub const INSTALLED: &str = "/usr/local/bin/attestd";
+pub(crate) const INSTALLED: &str = "/usr/local/bin/attestd";
 
-pub struct Binary {
+pub(crate) struct Binary {
     pub commands: BTreeSet<String>,
     /// Per subcommand: flag name (without `--`) -> whether it takes a value.
     pub flags: BTreeMap<String, BTreeMap<String, bool>>,
@@ -19,7 +19,7 @@ pub struct Binary {
 
 /// A command line from a deployment file, checked and split.
 #[derive(Debug)]
-pub struct Invocation {
+pub(crate) struct Invocation {
     pub command: String,
     /// Flag name -> value ("" for a flag without one).
     pub flags: BTreeMap<String, String>,
@@ -36,7 +36,7 @@ fn help(args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("help is UTF-8")
 }
 
-pub fn binary() -> &'static Binary {
+pub(crate) fn binary() -> &'static Binary {
     static BIN: OnceLock<Binary> = OnceLock::new();
     BIN.get_or_init(|| {
         let top = help(&[]);
@@ -105,7 +105,7 @@ fn parse_flags(text: &str) -> (BTreeMap<String, bool>, BTreeMap<String, String>)
 impl Binary {
     /// Checks a command line (`argv[0]` is the binary) and returns its
     /// subcommand and flags; an error names what the binary lacks.
-    pub fn invocation(&self, argv: &[String]) -> Result<Invocation, String> {
+    pub(crate) fn invocation(&self, argv: &[String]) -> Result<Invocation, String> {
         let shown = argv.join(" ");
         match argv.first() {
             Some(p) if p == INSTALLED => {}
@@ -158,7 +158,7 @@ impl Binary {
     }
 
     /// The default of a flag, as help shows it.
-    pub fn default_of(&self, command: &str, flag: &str) -> String {
+    pub(crate) fn default_of(&self, command: &str, flag: &str) -> String {
         self.defaults
             .get(command)
             .and_then(|d| d.get(flag))

@@ -12,20 +12,20 @@ use crate::binary::binary;
 use crate::helm::Chart;
 use crate::{image, repo, unit_stop_budget, RELEASE};
 
-pub fn chart() -> &'static Chart {
+pub(crate) fn chart() -> &'static Chart {
     static CHART: OnceLock<Chart> = OnceLock::new();
     CHART.get_or_init(|| Chart::load(&repo().join("deploy/helm/attestd")).expect("load the chart"))
 }
 
 /// The chart rendered with some values: its manifests, parsed.
-pub struct Rendered {
+pub(crate) struct Rendered {
     pub docs: Vec<Value>,
 }
 
 /// Renders the chart with `overrides`. With ATTESTD_CHART_RENDER_DIR set,
 /// also writes the manifests to `<dir>/<label>.yaml`, to compare with
 /// `helm template` or feed to a schema validator where those exist.
-pub fn render(label: &str, overrides: &str) -> Result<Rendered, String> {
+pub(crate) fn render(label: &str, overrides: &str) -> Result<Rendered, String> {
     let files = chart().render(overrides, &RELEASE)?;
     if let Ok(dir) = std::env::var("ATTESTD_CHART_RENDER_DIR") {
         let all: Vec<String> = files
@@ -51,18 +51,18 @@ pub fn render(label: &str, overrides: &str) -> Result<Rendered, String> {
 }
 
 impl Rendered {
-    pub fn of_kind(&self, kind: &str) -> Vec<&Value> {
+    pub(crate) fn of_kind(&self, kind: &str) -> Vec<&Value> {
         self.docs.iter().filter(|d| d["kind"] == kind).collect()
     }
 
-    pub fn one(&self, kind: &str) -> &Value {
+    pub(crate) fn one(&self, kind: &str) -> &Value {
         let found = self.of_kind(kind);
         assert_eq!(found.len(), 1, "one {kind}");
         found[0]
     }
 
     /// The StatefulSet or Deployment.
-    pub fn workload(&self) -> &Value {
+    pub(crate) fn workload(&self) -> &Value {
         let w: Vec<_> = self
             .docs
             .iter()
@@ -73,7 +73,7 @@ impl Rendered {
     }
 
     /// The configuration the pod reads: (its path in the container, text).
-    pub fn config(&self) -> Result<(String, String), String> {
+    pub(crate) fn config(&self) -> Result<(String, String), String> {
         let pod = &self.workload()["spec"]["template"]["spec"];
         let c = &pod["containers"][0];
         let argv = argv_of(c);
@@ -104,7 +104,7 @@ impl Rendered {
     }
 }
 
-pub fn argv_of(container: &Value) -> Vec<String> {
+pub(crate) fn argv_of(container: &Value) -> Vec<String> {
     let strings = |v: &Value| -> Vec<String> {
         v.as_array()
             .map(|a| {
@@ -121,7 +121,7 @@ pub fn argv_of(container: &Value) -> Vec<String> {
 
 /// Where a volume's content comes from.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Source {
+pub(crate) enum Source {
     ConfigMap(String),
     /// Secret name and its items (key -> path), empty for all keys.
     Secret(String, Vec<(String, String)>),
@@ -130,7 +130,7 @@ pub enum Source {
 }
 
 #[derive(Debug, Clone)]
-pub struct Mount {
+pub(crate) struct Mount {
     pub path: String,
     pub sub_path: Option<String>,
     pub read_only: bool,
@@ -138,9 +138,9 @@ pub struct Mount {
     pub source: Source,
 }
 
-pub struct Mounts(pub Vec<Mount>);
+pub(crate) struct Mounts(pub Vec<Mount>);
 
-pub fn mounts(pod: &Value, c: &Value) -> Result<Mounts, String> {
+pub(crate) fn mounts(pod: &Value, c: &Value) -> Result<Mounts, String> {
     let mut out = Vec::new();
     for m in c["volumeMounts"].as_array().cloned().unwrap_or_default() {
         let name = m["name"]
@@ -195,7 +195,7 @@ impl Mounts {
     /// The mount a container path lies on (the deepest), and the path
     /// inside it. The root filesystem is read-only, so a path on no mount
     /// is an error.
-    pub fn locate(&self, path: &str) -> Result<(&Mount, String), String> {
+    pub(crate) fn locate(&self, path: &str) -> Result<(&Mount, String), String> {
         self.0
             .iter()
             .filter_map(|m| {
@@ -212,7 +212,7 @@ impl Mounts {
 }
 
 /// Absolute paths in a TOML document: (dotted key, path).
-pub fn toml_paths(t: &toml::Table, at: &str, out: &mut Vec<(String, String)>) {
+pub(crate) fn toml_paths(t: &toml::Table, at: &str, out: &mut Vec<(String, String)>) {
     for (k, v) in t {
         let key = if at.is_empty() {
             k.clone()
@@ -238,12 +238,12 @@ pub fn toml_paths(t: &toml::Table, at: &str, out: &mut Vec<(String, String)>) {
     }
 }
 
-pub fn port_of(addr: &str) -> Option<u16> {
+pub(crate) fn port_of(addr: &str) -> Option<u16> {
     addr.rsplit_once(':')?.1.parse().ok()
 }
 
 /// What a rendering is expected to be.
-pub struct Expect {
+pub(crate) struct Expect {
     pub postgres: bool,
     pub replicas: i64,
 }
@@ -257,7 +257,7 @@ fn check(p: &mut Vec<String>, ok: bool, what: String) {
     }
 }
 
-pub fn problems(r: &Rendered, want: &Expect) -> Vec<String> {
+pub(crate) fn problems(r: &Rendered, want: &Expect) -> Vec<String> {
     let mut p = Vec::new();
     let bin = binary();
     let img = image();

@@ -6,18 +6,18 @@ use std::path::Path;
 
 /// One instruction: its keyword (upper case) and the rest of its line(s).
 #[derive(Debug, Clone)]
-pub struct Instruction {
+pub(crate) struct Instruction {
     pub keyword: String,
     pub args: String,
 }
 
 /// The Dockerfile's stages, in order; each begins with its FROM.
-pub struct Dockerfile {
+pub(crate) struct Dockerfile {
     pub stages: Vec<Vec<Instruction>>,
 }
 
 impl Dockerfile {
-    pub fn parse(text: &str) -> Result<Dockerfile, String> {
+    pub(crate) fn parse(text: &str) -> Result<Dockerfile, String> {
         let mut logical = Vec::new();
         let mut current = String::new();
         for line in text.lines() {
@@ -60,13 +60,13 @@ impl Dockerfile {
         Ok(Dockerfile { stages })
     }
 
-    pub fn load(path: &Path) -> Dockerfile {
+    pub(crate) fn load(path: &Path) -> Dockerfile {
         let text = std::fs::read_to_string(path).expect("read the Dockerfile");
         Dockerfile::parse(&text).expect("parse the Dockerfile")
     }
 
     /// The global ARG default of `name`.
-    pub fn arg_default(text: &str, name: &str) -> Option<String> {
+    pub(crate) fn arg_default(text: &str, name: &str) -> Option<String> {
         text.lines().find_map(|l| {
             l.trim()
                 .strip_prefix("ARG ")
@@ -76,12 +76,12 @@ impl Dockerfile {
         })
     }
 
-    pub fn runtime(&self) -> &[Instruction] {
+    pub(crate) fn runtime(&self) -> &[Instruction] {
         self.stages.last().expect("a stage")
     }
 
     /// Instructions of a stage with `keyword`.
-    pub fn all<'a>(
+    pub(crate) fn all<'a>(
         stage: &'a [Instruction],
         keyword: &'a str,
     ) -> impl Iterator<Item = &'a Instruction> {
@@ -89,7 +89,7 @@ impl Dockerfile {
     }
 
     /// The single instruction of a stage with `keyword`.
-    pub fn one<'a>(stage: &'a [Instruction], keyword: &str) -> &'a Instruction {
+    pub(crate) fn one<'a>(stage: &'a [Instruction], keyword: &str) -> &'a Instruction {
         let found: Vec<_> = stage.iter().filter(|i| i.keyword == keyword).collect();
         assert_eq!(
             found.len(),
@@ -102,14 +102,14 @@ impl Dockerfile {
 
 /// An exec-form (JSON array) argument list, as ENTRYPOINT, CMD, VOLUME and
 /// HEALTHCHECK CMD take it.
-pub fn exec_form(args: &str) -> Vec<String> {
+pub(crate) fn exec_form(args: &str) -> Vec<String> {
     serde_json::from_str(args)
         .unwrap_or_else(|e| panic!("{args}: not an exec-form JSON array: {e}"))
 }
 
 /// `--name=value` options at the start of an instruction's arguments, and
 /// what follows them.
-pub fn options(args: &str) -> (Vec<(String, String)>, String) {
+pub(crate) fn options(args: &str) -> (Vec<(String, String)>, String) {
     let mut opts = Vec::new();
     let mut rest = args.trim();
     while let Some(o) = rest.strip_prefix("--") {
@@ -124,13 +124,13 @@ pub fn options(args: &str) -> (Vec<(String, String)>, String) {
 /// .dockerignore in the allowlist form this project uses: `*`, then
 /// `!path` lines letting paths back in, then exclusions again. Anything
 /// else is refused, so the check below means what it says.
-pub struct Ignore {
+pub(crate) struct Ignore {
     pub allowed: Vec<String>,
     pub excluded: Vec<String>,
 }
 
 impl Ignore {
-    pub fn parse(text: &str) -> Result<Ignore, String> {
+    pub(crate) fn parse(text: &str) -> Result<Ignore, String> {
         let mut lines = text
             .lines()
             .map(str::trim)
@@ -156,7 +156,7 @@ impl Ignore {
     }
 
     /// Whether a path (relative to the context) is sent to the builder.
-    pub fn sends(&self, path: &str) -> bool {
+    pub(crate) fn sends(&self, path: &str) -> bool {
         let under = |p: &str, dir: &str| p == dir || p.starts_with(&format!("{dir}/"));
         let allowed = self.allowed.iter().any(|a| under(path, a));
         let excluded = self.excluded.iter().any(|e| match e.strip_prefix("**/") {

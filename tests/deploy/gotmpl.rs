@@ -90,7 +90,7 @@ fn find_action_end(s: &str) -> Option<usize> {
 // ---------------------------------------------------------------- parsing
 
 #[derive(Debug, Clone)]
-pub enum Node {
+pub(crate) enum Node {
     Text(String),
     Output(Pipe),
     If(Pipe, Vec<Node>, Vec<Node>),
@@ -108,13 +108,13 @@ pub enum Node {
 type Stop = Option<(String, usize)>;
 
 /// A file's `define`s: (name, body).
-pub type Defines = Vec<(String, Vec<Node>)>;
+pub(crate) type Defines = Vec<(String, Vec<Node>)>;
 
-pub type Pipe = Vec<Cmd>;
-pub type Cmd = Vec<Arg>;
+pub(crate) type Pipe = Vec<Cmd>;
+pub(crate) type Cmd = Vec<Arg>;
 
 #[derive(Debug, Clone)]
-pub enum Arg {
+pub(crate) enum Arg {
     /// A chain from dot: `.`, `.Values.a`.
     Dot(Vec<String>),
     /// A chain from a variable: `$`, `$.Values`, `$p.name`.
@@ -126,7 +126,7 @@ pub enum Arg {
     Sub(Pipe),
 }
 
-pub fn parse(src: &str) -> Result<Vec<Node>> {
+pub(crate) fn parse(src: &str) -> Result<Vec<Node>> {
     let tokens = lex(src)?;
     let mut pos = 0;
     let (nodes, stop) = parse_block(&tokens, &mut pos)?;
@@ -408,7 +408,7 @@ fn unquote(w: &str) -> Result<String> {
 }
 
 /// Takes the `define`s out of a file's top level.
-pub fn split_defines(nodes: Vec<Node>) -> Result<(Defines, Vec<Node>)> {
+pub(crate) fn split_defines(nodes: Vec<Node>) -> Result<(Defines, Vec<Node>)> {
     let mut defs = Vec::new();
     let mut body = Vec::new();
     for n in nodes {

@@ -38,15 +38,15 @@ use crate::yaml::{check_yaml11_traps, to_json, to_yaml, yaml_one};
 
 /// A key that marks Helm's built-in objects (the root, `.Release`,
 /// `.Chart`): a field they lack is an error, not a missing value.
-pub const STRICT: &str = "\u{0}strict";
+pub(crate) const STRICT: &str = "\u{0}strict";
 
 /// How deep `include` may nest.
 const MAX_DEPTH: usize = 32;
 
-pub type Result<T> = std::result::Result<T, String>;
+pub(crate) type Result<T> = std::result::Result<T, String>;
 
 /// A chart read from its directory.
-pub struct Chart {
+pub(crate) struct Chart {
     pub name: String,
     pub version: String,
     pub app_version: String,
@@ -57,13 +57,13 @@ pub struct Chart {
 }
 
 /// The release a chart is rendered for.
-pub struct Release<'a> {
+pub(crate) struct Release<'a> {
     pub name: &'a str,
     pub namespace: &'a str,
 }
 
 impl Chart {
-    pub fn load(dir: &Path) -> Result<Chart> {
+    pub(crate) fn load(dir: &Path) -> Result<Chart> {
         let read =
             |p: &Path| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()));
         let meta = yaml_one(&read(&dir.join("Chart.yaml"))?)?;
@@ -103,7 +103,11 @@ impl Chart {
     /// Renders every template that is not a helper (`_*`) with the chart's
     /// values merged with `overrides` (YAML, as `helm template -f`).
     /// Returns (file name, rendered text).
-    pub fn render(&self, overrides: &str, release: &Release) -> Result<Vec<(String, String)>> {
+    pub(crate) fn render(
+        &self,
+        overrides: &str,
+        release: &Release,
+    ) -> Result<Vec<(String, String)>> {
         let mut values = self.values.clone();
         if !overrides.trim().is_empty() {
             merge(&mut values, yaml_one(overrides)?);

@@ -18,7 +18,7 @@ use crate::RELEASE;
 /// Values that use every part of the chart: principals by token and by
 /// certificate, release keys, limits (one of them 1,000,000: Helm would
 /// print it as 1e+06 without toJson), a client CA, an audit key, scheduling.
-pub fn full_values(keys: &[String]) -> String {
+pub(crate) fn full_values(keys: &[String]) -> String {
     format!(
         r#"
 principals:
@@ -60,11 +60,11 @@ tolerations:
 }
 
 /// Secrets for the test: name -> key -> content.
-pub type Secrets = BTreeMap<String, BTreeMap<String, Vec<u8>>>;
+pub(crate) type Secrets = BTreeMap<String, BTreeMap<String, Vec<u8>>>;
 
 /// The Secrets the chart's values name, with real material: a server
 /// certificate for the names the probes check, CAs, an audit key, a URL.
-pub fn secrets(db_url: Option<&str>) -> Secrets {
+pub(crate) fn secrets(db_url: Option<&str>) -> Secrets {
     use crate::common::pki::{ca, leaf};
     let server_ca = ca("chart test server CA");
     let client_ca = ca("chart test client CA");
@@ -97,7 +97,7 @@ pub fn secrets(db_url: Option<&str>) -> Secrets {
 }
 
 /// Base64 SubjectPublicKeyInfo of fresh Ed25519 keys.
-pub fn release_keys(n: usize) -> Vec<String> {
+pub(crate) fn release_keys(n: usize) -> Vec<String> {
     use ring::signature::KeyPair;
     (0..n)
         .map(|_| {
@@ -120,7 +120,7 @@ pub fn release_keys(n: usize) -> Vec<String> {
 /// them, attestd starts on 127.0.0.1 (the manifest's 0.0.0.0 and fixed
 /// ports overridden by flags), and each of the pod's probe commands, mapped
 /// the same way, must exit 0.
-pub fn run_pod(r: &Rendered, secrets: &Secrets) -> Result<(), String> {
+pub(crate) fn run_pod(r: &Rendered, secrets: &Secrets) -> Result<(), String> {
     let pod = &r.workload()["spec"]["template"]["spec"];
     let c = &pod["containers"][0];
     let m = mounts(pod, c)?;

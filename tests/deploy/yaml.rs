@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use crate::helm::{Result, STRICT};
 
 /// Parses one YAML document.
-pub fn yaml_one(text: &str) -> Result<Value> {
+pub(crate) fn yaml_one(text: &str) -> Result<Value> {
     let mut docs = yaml_docs(text)?;
     match docs.len() {
         0 => Ok(Value::Null),
@@ -18,7 +18,7 @@ pub fn yaml_one(text: &str) -> Result<Value> {
 }
 
 /// Parses a stream of YAML documents (empty ones dropped).
-pub fn yaml_docs(text: &str) -> Result<Vec<Value>> {
+pub(crate) fn yaml_docs(text: &str) -> Result<Vec<Value>> {
     check_leading_zeros(text)?;
     let docs = yaml_rust2::YamlLoader::load_from_str(text).map_err(|e| format!("YAML: {e}"))?;
     docs.iter()
@@ -79,7 +79,7 @@ fn check_leading_zeros(text: &str) -> Result<()> {
 }
 
 /// Strings that YAML 1.1 reads as booleans when unquoted.
-pub fn check_yaml11_traps(v: &Value, at: &str) -> Result<()> {
+pub(crate) fn check_yaml11_traps(v: &Value, at: &str) -> Result<()> {
     match v {
         Value::String(s) => {
             let l = s.to_ascii_lowercase();
@@ -105,7 +105,7 @@ pub fn check_yaml11_traps(v: &Value, at: &str) -> Result<()> {
 }
 
 /// encoding/json's output (keys sorted, HTML characters escaped).
-pub fn to_json(v: &Value) -> Result<String> {
+pub(crate) fn to_json(v: &Value) -> Result<String> {
     Ok(match v {
         Value::Null => "null".into(),
         Value::Bool(b) => b.to_string(),
@@ -143,7 +143,7 @@ pub fn to_json(v: &Value) -> Result<String> {
     })
 }
 
-pub fn json_string(s: &str) -> String {
+pub(crate) fn json_string(s: &str) -> String {
     let mut out = String::from("\"");
     for c in s.chars() {
         match c {
@@ -165,7 +165,7 @@ pub fn json_string(s: &str) -> String {
 
 /// YAML for a value, block style, strings double-quoted; no trailing
 /// newline (Helm's toYaml trims it).
-pub fn to_yaml(v: &Value, indent: usize) -> Result<String> {
+pub(crate) fn to_yaml(v: &Value, indent: usize) -> Result<String> {
     let pad = " ".repeat(indent);
     Ok(match v {
         Value::Object(m) if m.contains_key(STRICT) => {

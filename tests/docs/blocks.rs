@@ -4,13 +4,13 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-pub fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// One fenced block of a document.
 #[derive(Clone, Debug)]
-pub struct Block {
+pub(crate) struct Block {
     pub file: String,
     pub line: usize,
     pub info: String,
@@ -22,21 +22,21 @@ pub struct Block {
 }
 
 impl Block {
-    pub fn at(&self) -> String {
+    pub(crate) fn at(&self) -> String {
         format!("docs/{}:{}", self.file, self.line)
     }
 
-    pub fn attr(&self, k: &str) -> Option<&str> {
+    pub(crate) fn attr(&self, k: &str) -> Option<&str> {
         self.attrs.get(k).map(String::as_str)
     }
 
-    pub fn has(&self, word: &str) -> bool {
+    pub(crate) fn has(&self, word: &str) -> bool {
         self.words.iter().any(|w| w == word)
     }
 }
 
 /// The fenced blocks of a markdown text.
-pub fn blocks_of(file: &str, text: &str) -> Vec<Block> {
+pub(crate) fn blocks_of(file: &str, text: &str) -> Vec<Block> {
     let mut out = Vec::new();
     let mut open: Option<Block> = None;
     for (i, line) in text.lines().enumerate() {
@@ -76,7 +76,7 @@ pub fn blocks_of(file: &str, text: &str) -> Vec<Block> {
 }
 
 /// Every document of `docs/`, by file name.
-pub fn documents() -> Vec<(String, String)> {
+pub(crate) fn documents() -> Vec<(String, String)> {
     let mut docs: Vec<(String, String)> = std::fs::read_dir(root().join("docs"))
         .expect("docs/")
         .map(|e| e.expect("docs/ entry").path())
@@ -91,7 +91,7 @@ pub fn documents() -> Vec<(String, String)> {
     docs
 }
 
-pub fn all_blocks() -> Vec<Block> {
+pub(crate) fn all_blocks() -> Vec<Block> {
     documents()
         .iter()
         .flat_map(|(f, t)| blocks_of(f, t))
@@ -100,7 +100,7 @@ pub fn all_blocks() -> Vec<Block> {
 
 /// What a block is, from its info string.
 #[derive(Debug, PartialEq)]
-pub enum Class {
+pub(crate) enum Class {
     Example,
     Config,
     Excerpt,
@@ -109,7 +109,7 @@ pub enum Class {
     Commands,
 }
 
-pub fn classify(b: &Block) -> Option<Class> {
+pub(crate) fn classify(b: &Block) -> Option<Class> {
     if b.attrs.contains_key("example") {
         return Some(Class::Example);
     }
@@ -131,14 +131,14 @@ pub fn classify(b: &Block) -> Option<Class> {
     None
 }
 
-pub fn blocks(class: Class) -> Vec<Block> {
+pub(crate) fn blocks(class: Class) -> Vec<Block> {
     all_blocks()
         .into_iter()
         .filter(|b| classify(b).as_ref() == Some(&class))
         .collect()
 }
 
-pub fn example(name: &str) -> Block {
+pub(crate) fn example(name: &str) -> Block {
     all_blocks()
         .into_iter()
         .find(|b| b.attr("example") == Some(name))

@@ -8,7 +8,7 @@ use attestd_client::core::cbor::{Encoder, Value};
 // and /comments/. `...` inside h'' leaves bytes out (prefix...suffix).
 
 #[derive(Clone, Debug, PartialEq)]
-pub enum Diag {
+pub(crate) enum Diag {
     Int(i128),
     Bytes(Vec<u8>),
     /// Bytes shown only by their start and end.
@@ -21,13 +21,13 @@ pub enum Diag {
     Null,
 }
 
-pub struct DiagParser<'a> {
+pub(crate) struct DiagParser<'a> {
     s: &'a [u8],
     pos: usize,
 }
 
 impl DiagParser<'_> {
-    pub fn parse(text: &str) -> Result<Diag, String> {
+    pub(crate) fn parse(text: &str) -> Result<Diag, String> {
         let mut p = DiagParser {
             s: text.as_bytes(),
             pos: 0,
@@ -201,7 +201,7 @@ impl DiagParser<'_> {
 
 /// Encodes diagnostic notation in preferred (shortest) form, map entries in
 /// the order written.
-pub fn encode(d: &Diag, e: &mut Encoder) -> Result<(), String> {
+pub(crate) fn encode(d: &Diag, e: &mut Encoder) -> Result<(), String> {
     match d {
         Diag::Int(n) if *n >= 0 => {
             e.uint(u64::try_from(*n).map_err(|_| "integer too large")?);
@@ -244,7 +244,7 @@ pub fn encode(d: &Diag, e: &mut Encoder) -> Result<(), String> {
 }
 
 /// Whether decoded CBOR is what the notation shows (`at` names the place).
-pub fn matches(d: &Diag, v: &Value<'_>, at: &str) -> Result<(), String> {
+pub(crate) fn matches(d: &Diag, v: &Value<'_>, at: &str) -> Result<(), String> {
     let differ = || {
         Err(format!(
             "{at}: the document shows {d:?}, the bytes hold {v:?}"
@@ -280,7 +280,7 @@ pub fn matches(d: &Diag, v: &Value<'_>, at: &str) -> Result<(), String> {
 }
 
 /// Bytes from hex (lowercase or not, no separators).
-pub fn unhex(s: &str) -> Result<Vec<u8>, String> {
+pub(crate) fn unhex(s: &str) -> Result<Vec<u8>, String> {
     s.as_bytes()
         .chunks(2)
         .map(|pair| match pair {

@@ -442,7 +442,7 @@ mod doc_verifier {
     }
 
     /// Section 5, with the key (base64 SPKI). Returns (first, last, checkpoints).
-    pub fn verify(file: &str, key_b64: &str) -> Result<(u64, u64, usize), String> {
+    pub(crate) fn verify(file: &str, key_b64: &str) -> Result<(u64, u64, usize), String> {
         let spki = base64::engine::general_purpose::STANDARD
             .decode(key_b64.trim())
             .map_err(|e| e.to_string())?;

@@ -1,6 +1,9 @@
 //! End-to-end: the binary's own behaviour: configuration errors, the
 //! loopback-only rule, dev mode, environment overrides, graceful shutdown.
 
+// Test code: a failed unwrap is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -4,6 +4,9 @@
 //! provisioned fleet, PKI, PostgreSQL databases) are compiled and linked
 //! once. nextest runs every test in its own process, as before.
 
+// Test code: a failed unwrap is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "../common/mod.rs"]
 mod common;
 

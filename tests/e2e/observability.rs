@@ -359,7 +359,7 @@ mod otlp {
     use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 
     #[derive(Clone, Debug)]
-    pub struct Span {
+    pub(crate) struct Span {
         pub service: String,
         pub name: String,
         pub kind: i32,
@@ -370,7 +370,7 @@ mod otlp {
     }
 
     #[derive(Clone, Default)]
-    pub struct Receiver {
+    pub(crate) struct Receiver {
         pub spans: Arc<Mutex<Vec<Span>>>,
     }
 
@@ -424,7 +424,7 @@ mod otlp {
     }
 
     /// Starts a receiver on a free loopback port; returns it and its address.
-    pub async fn start() -> (Receiver, std::net::SocketAddr) {
+    pub(crate) async fn start() -> (Receiver, std::net::SocketAddr) {
         let receiver = Receiver::default();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

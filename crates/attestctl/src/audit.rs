@@ -22,7 +22,7 @@ fn request(after: u64, page_size: u64, f: &AuditFilter) -> pb::ListAuditEventsRe
     }
 }
 
-pub async fn run(c: &Client, cmd: AuditCmd, out: &Out) -> anyhow::Result<()> {
+pub(crate) async fn run(c: &Client, cmd: AuditCmd, out: &Out) -> anyhow::Result<()> {
     match cmd {
         AuditCmd::Verify { .. } => unreachable!("offline, handled in main"),
         AuditCmd::Head => {

@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand, ValueEnum};
                   Output cut short by a closed pipe (`| head`) ends quietly with the status the \
                   command would have had."
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// attestd's address.
     #[arg(
         long,
@@ -47,7 +47,7 @@ pub struct Cli {
 }
 
 #[derive(Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Make a key pair: PREFIX.pkcs8 (private, base64) and PREFIX.pub (SPKI, base64).
     Keygen {
         /// Signature algorithm of the key.
@@ -100,7 +100,7 @@ pub enum Command {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-pub enum Alg {
+pub(crate) enum Alg {
     /// ECDSA P-256 with SHA-256.
     Es256,
     /// Ed25519.
@@ -108,7 +108,7 @@ pub enum Alg {
 }
 
 #[derive(Subcommand)]
-pub enum StationCmd {
+pub(crate) enum StationCmd {
     /// Register a station's public key for record kinds and models.
     Register {
         /// The station's id: 1..64 characters of [A-Za-z0-9._-].
@@ -139,7 +139,7 @@ pub enum StationCmd {
 }
 
 #[derive(Subcommand)]
-pub enum RecordCmd {
+pub(crate) enum RecordCmd {
     /// Sign a provisioning or calibration JSON document into a DSSE envelope file.
     Sign {
         /// The record JSON.
@@ -172,7 +172,7 @@ pub enum RecordCmd {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// What a unit was built with, and its device key.
     Provisioning,
     /// A calibration data set and when it was performed.
@@ -180,7 +180,7 @@ pub enum Kind {
 }
 
 #[derive(Subcommand)]
-pub enum BaselineCmd {
+pub(crate) enum BaselineCmd {
     /// Sign a baseline JSON with local release keys and publish it.
     Publish {
         /// The baseline JSON.
@@ -205,7 +205,7 @@ pub enum BaselineCmd {
 }
 
 #[derive(Subcommand)]
-pub enum EvidenceCmd {
+pub(crate) enum EvidenceCmd {
     /// Ask for a fresh single-use nonce for an enrolled unit, to be signed into
     /// its evidence (the eat_nonce claim) before `evidence submit`.
     Challenge {
@@ -229,7 +229,7 @@ pub enum EvidenceCmd {
 }
 
 #[derive(Subcommand)]
-pub enum DeviceCmd {
+pub(crate) enum DeviceCmd {
     /// One unit: status, verdict, firmware, assignment.
     Get {
         /// The unit's serial number.
@@ -284,7 +284,7 @@ pub enum DeviceCmd {
 }
 
 #[derive(Subcommand)]
-pub enum FleetCmd {
+pub(crate) enum FleetCmd {
     /// Units by status, optionally grouped.
     Summary {
         /// Count per model, site or reported firmware as well.
@@ -303,7 +303,7 @@ pub enum FleetCmd {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-pub enum GroupBy {
+pub(crate) enum GroupBy {
     /// Per device model.
     Model,
     /// Per site.
@@ -313,7 +313,7 @@ pub enum GroupBy {
 }
 
 #[derive(Subcommand)]
-pub enum ReleaseCmd {
+pub(crate) enum ReleaseCmd {
     /// RELEASE or HOLD for one serial, or for every serial in a file (one per line).
     Check {
         /// The unit's serial number.
@@ -336,7 +336,7 @@ pub enum ReleaseCmd {
 }
 
 #[derive(Subcommand)]
-pub enum ResultCmd {
+pub(crate) enum ResultCmd {
     /// Verify a result token and print its claims. The keys come from
     /// --jwks (offline) or from the server (Release.GetResultKeys).
     Verify {
@@ -349,7 +349,7 @@ pub enum ResultCmd {
 }
 
 #[derive(Subcommand)]
-pub enum ConcessionCmd {
+pub(crate) enum ConcessionCmd {
     /// Waive named reason codes for one unit, with a justification and the
     /// meaning of the approval. Identity codes can never be waived.
     Grant {
@@ -369,7 +369,7 @@ pub enum ConcessionCmd {
 
 /// Filters of the audit trail, each an exact match when given.
 #[derive(clap::Args)]
-pub struct AuditFilter {
+pub(crate) struct AuditFilter {
     /// Only entries by this principal (e.g. dev-mes).
     #[arg(long, default_value = "", hide_default_value = true)]
     pub principal: String,
@@ -382,7 +382,7 @@ pub struct AuditFilter {
 }
 
 #[derive(Subcommand)]
-pub enum AuditCmd {
+pub(crate) enum AuditCmd {
     /// The newest entry's sequence and hash, and the newest signed checkpoint.
     Head,
     /// Entries after a sequence number, oldest first, page after page.

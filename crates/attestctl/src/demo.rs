@@ -92,7 +92,7 @@ fn codes(a: &Option<pb::Appraisal>) -> String {
         .unwrap_or_default()
 }
 
-pub async fn run(endpoint: &str, dev_dir: &Path, n: usize, out: &Out) -> anyhow::Result<()> {
+pub(crate) async fn run(endpoint: &str, dev_dir: &Path, n: usize, out: &Out) -> anyhow::Result<()> {
     if !(3..=200).contains(&n) {
         bail!("--units must be between 3 and 200");
     }

@@ -14,7 +14,7 @@ use crate::show::{self, Out};
 /// here before they are read whole or sent.
 const MAX_EVIDENCE: u64 = 16 * 1024;
 
-pub async fn run(c: &Client, cmd: EvidenceCmd, out: &Out) -> anyhow::Result<()> {
+pub(crate) async fn run(c: &Client, cmd: EvidenceCmd, out: &Out) -> anyhow::Result<()> {
     match cmd {
         EvidenceCmd::Challenge { serial } => {
             let r = c

@@ -20,18 +20,18 @@ fn read_b64(path: &Path) -> anyhow::Result<Vec<u8>> {
 }
 
 /// A private key file of either algorithm.
-pub fn read_private_key(path: &Path) -> anyhow::Result<SigningKey> {
+pub(crate) fn read_private_key(path: &Path) -> anyhow::Result<SigningKey> {
     let der = read_b64(path)?;
     SigningKey::from_pkcs8(KeyAlg::Es256, &der)
         .or_else(|_| SigningKey::from_pkcs8(KeyAlg::Ed25519, &der))
         .map_err(|_| anyhow::anyhow!("{} is not an ES256 or Ed25519 PKCS#8 key", path.display()))
 }
 
-pub fn read_public_key(path: &Path) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn read_public_key(path: &Path) -> anyhow::Result<Vec<u8>> {
     read_b64(path)
 }
 
-pub fn write_keypair(prefix: &Path, key: &SigningKey) -> anyhow::Result<()> {
+pub(crate) fn write_keypair(prefix: &Path, key: &SigningKey) -> anyhow::Result<()> {
     let private = prefix.with_extension("pkcs8");
     std::fs::write(&private, B64.encode(key.pkcs8()))?;
     #[cfg(unix)]
@@ -62,7 +62,7 @@ struct JsonEnvelope {
     signatures: Vec<JsonSignature>,
 }
 
-pub fn read_envelope(path: &Path) -> anyhow::Result<pb::Envelope> {
+pub(crate) fn read_envelope(path: &Path) -> anyhow::Result<pb::Envelope> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let e: JsonEnvelope = serde_json::from_str(&text)
@@ -86,7 +86,7 @@ pub fn read_envelope(path: &Path) -> anyhow::Result<pb::Envelope> {
     })
 }
 
-pub fn write_envelope(path: &Path, env: &pb::Envelope) -> anyhow::Result<()> {
+pub(crate) fn write_envelope(path: &Path, env: &pb::Envelope) -> anyhow::Result<()> {
     let e = JsonEnvelope {
         payload_type: env.payload_type.clone(),
         payload: B64.encode(&env.payload),
@@ -108,7 +108,7 @@ pub fn write_envelope(path: &Path, env: &pb::Envelope) -> anyhow::Result<()> {
 /// `key` the signed head and the checkpoints. Without a key it fails unless
 /// `no_key`: only the key proves the export was not cut. The file is read
 /// line by line with bounded lines.
-pub fn verify_audit(
+pub(crate) fn verify_audit(
     path: &Path,
     key: Option<&Path>,
     no_key: bool,

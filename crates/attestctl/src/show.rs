@@ -13,14 +13,14 @@ use std::io::Write as _;
 use attestd_client::pb;
 use serde::Serialize;
 
-pub struct Out {
+pub(crate) struct Out {
     pub json: bool,
 }
 
 impl Out {
     /// One API message: its proto3 JSON on one line with `--json`, else the
     /// text `human` renders from it.
-    pub fn message<M: Serialize>(
+    pub(crate) fn message<M: Serialize>(
         &self,
         msg: &M,
         human: impl FnOnce(&M) -> String,
@@ -37,7 +37,7 @@ impl Out {
 
     /// A line of its own (no API message behind it): `{"message": ...}` with
     /// `--json`.
-    pub fn line(&self, s: &str) -> anyhow::Result<()> {
+    pub(crate) fn line(&self, s: &str) -> anyhow::Result<()> {
         let text = if self.json {
             serde_json::json!({ "message": s }).to_string()
         } else {
@@ -48,14 +48,14 @@ impl Out {
 }
 
 /// Writes `text` to stdout in one go and flushes it.
-pub fn write_stdout(text: &str) -> std::io::Result<()> {
+pub(crate) fn write_stdout(text: &str) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())?;
     out.flush()
 }
 
 /// Progress and notes on stderr; a closed stderr is not worth failing for.
-pub fn note(text: &str) {
+pub(crate) fn note(text: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{text}");
 }
 
@@ -74,7 +74,7 @@ fn hex(b: &[u8]) -> String {
     attestd_client::core::ids::hex(b)
 }
 
-pub fn status(s: i32) -> String {
+pub(crate) fn status(s: i32) -> String {
     pb::DeviceStatus::try_from(s)
         .map(|s| {
             s.as_str_name()
@@ -84,7 +84,7 @@ pub fn status(s: i32) -> String {
         .unwrap_or_else(|_| s.to_string())
 }
 
-pub fn tier(t: i32) -> String {
+pub(crate) fn tier(t: i32) -> String {
     pb::TrustTier::try_from(t)
         .map(|s| s.as_str_name().trim_start_matches("TRUST_TIER_").to_owned())
         .unwrap_or_else(|_| t.to_string())
@@ -158,7 +158,7 @@ fn reasons(a: &Option<pb::Appraisal>) -> String {
         .unwrap_or_default()
 }
 
-pub fn stations(list: &[pb::Station]) -> String {
+pub(crate) fn stations(list: &[pb::Station]) -> String {
     let rows = list
         .iter()
         .map(|s| {
@@ -186,7 +186,7 @@ pub fn stations(list: &[pb::Station]) -> String {
     )
 }
 
-pub fn record_receipt(r: &pb::SubmitRecordResponse) -> String {
+pub(crate) fn record_receipt(r: &pb::SubmitRecordResponse) -> String {
     format!(
         "{} {} for {}{}\n",
         r.record_id,
@@ -196,7 +196,7 @@ pub fn record_receipt(r: &pb::SubmitRecordResponse) -> String {
     )
 }
 
-pub fn records(list: &[pb::StoredRecord]) -> String {
+pub(crate) fn records(list: &[pb::StoredRecord]) -> String {
     let rows = list
         .iter()
         .map(|r| {
@@ -216,7 +216,7 @@ pub fn records(list: &[pb::StoredRecord]) -> String {
     )
 }
 
-pub fn published(r: &pb::PublishBaselineResponse) -> String {
+pub(crate) fn published(r: &pb::PublishBaselineResponse) -> String {
     format!(
         "baseline {} v{} accepted: {} (effective {})\n",
         r.model,
@@ -226,7 +226,7 @@ pub fn published(r: &pb::PublishBaselineResponse) -> String {
     )
 }
 
-pub fn baselines(list: &[pb::Baseline]) -> String {
+pub(crate) fn baselines(list: &[pb::Baseline]) -> String {
     let rows = list
         .iter()
         .map(|b| {
@@ -274,7 +274,7 @@ fn appraisal(out: &mut String, a: &pb::Appraisal) {
     }
 }
 
-pub fn device(d: &pb::Device) -> String {
+pub(crate) fn device(d: &pb::Device) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "serial      {}", d.serial);
     let _ = writeln!(out, "model       {} rev {}", d.model, d.hw_version);
@@ -303,7 +303,7 @@ pub fn device(d: &pb::Device) -> String {
 }
 
 /// Units as a table, then the change-feed cursor they reflect.
-pub fn devices(list: &[pb::Device], cursor: &str) -> String {
+pub(crate) fn devices(list: &[pb::Device], cursor: &str) -> String {
     let rows = list
         .iter()
         .map(|d| {
@@ -333,7 +333,7 @@ pub fn devices(list: &[pb::Device], cursor: &str) -> String {
     ) + &watch_hint(cursor)
 }
 
-pub fn history(entries: &[pb::HistoryEntry]) -> String {
+pub(crate) fn history(entries: &[pb::HistoryEntry]) -> String {
     let rows: Vec<Vec<String>> = entries
         .iter()
         .filter_map(|e| e.entry.as_ref())
@@ -371,7 +371,7 @@ pub fn history(entries: &[pb::HistoryEntry]) -> String {
     table(&["AT", "KIND", "WHAT", "DETAIL"], &rows)
 }
 
-pub fn summary(s: &pb::FleetSummary) -> String {
+pub(crate) fn summary(s: &pb::FleetSummary) -> String {
     let render = |c: &[pb::StatusCount]| {
         c.iter()
             .map(|c| format!("{} {}", status(c.status), c.count))
@@ -401,7 +401,7 @@ pub fn summary(s: &pb::FleetSummary) -> String {
     out + &watch_hint(&s.cursor)
 }
 
-pub fn change(c: &pb::DeviceChange) -> String {
+pub(crate) fn change(c: &pb::DeviceChange) -> String {
     format!(
         "{}  {}  {} -> {}  {}  (cursor {})\n",
         ts(&c.at),
@@ -413,7 +413,7 @@ pub fn change(c: &pb::DeviceChange) -> String {
     )
 }
 
-pub fn decisions(list: &[pb::ReleaseDecision]) -> String {
+pub(crate) fn decisions(list: &[pb::ReleaseDecision]) -> String {
     let rows = list
         .iter()
         .map(|d| {
@@ -445,7 +445,7 @@ pub fn decisions(list: &[pb::ReleaseDecision]) -> String {
         + &format!("{released} of {} released\n", list.len())
 }
 
-pub fn concession(c: &pb::Concession) -> String {
+pub(crate) fn concession(c: &pb::Concession) -> String {
     format!(
         "concession {} for {}: waives {} ({}; {}), granted by {} at {}\n",
         c.concession_id,
@@ -458,7 +458,7 @@ pub fn concession(c: &pb::Concession) -> String {
     )
 }
 
-pub fn audit_head(h: &pb::AuditHead) -> String {
+pub(crate) fn audit_head(h: &pb::AuditHead) -> String {
     let mut out = format!("sequence {} hash {}\n", h.sequence, hex(&h.hash));
     match h
         .checkpoint
@@ -481,7 +481,7 @@ pub fn audit_head(h: &pb::AuditHead) -> String {
 }
 
 /// Audit entries as table rows (no header: `audit tail` prints them as they come).
-pub fn audit_rows(events: &[pb::AuditEvent]) -> Vec<Vec<String>> {
+pub(crate) fn audit_rows(events: &[pb::AuditEvent]) -> Vec<Vec<String>> {
     events
         .iter()
         .map(|e| {
@@ -498,7 +498,7 @@ pub fn audit_rows(events: &[pb::AuditEvent]) -> Vec<Vec<String>> {
         .collect()
 }
 
-pub const AUDIT_HEADER: [&str; 7] = [
+pub(crate) const AUDIT_HEADER: [&str; 7] = [
     "SEQ",
     "AT",
     "PRINCIPAL",
@@ -509,7 +509,7 @@ pub const AUDIT_HEADER: [&str; 7] = [
 ];
 
 /// An audit page: a table, then where to go on.
-pub fn audit_events(r: &pb::ListAuditEventsResponse) -> String {
+pub(crate) fn audit_events(r: &pb::ListAuditEventsResponse) -> String {
     let mut out = table(&AUDIT_HEADER, &audit_rows(&r.events));
     if r.next_after_sequence != 0 {
         let _ = writeln!(
@@ -522,7 +522,7 @@ pub fn audit_events(r: &pb::ListAuditEventsResponse) -> String {
 }
 
 /// One audit entry on one line, for `audit tail`.
-pub fn audit_event(e: &pb::AuditEvent) -> String {
+pub(crate) fn audit_event(e: &pb::AuditEvent) -> String {
     let mut line = audit_rows(std::slice::from_ref(e))
         .remove(0)
         .into_iter()
@@ -533,7 +533,7 @@ pub fn audit_event(e: &pb::AuditEvent) -> String {
     line
 }
 
-pub fn challenge(c: &pb::GetChallengeResponse) -> String {
+pub(crate) fn challenge(c: &pb::GetChallengeResponse) -> String {
     format!(
         "nonce {} (expires {}); sign it into the evidence's eat_nonce claim\n",
         hex(&c.nonce),
@@ -541,7 +541,7 @@ pub fn challenge(c: &pb::GetChallengeResponse) -> String {
     )
 }
 
-pub fn evidence_receipt(r: &pb::SubmitEvidenceResponse) -> String {
+pub(crate) fn evidence_receipt(r: &pb::SubmitEvidenceResponse) -> String {
     let mut out = format!("evidence {}\n", r.evidence_id);
     if let Some(a) = &r.appraisal {
         appraisal(&mut out, a);
@@ -549,7 +549,7 @@ pub fn evidence_receipt(r: &pb::SubmitEvidenceResponse) -> String {
     out
 }
 
-pub fn stored_evidence(e: &pb::StoredEvidence) -> String {
+pub(crate) fn stored_evidence(e: &pb::StoredEvidence) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "evidence    {}", e.evidence_id);
     let _ = writeln!(out, "serial      {} bootcount {}", e.serial, e.bootcount);

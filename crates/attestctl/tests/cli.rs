@@ -2,6 +2,9 @@
 //! with the dev kit (what `attestd serve --dev` makes), the demo with its
 //! output checked for the expected verdicts, and output cut by a closed pipe.
 
+// Test code: a failed unwrap is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::io::{BufRead as _, BufReader};

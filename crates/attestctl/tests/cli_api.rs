@@ -4,6 +4,9 @@
 //! device revoke, concessions, audit list/tail), and the dev kit's
 //! hospital-it and auditor tokens.
 
+// Test code: a failed unwrap is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use attestd_client::core::ids::Serial;

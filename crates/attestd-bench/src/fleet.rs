@@ -26,13 +26,13 @@ use tonic::transport::Channel;
 use crate::kit::{Kit, UnitKeys};
 use crate::report::{histogram, record, Row};
 
-pub const MODEL: &str = "PM-200";
+pub(crate) const MODEL: &str = "PM-200";
 
-pub fn serial(i: u64) -> String {
+pub(crate) fn serial(i: u64) -> String {
     format!("BN{i:09}")
 }
 
-pub fn alg_of(i: u64) -> KeyAlg {
+pub(crate) fn alg_of(i: u64) -> KeyAlg {
     if i.is_multiple_of(2) {
         KeyAlg::Es256
     } else {
@@ -41,7 +41,7 @@ pub fn alg_of(i: u64) -> KeyAlg {
 }
 
 /// Units running the build the revoke scenario withdraws.
-pub fn runs_old_build(i: u64) -> bool {
+pub(crate) fn runs_old_build(i: u64) -> bool {
     i.is_multiple_of(10)
 }
 
@@ -68,7 +68,7 @@ fn now_ms() -> u64 {
 }
 
 /// The load generator's connections and the kit.
-pub struct Ctx {
+pub(crate) struct Ctx {
     pub kit: Arc<Kit>,
     /// Connection `j` goes to replica `j % endpoints.len()`.
     pub channels: Vec<Channel>,
@@ -83,7 +83,7 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub fn save(&self, dir: &std::path::Path) -> anyhow::Result<()> {
+    pub(crate) fn save(&self, dir: &std::path::Path) -> anyhow::Result<()> {
         self.kit
             .save(dir, &self.seqs, self.units, self.baseline_version)
     }
@@ -91,7 +91,7 @@ impl Ctx {
     /// Opens `connections` HTTP/2 connections, round robin over
     /// `endpoints` (the caller makes `connections` a multiple of their
     /// number so every replica carries the same share).
-    pub async fn connect(
+    pub(crate) async fn connect(
         kit: Kit,
         keys: Arc<UnitKeys>,
         endpoints: &[String],
@@ -120,19 +120,22 @@ impl Ctx {
     }
 
     /// A client on connection `i` (round robin) with `token`.
-    pub fn client(&self, i: usize, token: Option<&str>) -> Client {
-        Client::from_channel(self.channels[i % self.channels.len()].clone(), token)
-            .expect("token is header-safe")
+    /// Fails if the token (read from the kit file) cannot be sent as a header.
+    pub(crate) fn client(&self, i: usize, token: Option<&str>) -> anyhow::Result<Client> {
+        Ok(Client::from_channel(
+            self.channels[i % self.channels.len()].clone(),
+            token,
+        )?)
     }
 
-    pub fn admin(&self) -> Client {
+    pub(crate) fn admin(&self) -> anyhow::Result<Client> {
         self.client(0, Some(&self.kit.file.admin_token))
     }
 }
 
 /// Registers the stations (once) and publishes the first baseline (once).
-pub async fn prepare(ctx: &mut Ctx) -> anyhow::Result<()> {
-    let admin = ctx.admin();
+pub(crate) async fn prepare(ctx: &mut Ctx) -> anyhow::Result<()> {
+    let admin = ctx.admin()?;
     let known: Vec<String> = admin
         .admin()
         .list_stations(pb::ListStationsRequest {
@@ -169,7 +172,7 @@ pub async fn prepare(ctx: &mut Ctx) -> anyhow::Result<()> {
 }
 
 /// Publishes the next baseline version, withdrawing `revoked` builds.
-pub async fn publish_baseline(ctx: &mut Ctx, revoked: &[&str]) -> anyhow::Result<()> {
+pub(crate) async fn publish_baseline(ctx: &mut Ctx, revoked: &[&str]) -> anyhow::Result<()> {
     let version = ctx.baseline_version + 1;
     let doc = attestd_client::sample::baseline(
         MODEL,
@@ -178,7 +181,7 @@ pub async fn publish_baseline(ctx: &mut Ctx, revoked: &[&str]) -> anyhow::Result
         revoked,
         "2026-01-01T00:00:00Z",
     );
-    ctx.admin()
+    ctx.admin()?
         .baselines()
         .publish_baseline(pb::PublishBaselineRequest {
             envelope: Some(sign_baseline(&doc, &[&ctx.kit.release])),
@@ -230,7 +233,7 @@ impl FirstError {
 
 /// `provision`: the stations enroll and calibrate units up to `n`, each
 /// station a sequential worker (station sequence numbers must increase).
-pub async fn provision(ctx: &mut Ctx, n: u64) -> anyhow::Result<Vec<Row>> {
+pub(crate) async fn provision(ctx: &mut Ctx, n: u64) -> anyhow::Result<Vec<Row>> {
     let from = ctx.units;
     if from >= n {
         return Ok(vec![]);
@@ -243,7 +246,7 @@ pub async fn provision(ctx: &mut Ctx, n: u64) -> anyhow::Result<Vec<Row>> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for st in 0..stations {
-        let client = ctx.client(st, Some(&kit.stations[st].0.token));
+        let client = ctx.client(st, Some(&kit.stations[st].0.token))?;
         let (kit, done, errors, first) = (kit.clone(), done.clone(), errors.clone(), first.clone());
         let seqs = ctx.seqs.clone();
         let keys = ctx.keys.clone();
@@ -377,7 +380,7 @@ async fn boot(device: &Client, keys: &UnitKeys, i: u64) -> Result<i32, tonic::St
 
 /// Which units a storm boots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Which {
+pub(crate) enum Which {
     Alg(KeyAlg),
     All,
     /// Units on the build the revoke scenario withdraws.
@@ -405,20 +408,20 @@ impl Which {
 
 /// How long a storm runs.
 #[derive(Clone, Copy, Debug)]
-pub enum Bound {
+pub(crate) enum Bound {
     /// Until this much time has passed.
     Time(Duration),
     /// Every selected unit boots exactly once.
     Once,
 }
 
-pub struct StormResult {
+pub(crate) struct StormResult {
     pub row: Row,
     pub trusted: u64,
 }
 
 /// `boot-storm`: `concurrency` workers boot units (challenge + evidence).
-pub async fn storm(
+pub(crate) async fn storm(
     ctx: &Ctx,
     label: &str,
     which: Which,
@@ -434,7 +437,7 @@ pub async fn storm(
     let started = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..concurrency {
-        let device = ctx.client(w, None);
+        let device = ctx.client(w, None)?;
         let keys = ctx.keys.clone();
         let (next, errors, trusted, first) =
             (next.clone(), errors.clone(), trusted.clone(), first.clone());
@@ -480,7 +483,7 @@ pub async fn storm(
 
 /// A query the `queries` scenario issues.
 #[derive(Clone, Copy, Debug)]
-pub enum Query {
+pub(crate) enum Query {
     Summary,
     ListPage,
     GetDevice,
@@ -488,7 +491,7 @@ pub enum Query {
 }
 
 impl Query {
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Query::Summary => "GetFleetSummary",
             Query::ListPage => "ListDevices page of 100",
@@ -563,7 +566,7 @@ async fn query_once(
 /// `concurrency` closed-loop workers issuing `q` for `duration`; with
 /// `rate`, one open-loop stream at that many requests per second instead
 /// (latency counted from the intended send time, so queueing shows).
-pub async fn queries(
+pub(crate) async fn queries(
     ctx: &Ctx,
     q: Query,
     concurrency: usize,
@@ -588,7 +591,7 @@ pub async fn queries(
             tokio::time::sleep_until(due.into()).await;
             k += 1;
             let permit = slots.clone().acquire_owned().await?;
-            let c = ctx.client(k as usize, Some(&mes));
+            let c = ctx.client(k as usize, Some(&mes))?;
             let (tx, errors, first) = (tx.clone(), errors.clone(), first.clone());
             let mut r = Rng(rng.below(u64::MAX) | 1);
             tokio::spawn(async move {
@@ -612,7 +615,7 @@ pub async fn queries(
     } else {
         let mut tasks = Vec::new();
         for w in 0..concurrency {
-            let c = ctx.client(w, Some(&mes));
+            let c = ctx.client(w, Some(&mes))?;
             let (errors, first) = (errors.clone(), first.clone());
             tasks.push(tokio::spawn(async move {
                 let mut h = histogram();
@@ -650,9 +653,9 @@ pub async fn queries(
 }
 
 /// Count of units with `status` in the fleet summary.
-pub async fn count_status(ctx: &Ctx, status: pb::DeviceStatus) -> anyhow::Result<u64> {
+pub(crate) async fn count_status(ctx: &Ctx, status: pb::DeviceStatus) -> anyhow::Result<u64> {
     let s = ctx
-        .client(0, Some(&ctx.kit.file.mes_token))
+        .client(0, Some(&ctx.kit.file.mes_token))?
         .fleet()
         .get_fleet_summary(pb::GetFleetSummaryRequest::default())
         .await?
@@ -664,7 +667,7 @@ pub async fn count_status(ctx: &Ctx, status: pb::DeviceStatus) -> anyhow::Result
 }
 
 /// Waits until `status` counts `want` units; returns how long it took.
-pub async fn wait_for_count(
+pub(crate) async fn wait_for_count(
     ctx: &Ctx,
     status: pb::DeviceStatus,
     want: u64,
@@ -691,7 +694,7 @@ pub async fn wait_for_count(
 
 /// The machine's ceilings: health-check RPCs per second at `concurrency`,
 /// and single-core signature verification rates.
-pub async fn ceiling(
+pub(crate) async fn ceiling(
     ctx: &Ctx,
     concurrency: usize,
     duration: Duration,
@@ -733,7 +736,7 @@ pub async fn ceiling(
         started.elapsed(),
     )
     .with_note(format!("c={concurrency}"))];
-    let rates = tokio::task::spawn_blocking(verify_rates).await?;
+    let rates = tokio::task::spawn_blocking(verify_rates).await??;
     for (name, rate) in rates {
         rows.push(Row::figure(
             "ceiling",
@@ -746,12 +749,12 @@ pub async fn ceiling(
 }
 
 /// Signatures verified per second on this thread, for ES256 and Ed25519.
-fn verify_rates() -> Vec<(&'static str, f64)> {
+fn verify_rates() -> anyhow::Result<Vec<(&'static str, f64)>> {
     let msg = vec![7u8; 300];
     [("ES256", KeyAlg::Es256), ("Ed25519", KeyAlg::Ed25519)]
         .into_iter()
         .map(|(name, alg)| {
-            let key = SigningKey::generate(alg).expect("key");
+            let key = SigningKey::generate(alg)?;
             let sig = key.sign_raw(&msg);
             let started = Instant::now();
             let mut n = 0u64;
@@ -761,7 +764,7 @@ fn verify_rates() -> Vec<(&'static str, f64)> {
                 }
                 n += 64;
             }
-            (name, n as f64 / started.elapsed().as_secs_f64())
+            Ok((name, n as f64 / started.elapsed().as_secs_f64()))
         })
         .collect()
 }

@@ -26,7 +26,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize)]
-pub struct KitFile {
+pub(crate) struct KitFile {
     pub admin_token: String,
     pub mes_token: String,
     pub stations: Vec<StationFile>,
@@ -38,21 +38,21 @@ pub struct KitFile {
 }
 
 #[derive(Serialize, Deserialize, Clone)]
-pub struct StationFile {
+pub(crate) struct StationFile {
     pub id: String,
     pub token: String,
     pub pkcs8: String,
     pub last_sequence: u64,
 }
 
-pub struct Kit {
+pub(crate) struct Kit {
     pub file: KitFile,
     pub stations: Vec<(StationFile, SigningKey)>,
     pub release: SigningKey,
 }
 
-fn token() -> String {
-    attestd_server::dev::random_token().expect("randomness")
+fn token() -> anyhow::Result<String> {
+    Ok(attestd_server::dev::random_token()?)
 }
 
 fn key_b64(k: &SigningKey) -> String {
@@ -64,12 +64,12 @@ fn load_key(alg: KeyAlg, b64: &str) -> anyhow::Result<SigningKey> {
 }
 
 impl Kit {
-    pub fn path(dir: &Path) -> PathBuf {
+    pub(crate) fn path(dir: &Path) -> PathBuf {
         dir.join("bench-kit.json")
     }
 
     /// Loads the kit of `dir`, or makes one with `stations` stations.
-    pub fn load_or_create(dir: &Path, stations: usize) -> anyhow::Result<Kit> {
+    pub(crate) fn load_or_create(dir: &Path, stations: usize) -> anyhow::Result<Kit> {
         let path = Kit::path(dir);
         let file = if path.exists() {
             serde_json::from_slice(&std::fs::read(&path)?).context("reading the bench kit")?
@@ -77,13 +77,13 @@ impl Kit {
             std::fs::create_dir_all(dir)?;
             let gen = |alg| SigningKey::generate(alg).map(|k| key_b64(&k));
             let file = KitFile {
-                admin_token: token(),
-                mes_token: token(),
+                admin_token: token()?,
+                mes_token: token()?,
                 stations: (0..stations)
                     .map(|i| {
                         Ok(StationFile {
                             id: format!("bench-st-{i:02}"),
-                            token: token(),
+                            token: token()?,
                             pkcs8: gen(KeyAlg::Es256)?,
                             last_sequence: 0,
                         })
@@ -113,7 +113,13 @@ impl Kit {
 
     /// Writes the kit with the progress made: station sequences, units
     /// provisioned, baseline version.
-    pub fn save(&self, dir: &Path, seqs: &[u64], units: u64, baseline: u64) -> anyhow::Result<()> {
+    pub(crate) fn save(
+        &self,
+        dir: &Path,
+        seqs: &[u64],
+        units: u64,
+        baseline: u64,
+    ) -> anyhow::Result<()> {
         let mut file = serde_json::from_slice::<KitFile>(&serde_json::to_vec(&self.file)?)?;
         for (s, seq) in file.stations.iter_mut().zip(seqs) {
             s.last_sequence = *seq;
@@ -127,7 +133,7 @@ impl Kit {
     }
 
     /// The principals and release trust root the server runs with.
-    pub fn settings(&self) -> Settings {
+    pub(crate) fn settings(&self) -> Settings {
         let p = |name: &str, role: &str, token: &str, station: Option<&str>| PrincipalConfig {
             name: name.into(),
             role: role.into(),
@@ -168,7 +174,7 @@ impl Kit {
 
 /// Where the fleet is stored.
 #[derive(Clone, Debug)]
-pub enum Backend {
+pub(crate) enum Backend {
     /// sled in `<data>/db`, with this page cache (MiB).
     Sled { cache_mb: u64 },
     /// A PostgreSQL database, shared by every replica.
@@ -182,17 +188,17 @@ pub enum Backend {
 }
 
 /// The environment variable that carries `--store-url`.
-pub const STORE_URL_VAR: &str = "ATTESTD_BENCH_STORE_URL";
+pub(crate) const STORE_URL_VAR: &str = "ATTESTD_BENCH_STORE_URL";
 
 /// The audit key every replica signs checkpoints with (attestd pins one
 /// key per database; replicas with different keys would refuse to start).
-pub fn audit_key_path(dir: &Path) -> PathBuf {
+pub(crate) fn audit_key_path(dir: &Path) -> PathBuf {
     dir.join("audit-key.pkcs8")
 }
 
 /// `attestd-bench server`: runs attestd on `dir` until SIGTERM, storing in
 /// `backend`; `replica` numbers the process's log file.
-pub fn run_server(dir: &Path, backend: &Backend, replica: usize) -> anyhow::Result<()> {
+pub(crate) fn run_server(dir: &Path, backend: &Backend, replica: usize) -> anyhow::Result<()> {
     // The load generator makes the kit before it starts the server; a
     // server without one would have no principals to serve.
     anyhow::ensure!(
@@ -236,10 +242,8 @@ pub fn run_server(dir: &Path, backend: &Backend, replica: usize) -> anyhow::Resu
             checkpoint_key: Some(Arc::new(key)),
             tls: None,
         };
-        let stop = async {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("signal handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let stop = async move {
             term.recv().await;
         };
         attestd_server::serve(listener, parts, stop).await?;
@@ -282,7 +286,7 @@ async fn open_store(
 
 /// The refusal of `--store-url` by a bench built without PostgreSQL.
 #[cfg(not(feature = "postgres"))]
-pub fn without_postgres() -> anyhow::Error {
+pub(crate) fn without_postgres() -> anyhow::Error {
     anyhow::anyhow!(
         "this attestd-bench was built without PostgreSQL support: \
          build it with `--features postgres` to use --store-url"
@@ -290,7 +294,7 @@ pub fn without_postgres() -> anyhow::Error {
 }
 
 /// A server process.
-pub struct ServerProc {
+pub(crate) struct ServerProc {
     child: Child,
     pub endpoint: String,
 }
@@ -298,7 +302,7 @@ pub struct ServerProc {
 impl ServerProc {
     /// Starts replica `replica` of the fleet in `dir` and waits until it
     /// answers health checks SERVING.
-    pub async fn start(
+    pub(crate) async fn start(
         dir: &Path,
         backend: &Backend,
         replica: usize,
@@ -359,12 +363,12 @@ impl ServerProc {
         Ok(ServerProc { child, endpoint })
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Resident and peak resident memory (VmRSS, VmHWM) in bytes.
-    pub fn memory(&self) -> (u64, u64) {
+    pub(crate) fn memory(&self) -> (u64, u64) {
         let status =
             std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         let field = |name: &str| {
@@ -384,7 +388,7 @@ impl ServerProc {
     }
 
     /// SIGTERM, then waits for the drain and final flush.
-    pub fn stop(mut self) -> anyhow::Result<()> {
+    pub(crate) fn stop(mut self) -> anyhow::Result<()> {
         self.terminate();
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
@@ -411,7 +415,7 @@ impl Drop for ServerProc {
 
 /// The replicas of a fleet: one server process, or several on one
 /// PostgreSQL database.
-pub struct Servers {
+pub(crate) struct Servers {
     pub procs: Vec<ServerProc>,
     /// From the first spawn until every replica answered SERVING.
     pub start_time: Duration,
@@ -420,7 +424,11 @@ pub struct Servers {
 impl Servers {
     /// Starts `replicas` server processes on `dir` at once (with PostgreSQL,
     /// their migrations at start meet on the database's advisory lock).
-    pub async fn start(dir: &Path, backend: &Backend, replicas: usize) -> anyhow::Result<Servers> {
+    pub(crate) async fn start(
+        dir: &Path,
+        backend: &Backend,
+        replicas: usize,
+    ) -> anyhow::Result<Servers> {
         let started = Instant::now();
         let mut tasks = Vec::new();
         for k in 0..replicas.max(1) {
@@ -447,16 +455,16 @@ impl Servers {
         })
     }
 
-    pub fn endpoints(&self) -> Vec<String> {
+    pub(crate) fn endpoints(&self) -> Vec<String> {
         self.procs.iter().map(|p| p.endpoint.clone()).collect()
     }
 
-    pub fn pids(&self) -> Vec<u32> {
+    pub(crate) fn pids(&self) -> Vec<u32> {
         self.procs.iter().map(ServerProc::pid).collect()
     }
 
     /// Stops every replica (SIGTERM to all, then waits for each).
-    pub fn stop(self) -> anyhow::Result<()> {
+    pub(crate) fn stop(self) -> anyhow::Result<()> {
         for p in &self.procs {
             p.terminate();
         }
@@ -474,7 +482,7 @@ impl Servers {
 /// units), made when the unit is provisioned and kept in
 /// `<data>/unit-keys.bin` as fixed-size records (length byte + PKCS#8), so
 /// a later run can boot the same fleet. Parsed keys are cached in memory.
-pub struct UnitKeys {
+pub(crate) struct UnitKeys {
     file: std::fs::File,
     cache: Vec<std::sync::OnceLock<SigningKey>>,
 }
@@ -482,7 +490,7 @@ pub struct UnitKeys {
 const KEY_RECORD: u64 = 192;
 
 impl UnitKeys {
-    pub fn open(dir: &Path, capacity: u64) -> anyhow::Result<UnitKeys> {
+    pub(crate) fn open(dir: &Path, capacity: u64) -> anyhow::Result<UnitKeys> {
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -496,7 +504,7 @@ impl UnitKeys {
     }
 
     /// Makes, stores and returns unit `i`'s key.
-    pub fn create(&self, i: u64, alg: KeyAlg) -> anyhow::Result<&SigningKey> {
+    pub(crate) fn create(&self, i: u64, alg: KeyAlg) -> anyhow::Result<&SigningKey> {
         use std::os::unix::fs::FileExt as _;
         let key = SigningKey::generate(alg)?;
         let pkcs8 = key.pkcs8();
@@ -515,7 +523,7 @@ impl UnitKeys {
     }
 
     /// Unit `i`'s key, read from the file the first time.
-    pub fn get(&self, i: u64) -> anyhow::Result<&SigningKey> {
+    pub(crate) fn get(&self, i: u64) -> anyhow::Result<&SigningKey> {
         use std::os::unix::fs::FileExt as _;
         let slot = self.cache.get(i as usize).context("unit beyond capacity")?;
         if let Some(k) = slot.get() {
@@ -535,7 +543,7 @@ impl UnitKeys {
     }
 
     /// Parses the keys of units `0..n` ahead of a measured run, on every core.
-    pub fn warm(&self, n: u64) -> anyhow::Result<()> {
+    pub(crate) fn warm(&self, n: u64) -> anyhow::Result<()> {
         let threads = std::thread::available_parallelism().map_or(2, |c| c.get()) as u64;
         std::thread::scope(|s| {
             let handles: Vec<_> = (0..threads)
@@ -558,7 +566,7 @@ impl UnitKeys {
         })
     }
 
-    pub fn sync(&self) -> anyhow::Result<()> {
+    pub(crate) fn sync(&self) -> anyhow::Result<()> {
         Ok(self.file.sync_all()?)
     }
 }
@@ -566,13 +574,13 @@ impl UnitKeys {
 /// CPU seconds (user + system, every thread) process `pid` has used, from
 /// /proc/<pid>/stat (in clock ticks of 1/100 s, Linux's USER_HZ); 0 when
 /// unreadable.
-pub fn cpu_seconds(pid: u32) -> f64 {
+pub(crate) fn cpu_seconds(pid: u32) -> f64 {
     proc_stat(pid).map_or(0.0, |s| s.own_ticks as f64 / 100.0)
 }
 
 /// CPU seconds used so far by the PostgreSQL server on this machine.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct PgCpu {
+pub(crate) struct PgCpu {
     /// Every process whose command name is `postgres` (postmaster,
     /// backends, writers), with the children they have reaped, so that a
     /// backend which exited mid-phase still counts (through the
@@ -584,7 +592,7 @@ pub struct PgCpu {
 }
 
 /// [`PgCpu`] now, for the backends of `database`.
-pub fn postgres_cpu_seconds(database: &str) -> PgCpu {
+pub(crate) fn postgres_cpu_seconds(database: &str) -> PgCpu {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return PgCpu::default();
     };

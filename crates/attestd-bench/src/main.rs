@@ -209,7 +209,7 @@ struct CpuNow {
 
 /// A temporary directory for --quick, removed at the end.
 mod tempfile_dir {
-    pub struct TempDir(pub std::path::PathBuf);
+    pub(crate) struct TempDir(pub std::path::PathBuf);
     impl Drop for TempDir {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.0);

@@ -13,14 +13,14 @@ async fn pool(url: &str) -> anyhow::Result<Pool> {
 }
 
 /// What a database holds, as far as the bench cares.
-pub struct Found {
+pub(crate) struct Found {
     /// Tables in the schema attestd creates its tables in (`public`).
     pub tables: i64,
     /// The database's name (as its backends' process titles show it).
     pub database: String,
 }
 
-pub async fn look(url: &str) -> anyhow::Result<Found> {
+pub(crate) async fn look(url: &str) -> anyhow::Result<Found> {
     let pool = pool(url).await?;
     let c = pool.get().await?;
     let row = c
@@ -42,7 +42,7 @@ pub async fn look(url: &str) -> anyhow::Result<Found> {
 /// migrates at open). Refuses when unqualified names would not land in
 /// `public` (a search_path naming another schema first), since the tables
 /// would then live where this does not look. Returns the database's name.
-pub async fn empty(url: &str) -> anyhow::Result<String> {
+pub(crate) async fn empty(url: &str) -> anyhow::Result<String> {
     let pool = pool(url).await?;
     let c = pool.get().await?;
     let row = c

@@ -6,18 +6,21 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 /// Latencies in microseconds, 1 us .. 10 min, 3 significant digits.
-pub fn histogram() -> Histogram<u64> {
+// The bounds are constants that hdrhistogram accepts (low >= 1, high >=
+// 2 * low, 3 significant digits <= 5): this cannot fail.
+#[allow(clippy::expect_used)]
+pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds")
 }
 
-pub fn record(h: &mut Histogram<u64>, d: Duration) {
+pub(crate) fn record(h: &mut Histogram<u64>, d: Duration) {
     let us = (d.as_micros() as u64).clamp(1, 600_000_000);
     let _ = h.record(us);
 }
 
 /// One measured operation.
 #[derive(Clone, Debug, Serialize)]
-pub struct Row {
+pub(crate) struct Row {
     pub scenario: String,
     pub operation: String,
     pub count: u64,
@@ -43,7 +46,7 @@ pub struct Row {
 /// CPU time (user + system) per operation in microseconds, by process,
 /// whatever else the machine was doing: what a figure costs.
 #[derive(Clone, Debug, Serialize)]
-pub struct CpuPerOp {
+pub(crate) struct CpuPerOp {
     /// Every attestd replica, summed.
     pub server_us: f64,
     /// How many replicas `server_us` sums (1 with sled).
@@ -60,7 +63,7 @@ pub struct CpuPerOp {
 }
 
 impl Row {
-    pub fn new(
+    pub(crate) fn new(
         scenario: &str,
         operation: &str,
         h: &Histogram<u64>,
@@ -87,7 +90,7 @@ impl Row {
     }
 
     /// A single figure (a time, a size) rather than a latency distribution.
-    pub fn figure(scenario: &str, operation: &str, value: f64, note: String) -> Row {
+    pub(crate) fn figure(scenario: &str, operation: &str, value: f64, note: String) -> Row {
         Row {
             scenario: scenario.into(),
             operation: operation.into(),
@@ -105,12 +108,12 @@ impl Row {
         }
     }
 
-    pub fn with_errors(mut self, errors: u64) -> Row {
+    pub(crate) fn with_errors(mut self, errors: u64) -> Row {
         self.errors = errors;
         self
     }
 
-    pub fn with_note(mut self, note: impl Into<String>) -> Row {
+    pub(crate) fn with_note(mut self, note: impl Into<String>) -> Row {
         self.note = note.into();
         self
     }
@@ -119,7 +122,7 @@ impl Row {
 /// The rows as a table. The CPU columns are microseconds per operation of
 /// the attestd server(s), all of PostgreSQL, the backends of the fleet's
 /// database alone, and the load generator.
-pub fn table(rows: &[Row]) -> String {
+pub(crate) fn table(rows: &[Row]) -> String {
     let mut out = format!(
         "{:<11} {:<38} {:>9} {:>6} {:>11} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7} {:>7}  {}\n",
         "scenario",

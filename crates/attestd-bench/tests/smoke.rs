@@ -2,6 +2,9 @@
 //! against a real attestd process and finishes without a single error. It
 //! checks that the tool works, not how fast anything is.
 
+// Test code: a failed unwrap is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[test]
 fn all_scenarios_run_without_errors_in_quick_mode() {
     let rows = all_quick(&[]);

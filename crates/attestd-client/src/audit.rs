@@ -11,7 +11,9 @@ use crate::Client;
 
 /// An export file's text and how many entries it holds.
 pub struct ExportFile {
+    /// The export file, one JSON line per range, entry and signed head (docs/audit-format.md §4).
     pub text: String,
+    /// How many entries it holds.
     pub entries: u64,
 }
 

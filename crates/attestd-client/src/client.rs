@@ -25,10 +25,13 @@ type Authed = InterceptedService<Channel, Bearer>;
 /// Why a client could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// The endpoint is not a valid URI, the TLS settings were refused, or the connection failed.
     #[error("invalid endpoint or connection failure: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The token cannot be sent as an HTTP header value.
     #[error("the token contains characters not allowed in a header")]
     Token,
+    /// TLS options were given for an endpoint that is not `https://`.
     #[error("TLS needs an https:// endpoint, got {0}")]
     Scheme(String),
 }
@@ -38,7 +41,9 @@ pub enum ClientError {
 /// client's certificate chain and private key (PEM).
 #[derive(Clone, Debug, Default)]
 pub struct TlsOptions {
+    /// The CA certificate(s) that signed the server's certificate, PEM.
     pub ca_pem: Vec<u8>,
+    /// For a principal identified by certificate: its certificate chain and private key, PEM.
     pub identity: Option<(Vec<u8>, Vec<u8>)>,
     /// The name to check the server's certificate against; default: the
     /// endpoint's host.
@@ -83,6 +88,8 @@ impl Client {
         Client::from_channel(channel, token)
     }
 
+    /// A client on an existing channel, with `token` if given. Fails if the token cannot be sent as
+    /// a header.
     pub fn from_channel(channel: Channel, token: Option<&str>) -> Result<Client, ClientError> {
         let bearer = match token {
             Some(t) => Some(
@@ -103,10 +110,12 @@ impl Client {
         Client::from_channel(self.channel.clone(), token)
     }
 
+    /// The channel the service clients share.
     pub fn channel(&self) -> Channel {
         self.channel.clone()
     }
 
+    /// The `DeviceAttestation` service: challenges and evidence.
     pub fn device(&self) -> pb::device_attestation_client::DeviceAttestationClient<Authed> {
         pb::device_attestation_client::DeviceAttestationClient::with_interceptor(
             self.channel.clone(),
@@ -114,6 +123,7 @@ impl Client {
         )
     }
 
+    /// The `Factory` service: station records.
     pub fn factory(&self) -> pb::factory_client::FactoryClient<Authed> {
         pb::factory_client::FactoryClient::with_interceptor(
             self.channel.clone(),
@@ -121,10 +131,12 @@ impl Client {
         )
     }
 
+    /// The `Admin` service: stations, revocation, placement, backups.
     pub fn admin(&self) -> pb::admin_client::AdminClient<Authed> {
         pb::admin_client::AdminClient::with_interceptor(self.channel.clone(), self.bearer.clone())
     }
 
+    /// The `Baselines` service.
     pub fn baselines(&self) -> pb::baselines_client::BaselinesClient<Authed> {
         pb::baselines_client::BaselinesClient::with_interceptor(
             self.channel.clone(),
@@ -132,10 +144,12 @@ impl Client {
         )
     }
 
+    /// The `Audit` service: the audit chain and its export.
     pub fn audit(&self) -> pb::audit_client::AuditClient<Authed> {
         pb::audit_client::AuditClient::with_interceptor(self.channel.clone(), self.bearer.clone())
     }
 
+    /// The `Release` service: the release gate, quarantine, concessions, result keys.
     pub fn release(&self) -> pb::release_client::ReleaseClient<Authed> {
         pb::release_client::ReleaseClient::with_interceptor(
             self.channel.clone(),
@@ -143,6 +157,7 @@ impl Client {
         )
     }
 
+    /// The `Fleet` service: units, summaries, the change feed, history, evidence.
     pub fn fleet(&self) -> pb::fleet_client::FleetClient<Authed> {
         pb::fleet_client::FleetClient::with_interceptor(self.channel.clone(), self.bearer.clone())
     }

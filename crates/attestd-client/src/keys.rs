@@ -8,8 +8,10 @@ use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
 /// Why a key could not be made or loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
+    /// The system random source failed while making a key.
     #[error("key generation failed")]
     Generate,
+    /// The bytes are not a PKCS#8 private key of the named algorithm.
     #[error("not a PKCS#8 {0} private key")]
     Pkcs8(&'static str),
 }
@@ -96,10 +98,12 @@ impl SigningKey {
         })
     }
 
+    /// The key's algorithm.
     pub fn alg(&self) -> KeyAlg {
         self.public.alg()
     }
 
+    /// The public half, as attestd enrolls or registers it.
     pub fn public_key(&self) -> &PublicKey {
         &self.public
     }

@@ -15,8 +15,12 @@ use crate::time::UnixTime;
 pub enum Tier {
     /// Nothing to appraise against.
     None,
+    /// Every check passed; a claim in the affirming band and no finding.
     Affirming,
+    /// A claim in the warning band, or freshness unverified.
     Warning,
+    /// A claim in the contraindicated band: a revoked or mismatching unit, unapproved firmware, a
+    /// wrong configuration.
     Contraindicated,
 }
 
@@ -35,15 +39,22 @@ impl Tier {
 /// The device status of the fleet view.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Status {
+    /// The current appraisal is AFFIRMING and the evidence is within the freshness window.
     Trusted,
+    /// The current appraisal is WARNING.
     Warning,
+    /// The current appraisal is CONTRAINDICATED, or the unit is revoked.
     Untrusted,
+    /// No evidence received within the covering baseline's `max_evidence_age_hours`.
     Stale,
+    /// Enrolled but never attested, or no baseline covers the unit (tier NONE).
     Unknown,
+    /// Held by a security admin (`Release.SetQuarantine`), whatever the evidence says.
     Quarantined,
 }
 
 impl Status {
+    /// Every status, from TRUSTED to QUARANTINED.
     pub const ALL: [Status; 6] = [
         Status::Trusted,
         Status::Warning,
@@ -53,6 +64,7 @@ impl Status {
         Status::Quarantined,
     ];
 
+    /// The status as the API and logs spell it, e.g. `TRUSTED`.
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Trusted => "TRUSTED",
@@ -69,15 +81,22 @@ impl Status {
 /// pseudo-claim of `FRESHNESS_UNVERIFIED`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Claim {
+    /// Signed by the unit's enrolled key, as provisioned, not revoked.
     InstanceIdentity,
+    /// An active baseline covers the unit's model and hardware version.
     Hardware,
+    /// The reported firmware is approved and not rolled back.
     Executables,
+    /// Secure boot, debug state and calibration as the baseline requires.
     Configuration,
+    /// The records relied on come from trusted stations with in-date reference instruments.
     SourcedData,
+    /// Nonce freshness (`FRESHNESS_UNVERIFIED`); sets no value in the vector.
     Freshness,
 }
 
 impl Claim {
+    /// The claim's name in reasons, e.g. `instance_identity`.
     pub fn as_str(self) -> &'static str {
         match self {
             Claim::InstanceIdentity => "instance_identity",
@@ -91,18 +110,21 @@ impl Claim {
 }
 
 macro_rules! codes {
-    ($($variant:ident => $text:literal, $claim:ident, $value:expr;)*) => {
+    ($($(#[$doc:meta])* $variant:ident => $text:literal, $claim:ident, $value:expr;)*) => {
         /// The reason codes of docs/appraisal.md, each with its claim and value.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        pub enum Code { $($variant,)* }
+        pub enum Code { $($(#[$doc])* $variant,)* }
 
         impl Code {
+            /// Every code, in check order.
             pub const ALL: &'static [Code] = &[$(Code::$variant,)*];
 
+            /// The code as the API spells it, e.g. `FIRMWARE_REVOKED`.
             pub fn as_str(self) -> &'static str {
                 match self { $(Code::$variant => $text,)* }
             }
 
+            /// The claim this code is about.
             pub fn claim(self) -> Claim {
                 match self { $(Code::$variant => Claim::$claim,)* }
             }
@@ -112,6 +134,7 @@ macro_rules! codes {
                 match self { $(Code::$variant => $value,)* }
             }
 
+            /// The code of its API spelling, if it is one.
             pub fn parse(s: &str) -> Option<Code> {
                 match s { $($text => Some(Code::$variant),)* _ => None }
             }
@@ -120,38 +143,77 @@ macro_rules! codes {
 }
 
 codes! {
+    /// The evidence's `hwmodel` or `hwversion` differs from the unit's provisioning record.
     IdentityMismatch => "IDENTITY_MISMATCH", InstanceIdentity, 96;
+    /// Nonce-fresh evidence whose boot counter is below the highest accepted before it: a cloned
+    /// key or a reset counter.
     BootcountRegressed => "BOOTCOUNT_REGRESSED", InstanceIdentity, 96;
+    /// A security admin revoked the unit (`Admin.RevokeDevice`).
     DeviceRevoked => "DEVICE_REVOKED", InstanceIdentity, 96;
+    /// No active baseline covers the unit's model and hardware version; nothing else is checked
+    /// against one.
     NoBaseline => "NO_BASELINE", Hardware, 0;
+    /// A component's digest and svn are not one of its approved builds.
     FirmwareUnapproved => "FIRMWARE_UNAPPROVED", Executables, 96;
+    /// A component's digest is withdrawn by the baseline.
     FirmwareRevoked => "FIRMWARE_REVOKED", Executables, 96;
+    /// A component's svn is below the baseline's `min_svn`, or below the highest this unit reported
+    /// before.
     FirmwareRollback => "FIRMWARE_ROLLBACK", Executables, 96;
+    /// A component the baseline names was not reported.
     ComponentMissing => "COMPONENT_MISSING", Executables, 96;
+    /// A reported component the baseline does not name.
     ComponentUnexpected => "COMPONENT_UNEXPECTED", Executables, 96;
+    /// The baseline requires secure boot and the evidence says it is off.
     SecureBootDisabled => "SECURE_BOOT_DISABLED", Configuration, 96;
+    /// The evidence's `dbgstat` is below the baseline's `min_dbgstat`.
     DebugEnabled => "DEBUG_ENABLED", Configuration, 96;
+    /// The unit reports another calibration digest than its latest calibration record, and its
+    /// evidence reached attestd after that record.
     CalibrationMismatch => "CALIBRATION_MISMATCH", Configuration, -97;
+    /// Calibration is required, but the unit has no calibration record or reports no calibration
+    /// data set.
     CalibrationMissing => "CALIBRATION_MISSING", Configuration, -98;
+    /// The latest calibration record's result is FAIL.
     CalibrationFailed => "CALIBRATION_FAILED", Configuration, -99;
+    /// A parameter the baseline bounds is absent from the latest calibration record, or its
+    /// `as_left` is out of bounds.
     CalibrationOutOfRange => "CALIBRATION_OUT_OF_RANGE", Configuration, -100;
+    /// The calibration is past its due date (the record's `next_due_at` or the baseline's interval,
+    /// whichever is earlier).
     CalibrationOverdue => "CALIBRATION_OVERDUE", Configuration, 32;
+    /// The calibration digests differ, but the record reached attestd after the evidence: the unit
+    /// has not attested its new data set yet.
     CalibrationUnconfirmed => "CALIBRATION_UNCONFIRMED", Configuration, 32;
+    /// A station behind the unit's provisioning or latest calibration record has been revoked
+    /// since.
     StationRevoked => "STATION_REVOKED", SourcedData, 96;
+    /// A reference instrument of the latest calibration record was past its due date when the
+    /// calibration was performed.
     CalibrationReferenceExpired => "CALIBRATION_REFERENCE_EXPIRED", SourcedData, 32;
+    /// Deferred evidence (no nonce) while the baseline requires nonces: the tier is at most
+    /// WARNING.
     FreshnessUnverified => "FRESHNESS_UNVERIFIED", Freshness, 0;
 }
 
 /// The eight AR4SI trust claims.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TrustVector {
+    /// Identity of the unit (AR4SI `instance-identity`).
     pub instance_identity: i8,
+    /// Configuration: secure boot, debug state, calibration.
     pub configuration: i8,
+    /// Firmware: approved builds, no rollback.
     pub executables: i8,
+    /// Not evaluated by attestd; always 0.
     pub file_system: i8,
+    /// Whether a baseline covers the hardware.
     pub hardware: i8,
+    /// Not evaluated by attestd; always 0.
     pub runtime_opaque: i8,
+    /// Not evaluated by attestd; always 0.
     pub storage_opaque: i8,
+    /// Provenance of the records relied on: stations and reference instruments.
     pub sourced_data: i8,
 }
 
@@ -170,6 +232,7 @@ impl TrustVector {
         ]
     }
 
+    /// The vector of values in the fixed AR4SI order (the inverse of [`TrustVector::values`]).
     pub fn from_values(v: [i8; 8]) -> TrustVector {
         TrustVector {
             instance_identity: v[0],
@@ -201,6 +264,7 @@ impl TrustVector {
             .any(|&v| Tier::of_value(v) == Tier::Contraindicated)
     }
 
+    /// Whether any claim is in a warning range (32..95, -33..-96).
     pub fn any_warning(&self) -> bool {
         self.values()
             .iter()
@@ -211,10 +275,15 @@ impl TrustVector {
 /// One reason an appraisal is not AFFIRMING.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finding {
+    /// What was found.
     pub code: Code,
+    /// The firmware component or calibration parameter concerned; empty when none.
     pub component: String,
+    /// The value the baseline or records expect, for a reader; may be empty.
     pub expected: String,
+    /// The value the evidence shows; may be empty.
     pub actual: String,
+    /// A sentence for a reader.
     pub detail: String,
 }
 
@@ -243,18 +312,28 @@ impl Finding {
 /// A verdict and the ids of the inputs it was computed from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Appraisal {
+    /// The overall tier.
     pub tier: Tier,
+    /// The eight AR4SI trust claims.
     pub vector: TrustVector,
+    /// Every failing check, in reason order (by claim, then component).
     pub findings: Vec<Finding>,
+    /// The evidence appraised.
     pub evidence_id: String,
+    /// The model of the baseline used; empty without one.
     pub baseline_model: String,
+    /// The version of the baseline used; 0 without one.
     pub baseline_version: u64,
+    /// The unit's provisioning record the appraisal rests on.
     pub provisioning_record_id: String,
+    /// The unit's latest calibration record; empty without one.
     pub calibration_record_id: String,
+    /// When the appraisal was made.
     pub appraised_at: UnixTime,
 }
 
 impl Appraisal {
+    /// Whether a finding has this code.
     pub fn has(&self, code: Code) -> bool {
         self.findings.iter().any(|f| f.code == code)
     }
@@ -263,13 +342,19 @@ impl Appraisal {
 /// What the latest calibration record says, as appraisal needs it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CalibrationFacts {
+    /// The calibration record's id.
     pub record_id: String,
+    /// The station that signed it.
     pub station_id: String,
+    /// PASS or FAIL.
     pub result: CalibrationResult,
+    /// When the calibration was done, as the station states it.
     pub performed_at: UnixTime,
     /// When attestd accepted the record (its clock), to order it against evidence.
     pub received_at_ms: i64,
+    /// When the next calibration is due, as the record states it.
     pub next_due_at: UnixTime,
+    /// SHA-256 of the calibration data set the unit must report.
     pub digest: Digest,
     /// (name, as_left) of each parameter.
     pub parameters: Vec<(String, f64)>,
@@ -278,6 +363,8 @@ pub struct CalibrationFacts {
 }
 
 impl CalibrationFacts {
+    /// The facts of a checked calibration record that attestd accepted at `received_at_ms` (its
+    /// clock, ms).
     pub fn from_record(c: &Calibration, record_id: &str, received_at_ms: i64) -> CalibrationFacts {
         CalibrationFacts {
             record_id: record_id.to_owned(),
@@ -304,12 +391,17 @@ impl CalibrationFacts {
 /// What attestd knows about a unit, from its records and admin actions.
 #[derive(Clone, Debug, PartialEq)]
 pub struct UnitFacts {
+    /// The model the unit is enrolled as.
     pub model: String,
+    /// The hardware version the unit is enrolled as.
     pub hw_version: String,
+    /// The unit's current provisioning record.
     pub provisioning_record_id: String,
+    /// The station that signed the current provisioning record.
     pub provisioning_station_id: String,
     /// Revoked by a security admin.
     pub revoked: bool,
+    /// The unit's latest calibration record, if any.
     pub calibration: Option<CalibrationFacts>,
     /// Stations relied on (provisioning, calibration) that are revoked now.
     pub revoked_stations: Vec<String>,
@@ -318,9 +410,13 @@ pub struct UnitFacts {
 /// One piece of authenticated evidence and the unit's history when it was accepted.
 #[derive(Clone, Debug)]
 pub struct EvidenceFacts<'a> {
+    /// The authenticated claims.
     pub claims: &'a Claims,
+    /// The evidence's id.
     pub evidence_id: &'a str,
+    /// Whether the evidence carried a nonce attestd issued (false: deferred).
     pub nonce_fresh: bool,
+    /// When attestd accepted the evidence (its clock, ms).
     pub received_at_ms: i64,
     /// Highest boot counter accepted before this evidence.
     pub prior_bootcount: Option<u64>,

@@ -22,18 +22,23 @@ const DOMAIN: &[u8] = b"attestd-audit-v1";
 /// One audit entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuditEntry {
+    /// Position in the chain: 1 for the first entry, then one more per entry, without gaps.
     pub seq: u64,
+    /// When the entry was written, milliseconds since the Unix epoch (hashed as such).
     pub at_ms: i64,
     /// Who: a principal name, `device:<serial>` for device evidence.
     pub principal: String,
-    /// What, e.g. `record.accept`, `station.revoke`, `release.decide`.
+    /// What, e.g. `record.provisioning`, `station.revoke`, `release.decide`.
     pub action: String,
     /// On what: a serial, station id, model and version.
     pub target: String,
+    /// The reason an operator gave, or empty.
     pub reason: String,
     /// Ids and facts a reader needs (record id, decision, ...).
     pub details: String,
+    /// The `hash` of the entry before ([`GENESIS`] for the first).
     pub prev_hash: [u8; 32],
+    /// This entry's hash: SHA-256 over the domain tag, `prev_hash` and the fields ([`entry_hash`]).
     pub hash: [u8; 32],
 }
 
@@ -103,14 +108,21 @@ pub const CHECKPOINT_ACTION: &str = "audit.checkpoint";
 /// A checkpoint parsed from an entry's details.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Checkpoint {
+    /// The sequence number of the entry that was the head when signed.
     pub seq: u64,
+    /// That entry's hash.
     pub hash: [u8; 32],
+    /// When the head was signed, milliseconds since the Unix epoch.
     pub at_ms: i64,
+    /// `sha256:<hex>` of the audit key's SPKI DER.
     pub key_id: String,
+    /// Ed25519 signature (64 bytes) over [`checkpoint_message`].
     pub signature: Vec<u8>,
 }
 
 impl Checkpoint {
+    /// The `details` text of the checkpoint entry: `head <seq> <hash hex>; at <at_ms>; key <key
+    /// id>; sig <signature hex>`.
     pub fn details(&self) -> String {
         format!(
             "head {} {}; at {}; key {}; sig {}",
@@ -122,6 +134,7 @@ impl Checkpoint {
         )
     }
 
+    /// The checkpoint a `details` text describes, if it is one.
     pub fn parse(details: &str) -> Option<Checkpoint> {
         let mut parts = details.split("; ");
         let mut head = parts.next()?.strip_prefix("head ")?.split(' ');
@@ -197,7 +210,9 @@ pub fn verify_checkpoints(
 pub struct ChainBreak {
     /// Position in the slice given to [`verify_chain`].
     pub index: usize,
+    /// The sequence number of the entry at fault.
     pub seq: u64,
+    /// What does not verify.
     pub why: &'static str,
 }
 

@@ -13,65 +13,92 @@ use crate::record::parse_json;
 use crate::reject;
 use crate::time::UnixTime;
 
+/// DSSE payload type of a baseline (docs/formats.md §2.3).
 pub const BASELINE_TYPE: &str = "application/vnd.attestd.baseline.v1+json";
 const MAX_LIST: usize = 64;
 
 // ---- JSON, as release engineering writes it ---------------------------------
 
+/// An approved build of a component (`firmware.components[].approved[]`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ApprovedDoc {
+    /// The build's version text, e.g. `2.1.4`.
     pub version: String,
+    /// The build's security version number.
     pub svn: u64,
+    /// SHA-256 of the image, 64 lowercase hex characters.
     pub digest: String,
 }
 
+/// One firmware component the baseline governs (`firmware.components[]`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ComponentDoc {
+    /// Matched against the names of the components the evidence reports.
     pub name: String,
+    /// A lower reported svn is `FIRMWARE_ROLLBACK`.
     pub min_svn: u64,
+    /// The approved builds (1..64): reported firmware is approved when both digest and svn match
+    /// one.
     #[serde(deserialize_with = "objects")]
     pub approved: Vec<ApprovedDoc>,
 }
 
+/// A withdrawn build of any component (`firmware.revoked[]`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RevokedDoc {
+    /// SHA-256 of the withdrawn image, 64 lowercase hex characters.
     pub digest: String,
+    /// Why it was withdrawn; shown in the `FIRMWARE_REVOKED` reason.
     pub reason: String,
 }
 
+/// `firmware` of a baseline: approved and withdrawn builds.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FirmwareDoc {
+    /// One entry per component (1..64), names unique.
     #[serde(deserialize_with = "objects")]
     pub components: Vec<ComponentDoc>,
+    /// Withdrawn builds (0..64); absent means none.
     #[serde(default, deserialize_with = "objects")]
     pub revoked: Vec<RevokedDoc>,
 }
 
+/// Bounds on one calibration parameter (`calibration.parameters[]`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BoundDoc {
+    /// The parameter's name, as calibration records name it.
     pub name: String,
+    /// Lowest accepted `as_left` value.
     pub min: f64,
+    /// Highest accepted `as_left` value.
     pub max: f64,
 }
 
+/// `calibration` of a baseline: the calibration policy.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CalibrationPolicyDoc {
+    /// Whether units must carry a matching, passed, in-date calibration.
     pub required: bool,
+    /// Longest time between calibrations, in days (at least 1).
     pub max_interval_days: u32,
+    /// Bounds on calibration results (0..64); absent means none.
     #[serde(default, deserialize_with = "objects")]
     pub parameters: Vec<BoundDoc>,
 }
 
+/// `security` of a baseline: the boot state required.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SecurityDoc {
+    /// If true, evidence with `secure_boot: false` is `SECURE_BOOT_DISABLED`.
     pub require_secure_boot: bool,
+    /// Lowest accepted EAT debug status (0..4); a lower `dbgstat` is `DEBUG_ENABLED`.
     #[serde(deserialize_with = "dbgstat")]
     pub min_dbgstat: u8,
 }
@@ -82,10 +109,14 @@ fn dbgstat<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
     crate::json::whole_number(d, 0, 4).map(|n| n as u8)
 }
 
+/// `freshness` of a baseline.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FreshnessDoc {
+    /// Hours after which a unit without newer evidence is STALE (at least 1); also the window for
+    /// deferred evidence.
     pub max_evidence_age_hours: u32,
+    /// If true, deferred evidence (no nonce) is graded at most WARNING (`FRESHNESS_UNVERIFIED`).
     pub nonce_required: bool,
 }
 
@@ -93,63 +124,96 @@ pub struct FreshnessDoc {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BaselineDoc {
+    /// The model this baseline governs.
     pub model: String,
+    /// The hardware versions it covers (1..64); a unit of another is `NO_BASELINE`.
     pub hw_versions: Vec<String>,
+    /// Version number (at least 1), above every version published for the model before.
     pub version: u64,
+    /// When it becomes active (RFC 3339, UTC).
     pub effective_at: String,
+    /// Free text (at most 1024 bytes); may be empty.
     #[serde(default)]
     pub description: String,
+    /// Approved and withdrawn firmware.
     #[serde(deserialize_with = "object")]
     pub firmware: FirmwareDoc,
+    /// The calibration policy.
     #[serde(deserialize_with = "object")]
     pub calibration: CalibrationPolicyDoc,
+    /// The boot state required.
     #[serde(deserialize_with = "object")]
     pub security: SecurityDoc,
+    /// How fresh evidence must be.
     #[serde(deserialize_with = "object")]
     pub freshness: FreshnessDoc,
 }
 
 // ---- Checked baseline -----------------------------------------------------------
 
+/// An approved build of a component.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Approved {
+    /// The build's version text.
     pub version: String,
+    /// The build's security version number.
     pub svn: u64,
+    /// SHA-256 of the image.
     pub digest: Digest,
 }
 
+/// What the baseline requires of one firmware component.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ComponentPolicy {
+    /// The component's name.
     pub name: String,
+    /// Lowest accepted svn; below it is `FIRMWARE_ROLLBACK`.
     pub min_svn: u64,
+    /// The approved builds.
     pub approved: Vec<Approved>,
 }
 
+/// Bounds on one calibration parameter's `as_left` value.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Bound {
+    /// The parameter's name.
     pub name: String,
+    /// Lowest accepted value.
     pub min: f64,
+    /// Highest accepted value, not below `min`.
     pub max: f64,
 }
 
 /// A checked baseline.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Baseline {
+    /// The model this baseline governs.
     pub model: Model,
+    /// The hardware versions it covers.
     pub hw_versions: Vec<String>,
+    /// Version number, increasing per model.
     pub version: u64,
+    /// When it becomes (or became) active.
     pub effective_at: UnixTime,
+    /// Free text; may be empty.
     pub description: String,
     /// Sorted by name.
     pub components: Vec<ComponentPolicy>,
     /// Revoked digests with their reasons.
     pub revoked: Vec<(Digest, String)>,
+    /// Whether units must carry a matching, passed, in-date calibration.
     pub calibration_required: bool,
+    /// Longest time between calibrations, in days.
     pub max_interval_days: u32,
+    /// Bounds on calibration results, by parameter name.
     pub parameters: Vec<Bound>,
+    /// Whether secure boot must be on.
     pub require_secure_boot: bool,
+    /// Lowest accepted EAT debug status.
     pub min_dbgstat: u8,
+    /// Hours after which a unit without newer evidence is STALE.
     pub max_evidence_age_hours: u32,
+    /// Whether deferred evidence is graded at most WARNING.
     pub nonce_required: bool,
 }
 
@@ -159,6 +223,7 @@ impl Baseline {
         check(parse_json(payload)?)
     }
 
+    /// Whether this baseline covers a unit of `model` with hardware version `hw_version`.
     pub fn covers(&self, model: &str, hw_version: &str) -> bool {
         self.model.as_str() == model && self.hw_versions.iter().any(|h| h == hw_version)
     }
@@ -190,6 +255,7 @@ impl Baseline {
         out
     }
 
+    /// The reason a digest was withdrawn, if this baseline withdraws it.
     pub fn revoked_reason(&self, d: &Digest) -> Option<&str> {
         self.revoked
             .iter()
@@ -345,7 +411,9 @@ fn check(d: BaselineDoc) -> Result<Baseline, Rejection> {
 /// The release keys and how many of them must sign a baseline.
 #[derive(Clone, Debug)]
 pub struct TrustRoot {
+    /// The configured release keys (`[release] keys`).
     pub keys: Vec<PublicKey>,
+    /// How many distinct release keys must sign a baseline (`t` of `n`).
     pub threshold: usize,
 }
 

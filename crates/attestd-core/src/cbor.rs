@@ -15,15 +15,23 @@ pub enum Value<'a> {
     Unsigned(u64),
     /// Major type 1: the value is `-1 - n`.
     Negative(u64),
+    /// Major type 2: a byte string.
     Bytes(&'a [u8]),
+    /// Major type 3: a UTF-8 text string.
     Text(&'a str),
+    /// Major type 4: an array.
     Array(Vec<Value<'a>>),
     /// Entries in encoded order; keys are unique.
     Map(Vec<(Value<'a>, Value<'a>)>),
+    /// Major type 6: a tag and the item it wraps.
     Tag(u64, Box<Value<'a>>),
+    /// Simple values `false` and `true`.
     Bool(bool),
+    /// Simple value `null`.
     Null,
+    /// Simple value `undefined`.
     Undefined,
+    /// A half, single or double float, widened.
     Float(f64),
 }
 
@@ -413,10 +421,12 @@ fn f64_to_f16_exact(f: f64) -> Option<u16> {
 /// A minimal CBOR encoder producing preferred (shortest) encodings.
 #[derive(Default, Debug)]
 pub struct Encoder {
+    /// The bytes written so far.
     pub buf: Vec<u8>,
 }
 
 impl Encoder {
+    /// An empty encoder.
     pub fn new() -> Encoder {
         Encoder::default()
     }
@@ -441,10 +451,12 @@ impl Encoder {
         self
     }
 
+    /// Writes an unsigned integer.
     pub fn uint(&mut self, n: u64) -> &mut Self {
         self.head(0, n)
     }
 
+    /// Writes an integer, negative ones as major type 1.
     pub fn int(&mut self, n: i64) -> &mut Self {
         if n >= 0 {
             self.head(0, n as u64)
@@ -453,30 +465,36 @@ impl Encoder {
         }
     }
 
+    /// Writes a byte string.
     pub fn bytes(&mut self, b: &[u8]) -> &mut Self {
         self.head(2, b.len() as u64);
         self.buf.extend_from_slice(b);
         self
     }
 
+    /// Writes a text string.
     pub fn text(&mut self, s: &str) -> &mut Self {
         self.head(3, s.len() as u64);
         self.buf.extend_from_slice(s.as_bytes());
         self
     }
 
+    /// Writes the head of an array of `len` items; the items follow.
     pub fn array(&mut self, len: usize) -> &mut Self {
         self.head(4, len as u64)
     }
 
+    /// Writes the head of a map of `len` entries; keys and values follow.
     pub fn map(&mut self, len: usize) -> &mut Self {
         self.head(5, len as u64)
     }
 
+    /// Writes a tag; the tagged item follows.
     pub fn tag(&mut self, tag: u64) -> &mut Self {
         self.head(6, tag)
     }
 
+    /// Writes `true` or `false`.
     pub fn bool(&mut self, b: bool) -> &mut Self {
         self.buf.push(if b { 0xf5 } else { 0xf4 });
         self
@@ -488,6 +506,7 @@ impl Encoder {
         self
     }
 
+    /// The encoded bytes.
     pub fn into_bytes(self) -> Vec<u8> {
         self.buf
     }

@@ -31,6 +31,7 @@ pub enum CoseAlg {
 }
 
 impl CoseAlg {
+    /// The algorithm of a COSE `alg` label, if attestd accepts it.
     pub fn from_label(v: i128) -> Option<CoseAlg> {
         match v {
             -7 => Some(CoseAlg::Es256),
@@ -41,6 +42,7 @@ impl CoseAlg {
         }
     }
 
+    /// The COSE `alg` label.
     pub fn label(self) -> i64 {
         match self {
             CoseAlg::Es256 => -7,
@@ -75,8 +77,11 @@ impl CoseAlg {
 pub struct CoseSign1<'a> {
     /// The protected header exactly as encoded (it is signed as bytes).
     pub protected: &'a [u8],
+    /// The algorithm of the protected header's `alg`.
     pub alg: CoseAlg,
+    /// The payload (the claims set for evidence).
     pub payload: &'a [u8],
+    /// The signature bytes (raw `r || s` for P-256).
     pub signature: &'a [u8],
     /// Whether the message carried tag 18.
     pub tagged: bool,
@@ -183,6 +188,8 @@ impl<'a> CoseSign1<'a> {
         self.verify_with_aad(key, &[])
     }
 
+    /// Verifies the signature with `key` over the Sig_structure with `external_aad`. A key of the
+    /// wrong type for `alg` does not verify.
     pub fn verify_with_aad(&self, key: &PublicKey, external_aad: &[u8]) -> bool {
         if key.alg() != self.alg.key_alg() {
             return false;

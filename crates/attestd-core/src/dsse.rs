@@ -16,15 +16,20 @@ const MAX_SIG_BYTES: usize = 128;
 /// A DSSE envelope as received.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Envelope {
+    /// The signed document's bytes.
     pub payload: Vec<u8>,
+    /// The document's type, e.g. `application/vnd.attestd.baseline.v1+json`.
     pub payload_type: String,
+    /// The signatures (1..16), each over `PAE(payload_type, payload)`.
     pub signatures: Vec<Signature>,
 }
 
 /// One signature; `keyid` is a hint and never trusted.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Signature {
+    /// The signature bytes (DER for P-256, 64 bytes for Ed25519).
     pub sig: Vec<u8>,
+    /// The signer's key id, as the signer states it; may be empty.
     pub keyid: String,
 }
 

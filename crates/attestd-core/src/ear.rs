@@ -31,18 +31,23 @@ pub const MAX_TOKEN_LEN: usize = 64 * 1024;
 /// The claims of a result token.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Ear {
+    /// Always [`PROFILE`].
     pub eat_profile: String,
     /// Seconds since the Unix epoch.
     pub iat: i64,
+    /// Who made the result: attestd and its build.
     #[serde(rename = "ear.verifier-id")]
     pub verifier_id: VerifierId,
     /// One appraisal per unit, by serial.
     pub submods: BTreeMap<String, Submod>,
 }
 
+/// `ear.verifier-id`: the verifier that made a result.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VerifierId {
+    /// Who develops the verifier: `attestd`.
     pub developer: String,
+    /// The verifier's build (its version).
     pub build: String,
 }
 
@@ -57,6 +62,7 @@ pub struct Submod {
         default,
         skip_serializing_if = "Option::is_none"
     )]
+    /// The AR4SI claims of the appraisal.
     pub trust_vector: Option<TrustVector>,
     /// The baseline the result rests on, when one was applied: an
     /// appraisal names it `attestd:baseline:<model>:<version>`; a release
@@ -94,6 +100,7 @@ pub struct Submod {
         default,
         skip_serializing_if = "Option::is_none"
     )]
+    /// The stored decision's id, for a release decision.
     pub decision_id: Option<String>,
 }
 
@@ -102,20 +109,28 @@ pub struct Submod {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct TrustVector {
+    /// AR4SI `instance-identity`.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub instance_identity: i8,
+    /// AR4SI `configuration`.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub configuration: i8,
+    /// AR4SI `executables`.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub executables: i8,
+    /// AR4SI `file-system` (not evaluated by attestd).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub file_system: i8,
+    /// AR4SI `hardware`.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub hardware: i8,
+    /// AR4SI `runtime-opaque` (not evaluated by attestd).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub runtime_opaque: i8,
+    /// AR4SI `storage-opaque` (not evaluated by attestd).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub storage_opaque: i8,
+    /// AR4SI `sourced-data`.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub sourced_data: i8,
 }
@@ -141,18 +156,26 @@ pub fn kid(key: &PublicKey) -> String {
 /// A public key as a JWK (RFC 7517; EC per RFC 7518, OKP per RFC 8037).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Jwk {
+    /// Key type: `EC` (P-256) or `OKP` (Ed25519).
     pub kty: String,
+    /// Curve: `P-256` or `Ed25519`.
     pub crv: String,
+    /// base64url of the x coordinate (P-256) or of the public key (Ed25519).
     pub x: String,
+    /// base64url of the y coordinate (P-256 only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub y: Option<String>,
+    /// The key's id ([`kid`]).
     pub kid: String,
+    /// The JOSE algorithm ([`jose_alg`]).
     pub alg: String,
+    /// Always `sig`.
     #[serde(rename = "use")]
     pub use_: String,
 }
 
 impl Jwk {
+    /// The JWK of a P-256 or Ed25519 public key.
     pub fn of(key: &PublicKey) -> Jwk {
         let raw = key.raw();
         let (kty, crv, x, y) = match key.alg() {
@@ -199,10 +222,12 @@ impl Jwk {
 /// A JWK Set.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Jwks {
+    /// The keys, current first.
     pub keys: Vec<Jwk>,
 }
 
 impl Jwks {
+    /// The JWK Set of these keys, in order.
     pub fn of<'a>(keys: impl IntoIterator<Item = &'a PublicKey>) -> Jwks {
         Jwks {
             keys: keys.into_iter().map(Jwk::of).collect(),

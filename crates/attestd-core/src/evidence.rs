@@ -18,56 +18,88 @@ pub const MAX_COMPONENTS: usize = 32;
 
 /// Claim keys (RFC 9711 integer keys; text keys are attestd's own).
 pub mod key {
+    /// `eat_nonce`: the nonce from `GetChallenge`, 8..64 bytes.
     pub const NONCE: i64 = 10;
+    /// `iat`: when the unit made the evidence, seconds since the Unix epoch.
     pub const IAT: i64 = 6;
+    /// `ueid`: the unit's EAT UEID, 7..33 bytes; checked for length only.
     pub const UEID: i64 = 256;
+    /// `hwmodel`: the model, as a byte string holding UTF-8.
     pub const HWMODEL: i64 = 259;
+    /// `hwversion`: `[text]` or `[text, integer]`.
     pub const HWVERSION: i64 = 260;
+    /// `dbgstat`: the EAT debug status, 0..4.
     pub const DBGSTAT: i64 = 263;
+    /// `eat_profile`: must be attestd's profile.
     pub const PROFILE: i64 = 265;
+    /// `bootcount`: the unit's monotonic boot counter.
     pub const BOOTCOUNT: i64 = 267;
+    /// The unit's serial; selects the enrolled key.
     pub const SERIAL: &str = "serial";
+    /// Whether secure boot was enforced on this boot.
     pub const SECURE_BOOT: &str = "secure_boot";
+    /// The measured firmware images, 1..32.
     pub const COMPONENTS: &str = "components";
+    /// The calibration data set loaded now.
     pub const CALIBRATION: &str = "calibration";
 }
 
 /// One measured firmware image.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Component {
+    /// Component name, e.g. `bootloader`; unique within the evidence.
     pub name: String,
+    /// The build's version text, e.g. `2.1.4`.
     pub version: String,
+    /// The build's security version number.
     pub svn: u64,
+    /// SHA-256 of the measured image.
     pub digest: Digest,
 }
 
 /// The calibration data set a unit reports as loaded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CalibrationClaim {
+    /// The station's id of the calibration that wrote the data set.
     pub id: String,
+    /// SHA-256 of the calibration data set, as its calibration record states it.
     pub digest: Digest,
 }
 
 /// `hwversion`: a version string with an optional version scheme.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HwVersion {
+    /// The hardware version; must equal the enrolled one.
     pub version: String,
+    /// The optional version scheme; read and ignored.
     pub scheme: Option<i64>,
 }
 
 /// The claims of one piece of evidence, typed and checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Claims {
+    /// The nonce attestd issued; `None` for deferred evidence.
     pub nonce: Option<Vec<u8>>,
+    /// When the unit made the evidence (its clock).
     pub iat: UnixTime,
+    /// The unit's monotonic boot counter.
     pub bootcount: u64,
+    /// The model the unit claims to be; must equal the enrolled model.
     pub hwmodel: String,
+    /// The hardware version the unit claims.
     pub hwversion: HwVersion,
+    /// EAT debug status: 0 enabled, 1 disabled, 2 disabled since boot, 3 disabled permanently, 4
+    /// disabled fully and permanently.
     pub dbgstat: u8,
+    /// The unit's UEID, if sent; not compared with anything.
     pub ueid: Option<Vec<u8>>,
+    /// The unit's serial; selects the enrolled key.
     pub serial: Serial,
+    /// Whether secure boot was enforced on this boot.
     pub secure_boot: bool,
+    /// The measured firmware images, names unique.
     pub components: Vec<Component>,
+    /// The calibration data set loaded now, if the unit reports one.
     pub calibration: Option<CalibrationClaim>,
 }
 
@@ -75,7 +107,9 @@ pub struct Claims {
 /// so nothing in `claims` may be trusted or stored until [`Evidence::verify`].
 #[derive(Clone, Debug)]
 pub struct Evidence<'a> {
+    /// The COSE_Sign1 message, signature not yet checked.
     pub cose: CoseSign1<'a>,
+    /// The claims of its payload, decoded but not yet trusted.
     pub claims: Claims,
 }
 

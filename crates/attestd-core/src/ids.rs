@@ -34,6 +34,7 @@ macro_rules! ident_type {
                 }
             }
 
+            /// The identifier as text.
             pub fn as_str(&self) -> &str {
                 &self.0
             }
@@ -97,10 +98,12 @@ impl Digest {
         Some(Digest(out))
     }
 
+    /// The digest of exactly 32 bytes, if `b` is that long.
     pub fn from_slice(b: &[u8]) -> Option<Digest> {
         <[u8; 32]>::try_from(b).ok().map(Digest)
     }
 
+    /// The digest as 64 lowercase hex characters.
     pub fn to_hex(&self) -> String {
         hex(&self.0)
     }

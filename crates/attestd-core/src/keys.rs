@@ -129,10 +129,12 @@ impl PublicKey {
         PublicKey::from_spki_der(&der, Reason::FieldInvalid, "public key")
     }
 
+    /// The key's algorithm.
     pub fn alg(&self) -> KeyAlg {
         self.alg
     }
 
+    /// The key's SubjectPublicKeyInfo DER, as enrolled or registered.
     pub fn spki_der(&self) -> &[u8] {
         &self.spki_der
     }

@@ -17,7 +17,9 @@ use crate::time::UnixTime;
 /// error names the field path (`parameters[2].as_left: ...`).
 pub use crate::json::parse_json;
 
+/// DSSE payload type of a provisioning record (docs/formats.md §2.1).
 pub const PROVISIONING_TYPE: &str = "application/vnd.attestd.provisioning.v1+json";
+/// DSSE payload type of a calibration record (docs/formats.md §2.2).
 pub const CALIBRATION_TYPE: &str = "application/vnd.attestd.calibration.v1+json";
 
 /// Prefix of record ids.
@@ -28,11 +30,14 @@ const MAX_LIST: usize = 64;
 /// The kinds of station record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RecordKind {
+    /// Enrolls a unit: binds its serial to a model, a hardware version and a device key.
     Provisioning,
+    /// Says which calibration data set an authorised calibration wrote to an enrolled unit.
     Calibration,
 }
 
 impl RecordKind {
+    /// The kind a DSSE `payload_type` names; any other type is `UNKNOWN_PAYLOAD_TYPE`.
     pub fn from_payload_type(t: &str) -> Result<RecordKind, Rejection> {
         match t {
             PROVISIONING_TYPE => Ok(RecordKind::Provisioning),
@@ -45,6 +50,7 @@ impl RecordKind {
         }
     }
 
+    /// The DSSE `payload_type` of records of this kind.
     pub fn payload_type(self) -> &'static str {
         match self {
             RecordKind::Provisioning => PROVISIONING_TYPE,
@@ -59,6 +65,7 @@ impl RecordKind {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceKeyDoc {
+    /// `ES256` (P-256) or `Ed25519` (`EdDSA` also accepted); must match the key.
     pub alg: String,
     /// Base64 SubjectPublicKeyInfo DER.
     pub spki_der: String,
@@ -68,9 +75,13 @@ pub struct DeviceKeyDoc {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FirmwareDoc {
+    /// Component name, e.g. `bootloader`; unique within the record.
     pub name: String,
+    /// The build's version text, e.g. `2.1.0`.
     pub version: String,
+    /// Security version number of the build.
     pub svn: u64,
+    /// SHA-256 of the image, 64 lowercase hex characters.
     pub digest: String,
 }
 
@@ -78,48 +89,75 @@ pub struct FirmwareDoc {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ProvisioningDoc {
+    /// The submitting station; must be the caller's own station.
     pub station_id: String,
+    /// The station's record counter: strictly above the last one accepted from it.
     pub sequence: u64,
+    /// When the unit was provisioned (RFC 3339, UTC).
     pub performed_at: String,
+    /// Who operated the station.
     pub operator_id: String,
+    /// The factory work order, if the station gives one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub work_order: Option<String>,
+    /// The unit being enrolled.
     pub serial: String,
+    /// The unit's UDI, e.g. GS1 `(01)...(21)...`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub udi: Option<String>,
+    /// The unit's model, e.g. `PM-200`; the evidence's `hwmodel` must equal it.
     pub model: String,
+    /// The unit's hardware version, e.g. `B`; the evidence's `hwversion[0]` must equal it.
     pub hw_version: String,
+    /// The public key the unit's evidence is signed with.
     #[serde(deserialize_with = "object")]
     pub device_key: DeviceKeyDoc,
+    /// The firmware images installed at provisioning (may be empty).
     #[serde(deserialize_with = "objects")]
     pub firmware: Vec<FirmwareDoc>,
+    /// The unit's current provisioning record id, when this record changes its key, model or
+    /// hardware version (a re-key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub supersedes: Option<String>,
 }
 
+/// `procedure` of a calibration record: the procedure followed.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ProcedureDoc {
+    /// The procedure's id, e.g. `CP-SPO2-7`.
     pub id: String,
+    /// The procedure's version.
     pub version: String,
 }
 
+/// One calibrated parameter of a calibration record.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ParameterDoc {
+    /// Parameter name, e.g. `spo2_offset`; baselines bound parameters by this name.
     pub name: String,
+    /// Unit of the values, e.g. `%` or `mmHg`.
     pub unit: String,
+    /// Target value.
     pub nominal: f64,
+    /// Lowest accepted value.
     pub tolerance_low: f64,
+    /// Highest accepted value.
     pub tolerance_high: f64,
+    /// Value measured before adjustment.
     pub as_found: f64,
+    /// Value measured after adjustment; with `PASS` it must lie within the tolerance.
     pub as_left: f64,
 }
 
+/// A reference instrument used for a calibration.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct InstrumentDoc {
+    /// The instrument's id, e.g. `REF-ProSim8-4471`.
     pub id: String,
+    /// The instrument's own calibration due date (RFC 3339, UTC).
     pub due_at: String,
 }
 
@@ -127,21 +165,36 @@ pub struct InstrumentDoc {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CalibrationDoc {
+    /// The submitting station; must be the caller's own station.
     pub station_id: String,
+    /// The station's record counter: strictly above the last one accepted from it.
     pub sequence: u64,
+    /// When the calibration was done (RFC 3339, UTC).
     pub performed_at: String,
+    /// The technician.
     pub operator_id: String,
+    /// The unit calibrated; it must be enrolled.
     pub serial: String,
+    /// The station's own id of this calibration.
     pub calibration_id: String,
+    /// The procedure followed.
     #[serde(deserialize_with = "object")]
     pub procedure: ProcedureDoc,
+    /// `PASS` or `FAIL`.
     pub result: String,
+    /// The calibrated parameters (may be empty).
     #[serde(deserialize_with = "objects")]
     pub parameters: Vec<ParameterDoc>,
+    /// The reference instruments used (may be empty).
     #[serde(deserialize_with = "objects")]
     pub reference_instruments: Vec<InstrumentDoc>,
+    /// SHA-256 of the calibration data set written to the unit (64 lowercase hex); the unit reports
+    /// the same bytes in its `calibration` claim.
     pub calibration_digest: String,
+    /// When the next calibration is due (RFC 3339, UTC).
     pub next_due_at: String,
+    /// Free text naming what this record corrects (e.g. an earlier `calibration_id`); stored, not
+    /// interpreted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub supersedes: Option<String>,
 }
@@ -151,67 +204,109 @@ pub struct CalibrationDoc {
 /// A provisioning record: enrolls a unit and binds its key.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Provisioning {
+    /// The station that signed the record.
     pub station_id: StationId,
+    /// The station's record counter.
     pub sequence: u64,
+    /// When the unit was provisioned, as the station states it.
     pub performed_at: UnixTime,
+    /// Who operated the station.
     pub operator_id: String,
+    /// The factory work order, if given.
     pub work_order: Option<String>,
+    /// The unit enrolled.
     pub serial: Serial,
+    /// The unit's UDI, if given.
     pub udi: Option<String>,
+    /// The unit's model.
     pub model: Model,
+    /// The unit's hardware version.
     pub hw_version: String,
+    /// The key the unit's evidence must be signed with.
     pub device_key: PublicKey,
+    /// The firmware installed at provisioning.
     pub firmware: Vec<Component>,
     /// The record id of the provisioning record this one replaces (a re-key).
     pub supersedes: Option<String>,
 }
 
+/// The outcome a calibration record states.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CalibrationResult {
+    /// The calibration passed.
     Pass,
+    /// The calibration failed; appraisals report `CALIBRATION_FAILED`.
     Fail,
 }
 
+/// One checked parameter of a calibration record (see [`ParameterDoc`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Parameter {
+    /// Parameter name; baselines bound parameters by it.
     pub name: String,
+    /// Unit of the values.
     pub unit: String,
+    /// Target value.
     pub nominal: f64,
+    /// Lowest accepted value.
     pub tolerance_low: f64,
+    /// Highest accepted value, not below `tolerance_low`.
     pub tolerance_high: f64,
+    /// Value measured before adjustment.
     pub as_found: f64,
+    /// Value measured after adjustment; the value appraisal checks against the baseline's bounds.
     pub as_left: f64,
 }
 
+/// A checked reference instrument of a calibration record.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Instrument {
+    /// The instrument's id.
     pub id: String,
+    /// The instrument's own calibration due date; before `performed_at` it is
+    /// `CALIBRATION_REFERENCE_EXPIRED`.
     pub due_at: UnixTime,
 }
 
 /// A calibration record: sets the unit's expected calibration digest.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Calibration {
+    /// The station that signed the record.
     pub station_id: StationId,
+    /// The station's record counter.
     pub sequence: u64,
+    /// When the calibration was done, as the station states it.
     pub performed_at: UnixTime,
+    /// The technician.
     pub operator_id: String,
+    /// The unit calibrated.
     pub serial: Serial,
+    /// The station's own id of this calibration.
     pub calibration_id: String,
+    /// The procedure's id.
     pub procedure_id: String,
+    /// The procedure's version.
     pub procedure_version: String,
+    /// Whether the calibration passed.
     pub result: CalibrationResult,
+    /// The calibrated parameters.
     pub parameters: Vec<Parameter>,
+    /// The reference instruments used.
     pub reference_instruments: Vec<Instrument>,
+    /// SHA-256 of the calibration data set the unit must report.
     pub calibration_digest: Digest,
+    /// When the next calibration is due.
     pub next_due_at: UnixTime,
+    /// What this record corrects, as free text; not interpreted.
     pub supersedes: Option<String>,
 }
 
 /// A checked station record of either kind.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Record {
+    /// A provisioning record.
     Provisioning(Provisioning),
+    /// A calibration record.
     Calibration(Calibration),
 }
 
@@ -228,6 +323,7 @@ impl Record {
         }
     }
 
+    /// The record's kind.
     pub fn kind(&self) -> RecordKind {
         match self {
             Record::Provisioning(_) => RecordKind::Provisioning,
@@ -235,6 +331,7 @@ impl Record {
         }
     }
 
+    /// The station that signed the record.
     pub fn station_id(&self) -> &StationId {
         match self {
             Record::Provisioning(p) => &p.station_id,
@@ -242,6 +339,7 @@ impl Record {
         }
     }
 
+    /// The station's record counter.
     pub fn sequence(&self) -> u64 {
         match self {
             Record::Provisioning(p) => p.sequence,
@@ -249,6 +347,7 @@ impl Record {
         }
     }
 
+    /// The unit the record is about.
     pub fn serial(&self) -> &Serial {
         match self {
             Record::Provisioning(p) => &p.serial,
@@ -256,6 +355,7 @@ impl Record {
         }
     }
 
+    /// When the station says the work was done.
     pub fn performed_at(&self) -> UnixTime {
         match self {
             Record::Provisioning(p) => p.performed_at,

@@ -4,22 +4,31 @@
 
 use crate::appraisal::{Appraisal, Claim, Code};
 
+/// The serial is not enrolled; the only reason, and the decision is not stored.
 pub const NOT_ENROLLED: &str = "NOT_ENROLLED";
+/// A security admin quarantined the unit.
 pub const QUARANTINED: &str = "QUARANTINED";
+/// No nonce-fresh evidence received after the unit's latest record.
 pub const NO_FINAL_ATTESTATION: &str = "NO_FINAL_ATTESTATION";
+/// The latest evidence was received more than the release window ago.
 pub const EVIDENCE_TOO_OLD: &str = "EVIDENCE_TOO_OLD";
 
 /// What the gate looks at for one unit.
 #[derive(Clone, Debug)]
 pub struct GateInput<'a> {
+    /// Whether a provisioning record enrolls the serial.
     pub enrolled: bool,
+    /// Whether a security admin quarantined the unit.
     pub quarantined: bool,
     /// The latest evidence appraised now (against the active baseline), if any.
     pub appraisal: Option<&'a Appraisal>,
+    /// Whether the latest evidence carried a nonce attestd issued.
     pub evidence_nonce_fresh: bool,
+    /// When attestd received the latest evidence, ms since the Unix epoch.
     pub evidence_received_ms: i64,
     /// When the latest provisioning or calibration record was accepted.
     pub latest_record_received_ms: i64,
+    /// Now, ms since the Unix epoch.
     pub now_ms: i64,
     /// How old the final attestation may be.
     pub release_window_secs: i64,
@@ -32,15 +41,20 @@ pub struct GateInput<'a> {
 /// One reason of a decision.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GateReason {
+    /// The gate's or the appraisal's reason code.
     pub code: String,
+    /// A sentence for a reader; an appraisal reason about a component carries it in front.
     pub detail: String,
+    /// Whether the unit's concession waives it.
     pub waived: bool,
 }
 
 /// RELEASE or HOLD, with every reason.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GateDecision {
+    /// RELEASE when true, HOLD when false.
     pub release: bool,
+    /// Every reason, in gate order (quarantine, appraisal, attestation, age).
     pub reasons: Vec<GateReason>,
     /// Set when the release rests on a concession.
     pub concession_id: Option<String>,

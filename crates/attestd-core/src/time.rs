@@ -56,10 +56,12 @@ impl UnixTime {
         Some(UnixTime(days * 86_400 + hour * 3600 + min * 60 + sec))
     }
 
+    /// Seconds since the Unix epoch.
     pub fn seconds(self) -> i64 {
         self.0
     }
 
+    /// This time plus `s` seconds (saturating).
     pub fn plus_seconds(self, s: i64) -> UnixTime {
         UnixTime(self.0.saturating_add(s))
     }

@@ -2,6 +2,9 @@
 //! overall tier), status precedence, and property tests for determinism and
 //! against an independent oracle.
 
+// Test code: a failed unwrap is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use attestd_core::appraisal::*;
 use attestd_core::baseline::Baseline;
 use attestd_core::evidence::{CalibrationClaim, Claims, Component, HwVersion};

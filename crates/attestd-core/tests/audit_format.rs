@@ -5,6 +5,9 @@
 //! `cargo test -p attestd-core --test audit_format -- --ignored` prints a
 //! fresh vector (for when the document is rewritten).
 
+// Test code: a failed unwrap is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use attestd_core::audit::export::{
     entry_line, head_line, range_line, signed_head_message, verify_export, Range, SignedHead,
 };

@@ -4,6 +4,9 @@
 //! ES256 and Ed25519 agree with an independent implementation, and that
 //! attestd's stricter policy refuses what it should.
 
+// Test code: a failed unwrap is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use attestd_core::cbor::{self, Limits, Value};
 use attestd_core::cose::{sig_structure, signed_protected, CoseSign1};
 use attestd_core::keys::{KeyAlg, PublicKey, SigEncoding};

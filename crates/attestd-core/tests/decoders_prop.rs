@@ -2,6 +2,9 @@
 //! DSSE/JSON records) return errors, never panic, on arbitrary and mutated
 //! input; and what the SDK encodes decodes back to the same claims.
 
+// Test code: a failed unwrap is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use attestd_core::cose::{encode_sign1, protected_header, CoseAlg};
 use attestd_core::evidence::{CalibrationClaim, Claims, Component, Evidence, HwVersion};
 use attestd_core::ids::{Digest, Serial};

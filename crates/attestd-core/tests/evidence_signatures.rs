@@ -1,6 +1,9 @@
 //! What a device team is told when its evidence does not verify: the
 //! message says what to fix when the token's shape shows it.
 
+// Test code: a failed unwrap is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use attestd_core::cose::{encode_sign1, protected_header, sig_structure, CoseAlg};
 use attestd_core::evidence::{Claims, Component, Evidence, HwVersion};
 use attestd_core::ids::{Digest, Serial};

@@ -2,6 +2,9 @@
 //! station or release engineer writes them: objects only at every level,
 //! numbers read exactly as written, and error messages in the format's terms.
 
+// Test code: a failed unwrap is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use attestd_core::baseline::Baseline;
 use attestd_core::record::{Record, CALIBRATION_TYPE, PROVISIONING_TYPE};
 use attestd_core::{Reason, Rejection};

@@ -15,22 +15,31 @@ use crate::status::{store_rejection, to_status};
 use crate::verdict::BaselineCache;
 use attestd_core::baseline::TrustRoot;
 
+/// What every handler shares: the store, the clock, the limits, the metrics and the per-process
+/// tallies.
 pub struct App {
+    /// Where every write goes and every read comes from.
     pub store: Arc<dyn Store>,
+    /// The server's Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// Rejections worth an operator's attention, logged and counted.
     pub security: SecurityEvents,
+    /// The time the rules see (the system clock, or a test clock).
     pub clock: Arc<dyn Clock>,
+    /// The `[limits]` of the configuration.
     pub limits: Limits,
     /// Release keys and threshold for baselines.
     pub trust_root: TrustRoot,
     /// Limits on unauthenticated calls per peer address and per serial.
     pub peer_limit: Arc<crate::ratelimit::Buckets>,
+    /// Limits on unauthenticated calls per claimed serial.
     pub serial_limit: crate::ratelimit::Buckets,
     /// Refusals at the edge, summarized into the audit chain per interval.
     pub auth_failures: Arc<crate::security::CallerTally>,
     /// Release checks of serials that are not enrolled, per principal: not
     /// stored one by one, summarized into the audit chain per interval.
     pub unknown_serials: Arc<crate::security::CallerTally>,
+    /// Parsed baselines, so a decision does not parse the active one again.
     pub baselines: BaselineCache,
     /// Wakes the re-appraisal job after a write that created work for it.
     pub work: tokio::sync::Notify,

@@ -17,14 +17,20 @@ use crate::tls::ClientCert;
 /// The roles of docs/api.md.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Role {
+    /// A factory or service-depot station: submits its own records.
     Station,
+    /// The manufacturing execution system: asks the release gate.
     Mes,
+    /// A hospital's IT or biomed tooling: sees its tenant's units only.
     HospitalIt,
+    /// The Verifier owner: stations, baselines, revocation, quarantine, concessions.
     SecurityAdmin,
+    /// Quality, regulatory, external auditors: reads the audit chain.
     Auditor,
 }
 
 impl Role {
+    /// Every role.
     pub const ALL: [Role; 5] = [
         Role::Station,
         Role::Mes,
@@ -33,6 +39,7 @@ impl Role {
         Role::Auditor,
     ];
 
+    /// The role a configuration spells `s` (e.g. `hospital-it`), if it is one.
     pub fn parse(s: &str) -> Option<Role> {
         Some(match s {
             "station" => Role::Station,
@@ -44,6 +51,7 @@ impl Role {
         })
     }
 
+    /// The role as the configuration spells it.
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Station => "station",
@@ -58,7 +66,9 @@ impl Role {
 /// An authenticated caller.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Principal {
+    /// The principal's name, as the audit chain records it.
     pub name: String,
+    /// What the principal may do.
     pub role: Role,
     /// Set for the station role.
     pub station_id: Option<StationId>,
@@ -164,7 +174,9 @@ pub fn access_for(path: &str) -> Option<Access> {
 #[derive(Debug, thiserror::Error)]
 #[error("principal {name:?}: {problem}")]
 pub struct PrincipalError {
+    /// The principal's name in the configuration.
     pub name: String,
+    /// What is wrong with it.
     pub problem: String,
 }
 
@@ -183,6 +195,7 @@ pub struct Authenticator {
 pub struct SharedAuth(Arc<RwLock<Arc<Authenticator>>>);
 
 impl SharedAuth {
+    /// A table in force now.
     pub fn new(a: Authenticator) -> SharedAuth {
         SharedAuth(Arc::new(RwLock::new(Arc::new(a))))
     }
@@ -192,6 +205,7 @@ impl SharedAuth {
         self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Puts `a` in force for every later call.
     pub fn replace(&self, a: Authenticator) {
         *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(a);
     }
@@ -365,6 +379,7 @@ impl Authenticator {
         self.by_token.len() + self.by_fingerprint.len() + self.by_uri.len()
     }
 
+    /// Whether the table holds no credential.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

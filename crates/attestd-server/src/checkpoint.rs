@@ -24,6 +24,7 @@ use crate::app::App;
 /// The key that signs checkpoints.
 pub struct CheckpointKey {
     pair: Ed25519KeyPair,
+    /// The public half, to verify checkpoints and signed export heads with.
     pub public: PublicKey,
 }
 

@@ -35,6 +35,7 @@ impl Clock for SystemClock {
 /// section of the configuration, and announced loudly at start-up.
 #[derive(Clone, Debug)]
 pub struct OffsetFileClock {
+    /// The file holding the offset in milliseconds.
     pub path: std::path::PathBuf,
 }
 
@@ -55,12 +56,14 @@ pub struct ManualClock {
 }
 
 impl ManualClock {
+    /// A clock at `now_ms` (ms since the Unix epoch).
     pub fn new(now_ms: i64) -> ManualClock {
         ManualClock {
             now_ms: std::sync::atomic::AtomicI64::new(now_ms),
         }
     }
 
+    /// Moves the clock forward by `ms` milliseconds.
     pub fn advance_ms(&self, ms: i64) {
         self.now_ms
             .fetch_add(ms, std::sync::atomic::Ordering::SeqCst);

@@ -9,6 +9,7 @@ use attestd_store::{
     ReappraisalEntry, RecordEntry, ReleaseDecisionEntry, SignatureEntry, StationEntry,
 };
 
+/// A whole-second time (seconds since the Unix epoch) as a protobuf timestamp.
 pub fn timestamp(secs: i64) -> Option<attestd_proto::Timestamp> {
     Some(attestd_proto::Timestamp {
         seconds: secs,
@@ -16,6 +17,7 @@ pub fn timestamp(secs: i64) -> Option<attestd_proto::Timestamp> {
     })
 }
 
+/// A millisecond time (ms since the Unix epoch) as a protobuf timestamp.
 pub fn timestamp_ms(ms: i64) -> Option<attestd_proto::Timestamp> {
     Some(attestd_proto::Timestamp {
         seconds: ms.div_euclid(1000),
@@ -131,6 +133,7 @@ pub fn appraisal_entry(a: &Appraisal) -> AppraisalEntry {
     }
 }
 
+/// A stored appraisal as the API answers it.
 pub fn appraisal(a: &AppraisalEntry) -> pb::Appraisal {
     let v = |i: usize| a.vector.get(i).copied().unwrap_or(0);
     pb::Appraisal {
@@ -185,6 +188,7 @@ fn envelope(
     }
 }
 
+/// A stored record, with its envelope exactly as received.
 pub fn record(r: RecordEntry) -> pb::StoredRecord {
     pb::StoredRecord {
         record_id: r.record_id,
@@ -198,6 +202,7 @@ pub fn record(r: RecordEntry) -> pb::StoredRecord {
     }
 }
 
+/// Stored evidence (with its raw bytes if the entry holds them).
 pub fn evidence(e: EvidenceEntry) -> pb::StoredEvidence {
     pb::StoredEvidence {
         evidence_id: e.evidence_id,
@@ -211,6 +216,7 @@ pub fn evidence(e: EvidenceEntry) -> pb::StoredEvidence {
     }
 }
 
+/// A registered station, with its key id.
 pub fn station(s: StationEntry) -> pb::Station {
     let key_id = attestd_core::keys::PublicKey::from_spki_der(
         &s.spki_der,
@@ -257,6 +263,7 @@ pub fn baseline(b: BaselineEntry, active: Option<u64>) -> pb::Baseline {
     }
 }
 
+/// A unit as the fleet views show it.
 pub fn device(d: DeviceEntry) -> pb::Device {
     let hex = attestd_core::ids::hex;
     pb::Device {
@@ -309,6 +316,7 @@ pub fn device(d: DeviceEntry) -> pb::Device {
     }
 }
 
+/// A verdict reached without new evidence, as a history entry.
 pub fn reappraisal(r: ReappraisalEntry) -> pb::Reappraisal {
     pb::Reappraisal {
         appraisal: r.appraisal.as_ref().map(appraisal),
@@ -317,6 +325,7 @@ pub fn reappraisal(r: ReappraisalEntry) -> pb::Reappraisal {
     }
 }
 
+/// A stored release decision (without a result token).
 pub fn decision(d: ReleaseDecisionEntry) -> pb::ReleaseDecision {
     pb::ReleaseDecision {
         decision_id: d.decision_id,
@@ -344,6 +353,7 @@ pub fn decision(d: ReleaseDecisionEntry) -> pb::ReleaseDecision {
     }
 }
 
+/// A change of the change feed, with its cursor.
 pub fn change(c: ChangeEntry) -> pb::DeviceChange {
     pb::DeviceChange {
         cursor: c.seq.to_string(),
@@ -373,16 +383,17 @@ pub fn summary(counts: &[attestd_store::SummaryCount], grouped: bool) -> pb::Fle
         add(&mut out.counts, *status, *n);
         out.total += n;
         if grouped {
-            let g = match out.groups.iter_mut().position(|g| g.key == *key) {
-                Some(i) => &mut out.groups[i],
+            let i = match out.groups.iter().position(|g| g.key == *key) {
+                Some(i) => i,
                 None => {
                     out.groups.push(pb::SummaryGroupCounts {
                         key: key.clone(),
                         ..Default::default()
                     });
-                    out.groups.last_mut().expect("just pushed")
+                    out.groups.len() - 1
                 }
             };
+            let g = &mut out.groups[i];
             add(&mut g.counts, *status, *n);
             g.total += n;
         }

@@ -36,12 +36,17 @@ fn err(e: impl std::fmt::Display) -> DevError {
 
 type Result<T> = std::result::Result<T, DevError>;
 
+/// What dev mode made: tokens, principals, release keys and the station's key.
 pub struct DevKit {
+    /// Where the files were written (`<data_dir>/dev`).
     pub dir: PathBuf,
     /// (role, token), also written to `<dir>/<role>.token`.
     pub tokens: Vec<(&'static str, String)>,
+    /// The principals to configure, one per role.
     pub principals: Vec<PrincipalConfig>,
+    /// The two release keys and their threshold.
     pub release: ReleaseConfig,
+    /// The public key of the [`DEV_STATION`] station.
     pub station_key: PublicKey,
 }
 

@@ -19,16 +19,21 @@ use crate::auth::SharedAuth;
 use crate::metrics::Metrics;
 use crate::status::to_status;
 
+/// The layer that builds [`Edge`] around a service.
 #[derive(Clone)]
 pub struct EdgeLayer {
+    /// The principals in force.
     pub auth: SharedAuth,
+    /// Counts refusals.
     pub metrics: Arc<Metrics>,
     /// Refusals, summarized into the audit chain per interval.
     pub failures: Arc<crate::security::CallerTally>,
+    /// Largest request body accepted, in bytes.
     pub max_request_bytes: usize,
     /// The per-peer limit of the public (unauthenticated) routes, taken
     /// before the request is read, so that malformed requests count too.
     pub peer_limit: Arc<crate::ratelimit::Buckets>,
+    /// The clock of the rate limits.
     pub clock: Arc<dyn crate::clock::Clock>,
 }
 
@@ -43,6 +48,7 @@ impl<S> Layer<S> for EdgeLayer {
     }
 }
 
+/// The edge service: authorizes the call, then passes it to `inner`.
 #[derive(Clone)]
 pub struct Edge<S> {
     inner: S,

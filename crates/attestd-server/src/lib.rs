@@ -50,22 +50,30 @@ use crate::settings::Settings;
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// The configured principals do not load.
     #[error(transparent)]
     Principal(#[from] auth::PrincipalError),
+    /// The reflection service could not be built.
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// Binding or serving failed.
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The configuration is refused.
     #[error("configuration: {0}")]
     Config(String),
+    /// The store failed and the process must restart (`Store::failure`).
     #[error("the store failed and cannot recover without a restart: {0}")]
     StoreFailed(String),
 }
 
 /// Everything a server needs.
 pub struct ServerParts {
+    /// The store the server serves.
     pub store: Arc<dyn Store>,
+    /// Limits, principals and release keys.
     pub settings: Settings,
+    /// The clock the rules read.
     pub clock: Arc<dyn Clock>,
     /// Where to serve `GET /metrics`, if anywhere.
     pub metrics_listener: Option<TcpListener>,

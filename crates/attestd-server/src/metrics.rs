@@ -94,15 +94,21 @@ fn sweep_kind(kind: i32) -> &'static str {
 /// The metrics of one server.
 pub struct Metrics {
     registry: Registry,
+    /// Evidence accepted.
     pub evidence_accepted: IntCounter,
+    /// Station records accepted.
     pub records_accepted: IntCounter,
+    /// Identical records resubmitted (idempotent).
     pub records_duplicate: IntCounter,
+    /// Nonces issued.
     pub challenges_issued: IntCounter,
+    /// Security events raised ([`crate::security::SecurityEvents`]).
     pub security_events: IntCounter,
     /// Transactions retried because the unit changed underneath.
     pub commit_conflicts: IntCounter,
     /// Units re-appraised without new evidence.
     pub reappraisals: IntCounter,
+    /// Baselines accepted.
     pub baselines_accepted: IntCounter,
     rejected: IntCounterVec,
     /// Units a re-appraisal sweep went through, by sweep kind.
@@ -135,10 +141,16 @@ fn register<M: prometheus::core::Collector + Clone + 'static>(registry: &Registr
     m
 }
 
+// Called only from `Metrics::default` with constant names, help texts and
+// labels, which every unit test that builds `Metrics` checks: cannot fail.
+#[allow(clippy::expect_used)]
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
     register(r, IntCounter::new(name, help).expect("a valid metric name"))
 }
 
+// Called only from `Metrics::default` with constant names, help texts and
+// labels, which every unit test that builds `Metrics` checks: cannot fail.
+#[allow(clippy::expect_used)]
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     register(
         r,
@@ -146,6 +158,9 @@ fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCoun
     )
 }
 
+// Called only from `Metrics::default` with constant names, help texts and
+// labels, which every unit test that builds `Metrics` checks: cannot fail.
+#[allow(clippy::expect_used)]
 fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     register(
         r,
@@ -160,6 +175,8 @@ impl Default for Metrics {
             .map(split_path)
             .chain([("unknown", "unknown")])
             .collect();
+        // A constant name, help text, buckets and labels: cannot fail.
+        #[allow(clippy::expect_used)]
         let duration = register(
             &r,
             HistogramVec::new(
@@ -300,10 +317,12 @@ pub const GIT_COMMIT: &str = match option_env!("ATTESTD_GIT_COMMIT") {
 };
 
 impl Metrics {
+    /// Counts a refused call (`attestd_rejected_total`) by its reason code.
     pub fn count_rejection(&self, reason: Reason) {
         self.rejected.with_label_values(&[reason.as_str()]).inc();
     }
 
+    /// How many calls were refused with `reason` so far.
     pub fn rejected(&self, reason: Reason) -> u64 {
         self.rejected.with_label_values(&[reason.as_str()]).get()
     }
@@ -338,6 +357,7 @@ impl Metrics {
             .inc_by(n as u64);
     }
 
+    /// Counts a re-appraisal sweep of `kind` that reached its end.
     pub fn sweep_finished(&self, kind: i32) {
         self.sweeps_finished
             .with_label_values(&[sweep_kind(kind)])

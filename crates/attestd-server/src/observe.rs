@@ -71,6 +71,7 @@ struct CallState {
 }
 
 impl Call {
+    /// The call's request id (the caller's `x-request-id`, or one made up).
     pub fn request_id(&self) -> &str {
         &self.0.request_id
     }
@@ -83,6 +84,7 @@ impl Call {
         }
     }
 
+    /// The caller as recorded so far; [`ANONYMOUS`] until it is known.
     pub fn principal(&self) -> &str {
         self.0.principal.get().map_or(ANONYMOUS, String::as_str)
     }
@@ -141,6 +143,7 @@ fn request_span(method: &str, request_id: &str, peer: &str) -> Span {
 /// layer's refusals too.
 #[derive(Clone)]
 pub struct ObserveLayer {
+    /// Where the layer records durations and status codes.
     pub metrics: Arc<Metrics>,
 }
 
@@ -155,6 +158,7 @@ impl<S> Layer<S> for ObserveLayer {
     }
 }
 
+/// The observing service: request id, span, metrics and the refusal log line around `inner`.
 #[derive(Clone)]
 pub struct Observe<S> {
     inner: S,

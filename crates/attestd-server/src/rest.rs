@@ -68,6 +68,7 @@ pub struct RestRoute {
     /// The gRPC method path; its access rule in [`crate::auth::ROUTES`] is
     /// this route's.
     pub rpc: &'static str,
+    /// Whether the route answers one object or a stream of them.
     pub shape: Shape,
     /// One line for the OpenAPI document.
     pub summary: &'static str,
@@ -243,9 +244,13 @@ fn json_response<T: Serialize>(msg: &T) -> Response {
 
 /// The services the routes call.
 pub struct Services {
+    /// The `Fleet` service.
     pub fleet: FleetService,
+    /// The `Release` service.
     pub release: ReleaseService,
+    /// The `Audit` service.
     pub audit: AuditService,
+    /// Largest request body accepted, in bytes.
     pub max_request_bytes: usize,
 }
 
@@ -896,10 +901,12 @@ impl Schema {
         self.methods.get(rpc).map(|(i, o)| (i.as_str(), o.as_str()))
     }
 
+    /// A message's descriptor by its full name.
     pub fn message(&self, name: &str) -> Option<&DescriptorProto> {
         self.messages.get(name)
     }
 
+    /// The value names of an enum by its full name.
     pub fn enum_values(&self, name: &str) -> Option<&[String]> {
         self.enums.get(name).map(Vec::as_slice)
     }

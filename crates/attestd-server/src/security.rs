@@ -16,12 +16,14 @@ const INTERVAL_MS: i64 = 60_000;
 /// Subjects remembered for rate limiting before the table is reset.
 const MAX_SUBJECTS: usize = 10_000;
 
+/// Logs and counts security events, at most one log line per subject per minute.
 pub struct SecurityEvents {
     last: Mutex<HashMap<String, i64>>,
     metrics: Arc<Metrics>,
 }
 
 impl SecurityEvents {
+    /// An empty log that counts into `metrics`.
     pub fn new(metrics: Arc<Metrics>) -> SecurityEvents {
         SecurityEvents {
             last: Mutex::new(HashMap::new()),
@@ -64,6 +66,7 @@ pub struct CallerTally {
 const MAX_FAILING_CALLERS: usize = 1000;
 
 impl CallerTally {
+    /// Counts one event of `who` (a principal, a peer address) in the current interval.
     pub fn note(&self, who: &str) {
         let mut m = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let key = if m.len() >= MAX_FAILING_CALLERS && !m.contains_key(who) {

@@ -19,7 +19,9 @@ pub struct Limits {
     pub clock_skew_secs: i64,
     /// How old deferred evidence (no nonce) may be, until baselines set it.
     pub deferred_max_age_secs: i64,
+    /// Page size of a list call that asks for 0.
     pub default_page_size: usize,
+    /// Largest page size a list call may ask for.
     pub max_page_size: usize,
     /// Longest a group flush waits for write requests already under way
     /// (microseconds). A lone writer is never delayed.
@@ -235,8 +237,11 @@ pub struct ReleaseConfig {
 /// Everything the services need besides the store.
 #[derive(Clone, Debug, Default)]
 pub struct Settings {
+    /// The `[limits]` section.
     pub limits: Limits,
+    /// Who may call, and with which role.
     pub principals: Vec<PrincipalConfig>,
+    /// The release keys that sign baselines, and their threshold.
     pub release: ReleaseConfig,
 }
 
@@ -275,8 +280,11 @@ impl Settings {
 
 /// What [`Settings::check`] built from the settings.
 pub struct CheckedSettings {
+    /// The principals' credentials, checked.
     pub auth: crate::auth::Authenticator,
+    /// The release keys and threshold, checked.
     pub trust_root: attestd_core::baseline::TrustRoot,
+    /// Settings that start but leave part of attestd unable to work.
     pub warnings: Vec<String>,
 }
 

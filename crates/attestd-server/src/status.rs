@@ -10,6 +10,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 /// ErrorInfo domain of every attestd error.
 pub const DOMAIN: &str = "attestd";
 
+/// The gRPC status code of an error class.
 pub fn code_for(class: Class) -> Code {
     match class {
         Class::InvalidArgument => Code::InvalidArgument,

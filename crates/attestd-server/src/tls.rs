@@ -77,6 +77,7 @@ pub struct ClientCert {
 /// Who is on the other end of a connection.
 #[derive(Clone, Debug, Default)]
 pub struct PeerInfo {
+    /// The peer's address, when known.
     pub remote: Option<SocketAddr>,
     /// Set when the client presented a certificate that chained to a
     /// configured CA (rustls refuses the handshake otherwise).
@@ -218,6 +219,7 @@ impl TlsState {
         })
     }
 
+    /// Where the TLS material was read from.
     pub fn files(&self) -> &TlsFiles {
         &self.files
     }
@@ -312,7 +314,9 @@ pub async fn watch_files(tls: Arc<TlsState>, mut stop: tokio::sync::watch::Recei
 
 /// One accepted connection, plaintext or TLS.
 pub enum Conn {
+    /// A plaintext connection (loopback only).
     Plain(TcpStream, PeerInfo),
+    /// A TLS connection.
     Tls(Box<TlsStream<TcpStream>>, PeerInfo),
 }
 

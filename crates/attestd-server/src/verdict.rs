@@ -35,6 +35,7 @@ pub struct BaselineCache {
 pub type Active = (Option<u64>, Option<Arc<Baseline>>);
 
 impl BaselineCache {
+    /// The active baseline of `model`, parsed once per version.
     pub async fn active(&self, store: &dyn Store, model: &str) -> Result<Active, Rejection> {
         let Some(version) = store
             .active_baseline_version(model)
@@ -249,10 +250,15 @@ pub fn merged_svns(prior: &[SvnEntry], claims: &Claims) -> Vec<SvnEntry> {
 /// A unit re-decided now from what is stored: the active baseline of its
 /// model, its facts, its last evidence and that evidence's appraisal.
 pub struct Redecided {
+    /// The version of the model's active baseline, if any.
     pub baseline_version: Option<u64>,
+    /// The active baseline, parsed.
     pub baseline: Option<Arc<Baseline>>,
+    /// What the unit's records and flags say now.
     pub facts: UnitFacts,
+    /// The unit's last evidence, if it has any.
     pub evidence: Option<EvidenceEntry>,
+    /// That evidence appraised now.
     pub appraisal: Option<Appraisal>,
 }
 

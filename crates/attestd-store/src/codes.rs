@@ -38,6 +38,7 @@ pub const fn tier(t: Tier) -> i32 {
     }
 }
 
+/// The tier of a stored code, if it is one.
 pub fn tier_of(code: i32) -> Option<Tier> {
     [
         Tier::None,
@@ -57,6 +58,7 @@ pub const fn kind(k: RecordKind) -> i32 {
     }
 }
 
+/// The record kind of a stored code, if it is one.
 pub fn kind_of(code: i32) -> Option<RecordKind> {
     [RecordKind::Provisioning, RecordKind::Calibration]
         .into_iter()
@@ -66,7 +68,9 @@ pub fn kind_of(code: i32) -> Option<RecordKind> {
 /// A gate decision: release or hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {
+    /// The unit may ship.
     Release,
+    /// The unit is held.
     Hold,
 }
 
@@ -78,6 +82,7 @@ pub const fn decision(d: Decision) -> i32 {
     }
 }
 
+/// The decision of a stored code, if it is one.
 pub fn decision_of(code: i32) -> Option<Decision> {
     [Decision::Release, Decision::Hold]
         .into_iter()

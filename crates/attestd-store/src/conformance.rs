@@ -19,6 +19,10 @@
 //! Clauses panic on the first broken promise (they are tests); the helpers
 //! in [`data`] build the commits they send.
 
+// Test code (the suite is compiled only with the `conformance` feature, for
+// backends' test suites): a failed unwrap is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,6 +51,7 @@ pub use tokio;
 /// What a backend's fixture yields: an empty store, and whatever must live
 /// as long as the test does. Dropped after the store.
 pub trait Backend: Send + 'static {
+    /// The store under test.
     fn store(&self) -> Arc<dyn Store>;
 }
 

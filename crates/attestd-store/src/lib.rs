@@ -16,7 +16,7 @@ pub mod backup;
 pub mod codes;
 pub mod model;
 pub mod nonces;
-pub mod plan;
+pub(crate) mod plan;
 pub mod rules;
 pub mod sled_store;
 
@@ -54,6 +54,7 @@ pub enum StoreError {
     Incompatible(String),
 }
 
+/// The result of a store operation.
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// Who changed what: appended to the audit chain in the same transaction as
@@ -61,15 +62,23 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 /// without its change.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AuditNote {
+    /// When the change was made, ms since the Unix epoch (the server's clock).
     pub at_ms: i64,
+    /// Who made it: a principal's name, `device:<serial>` for evidence, `attestd` for the service's
+    /// own entries.
     pub principal: String,
+    /// What happened, e.g. `record.provisioning`, `release.decide`.
     pub action: String,
+    /// On what: a serial, a station id, a model and version.
     pub target: String,
+    /// The reason an operator gave, or empty.
     pub reason: String,
+    /// Ids and facts a reader needs, or empty.
     pub details: String,
 }
 
 impl AuditNote {
+    /// A note without reason or details.
     pub fn new(at_ms: i64, principal: &str, action: &str, target: &str) -> AuditNote {
         AuditNote {
             at_ms,
@@ -80,11 +89,13 @@ impl AuditNote {
         }
     }
 
+    /// The same note with the operator's reason.
     pub fn reason(mut self, r: &str) -> AuditNote {
         self.reason = r.to_owned();
         self
     }
 
+    /// The same note with details.
     pub fn details(mut self, d: String) -> AuditNote {
         self.details = d;
         self
@@ -94,8 +105,11 @@ impl AuditNote {
 /// What a provisioning record binds, checked and applied atomically with it.
 #[derive(Clone, Debug)]
 pub struct Enrollment {
+    /// The model the record enrolls the unit as.
     pub model: String,
+    /// The hardware version the record enrolls the unit as.
     pub hw_version: String,
+    /// The device key (SPKI DER) the unit's evidence must be signed with.
     pub spki_der: Vec<u8>,
     /// `sha256:<hex>` of `spki_der`.
     pub key_id: String,
@@ -106,7 +120,9 @@ pub struct Enrollment {
 /// A verified station record to store.
 #[derive(Clone, Debug)]
 pub struct RecordCommit {
+    /// The record as received, with its envelope.
     pub entry: RecordEntry,
+    /// The audit entry appended with it.
     pub audit: AuditNote,
     /// Present for provisioning records.
     pub enrollment: Option<Enrollment>,
@@ -126,6 +142,7 @@ pub enum RecordOutcome {
 
 /// Sweep kinds: which index a re-appraisal sweep walks.
 pub const SWEEP_MODEL: i32 = 1;
+/// Units whose provisioning or latest calibration record comes from one station.
 pub const SWEEP_STATION: i32 = 2;
 /// Units reporting one firmware digest (hex): run before the others, so the
 /// units a revocation hits turn first.
@@ -137,6 +154,7 @@ pub const STATUS_UNKNOWN: i32 = codes::status(attestd_core::appraisal::Status::U
 /// A unit's verdict, decided on a snapshot of the unit.
 #[derive(Clone, Debug, Default)]
 pub struct UnitVerdict {
+    /// The appraisal of the unit's latest evidence, if it has any.
     pub appraisal: Option<AppraisalEntry>,
     /// Stored status ([`codes::status`]).
     pub status: i32,
@@ -151,9 +169,13 @@ pub struct UnitVerdict {
 /// Where a unit is placed: a tenant (hospital), site, department, asset tag.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Assignment {
+    /// The tenant (hospital); empty when unassigned.
     pub tenant: String,
+    /// The site within the tenant.
     pub site: String,
+    /// The department within the site.
     pub department: String,
+    /// The hospital's asset tag.
     pub asset_tag: String,
 }
 
@@ -165,10 +187,15 @@ pub struct Assignment {
 pub struct DeviceFilter {
     /// Status codes, any of them.
     pub statuses: Vec<i32>,
+    /// The unit's model.
     pub model: String,
+    /// The unit's hardware version.
     pub hw_version: String,
+    /// The unit's tenant.
     pub tenant: String,
+    /// The unit's site.
     pub site: String,
+    /// The unit's department.
     pub department: String,
     /// A firmware digest the unit reports.
     pub firmware_digest: Option<[u8; 32]>,
@@ -178,6 +205,7 @@ pub struct DeviceFilter {
     pub calibration_due_before: Option<i64>,
     /// Last evidence (known) before / after this time (ms).
     pub last_seen_before_ms: Option<i64>,
+    /// Last evidence (known) after this time (ms).
     pub last_seen_after_ms: Option<i64>,
 }
 
@@ -252,6 +280,7 @@ pub enum DeviceIndex {
 /// `filter.index()`.
 #[derive(Clone, Debug, Default)]
 pub struct DeviceQuery {
+    /// Which units to return.
     pub filter: DeviceFilter,
     /// The page token of the previous page.
     pub after: Option<String>,
@@ -265,9 +294,13 @@ pub struct DeviceQuery {
 /// How a summary groups its counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Group {
+    /// One count per status over the whole fleet (or tenant).
     All,
+    /// Counts per model.
     Model,
+    /// Counts per site.
     Site,
+    /// Counts per reported firmware (`name=version` pairs joined by `,`).
     Firmware,
 }
 
@@ -277,7 +310,9 @@ pub type SummaryCount = (String, i32, u64);
 /// Verified evidence to store, with the unit revision it was decided on.
 #[derive(Clone, Debug)]
 pub struct EvidenceCommit {
+    /// The evidence with its appraisal and raw bytes.
     pub entry: EvidenceEntry,
+    /// The audit entry appended with it.
     pub audit: AuditNote,
     /// The key that verified the evidence; must still be the enrolled one.
     pub spki_der: Vec<u8>,
@@ -291,16 +326,22 @@ pub struct EvidenceCommit {
     pub svns: Vec<SvnEntry>,
     /// What the evidence reports: firmware and calibration digest.
     pub firmware: Vec<FirmwareEntry>,
+    /// The calibration data set digest the evidence reports (empty if none).
     pub calibration_digest: Vec<u8>,
+    /// The unit's new verdict.
     pub verdict: UnitVerdict,
 }
 
 /// A new verdict for a unit without new evidence (re-appraisal).
 #[derive(Clone, Debug)]
 pub struct ReappraisalCommit {
+    /// The unit re-appraised.
     pub serial: String,
+    /// `DeviceEntry::revision` of the snapshot the verdict was decided on.
     pub expected_revision: u64,
+    /// The active baseline version of the unit's model the verdict used.
     pub expected_baseline: Option<u64>,
+    /// The unit's new verdict.
     pub verdict: UnitVerdict,
 }
 
@@ -309,18 +350,26 @@ pub struct ReappraisalCommit {
 pub enum HistoryItem {
     /// Evidence without its raw bytes.
     Evidence(EvidenceEntry),
+    /// A station record.
     Record(RecordEntry),
+    /// A verdict reached without new evidence.
     Reappraisal(ReappraisalEntry),
+    /// A release decision.
     Decision(ReleaseDecisionEntry),
 }
 
 /// Totals kept in the same atomic writes as the things they count.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
+    /// Registered stations.
     pub stations: u64,
+    /// Enrolled units.
     pub devices: u64,
+    /// Stored station records.
     pub records: u64,
+    /// Accepted evidence.
     pub evidence: u64,
+    /// Published baselines.
     pub baselines: u64,
     /// Units per stored status code ([`codes::status`]; 0 unused).
     pub by_status: [u64; 7],
@@ -329,7 +378,9 @@ pub struct Counts {
 /// A page of results and the key to continue after, if there is more.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Page<T> {
+    /// The results of this page.
     pub items: Vec<T>,
+    /// The page token to continue after; `None` on the last page.
     pub next: Option<String>,
 }
 
@@ -340,7 +391,9 @@ pub struct Page<T> {
 /// is never stored (or answered) on a state already replaced.
 #[derive(Clone, Debug)]
 pub struct DecisionCommit {
+    /// The decision as the gate made it.
     pub entry: ReleaseDecisionEntry,
+    /// The audit entry (`release.decide`) appended with it.
     pub audit: AuditNote,
     /// `DeviceEntry::revision` of the snapshot the decision used.
     pub expected_revision: u64,
@@ -355,9 +408,17 @@ pub struct DecisionCommit {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Flag {
     /// Hold (`on`) or release a unit, whatever its evidence says.
-    Quarantine { on: bool, reason: String },
+    Quarantine {
+        /// Hold (true) or lift the hold (false).
+        on: bool,
+        /// Why; kept while the hold lasts.
+        reason: String,
+    },
     /// Revoke a unit for good (idempotent).
-    Revoke { reason: String },
+    Revoke {
+        /// Why; kept with the unit.
+        reason: String,
+    },
 }
 
 impl Flag {
@@ -386,12 +447,17 @@ impl Flag {
 /// or its model's active baseline changed since the verdict was decided.
 #[derive(Clone, Debug)]
 pub struct FlagCommit {
+    /// The unit flagged.
     pub serial: String,
+    /// The flag to set.
     pub flag: Flag,
+    /// `DeviceEntry::revision` of the snapshot the verdict was decided on.
     pub expected_revision: u64,
+    /// The active baseline version of the unit's model the verdict used.
     pub expected_baseline: Option<u64>,
     /// The verdict of the unit with the flag applied.
     pub verdict: UnitVerdict,
+    /// The audit entry appended with it.
     pub audit: AuditNote,
 }
 
@@ -401,9 +467,13 @@ pub struct FlagCommit {
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Write {
+    /// Verified evidence.
     Evidence(EvidenceCommit),
+    /// A re-appraised verdict.
     Reappraisal(ReappraisalCommit),
+    /// A station record.
     Record(RecordCommit),
+    /// A release decision.
     Decision(DecisionCommit),
 }
 
@@ -415,6 +485,7 @@ pub enum Write {
 pub enum Written {
     /// The unit as written (evidence, re-appraisal).
     Device(DeviceEntry),
+    /// The record was stored, or was already.
     Record(RecordOutcome),
     /// A release decision was appended.
     Done,
@@ -479,15 +550,18 @@ pub trait Store: Send + Sync + 'static {
         reason: &str,
         audit: &AuditNote,
     ) -> Result<StationEntry>;
+    /// A registered station, if any.
     async fn get_station(&self, station_id: &str) -> Result<Option<StationEntry>>;
     /// Stations in id order, after `after`.
     async fn list_stations(&self, after: Option<&str>, limit: usize) -> Result<Page<StationEntry>>;
 
+    /// An enrolled unit, if any.
     async fn get_device(&self, serial: &str) -> Result<Option<DeviceEntry>>;
 
     /// Stores a record, enforcing per-station sequence, idempotence and, for
     /// provisioning, one key per serial and one serial per key.
     async fn commit_record(&self, commit: RecordCommit) -> Result<RecordOutcome>;
+    /// A stored record, if any.
     async fn get_record(&self, record_id: &str) -> Result<Option<RecordEntry>>;
     /// A unit's records in the order they were accepted.
     async fn list_records(
@@ -519,7 +593,9 @@ pub trait Store: Send + Sync + 'static {
         now_secs: i64,
         audit: &AuditNote,
     ) -> Result<bool>;
+    /// One baseline of a model, if published.
     async fn get_baseline(&self, model: &str, version: u64) -> Result<Option<BaselineEntry>>;
+    /// The version of a model's active baseline, if one is active.
     async fn active_baseline_version(&self, model: &str) -> Result<Option<u64>>;
     /// A model's baselines, newest first.
     async fn list_baselines(
@@ -541,6 +617,7 @@ pub trait Store: Send + Sync + 'static {
     async fn sweep_units(&self, sweep: &SweepEntry, limit: usize) -> Result<Vec<String>>;
     /// Moves a sweep's cursor, or closes it (`None`).
     async fn advance_sweep(&self, sweep: &SweepEntry, cursor: Option<&str>) -> Result<()>;
+    /// Stored evidence with its raw bytes, if any.
     async fn get_evidence(&self, evidence_id: &str) -> Result<Option<EvidenceEntry>>;
     /// A unit's evidence and records in the order they were accepted.
     async fn list_history(
@@ -587,6 +664,7 @@ pub trait Store: Send + Sync + 'static {
     /// Drops the oldest changes so that at most `keep` remain; returns how many went.
     async fn trim_changes(&self, keep: u64, max: usize) -> Result<usize>;
 
+    /// The totals ([`Counts`]).
     async fn counts(&self) -> Result<Counts>;
 
     /// Applies several writes, in order, each with the same checks and the

@@ -17,6 +17,7 @@ pub const NONCE_LEN: usize = 32;
 /// How long a nonce lives and how many may be outstanding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NoncePolicy {
+    /// How long an issued nonce stays valid, in ms.
     pub lifetime_ms: i64,
     /// Outstanding nonces per serial; issuing more evicts the oldest.
     pub per_serial: usize,
@@ -46,6 +47,7 @@ pub fn unknown_nonce(why: &str) -> Rejection {
     reject!(NonceUnknown, "claim \"eat_nonce\": {why}")
 }
 
+/// The refusal of a nonce that was already used.
 pub fn reused_nonce() -> Rejection {
     reject!(
         NonceReused,
@@ -53,6 +55,7 @@ pub fn reused_nonce() -> Rejection {
     )
 }
 
+/// The refusal of a nonce whose challenge has expired.
 pub fn expired_nonce() -> Rejection {
     reject!(
         NonceExpired,
@@ -88,10 +91,12 @@ pub struct NonceCache {
 }
 
 impl NonceCache {
+    /// A cache with the policy's limits.
     pub fn with_policy(p: &NoncePolicy) -> NonceCache {
         NonceCache::new(p.lifetime_ms.max(0) as u64, p.per_serial, p.total)
     }
 
+    /// A cache whose nonces live `lifetime_ms`, at most `per_serial` per serial and `total` in all.
     pub fn new(lifetime_ms: u64, per_serial: usize, total: usize) -> NonceCache {
         NonceCache {
             state: Mutex::new(State::default()),

@@ -49,11 +49,11 @@ impl From<Refusal> for crate::StoreError {
     }
 }
 
-pub type Admit<T> = std::result::Result<T, Refusal>;
+pub(crate) type Admit<T> = std::result::Result<T, Refusal>;
 
 /// One summary counter: which group, the group's key, the tenant, the status.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SummaryKey {
+pub(crate) struct SummaryKey {
     pub group: Group,
     pub key: String,
     pub tenant: String,
@@ -61,7 +61,7 @@ pub struct SummaryKey {
 }
 
 /// The firmware a unit reports as one group key: "name=version" pairs, sorted.
-pub fn firmware_key(d: &DeviceEntry) -> String {
+pub(crate) fn firmware_key(d: &DeviceEntry) -> String {
     let mut parts: Vec<String> = d
         .firmware
         .iter()
@@ -72,7 +72,7 @@ pub fn firmware_key(d: &DeviceEntry) -> String {
 }
 
 /// The counters a unit is counted in (none before its first status).
-pub fn summary_keys(d: &DeviceEntry) -> Vec<SummaryKey> {
+pub(crate) fn summary_keys(d: &DeviceEntry) -> Vec<SummaryKey> {
     if d.status == 0 {
         return Vec::new();
     }
@@ -91,7 +91,7 @@ pub fn summary_keys(d: &DeviceEntry) -> Vec<SummaryKey> {
 }
 
 /// The firmware digests a unit last reported, in hex, sorted, without repeats.
-pub fn firmware_digests(d: &DeviceEntry) -> Vec<String> {
+pub(crate) fn firmware_digests(d: &DeviceEntry) -> Vec<String> {
     let mut out: Vec<String> = d
         .firmware
         .iter()
@@ -104,7 +104,7 @@ pub fn firmware_digests(d: &DeviceEntry) -> Vec<String> {
 
 /// A value before and after a change, when it changed.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Moved<T> {
+pub(crate) struct Moved<T> {
     pub old: T,
     pub new: T,
 }
@@ -116,7 +116,7 @@ fn moved<T: PartialEq + Clone>(old: T, new: T) -> Option<Moved<T>> {
 /// Everything derived from a unit that a write of the unit changes. Empty
 /// strings and zeros mean "not indexed" (no status yet, no tenant, no due time).
 #[derive(Clone, Debug, Default)]
-pub struct UnitDelta {
+pub(crate) struct UnitDelta {
     /// Counters to change, each by +1 or -1.
     pub summary: Vec<(SummaryKey, i64)>,
     pub status: Option<Moved<i32>>,
@@ -132,7 +132,7 @@ pub struct UnitDelta {
 
 /// What a write of `new` (over `old`, absent for a new unit) changes beside
 /// the unit itself.
-pub fn unit_delta(old: Option<&DeviceEntry>, new: &DeviceEntry) -> UnitDelta {
+pub(crate) fn unit_delta(old: Option<&DeviceEntry>, new: &DeviceEntry) -> UnitDelta {
     let old_keys = old.map(summary_keys).unwrap_or_default();
     let new_keys = summary_keys(new);
     let mut summary: Vec<(SummaryKey, i64)> = old_keys
@@ -191,7 +191,7 @@ pub fn unit_delta(old: Option<&DeviceEntry>, new: &DeviceEntry) -> UnitDelta {
 }
 
 /// Applies a verdict to a unit (status, due time, appraisal).
-pub fn apply_verdict(d: &mut DeviceEntry, v: &UnitVerdict) {
+pub(crate) fn apply_verdict(d: &mut DeviceEntry, v: &UnitVerdict) {
     if d.status != v.status {
         d.status = v.status;
         d.status_changed_at = v.now_ms;
@@ -205,7 +205,7 @@ pub fn apply_verdict(d: &mut DeviceEntry, v: &UnitVerdict) {
 
 /// Whether two states of a unit carry the same verdict, ignoring when the
 /// appraisal was computed.
-pub fn same_verdict(a: &DeviceEntry, b: &DeviceEntry) -> bool {
+pub(crate) fn same_verdict(a: &DeviceEntry, b: &DeviceEntry) -> bool {
     let strip = |d: &DeviceEntry| {
         d.appraisal.clone().map(|mut x| {
             x.appraised_at = 0;
@@ -233,20 +233,20 @@ fn check_current(
 
 /// A unit write: the unit before and after.
 #[derive(Clone, Debug)]
-pub struct UnitWrite {
+pub(crate) struct UnitWrite {
     pub old: Option<DeviceEntry>,
     pub new: DeviceEntry,
 }
 
 impl UnitWrite {
-    pub fn delta(&self) -> UnitDelta {
+    pub(crate) fn delta(&self) -> UnitDelta {
         unit_delta(self.old.as_ref(), &self.new)
     }
 }
 
 /// Verified evidence, admitted: `device` is the unit (read with the
 /// model's `active` baseline), `known` whether the evidence id is stored.
-pub fn admit_evidence(
+pub(crate) fn admit_evidence(
     device: Option<&DeviceEntry>,
     active: Option<u64>,
     known: bool,
@@ -299,7 +299,7 @@ pub fn admit_evidence(
 /// A re-appraisal, admitted. The unit's re-appraisal mark is cleared in
 /// every outcome but a conflict (a unit gone stays gone). `Ok(None)`: the
 /// verdict is unchanged, nothing else is written.
-pub fn admit_reappraisal(
+pub(crate) fn admit_reappraisal(
     device: Option<&DeviceEntry>,
     active: Option<u64>,
     c: &ReappraisalCommit,
@@ -333,7 +333,7 @@ pub fn admit_reappraisal(
 
 /// An administrator's flag, admitted; the history entry is present when the
 /// verdict changed.
-pub fn admit_flag(
+pub(crate) fn admit_flag(
     device: Option<&DeviceEntry>,
     active: Option<u64>,
     c: &FlagCommit,
@@ -363,7 +363,7 @@ pub fn admit_flag(
 
 /// A release decision, admitted: `revoked` are the stations behind the
 /// unit's records that are revoked now (any order).
-pub fn admit_decision(
+pub(crate) fn admit_decision(
     device: Option<&DeviceEntry>,
     active: Option<u64>,
     mut revoked: Vec<String>,
@@ -383,7 +383,7 @@ pub fn admit_decision(
 
 /// What storing a station record changes.
 #[derive(Clone, Debug)]
-pub struct RecordPlan<'a> {
+pub(crate) struct RecordPlan<'a> {
     /// The unit before and after (a new unit has no `old`).
     pub unit: UnitWrite,
     /// The station with its new last sequence.
@@ -400,14 +400,14 @@ pub struct RecordPlan<'a> {
 
 /// What [`admit_record`] decided.
 #[derive(Clone, Debug)]
-pub enum RecordAdmission<'a> {
+pub(crate) enum RecordAdmission<'a> {
     /// The identical record is stored already; write nothing.
     Duplicate(RecordEntry),
     Store(Box<RecordPlan<'a>>),
 }
 
 impl RecordAdmission<'_> {
-    pub fn outcome(&self, entry: &RecordEntry) -> RecordOutcome {
+    pub(crate) fn outcome(&self, entry: &RecordEntry) -> RecordOutcome {
         match self {
             RecordAdmission::Duplicate(e) => RecordOutcome::Duplicate(e.clone()),
             RecordAdmission::Store(_) => RecordOutcome::Stored(entry.clone()),
@@ -418,7 +418,7 @@ impl RecordAdmission<'_> {
 /// A verified station record, admitted. The backend reads: the record by
 /// id (`existing`), the station, the unit, and which unit holds the
 /// enrolled key (`key_owner`, provisioning only).
-pub fn admit_record<'a>(
+pub(crate) fn admit_record<'a>(
     existing: Option<RecordEntry>,
     station: Option<StationEntry>,
     device: Option<&DeviceEntry>,
@@ -550,7 +550,7 @@ fn unlink(station: &str, d: &DeviceEntry) -> Option<String> {
 /// A baseline, admitted for publication: versions strictly increase per
 /// model (`latest`: the highest published). Returns whether it is active
 /// now (otherwise it activates at its `effective_at`).
-pub fn admit_baseline(latest: Option<u64>, b: &BaselineEntry, now_secs: i64) -> Admit<bool> {
+pub(crate) fn admit_baseline(latest: Option<u64>, b: &BaselineEntry, now_secs: i64) -> Admit<bool> {
     if let Some(l) = latest {
         if b.version <= l {
             return Err(reject!(
@@ -566,12 +566,12 @@ pub fn admit_baseline(latest: Option<u64>, b: &BaselineEntry, now_secs: i64) -> 
 }
 
 /// A sweep to open: kind, key, why.
-pub type SweepOpen = (i32, String, String);
+pub(crate) type SweepOpen = (i32, String, String);
 
 /// What activating `version` of a model changes: `None` when the active
 /// version is already that or newer; otherwise the sweeps to open (units
 /// reporting a revoked digest first, then the whole model).
-pub fn activation(
+pub(crate) fn activation(
     model: &str,
     version: u64,
     active: Option<u64>,
@@ -591,7 +591,7 @@ pub fn activation(
 }
 
 /// The audit entry that follows `prev` (the head's hash) at `seq`.
-pub fn audit_entry(seq: u64, prev: &[u8; 32], note: &AuditNote) -> crate::AuditRecord {
+pub(crate) fn audit_entry(seq: u64, prev: &[u8; 32], note: &AuditNote) -> crate::AuditRecord {
     let hash = attestd_core::audit::entry_hash(
         prev,
         seq,

@@ -3,6 +3,9 @@
 //! there; the file refuses tampering that recomputes its SHA-256; the
 //! store's format version is recorded, and a newer one is refused.
 
+// Test code: a failed unwrap is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

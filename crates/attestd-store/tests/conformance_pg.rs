@@ -4,6 +4,9 @@
 //!
 //! `cargo test -p attestd-store --features pg-test,conformance --test conformance_pg`
 
+// Test code: a failed unwrap is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 
 use attestd_store::postgres::testdb::TestDb;

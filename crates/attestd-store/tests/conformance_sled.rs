@@ -3,6 +3,9 @@
 //! embedded store has: its data across a restart, an abort, and the
 //! directory lock handed from a closing store to the next.
 
+// Test code: a failed unwrap is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::sync::Arc;
 

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-pub mod schema;
+pub(crate) mod schema;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,30 +15,30 @@ use attestd_server::settings::Settings;
 use attestd_server::{Server, ServerParts};
 use attestd_store::sled_store::{SledConfig, SledStore};
 
-pub struct Env {
+pub(crate) struct Env {
     pub dir: tempfile::TempDir,
     pub endpoint: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Env {
-    pub fn dev_dir(&self) -> PathBuf {
+    pub(crate) fn dev_dir(&self) -> PathBuf {
         self.dir.path().join("dev")
     }
 
-    pub fn token(&self, role: &str) -> String {
+    pub(crate) fn token(&self, role: &str) -> String {
         std::fs::read_to_string(self.dev_dir().join(format!("{role}.token")))
             .unwrap()
             .trim()
             .to_owned()
     }
 
-    pub fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
     /// An SDK client acting as `role` of the dev kit (None: no token).
-    pub async fn client(&self, role: Option<&str>) -> attestd_client::Client {
+    pub(crate) async fn client(&self, role: Option<&str>) -> attestd_client::Client {
         let token = role.map(|r| self.token(r));
         attestd_client::Client::connect(&self.endpoint, token.as_deref())
             .await
@@ -46,7 +46,7 @@ impl Env {
     }
 
     /// attestctl with the endpoint set and no token from the environment.
-    pub fn command(&self, token: Option<&str>, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, token: Option<&str>, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_attestctl"));
         c.arg("--endpoint")
             .arg(&self.endpoint)
@@ -68,7 +68,7 @@ impl Drop for Env {
     }
 }
 
-pub async fn start() -> Env {
+pub(crate) async fn start() -> Env {
     let dir = tempfile::tempdir().unwrap();
     let kit = dev::prepare(dir.path()).unwrap();
     let store = SledStore::open(
@@ -132,7 +132,7 @@ pub async fn start() -> Env {
 }
 
 /// Runs attestctl (off the async runtime); returns (exit code, stdout, stderr).
-pub async fn ctl(env: &Env, token: Option<&str>, args: &[&str]) -> (i32, String, String) {
+pub(crate) async fn ctl(env: &Env, token: Option<&str>, args: &[&str]) -> (i32, String, String) {
     let mut c = env.command(token, args);
     let out = tokio::task::spawn_blocking(move || c.output().unwrap())
         .await
@@ -145,16 +145,16 @@ pub async fn ctl(env: &Env, token: Option<&str>, args: &[&str]) -> (i32, String,
 }
 
 #[track_caller]
-pub fn ok(r: (i32, String, String)) -> String {
+pub(crate) fn ok(r: (i32, String, String)) -> String {
     assert_eq!(r.0, 0, "stdout: {}\nstderr: {}", r.1, r.2);
     r.1
 }
 
-pub fn p(path: &Path) -> &str {
+pub(crate) fn p(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
-pub fn base64_decode(s: &str) -> Vec<u8> {
+pub(crate) fn base64_decode(s: &str) -> Vec<u8> {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD
         .decode(s.trim())

@@ -10,10 +10,10 @@ use serde_json::Value;
 
 /// The API's messages by full name (".attestd.v1.Device"), from the
 /// descriptor set the server serves by reflection.
-pub struct Schema(HashMap<String, DescriptorProto>);
+pub(crate) struct Schema(HashMap<String, DescriptorProto>);
 
 impl Schema {
-    pub fn load() -> Schema {
+    pub(crate) fn load() -> Schema {
         fn add(map: &mut HashMap<String, DescriptorProto>, scope: &str, m: DescriptorProto) {
             let name = format!("{scope}.{}", m.name());
             for n in &m.nested_type {
@@ -36,7 +36,7 @@ impl Schema {
     /// with every field written: a field missing (only an unset message
     /// field or an unset oneof may be absent), a key that is no field, or a
     /// value of the wrong JSON type.
-    pub fn problems(&self, ty: &str, v: &Value) -> Vec<String> {
+    pub(crate) fn problems(&self, ty: &str, v: &Value) -> Vec<String> {
         let mut out = Vec::new();
         self.check_message(ty, v, ty, &mut out);
         out
@@ -161,7 +161,7 @@ fn json_name(f: &prost_types::FieldDescriptorProto) -> String {
 /// and parses back (with the generated Deserialize) into the message that
 /// is returned; written again it is the same JSON.
 #[track_caller]
-pub fn whole<M>(schema: &Schema, ty: &str, text: &str) -> M
+pub(crate) fn whole<M>(schema: &Schema, ty: &str, text: &str) -> M
 where
     M: serde::de::DeserializeOwned + serde::Serialize,
 {

@@ -34,8 +34,11 @@ const HEAD_DOMAIN: &[u8] = b"attestd-export-head-v1";
 /// `first` chains from `prev_hash` ([`GENESIS`] when `first` is 1).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Range {
+    /// The first entry the export holds (at least 1).
     pub first: u64,
+    /// The last entry it holds; `first - 1` when it holds none.
     pub last: u64,
+    /// The hash entry `first` chains from.
     pub prev_hash: [u8; 32],
 }
 
@@ -44,8 +47,11 @@ pub struct Range {
 /// export, or `first - 1`/`prev_hash` for an empty one), at `at_ms`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignedHead {
+    /// The sequence number of the export's last entry (`first - 1` when empty).
     pub seq: u64,
+    /// That entry's hash (`prev_hash` when empty).
     pub hash: [u8; 32],
+    /// When the head was signed, milliseconds since the Unix epoch.
     pub at_ms: i64,
     /// `sha256:<hex>` of the signing key's SPKI DER; empty when unsigned.
     pub key_id: String,
@@ -165,50 +171,100 @@ pub fn head_line(h: &SignedHead) -> String {
 /// entries, which ones.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ExportError {
+    /// A line is not one of the three line formats.
     #[error("line {line}: {why}")]
-    Malformed { line: usize, why: String },
+    Malformed {
+        /// The line's number, from 1.
+        line: usize,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// Line 1 is not a range line (an export of the old format, or cut at the start).
     #[error(
         "line 1 is not a range line: this export states no range (it was written before \
          exports carried one, or its first line was removed), so nothing proves that no \
          entries are missing at either end; export the chain again with this attestctl"
     )]
     NoRange,
+    /// The first entry comes after the range's `first`.
     #[error("entries {from}..{to} missing at the start: the export states it begins at {first}")]
-    MissingStart { from: u64, to: u64, first: u64 },
+    MissingStart {
+        /// The first missing entry (the range's `first`).
+        from: u64,
+        /// The last missing entry.
+        to: u64,
+        /// Where the range line says the export begins.
+        first: u64,
+    },
+    /// A gap between two entries of the export.
     #[error("entries {from}..{to} missing before entry {to_next} (line {line})", to_next = .to + 1)]
-    MissingInside { from: u64, to: u64, line: usize },
+    MissingInside {
+        /// The first missing entry.
+        from: u64,
+        /// The last missing entry.
+        to: u64,
+        /// The line of the entry after the gap.
+        line: usize,
+    },
+    /// An entry is repeated or moved, does not chain from the one before,
+    /// or its hash does not match its contents.
     #[error("entry {seq} (line {line}) does not verify: {why}")]
     Entry {
+        /// The entry's sequence number.
         seq: u64,
+        /// Its line.
         line: usize,
+        /// What does not verify.
         why: &'static str,
     },
+    /// Entries are missing after the export's last entry.
     #[error("export ends at {end} but its {what} {stated}: entries {from}..{stated} missing", from = .end + 1)]
     MissingEnd {
+        /// The last entry the export holds (`first - 1` when none).
         end: u64,
+        /// Where the range line or the signed head says it ends.
         stated: u64,
+        /// Which of the two says so.
         what: &'static str,
     },
+    /// The file ends without a signed head line.
     #[error(
         "export ends at {end} without a signed head line: nothing proves that it is not cut \
          (entries after {end} may be missing)"
     )]
-    NoSignedHead { end: u64 },
+    NoSignedHead {
+        /// The last entry the file holds.
+        end: u64,
+    },
+    /// An entry lies beyond the end the range states, or the signed head
+    /// does not name the export's last entry and its hash.
     #[error("{0}")]
     Inconsistent(String),
+    /// The signed head does not verify with the key.
     #[error(
         "the signed head (line {line}) does not verify with key {key_id}: the range line or \
          the head line was changed, or another key signed it"
     )]
-    HeadSignature { line: usize, key_id: String },
+    HeadSignature {
+        /// The signed head's line.
+        line: usize,
+        /// The key the head was checked with.
+        key_id: String,
+    },
+    /// The head is not signed, so the export's end cannot be proven.
     #[error(
         "the export's head is not signed (the server had no audit key): its end cannot be proven"
     )]
     HeadUnsigned,
+    /// A checkpoint entry's details do not parse, its signature does not
+    /// verify with the key, or it signs a head the export holds otherwise.
     #[error("entry {seq} (line {line}): {why}")]
     Checkpoint {
+        /// The checkpoint entry's sequence number.
         seq: u64,
+        /// Its line.
         line: usize,
+        /// What is wrong with it.
         why: &'static str,
     },
 }
@@ -216,6 +272,7 @@ pub enum ExportError {
 /// What a verified export holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verified {
+    /// The entries the export holds, as its range line states them.
     pub range: Range,
     /// The hash of the last entry (`prev_hash` for an empty export).
     pub head: [u8; 32],

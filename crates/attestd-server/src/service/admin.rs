@@ -70,7 +70,9 @@ pub async fn set_flag(
     Err(app.store_err(StoreError::Conflict))
 }
 
+/// The `attestd.v1.Admin` service.
 pub struct AdminService {
+    /// What every handler shares.
     pub app: Arc<App>,
     /// Signs the checkpoint that ends a backup; none: backups are refused.
     pub key: Option<Arc<CheckpointKey>>,

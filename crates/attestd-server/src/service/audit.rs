@@ -16,7 +16,9 @@ use tonic::{Request, Response, Status};
 use crate::app::App;
 use crate::checkpoint::CheckpointKey;
 
+/// The `attestd.v1.Audit` service.
 pub struct AuditService {
+    /// What every handler shares.
     pub app: Arc<App>,
     /// Signs the head at the end of every export; none: exports end with an
     /// unsigned head (a verifier with a key refuses them).

@@ -16,7 +16,9 @@ use crate::auth::Principal;
 use crate::convert;
 use crate::service::factory::envelope;
 
+/// The `attestd.v1.Baselines` service.
 pub struct BaselinesService {
+    /// What every handler shares.
     pub app: Arc<App>,
 }
 

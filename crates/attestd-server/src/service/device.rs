@@ -24,7 +24,9 @@ pub const EVIDENCE_ID_PREFIX: &str = "ev_";
 /// How often a write is re-decided when the unit changes underneath it.
 const MAX_ATTEMPTS: usize = 8;
 
+/// The `attestd.v1.DeviceAttestation` service.
 pub struct DeviceService {
+    /// What every handler shares.
     pub app: Arc<App>,
 }
 

@@ -21,7 +21,9 @@ use crate::convert;
 use crate::verdict::calibration_entry;
 use attestd_core::appraisal::CalibrationFacts;
 
+/// The `attestd.v1.Factory` service.
 pub struct FactoryService {
+    /// What every handler shares.
     pub app: Arc<App>,
 }
 

@@ -17,7 +17,9 @@ use crate::app::{page_token, App};
 use crate::auth::{Principal, Role};
 use crate::convert;
 
+/// The `attestd.v1.Fleet` service.
 pub struct FleetService {
+    /// What every handler shares.
     pub app: Arc<App>,
 }
 

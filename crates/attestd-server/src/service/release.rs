@@ -24,7 +24,9 @@ use crate::convert;
 use crate::service::admin::set_flag;
 use crate::verdict::{redecide, Redecided};
 
+/// The `attestd.v1.Release` service.
 pub struct ReleaseService {
+    /// What every handler shares.
     pub app: Arc<App>,
 }
 

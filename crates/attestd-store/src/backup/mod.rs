@@ -42,8 +42,11 @@ pub const FORMAT_VERSION: u32 = 1;
 
 /// Bounds a reader applies before allocating.
 pub const MAX_HEADER: usize = 64 * 1024;
+/// Longest table name a reader accepts.
 pub const MAX_TABLE_NAME: usize = 255;
+/// Largest key a reader accepts.
 pub const MAX_KEY: usize = 1 << 20;
+/// Largest value a reader accepts.
 pub const MAX_VALUE: usize = 64 << 20;
 
 /// Makes the checkpoint that ends a backup from the head it signs (sequence
@@ -61,10 +64,13 @@ pub struct Header {
     pub created_at_ms: i64,
     /// The last entry of the audit chain in the copy: the closing checkpoint.
     pub audit_seq: u64,
+    /// The hash of that entry.
     pub audit_hash: [u8; 32],
     /// The key that signed the closing checkpoint (`sha256:<hex>` of its SPKI).
     pub checkpoint_key: String,
+    /// Tables in the copy.
     pub tables: u64,
+    /// Entries in all tables.
     pub entries: u64,
     /// How long the server held writes off to make the copy (µs).
     pub writes_paused_us: u64,
@@ -139,21 +145,32 @@ impl Header {
 
 /// One table of the copy: every key and value, in key order.
 pub struct Table {
+    /// The table's name.
     pub name: String,
+    /// Its entries, in key order.
     pub entries: Vec<(sled::IVec, sled::IVec)>,
 }
 
 /// A consistent copy of a store, in memory, ready to [`encode`].
 pub struct Snapshot {
+    /// What the backup says about itself.
     pub header: Header,
+    /// The copied tables.
     pub tables: Vec<Table>,
 }
 
 /// Why a backup could not be written, read or restored.
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
+    /// Reading or writing a file failed.
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: io::Error },
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// The file does not start like a backup.
     #[error("not an attestd backup: {0}")]
     NotABackup(String),
     /// A format, store or version this attestd does not read.
@@ -164,17 +181,25 @@ pub enum BackupError {
     Damaged(String),
     /// The audit chain inside the backup does not verify.
     #[error("the audit chain in the backup does not verify at entry {seq}: {why}")]
-    Chain { seq: u64, why: String },
+    Chain {
+        /// The entry at fault.
+        seq: u64,
+        /// What does not verify.
+        why: String,
+    },
     #[error(
         "{} is not empty: restore writes a new database into an empty or missing directory",
         .0.display()
     )]
+    /// The restore target holds files already.
     NotEmpty(PathBuf),
+    /// Writing the restored database failed.
     #[error("writing the restored database: {0}")]
     Store(String),
 }
 
 impl BackupError {
+    /// Maps an I/O error on `path` to [`BackupError::Io`].
     pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> BackupError {
         let path = path.into();
         move |source| BackupError::Io { path, source }

@@ -15,9 +15,19 @@ use super::{
 /// One piece of a backup after its header, in file order.
 pub enum Item<'a> {
     /// A table starts; `entries` of it follow.
-    Table { name: &'a str, entries: u64 },
+    Table {
+        /// The table's name.
+        name: &'a str,
+        /// How many entries follow.
+        entries: u64,
+    },
     /// An entry of the current table.
-    Entry { key: &'a [u8], value: &'a [u8] },
+    Entry {
+        /// The entry's key.
+        key: &'a [u8],
+        /// The entry's value.
+        value: &'a [u8],
+    },
 }
 
 const BUFFER: usize = 1 << 20;

@@ -7,6 +7,7 @@ use attestd_core::Reason;
 
 use crate::*;
 
+/// An audit note for `action`, by `tester` at a fixed time.
 pub fn note(action: &str) -> AuditNote {
     AuditNote::new(7, "tester", action, "target")
 }
@@ -164,6 +165,7 @@ pub fn reappraisal(d: &DeviceEntry, v: UnitVerdict) -> ReappraisalCommit {
     }
 }
 
+/// A published baseline of `model` with an empty policy.
 pub fn baseline(model: &str, version: u64, effective_at: i64) -> BaselineEntry {
     BaselineEntry {
         model: model.into(),
@@ -174,12 +176,14 @@ pub fn baseline(model: &str, version: u64, effective_at: i64) -> BaselineEntry {
     }
 }
 
+/// Revocation, with a reason.
 pub fn revoke() -> Flag {
     Flag::Revoke {
         reason: "stolen".into(),
     }
 }
 
+/// Quarantine on or off.
 pub fn quarantine(on: bool) -> Flag {
     Flag::Quarantine {
         on,
@@ -209,6 +213,7 @@ pub fn flag(
     }
 }
 
+/// A release decision of `serial`, decided on `revision`, `baseline` and the stations revoked then.
 pub fn decision(
     id: &str,
     serial: &str,

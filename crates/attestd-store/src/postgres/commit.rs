@@ -41,7 +41,7 @@ pub(super) struct Committer {
 impl Committer {
     /// A committer and its flusher task (on the current runtime), which
     /// ends when the committer is dropped.
-    pub fn start(pool: Pool) -> Arc<Committer> {
+    pub(super) fn start(pool: Pool) -> Arc<Committer> {
         let wake = Arc::new(Notify::new());
         let c = Arc::new(Committer {
             pool,
@@ -57,7 +57,7 @@ impl Committer {
 
     /// Admission of a write: `Err(SHUTTING_DOWN)` once closed; otherwise a
     /// guard that `close` waits for.
-    pub async fn gate(&self) -> Result<RwLockReadGuard<'_, bool>> {
+    pub(super) async fn gate(&self) -> Result<RwLockReadGuard<'_, bool>> {
         let g = self.closed.read().await;
         if *g {
             return Err(shutting_down());
@@ -66,7 +66,7 @@ impl Committer {
     }
 
     /// Applies `ops` in one transaction, now.
-    pub async fn write(&self, ops: Vec<Op>) -> Vec<Result<Answer>> {
+    pub(super) async fn write(&self, ops: Vec<Op>) -> Vec<Result<Answer>> {
         let _open = match self.gate().await {
             Ok(g) => g,
             Err(_) => return ops.iter().map(|_| Err(shutting_down())).collect(),
@@ -82,7 +82,7 @@ impl Committer {
 
     /// Applies one write, in a transaction shared with the writes that
     /// arrive while another transaction of this store is in flight.
-    pub async fn grouped(&self, w: Write) -> Result<Written> {
+    pub(super) async fn grouped(&self, w: Write) -> Result<Written> {
         let (tx, rx) = oneshot::channel();
         self.queue
             .lock()
@@ -119,7 +119,7 @@ impl Committer {
         }
     }
 
-    pub fn stats(&self) -> WriteStats {
+    pub(super) fn stats(&self) -> WriteStats {
         WriteStats {
             commits: self.commits.load(Ordering::Relaxed),
             writes: self.writes.load(Ordering::Relaxed),
@@ -127,7 +127,7 @@ impl Committer {
     }
 
     /// Waits for the writes in flight and refuses later ones.
-    pub async fn close(&self) {
+    pub(super) async fn close(&self) {
         *self.closed.write().await = true;
     }
 }

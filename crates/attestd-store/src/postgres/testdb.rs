@@ -31,6 +31,9 @@ impl TestDb {
     pub fn create() -> TestDb {
         let admin_url = std::env::var(URL_VAR).unwrap_or_else(|_| DEFAULT_URL.to_owned());
         let mut bytes = [0u8; 8];
+        // A test helper that panics by contract when it cannot make the
+        // database; without the OS random source there is no name to make.
+        #[allow(clippy::expect_used)]
         SystemRandom::new()
             .fill(&mut bytes)
             .expect("the system random source failed");

@@ -426,12 +426,12 @@ impl<'a> Cx<'a> {
     }
 
     /// A prepared statement (cached per connection).
-    pub async fn stmt(&self, sql: &str) -> Step<Statement> {
+    pub(super) async fn stmt(&self, sql: &str) -> Step<Statement> {
         Ok(self.tx.prepare_cached(sql).await?)
     }
 
     /// Appends an audit entry after the current head.
-    pub fn audit(&mut self, note: &AuditNote) {
+    pub(super) fn audit(&mut self, note: &AuditNote) {
         self.wrote = true;
         let seq = self.head.audit_seq + 1;
         let rec = plan::audit_entry(seq as u64, &self.head.audit_hash, note);
@@ -446,7 +446,7 @@ impl<'a> Cx<'a> {
     /// Notes what a unit write changes beside the unit: summary counters
     /// and the change feed (the indices are columns and rows written with
     /// the unit).
-    pub fn unit_delta(&mut self, delta: &mut plan::UnitDelta) {
+    pub(super) fn unit_delta(&mut self, delta: &mut plan::UnitDelta) {
         self.wrote = true;
         self.summary.append(&mut delta.summary);
         if let Some(mut c) = delta.change.take() {

@@ -57,7 +57,7 @@ impl Shared {
 }
 
 /// Handle to the flusher. [`Committer::shutdown`] flushes once more and joins it.
-pub struct Committer {
+pub(crate) struct Committer {
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -96,8 +96,9 @@ impl Drop for Announced {
 
 impl Committer {
     /// Starts the flusher thread. `max_wait` bounds how long a flush waits
-    /// for announced writes.
-    pub fn start(engine: Arc<Engine>, max_wait: Duration) -> Committer {
+    /// for announced writes. Fails (`Unavailable`) if the system cannot
+    /// start a thread.
+    pub(crate) fn start(engine: Arc<Engine>, max_wait: Duration) -> Result<Committer, StoreError> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
@@ -108,19 +109,21 @@ impl Committer {
         let thread = std::thread::Builder::new()
             .name("attestd-flusher".into())
             .spawn(move || flusher(s, engine, max_wait))
-            .expect("spawning the flusher thread");
-        Committer {
+            .map_err(|e| {
+                StoreError::Unavailable(format!("the flusher thread could not start: {e}"))
+            })?;
+        Ok(Committer {
             shared,
             thread: Mutex::new(Some(thread)),
-        }
+        })
     }
 
-    pub fn announce(&self) -> Announcement {
+    pub(crate) fn announce(&self) -> Announcement {
         self.shared.lock().in_flight += 1;
         Announcement::new(Box::new(Announced(self.shared.clone())))
     }
 
-    pub fn stats(&self) -> WriteStats {
+    pub(crate) fn stats(&self) -> WriteStats {
         WriteStats {
             commits: self.shared.commits.load(Relaxed),
             writes: self.shared.written.load(Relaxed),
@@ -129,7 +132,7 @@ impl Committer {
 
     /// Applies `writes` in order in the next group; one answer per write,
     /// each `Ok` durable.
-    pub async fn commit(&self, writes: Vec<Write>) -> Vec<Result<Written, StoreError>> {
+    pub(crate) async fn commit(&self, writes: Vec<Write>) -> Vec<Result<Written, StoreError>> {
         let n = writes.len();
         let (tx, rx) = oneshot::channel();
         {
@@ -151,7 +154,7 @@ impl Committer {
 
     /// Resolves once a flush that began after this call has completed: a
     /// write applied before the call is then durable.
-    pub async fn durable(&self) -> Result<(), StoreError> {
+    pub(crate) async fn durable(&self) -> Result<(), StoreError> {
         let (tx, rx) = oneshot::channel();
         {
             let mut st = self.shared.lock();
@@ -178,13 +181,13 @@ impl Committer {
     /// space is back. So the first failure refuses every later write, and
     /// the server, seeing it, stops with an error for its supervisor to
     /// restart it.
-    pub fn failure(&self) -> Option<String> {
+    pub(crate) fn failure(&self) -> Option<String> {
         self.shared.lock().failed.clone()
     }
 
     /// Serves every waiter registered so far with a final flush and stops
     /// the flusher. Later writes fail with SHUTTING_DOWN.
-    pub fn shutdown(&self) {
+    pub(crate) fn shutdown(&self) {
         self.shared.lock().closing = true;
         self.shared.wake.notify_one();
         let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -274,7 +277,7 @@ type Applied = Vec<(Vec<Result<Written, StoreError>>, Reply)>;
 /// transaction, reads included, so a re-appraisal round of a thousand units
 /// in one transaction stalled every query behind it for seconds once the
 /// fleet outgrew the cache; a boot storm's groups are smaller than this.
-pub const MAX_WRITES_PER_TRANSACTION: usize = 64;
+pub(crate) const MAX_WRITES_PER_TRANSACTION: usize = 64;
 
 /// Applies the group's writes in batches; each caller keeps its answers. A
 /// panic in the engine fails these writes instead of stopping the committer.

@@ -99,7 +99,7 @@ pub(crate) const TREE_NAMES: [&str; 22] = [
 ];
 
 /// The sled database and its trees.
-pub struct Engine {
+pub(crate) struct Engine {
     db: sled::Db,
     trees: Vec<Tree>,
     /// Every write to the trees holds this shared; a backup holds it
@@ -618,7 +618,7 @@ fn successor(k: &[u8]) -> Vec<u8> {
 impl Engine {
     /// Opens (or creates) the database in `dir`. Start-up work is bounded:
     /// nothing here walks a tree.
-    pub fn open(dir: &Path, cfg: &super::SledConfig) -> crate::Result<Engine> {
+    pub(crate) fn open(dir: &Path, cfg: &super::SledConfig) -> crate::Result<Engine> {
         let config = sled::Config::new()
             .path(dir)
             .cache_capacity(cfg.cache_capacity)
@@ -793,7 +793,7 @@ impl Engine {
 
 /// The contract's operations, synchronous; see [`crate::Store`] for each.
 impl Engine {
-    pub fn register_station(
+    pub(crate) fn register_station(
         &self,
         station: StationEntry,
         audit: &crate::AuditNote,
@@ -813,7 +813,7 @@ impl Engine {
         Ok(station)
     }
 
-    pub fn revoke_station(
+    pub(crate) fn revoke_station(
         &self,
         station_id: &str,
         reason: &str,
@@ -841,11 +841,11 @@ impl Engine {
         })
     }
 
-    pub fn get_station(&self, station_id: &str) -> crate::Result<Option<StationEntry>> {
+    pub(crate) fn get_station(&self, station_id: &str) -> crate::Result<Option<StationEntry>> {
         self.read(STATIONS, station_id.as_bytes(), "station")
     }
 
-    pub fn list_stations(
+    pub(crate) fn list_stations(
         &self,
         after: Option<&str>,
         limit: usize,
@@ -872,20 +872,20 @@ impl Engine {
         Ok(Page { items, next })
     }
 
-    pub fn get_device(&self, serial: &str) -> crate::Result<Option<DeviceEntry>> {
+    pub(crate) fn get_device(&self, serial: &str) -> crate::Result<Option<DeviceEntry>> {
         self.read(DEVICES, serial.as_bytes(), "device")
     }
 
-    pub fn commit_record(&self, commit: RecordCommit) -> crate::Result<RecordOutcome> {
+    pub(crate) fn commit_record(&self, commit: RecordCommit) -> crate::Result<RecordOutcome> {
         let order = self.next_order()?;
         self.tx(|t| record_tx(t, &commit, order))
     }
 
-    pub fn get_record(&self, record_id: &str) -> crate::Result<Option<RecordEntry>> {
+    pub(crate) fn get_record(&self, record_id: &str) -> crate::Result<Option<RecordEntry>> {
         self.read(RECORDS, record_id.as_bytes(), "record")
     }
 
-    pub fn list_records(
+    pub(crate) fn list_records(
         &self,
         serial: &str,
         after: Option<&str>,
@@ -896,22 +896,25 @@ impl Engine {
         })
     }
 
-    pub fn set_flag(&self, commit: FlagCommit) -> crate::Result<DeviceEntry> {
+    pub(crate) fn set_flag(&self, commit: FlagCommit) -> crate::Result<DeviceEntry> {
         let order = self.next_order()?;
         self.tx(|t| flag_tx(t, &commit, order))
     }
 
-    pub fn commit_evidence(&self, commit: EvidenceCommit) -> crate::Result<DeviceEntry> {
+    pub(crate) fn commit_evidence(&self, commit: EvidenceCommit) -> crate::Result<DeviceEntry> {
         let order = self.next_order()?;
         self.tx(|t| evidence_tx(t, &commit, order))
     }
 
-    pub fn commit_reappraisal(&self, commit: ReappraisalCommit) -> crate::Result<DeviceEntry> {
+    pub(crate) fn commit_reappraisal(
+        &self,
+        commit: ReappraisalCommit,
+    ) -> crate::Result<DeviceEntry> {
         let order = self.next_order()?;
         self.tx(|t| reappraisal_tx(t, &commit, order))
     }
 
-    pub fn publish_baseline(
+    pub(crate) fn publish_baseline(
         &self,
         b: BaselineEntry,
         now_secs: i64,
@@ -938,11 +941,15 @@ impl Engine {
         })
     }
 
-    pub fn get_baseline(&self, model: &str, version: u64) -> crate::Result<Option<BaselineEntry>> {
+    pub(crate) fn get_baseline(
+        &self,
+        model: &str,
+        version: u64,
+    ) -> crate::Result<Option<BaselineEntry>> {
         self.read(BASELINES, &baseline_key(model, version), "baseline")
     }
 
-    pub fn active_baseline_version(&self, model: &str) -> crate::Result<Option<u64>> {
+    pub(crate) fn active_baseline_version(&self, model: &str) -> crate::Result<Option<u64>> {
         Ok(self
             .tree(BASELINE_ACTIVE)
             .get(model.as_bytes())
@@ -950,7 +957,7 @@ impl Engine {
             .and_then(|v| u64_of(&v)))
     }
 
-    pub fn list_baselines(
+    pub(crate) fn list_baselines(
         &self,
         model: &str,
         after: Option<&str>,
@@ -982,7 +989,10 @@ impl Engine {
         Ok(Page { items, next })
     }
 
-    pub fn activate_due_baselines(&self, now_secs: i64) -> crate::Result<Vec<(String, u64)>> {
+    pub(crate) fn activate_due_baselines(
+        &self,
+        now_secs: i64,
+    ) -> crate::Result<Vec<(String, u64)>> {
         let end = ((now_secs.max(0) as u64) + 1).to_be_bytes();
         let due: Vec<sled::IVec> = self
             .tree(BASELINE_PENDING)
@@ -1010,7 +1020,7 @@ impl Engine {
         Ok(activated)
     }
 
-    pub fn dirty_units(&self, limit: usize) -> crate::Result<Vec<String>> {
+    pub(crate) fn dirty_units(&self, limit: usize) -> crate::Result<Vec<String>> {
         self.tree(DIRTY)
             .iter()
             .keys()
@@ -1022,7 +1032,7 @@ impl Engine {
             .collect()
     }
 
-    pub fn due_units(&self, now_secs: i64, limit: usize) -> crate::Result<Vec<String>> {
+    pub(crate) fn due_units(&self, now_secs: i64, limit: usize) -> crate::Result<Vec<String>> {
         let end = ((now_secs.max(0) as u64) + 1).to_be_bytes();
         self.tree(DUE)
             .range(..end.as_slice())
@@ -1036,7 +1046,7 @@ impl Engine {
             .collect()
     }
 
-    pub fn sweeps(&self) -> crate::Result<Vec<SweepEntry>> {
+    pub(crate) fn sweeps(&self) -> crate::Result<Vec<SweepEntry>> {
         self.tree(SWEEPS)
             .iter()
             .values()
@@ -1044,7 +1054,11 @@ impl Engine {
             .collect()
     }
 
-    pub fn sweep_units(&self, sweep: &SweepEntry, limit: usize) -> crate::Result<Vec<String>> {
+    pub(crate) fn sweep_units(
+        &self,
+        sweep: &SweepEntry,
+        limit: usize,
+    ) -> crate::Result<Vec<String>> {
         let index = match sweep.kind {
             SWEEP_MODEL => self.tree(BY_MODEL),
             SWEEP_STATION => self.tree(BY_STATION),
@@ -1070,7 +1084,11 @@ impl Engine {
         Ok(out)
     }
 
-    pub fn advance_sweep(&self, sweep: &SweepEntry, cursor: Option<&str>) -> crate::Result<()> {
+    pub(crate) fn advance_sweep(
+        &self,
+        sweep: &SweepEntry,
+        cursor: Option<&str>,
+    ) -> crate::Result<()> {
         let key = sweep_key(sweep.kind, &sweep.key);
         self.tx(|t| {
             // A sweep reopened meanwhile (a newer baseline, another station
@@ -1095,7 +1113,7 @@ impl Engine {
         })
     }
 
-    pub fn assign_device(
+    pub(crate) fn assign_device(
         &self,
         serial: &str,
         a: &Assignment,
@@ -1110,7 +1128,7 @@ impl Engine {
         })
     }
 
-    pub fn grant_concession(
+    pub(crate) fn grant_concession(
         &self,
         c: ConcessionEntry,
         audit: &crate::AuditNote,
@@ -1121,12 +1139,12 @@ impl Engine {
         })
     }
 
-    pub fn record_decision(&self, dec: DecisionCommit) -> crate::Result<()> {
+    pub(crate) fn record_decision(&self, dec: DecisionCommit) -> crate::Result<()> {
         let order = self.next_order()?;
         self.tx(|t| decision_tx(t, &dec, order))
     }
 
-    pub fn commit_batch(&self, writes: Vec<Write>) -> Vec<crate::Result<Written>> {
+    pub(crate) fn commit_batch(&self, writes: Vec<Write>) -> Vec<crate::Result<Written>> {
         if writes.len() <= 1 {
             return writes.into_iter().map(|w| self.commit_one(w)).collect();
         }
@@ -1171,11 +1189,15 @@ impl Engine {
         }
     }
 
-    pub fn append_audit(&self, audit: &crate::AuditNote) -> crate::Result<()> {
+    pub(crate) fn append_audit(&self, audit: &crate::AuditNote) -> crate::Result<()> {
         self.tx(|t| t.audit(audit))
     }
 
-    pub fn audit_after(&self, after: u64, limit: usize) -> crate::Result<Vec<crate::AuditRecord>> {
+    pub(crate) fn audit_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> crate::Result<Vec<crate::AuditRecord>> {
         self.tree(AUDIT)
             .range(after.saturating_add(1).to_be_bytes()..)
             .values()
@@ -1184,7 +1206,7 @@ impl Engine {
             .collect()
     }
 
-    pub fn audit_head(&self) -> crate::Result<(u64, [u8; 32])> {
+    pub(crate) fn audit_head(&self) -> crate::Result<(u64, [u8; 32])> {
         // The newest sequence, then the entry stored at it, which holds its
         // own hash and never changes: a consistent pair without a
         // transaction. (Two keys read apart would pair one entry's sequence
@@ -1209,7 +1231,7 @@ impl Engine {
         Err(corrupt("audit head: no entry at the newest sequence"))
     }
 
-    pub fn audit_last_checkpoint(&self) -> crate::Result<Option<crate::AuditRecord>> {
+    pub(crate) fn audit_last_checkpoint(&self) -> crate::Result<Option<crate::AuditRecord>> {
         let Some(seq) = self
             .tree(META)
             .get(AUDIT_LAST_CHECKPOINT)
@@ -1224,7 +1246,7 @@ impl Engine {
         }
     }
 
-    pub fn list_devices(&self, q: DeviceQuery) -> crate::Result<Page<DeviceEntry>> {
+    pub(crate) fn list_devices(&self, q: DeviceQuery) -> crate::Result<Page<DeviceEntry>> {
         // Each index keeps (prefix, key) pairs; the serial is the key's tail.
         let (tree, prefixes): (&Tree, Vec<Vec<u8>>) = match &q.filter.index() {
             DeviceIndex::All => (self.tree(DEVICES), vec![Vec::new()]),
@@ -1274,7 +1296,11 @@ impl Engine {
         Ok(Page { items, next: None })
     }
 
-    pub fn summary(&self, group: Group, tenant: Option<&str>) -> crate::Result<Vec<SummaryCount>> {
+    pub(crate) fn summary(
+        &self,
+        group: Group,
+        tenant: Option<&str>,
+    ) -> crate::Result<Vec<SummaryCount>> {
         let mut out: Vec<SummaryCount> = Vec::new();
         for kv in self.tree(SUMMARY).scan_prefix([group_byte(group)]) {
             let (k, v) = kv.map_err(unavailable)?;
@@ -1297,7 +1323,11 @@ impl Engine {
         Ok(out)
     }
 
-    pub fn changes_after(&self, after: u64, limit: usize) -> crate::Result<Vec<ChangeEntry>> {
+    pub(crate) fn changes_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> crate::Result<Vec<ChangeEntry>> {
         self.tree(CHANGES)
             .range(after.saturating_add(1).to_be_bytes()..)
             .values()
@@ -1306,11 +1336,11 @@ impl Engine {
             .collect()
     }
 
-    pub fn change_cursor(&self) -> crate::Result<u64> {
+    pub(crate) fn change_cursor(&self) -> crate::Result<u64> {
         self.count(SEQ_CHANGES)
     }
 
-    pub fn change_bounds(&self) -> crate::Result<Option<(u64, u64)>> {
+    pub(crate) fn change_bounds(&self) -> crate::Result<Option<(u64, u64)>> {
         let first = self.tree(CHANGES).first().map_err(unavailable)?;
         let last = self.tree(CHANGES).last().map_err(unavailable)?;
         Ok(match (first, last) {
@@ -1322,7 +1352,7 @@ impl Engine {
         })
     }
 
-    pub fn trim_changes(&self, keep: u64, max: usize) -> crate::Result<usize> {
+    pub(crate) fn trim_changes(&self, keep: u64, max: usize) -> crate::Result<usize> {
         let Some((first, last)) = self.change_bounds()? else {
             return Ok(0);
         };
@@ -1340,7 +1370,7 @@ impl Engine {
         Ok(cut as usize)
     }
 
-    pub fn counts(&self) -> crate::Result<Counts> {
+    pub(crate) fn counts(&self) -> crate::Result<Counts> {
         let mut by_status = [0u64; 7];
         for (_, status, n) in self.summary(Group::All, None)? {
             if let Some(slot) = by_status.get_mut(status as usize) {
@@ -1357,11 +1387,11 @@ impl Engine {
         })
     }
 
-    pub fn get_evidence(&self, evidence_id: &str) -> crate::Result<Option<EvidenceEntry>> {
+    pub(crate) fn get_evidence(&self, evidence_id: &str) -> crate::Result<Option<EvidenceEntry>> {
         self.read(EVIDENCE, evidence_id.as_bytes(), "evidence")
     }
 
-    pub fn list_history(
+    pub(crate) fn list_history(
         &self,
         serial: &str,
         after: Option<&str>,
@@ -1388,7 +1418,7 @@ impl Engine {
     }
 
     /// Applies one write of a batch through its own method.
-    pub fn commit_one(&self, w: Write) -> crate::Result<Written> {
+    pub(crate) fn commit_one(&self, w: Write) -> crate::Result<Written> {
         Ok(match w {
             Write::Evidence(c) => Written::Device(self.commit_evidence(c)?),
             Write::Reappraisal(c) => Written::Device(self.commit_reappraisal(c)?),
@@ -1401,7 +1431,7 @@ impl Engine {
     }
 
     /// Makes every write that returned before this call durable.
-    pub fn flush(&self) -> crate::Result<()> {
+    pub(crate) fn flush(&self) -> crate::Result<()> {
         self.db.flush().map(|_| ()).map_err(unavailable)
     }
 
@@ -1414,7 +1444,7 @@ impl Engine {
     /// still take from the database; then every tree is copied. Copying
     /// takes references to sled's buffers, not copies of the bytes, so the
     /// pause is short; reads go on throughout.
-    pub fn snapshot(
+    pub(crate) fn snapshot(
         &self,
         note: &crate::AuditNote,
         seal: &crate::backup::Seal,

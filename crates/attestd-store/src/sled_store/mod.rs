@@ -11,8 +11,8 @@
 //! memory ([`NonceCache`]): a restart makes every outstanding challenge
 //! unknown, which is safe (the unit asks again).
 
-pub mod commit;
-pub mod engine;
+pub(crate) mod commit;
+pub(crate) mod engine;
 pub mod format;
 pub mod restore;
 
@@ -65,18 +65,13 @@ impl SledStore {
     /// Opens (or creates) the database in `dir` and starts its flusher.
     pub fn open(dir: &Path, cfg: &SledConfig) -> Result<SledStore> {
         let engine = Arc::new(Engine::open(dir, cfg)?);
-        let committer = Arc::new(Committer::start(engine.clone(), cfg.group_commit_max_wait));
+        let committer = Arc::new(Committer::start(engine.clone(), cfg.group_commit_max_wait)?);
         Ok(SledStore {
             engine,
             committer,
             nonces: OnceLock::new(),
             writers: tokio::sync::RwLock::new(false),
         })
-    }
-
-    /// The engine, for tools and tests that work below the contract.
-    pub fn engine(&self) -> &Arc<Engine> {
-        &self.engine
     }
 
     /// Runs a point read (one key, or a short prefix of a small tree) on

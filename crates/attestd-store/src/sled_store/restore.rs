@@ -31,6 +31,7 @@ use crate::AuditRecord;
 /// What a verified backup holds.
 #[derive(Clone, Debug)]
 pub struct Verified {
+    /// The backup's header.
     pub header: Header,
     /// Whether the closing checkpoint's signature was checked with a key.
     pub signature_checked: bool,
@@ -337,7 +338,9 @@ fn write_tables(path: &Path, dir: &Path, key: Option<&PublicKey>) -> Result<Veri
 /// What [`restore`] did.
 #[derive(Clone, Debug)]
 pub struct Restored {
+    /// What the verification found.
     pub verified: Verified,
+    /// Where the database was written.
     pub dir: PathBuf,
 }
 
