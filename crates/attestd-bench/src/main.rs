@@ -25,6 +25,7 @@ mod kit;
 #[cfg(feature = "postgres")]
 mod pgdb;
 mod report;
+mod soak;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -147,7 +148,7 @@ impl Cli {
     }
 }
 
-#[derive(Subcommand, Clone, Copy, PartialEq, Eq)]
+#[derive(Subcommand, Clone, Debug)]
 enum Scenario {
     /// Stations enroll and calibrate the fleet.
     Provision,
@@ -163,13 +164,17 @@ enum Scenario {
     Ceiling,
     /// Every scenario in order on one fleet.
     All,
+    /// Crash cycles against the real attestd binary: load, SIGKILL at a
+    /// random moment, restart, then every acknowledged write, the audit
+    /// chain and the counters checked (RELIABILITY.md).
+    Soak(soak::SoakArgs),
     /// (internal) the attestd server process the load runs against.
     #[command(hide = true)]
     Server,
 }
 
 impl Scenario {
-    fn name(self) -> &'static str {
+    fn name(&self) -> &'static str {
         match self {
             Scenario::Provision => "provision",
             Scenario::BootStorm => "boot-storm",
@@ -178,6 +183,7 @@ impl Scenario {
             Scenario::Restart => "restart",
             Scenario::Ceiling => "ceiling",
             Scenario::All => "all",
+            Scenario::Soak(_) => "soak",
             Scenario::Server => "server",
         }
     }
@@ -581,7 +587,7 @@ fn drop_page_cache() -> bool {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<Vec<Row>> {
-    let scenario = cli.scenario;
+    let scenario = cli.scenario.clone();
     let mut cli = cli;
     anyhow::ensure!(cli.replicas >= 1, "--replicas must be at least 1");
     anyhow::ensure!(
@@ -675,7 +681,7 @@ async fn run(cli: Cli) -> anyhow::Result<Vec<Row>> {
             run.restart(server, ctx).await?;
             return Ok(run.rows);
         }
-        Scenario::Server => unreachable!("handled in main"),
+        Scenario::Server | Scenario::Soak(_) => unreachable!("handled in main"),
     }
     ctx.save(&run.dir)?;
     drop(ctx);
@@ -797,14 +803,20 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if cli.scenario == Scenario::Server {
+    if let Scenario::Server = cli.scenario {
         let dir = cli.data.clone().context("server needs --data")?;
         return kit::run_server(&dir, &cli.backend(), cli.replica);
     }
     if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
         eprintln!("note: RUST_BACKTRACE is set; unset it for benchmark figures");
     }
-    let scenario = cli.scenario;
+    if let Scenario::Soak(args) = &cli.scenario {
+        if !soak::main(&cli, args)? {
+            std::process::exit(2);
+        }
+        return Ok(());
+    }
+    let scenario = cli.scenario.clone();
     let units = if cli.quick {
         cli.units.min(200)
     } else {
