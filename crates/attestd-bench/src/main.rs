@@ -10,6 +10,15 @@
 //! cargo run --release -p attestd-bench -- all --quick      # seconds; the CI smoke test
 //! ```
 //!
+//! `soak` is not a speed figure: crash cycles against the `attestd` binary
+//! built beside the bench (RELIABILITY.md; the code is in `soak.rs`).
+//!
+//! ```sh
+//! cargo build --release -p attestd -p attestd-bench --bins
+//! target/release/attestd-bench soak                          # 50 cycles on sled
+//! target/release/attestd-bench soak --quick                  # 3 cycles; what CI runs
+//! ```
+//!
 //! With `--features postgres`, `--store-url` runs the fleet on a PostgreSQL
 //! database instead of sled, served by `--replicas` attestd processes. The
 //! bench owns that database: `--fresh` drops and recreates its `public`
