@@ -100,7 +100,9 @@ struct Cli {
     /// Where the fleet's kit (and with sled its database) lives (default
     /// target/bench-data/<units>, or <units>-pg with --store-url); kept
     /// between runs so that a scenario can reuse a provisioned fleet. A
-    /// directory belongs to one backend and one database.
+    /// directory belongs to one backend and one database. The soak always
+    /// starts a new fleet: its default, target/bench-data/soak[-pg], is
+    /// emptied at start; another directory must be empty, or --fresh.
     #[arg(long, global = true)]
     data: Option<PathBuf>,
     /// Start from an empty data directory and, with --store-url, an empty
@@ -113,7 +115,7 @@ struct Cli {
     release_rate: u32,
     /// Small and short: 200 units, 2 s phases, a fresh temporary directory
     /// (with --store-url: an empty database, or --fresh to empty it). For
-    /// CI: checks that every scenario runs without errors, not speed.
+    /// CI: checks that every scenario runs without errors, not speed. The soak: at most 3 cycles.
     #[arg(long, global = true)]
     quick: bool,
     /// Where to write the JSON results (default
