@@ -53,7 +53,7 @@ fn app_of(i: u64) -> (&'static str, u64) {
     }
 }
 
-fn now() -> UnixTime {
+pub(crate) fn now() -> UnixTime {
     UnixTime(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -61,7 +61,7 @@ fn now() -> UnixTime {
     )
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -174,6 +174,19 @@ pub(crate) async fn prepare(ctx: &mut Ctx) -> anyhow::Result<()> {
 /// Publishes the next baseline version, withdrawing `revoked` builds.
 pub(crate) async fn publish_baseline(ctx: &mut Ctx, revoked: &[&str]) -> anyhow::Result<()> {
     let version = ctx.baseline_version + 1;
+    ctx.admin()?
+        .baselines()
+        .publish_baseline(pb::PublishBaselineRequest {
+            envelope: Some(baseline_envelope(&ctx.kit, version, revoked)),
+        })
+        .await?;
+    ctx.baseline_version = version;
+    Ok(())
+}
+
+/// Baseline `version` of the fleet's model, signed with the kit's release
+/// key: both builds approved, `revoked` builds withdrawn.
+pub(crate) fn baseline_envelope(kit: &Kit, version: u64, revoked: &[&str]) -> pb::Envelope {
     let doc = attestd_client::sample::baseline(
         MODEL,
         version,
@@ -181,17 +194,10 @@ pub(crate) async fn publish_baseline(ctx: &mut Ctx, revoked: &[&str]) -> anyhow:
         revoked,
         "2026-01-01T00:00:00Z",
     );
-    ctx.admin()?
-        .baselines()
-        .publish_baseline(pb::PublishBaselineRequest {
-            envelope: Some(sign_baseline(&doc, &[&ctx.kit.release])),
-        })
-        .await?;
-    ctx.baseline_version = version;
-    Ok(())
+    sign_baseline(&doc, &[&kit.release])
 }
 
-fn provisioning(
+pub(crate) fn provisioning(
     kit: &Kit,
     dev: &SigningKey,
     station: usize,
@@ -204,7 +210,13 @@ fn provisioning(
     sign_provisioning(&doc, key)
 }
 
-fn calibration(kit: &Kit, station: usize, seq: u64, i: u64, now: UnixTime) -> pb::Envelope {
+pub(crate) fn calibration(
+    kit: &Kit,
+    station: usize,
+    seq: u64,
+    i: u64,
+    now: UnixTime,
+) -> pb::Envelope {
     let (s, key) = &kit.stations[station];
     let doc = attestd_client::sample::calibration_doc(&s.id, seq, &serial(i), now);
     sign_calibration(&doc, key)
@@ -345,6 +357,18 @@ async fn boot(device: &Client, keys: &UnitKeys, i: u64) -> Result<i32, tonic::St
     let key = keys
         .get(i)
         .map_err(|e| tonic::Status::internal(e.to_string()))?;
+    let r = boot_with(device, key, i, now_ms()).await?;
+    Ok(r.appraisal.map_or(0, |a| a.tier))
+}
+
+/// One boot of unit `i` signed by `key` with `bootcount`: a challenge, then
+/// the evidence (the claims of a healthy unit of the simulated fleet).
+pub(crate) async fn boot_with(
+    device: &Client,
+    key: &SigningKey,
+    i: u64,
+    bootcount: u64,
+) -> Result<pb::SubmitEvidenceResponse, tonic::Status> {
     let sn = serial(i);
     let nonce = device
         .device()
@@ -354,7 +378,7 @@ async fn boot(device: &Client, keys: &UnitKeys, i: u64) -> Result<i32, tonic::St
         .nonce;
     let s = Serial::parse(&sn, Reason::FieldInvalid, "serial")
         .map_err(|e| tonic::Status::internal(e.message))?;
-    let mut c = sample_claims(&s, MODEL, "B", now_ms(), now());
+    let mut c = sample_claims(&s, MODEL, "B", bootcount, now());
     c.nonce = Some(nonce);
     let (app, svn) = app_of(i);
     c.components.push(Component {
@@ -367,15 +391,14 @@ async fn boot(device: &Client, keys: &UnitKeys, i: u64) -> Result<i32, tonic::St
         id: "CAL".into(),
         digest: attestd_client::sample::calibration_digest(&sn),
     });
-    let r = device
+    Ok(device
         .device()
         .submit_evidence(pb::SubmitEvidenceRequest {
             evidence: sign_evidence(&c, key),
             ..Default::default()
         })
         .await?
-        .into_inner();
-    Ok(r.appraisal.map_or(0, |a| a.tier))
+        .into_inner())
 }
 
 /// Which units a storm boots.

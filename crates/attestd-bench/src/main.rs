@@ -10,6 +10,15 @@
 //! cargo run --release -p attestd-bench -- all --quick      # seconds; the CI smoke test
 //! ```
 //!
+//! `soak` is not a speed figure: crash cycles against the `attestd` binary
+//! built beside the bench (RELIABILITY.md; the code is in `soak.rs`).
+//!
+//! ```sh
+//! cargo build --release -p attestd -p attestd-bench --bins
+//! target/release/attestd-bench soak                          # 50 cycles on sled
+//! target/release/attestd-bench soak --quick                  # 3 cycles; what CI runs
+//! ```
+//!
 //! With `--features postgres`, `--store-url` runs the fleet on a PostgreSQL
 //! database instead of sled, served by `--replicas` attestd processes. The
 //! bench owns that database: `--fresh` drops and recreates its `public`
@@ -25,6 +34,7 @@ mod kit;
 #[cfg(feature = "postgres")]
 mod pgdb;
 mod report;
+mod soak;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -90,7 +100,9 @@ struct Cli {
     /// Where the fleet's kit (and with sled its database) lives (default
     /// target/bench-data/<units>, or <units>-pg with --store-url); kept
     /// between runs so that a scenario can reuse a provisioned fleet. A
-    /// directory belongs to one backend and one database.
+    /// directory belongs to one backend and one database. The soak always
+    /// starts a new fleet: its default, target/bench-data/soak[-pg], is
+    /// emptied at start; another directory must be empty, or --fresh.
     #[arg(long, global = true)]
     data: Option<PathBuf>,
     /// Start from an empty data directory and, with --store-url, an empty
@@ -103,7 +115,7 @@ struct Cli {
     release_rate: u32,
     /// Small and short: 200 units, 2 s phases, a fresh temporary directory
     /// (with --store-url: an empty database, or --fresh to empty it). For
-    /// CI: checks that every scenario runs without errors, not speed.
+    /// CI: checks that every scenario runs without errors, not speed. The soak: at most 3 cycles.
     #[arg(long, global = true)]
     quick: bool,
     /// Where to write the JSON results (default
@@ -147,7 +159,7 @@ impl Cli {
     }
 }
 
-#[derive(Subcommand, Clone, Copy, PartialEq, Eq)]
+#[derive(Subcommand, Clone, Debug)]
 enum Scenario {
     /// Stations enroll and calibrate the fleet.
     Provision,
@@ -163,13 +175,17 @@ enum Scenario {
     Ceiling,
     /// Every scenario in order on one fleet.
     All,
+    /// Crash cycles against the real attestd binary: load, SIGKILL at a
+    /// random moment, restart, then every acknowledged write, the audit
+    /// chain and the counters checked (RELIABILITY.md).
+    Soak(soak::SoakArgs),
     /// (internal) the attestd server process the load runs against.
     #[command(hide = true)]
     Server,
 }
 
 impl Scenario {
-    fn name(self) -> &'static str {
+    fn name(&self) -> &'static str {
         match self {
             Scenario::Provision => "provision",
             Scenario::BootStorm => "boot-storm",
@@ -178,6 +194,7 @@ impl Scenario {
             Scenario::Restart => "restart",
             Scenario::Ceiling => "ceiling",
             Scenario::All => "all",
+            Scenario::Soak(_) => "soak",
             Scenario::Server => "server",
         }
     }
@@ -581,7 +598,7 @@ fn drop_page_cache() -> bool {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<Vec<Row>> {
-    let scenario = cli.scenario;
+    let scenario = cli.scenario.clone();
     let mut cli = cli;
     anyhow::ensure!(cli.replicas >= 1, "--replicas must be at least 1");
     anyhow::ensure!(
@@ -675,7 +692,7 @@ async fn run(cli: Cli) -> anyhow::Result<Vec<Row>> {
             run.restart(server, ctx).await?;
             return Ok(run.rows);
         }
-        Scenario::Server => unreachable!("handled in main"),
+        Scenario::Server | Scenario::Soak(_) => unreachable!("handled in main"),
     }
     ctx.save(&run.dir)?;
     drop(ctx);
@@ -797,14 +814,20 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if cli.scenario == Scenario::Server {
+    if let Scenario::Server = cli.scenario {
         let dir = cli.data.clone().context("server needs --data")?;
         return kit::run_server(&dir, &cli.backend(), cli.replica);
     }
     if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
         eprintln!("note: RUST_BACKTRACE is set; unset it for benchmark figures");
     }
-    let scenario = cli.scenario;
+    if let Scenario::Soak(args) = &cli.scenario {
+        if !soak::main(&cli, args)? {
+            std::process::exit(2);
+        }
+        return Ok(());
+    }
+    let scenario = cli.scenario.clone();
     let units = if cli.quick {
         cli.units.min(200)
     } else {
