@@ -1,13 +1,14 @@
 //! CBOR (cbor::decode): the strict, bounded decoder every evidence byte goes
 //! through first.
 //!
-//! Asserts, under four sets of limits (the claims limits, the COSE envelope
-//! limits, tight ones and loose ones):
+//! Asserts, under five sets of limits (the claims limits, the COSE envelope
+//! limits, tight ones, zero and loose ones):
 //! - a decoded value respects the limits: container nesting, string
 //!   lengths, item counts; and its map keys are unique (by their canonical
 //!   encoding, RFC 8949 §4.2.1);
 //! - written back in preferred serialization (fuzz/src/cbor.rs, independent
-//!   of the decoder) it is never longer than the input and decodes to the
+//!   of the decoder; the library's encoder writes heads and strings, not
+//!   whole values) it is never longer than the input and decodes to the
 //!   same value; the canonical encoding is a fixed point;
 //! - input refused under some limits but decoded under loose ones breaks
 //!   one of those limits: a refusal is never for nothing;

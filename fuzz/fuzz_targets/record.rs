@@ -10,8 +10,9 @@
 //!   for a PASS, `as_left` within them;
 //! - the document reads back the same after serde writes it, and that
 //!   document checks to the same record;
-//! - the checked record written back as a document (fuzz/src/docs.rs)
-//!   parses to the same record, and writing it again gives the same bytes;
+//! - the checked record written back as a document (fuzz/src/docs.rs: the
+//!   library checks documents into records but has no way back) parses to
+//!   the same record, and writing it again gives the same bytes;
 //! - a refusal is MALFORMED_JSON or FIELD_INVALID.
 
 #![no_main]

@@ -10,7 +10,7 @@ pub fn is_ident(s: &str) -> bool {
 
 /// Lowercase hex of any even length (signatures, digests).
 pub fn is_lower_hex(s: &str) -> bool {
-    s.len() % 2 == 0
+    s.len().is_multiple_of(2)
         && s.chars()
             .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
 }
