@@ -134,7 +134,11 @@ impl Checkpoint {
         )
     }
 
-    /// The checkpoint a `details` text describes, if it is one.
+    /// Reads details written by [`Checkpoint::details`], and only those
+    /// (docs/audit-format.md §3.1: decimal integers, lowercase hex, single
+    /// spaces): Rust's integer parsing also takes `+1`, `01` or `+f` as a hex
+    /// byte, and a checkpoint must have one spelling, the one another
+    /// verifier following the document reads the same way.
     pub fn parse(details: &str) -> Option<Checkpoint> {
         let mut parts = details.split("; ");
         let mut head = parts.next()?.strip_prefix("head ")?.split(' ');
@@ -149,13 +153,14 @@ impl Checkpoint {
         let signature = (0..sig_hex.len() / 2)
             .map(|i| u8::from_str_radix(sig_hex.get(2 * i..2 * i + 2)?, 16).ok())
             .collect::<Option<Vec<u8>>>()?;
-        Some(Checkpoint {
+        let c = Checkpoint {
             seq,
             hash,
             at_ms,
             key_id,
             signature,
-        })
+        };
+        (c.details() == details).then_some(c)
     }
 
     /// Whether `key` signed this checkpoint.
@@ -271,6 +276,33 @@ mod tests {
                 e
             })
             .collect()
+    }
+
+    /// Found by fuzz/fuzz_targets/checkpoint.rs: `sig 6b..c6+f03..` read
+    /// `+f` as the byte 0x0f.
+    #[test]
+    fn checkpoint_details_parse_only_as_written() {
+        let c = Checkpoint {
+            seq: 2,
+            hash: [0xab; 32],
+            at_ms: -5,
+            key_id: "sha256:00".into(),
+            signature: vec![0x0f, 0xa0],
+        };
+        let d = c.details();
+        assert_eq!(Checkpoint::parse(&d), Some(c));
+        let hash = crate::ids::hex(&[0xab; 32]);
+        for other in [
+            d.replace("sig 0fa0", "sig +fa0"),
+            d.replace("sig 0fa0", "sig 0FA0"),
+            d.replace("head 2 ", "head +2 "),
+            d.replace("head 2 ", "head 02 "),
+            d.replace("at -5", "at -05"),
+            d.replace(&format!("{hash};"), &format!("{hash} 7;")),
+        ] {
+            assert_ne!(other, d);
+            assert_eq!(Checkpoint::parse(&other), None, "{other}");
+        }
     }
 
     #[test]

@@ -442,8 +442,11 @@ impl<'k> ExportVerifier<'k> {
                 why,
             })
         };
+        // Not `first + len - 1`, which overflows when the range ends at
+        // u64::MAX: `first` is at least 1 and the entries kept so far end at
+        // or before `last`, so `first - 1 + len` cannot.
         let (prev_seq, prev) = match self.hashes.last() {
-            Some(h) => (range.first + self.hashes.len() as u64 - 1, *h),
+            Some(h) => (range.first - 1 + self.hashes.len() as u64, *h),
             None => (range.first - 1, range.prev_hash),
         };
         if e.seq > range.last || prev_seq >= range.last {
@@ -788,6 +791,42 @@ mod tests {
         assert!(
             err.contains("nothing proves that no entries are missing"),
             "{err}"
+        );
+    }
+
+    /// Found by fuzz/fuzz_targets/audit_export.rs: with a range ending at
+    /// the last sequence number there is and its one entry repeated, the
+    /// verifier computed `first + entries - 1` and overflowed (a panic
+    /// wherever overflow checks are on) instead of naming the extra entry.
+    #[test]
+    fn an_entry_past_the_last_sequence_number_is_refused_without_overflow() {
+        let prev_hash = [7u8; 32];
+        let mut e = AuditEntry {
+            seq: u64::MAX,
+            at_ms: 1,
+            principal: "admin".into(),
+            action: "station.register".into(),
+            target: "st-1".into(),
+            reason: String::new(),
+            details: String::new(),
+            prev_hash,
+            hash: [0; 32],
+        };
+        e.hash = e.expected_hash();
+        let range = Range {
+            first: u64::MAX,
+            last: u64::MAX,
+            prev_hash,
+        };
+        let lines = [range_line(&range), entry_line(&e), entry_line(&e)];
+        let err = verify(&lines, None).unwrap_err();
+        assert_eq!(
+            err,
+            format!(
+                "entry {} (line 3) is after the end the export states ({})",
+                u64::MAX,
+                u64::MAX
+            )
         );
     }
 
