@@ -213,6 +213,22 @@ impl Fleet {
             .map(|r| r.into_inner())
     }
 
+    /// Assigns unit `i` to `tenant` at `site` (department "icu", asset tag
+    /// `TAG-<i>`).
+    pub(crate) async fn assign(&self, i: usize, tenant: &str, site: &str) {
+        self.admin
+            .admin()
+            .assign_device(pb::AssignDeviceRequest {
+                serial: self.units[i].serial.clone(),
+                tenant: tenant.into(),
+                site: site.into(),
+                department: "icu".into(),
+                asset_tag: format!("TAG-{i}"),
+            })
+            .await
+            .unwrap();
+    }
+
     pub(crate) fn index(&self, serial: &str) -> usize {
         self.units.iter().position(|u| u.serial == serial).unwrap()
     }

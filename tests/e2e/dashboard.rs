@@ -19,20 +19,6 @@ use crate::common::*;
 use attestd_client::pb;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-async fn assign(f: &Fleet, i: usize, tenant: &str, site: &str) {
-    f.admin
-        .admin()
-        .assign_device(pb::AssignDeviceRequest {
-            serial: f.units[i].serial.clone(),
-            tenant: tenant.into(),
-            site: site.into(),
-            department: "icu".into(),
-            asset_tag: format!("TAG-{i}"),
-        })
-        .await
-        .unwrap();
-}
-
 fn prerequisites() -> (PathBuf, PathBuf) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let chromium =
@@ -82,10 +68,10 @@ async fn a_unit_turns_untrusted_on_the_open_page_and_tenants_stay_apart() {
     for i in 0..6 {
         f.boot(i).await;
     }
-    assign(&f, 0, "st-mary", "ward-1").await;
-    assign(&f, 1, "st-mary", "ward-2").await;
-    assign(&f, 2, "county", "er").await;
-    assign(&f, 3, "county", "icu").await;
+    f.assign(0, "st-mary", "ward-1").await;
+    f.assign(1, "st-mary", "ward-2").await;
+    f.assign(2, "county", "er").await;
+    f.assign(3, "county", "icu").await;
     let watched = 4;
     assert_eq!(f.status(watched).await, pb::DeviceStatus::Trusted);
 

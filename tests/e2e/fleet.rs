@@ -10,20 +10,6 @@ use attestd_client::pb;
 use attestd_client::Client;
 use tonic::Code;
 
-async fn assign(f: &Fleet, i: usize, tenant: &str, site: &str) {
-    f.admin
-        .admin()
-        .assign_device(pb::AssignDeviceRequest {
-            serial: f.units[i].serial.clone(),
-            tenant: tenant.into(),
-            site: site.into(),
-            department: "icu".into(),
-            asset_tag: format!("TAG-{i}"),
-        })
-        .await
-        .unwrap();
-}
-
 async fn watch(c: &Client, after: &str) -> tonic::Streaming<pb::DeviceChange> {
     c.fleet()
         .watch_fleet(pb::WatchFleetRequest {
@@ -80,9 +66,9 @@ async fn started() -> Fleet {
 crate::both_backends!(a_hospital_sees_only_its_own_tenant);
 async fn a_hospital_sees_only_its_own_tenant() {
     let f = started().await;
-    assign(&f, 0, "st-mary", "ward-1").await;
-    assign(&f, 1, "st-mary", "ward-2").await;
-    assign(&f, 2, "county", "er").await;
+    f.assign(0, "st-mary", "ward-1").await;
+    f.assign(1, "st-mary", "ward-2").await;
+    f.assign(2, "county", "er").await;
     let hospital = f.server.client(Some(HOSPITAL_TOKEN)).await;
     let serial = |i: usize| f.units[i].serial.clone();
 

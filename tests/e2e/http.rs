@@ -170,20 +170,6 @@ async fn every_http_route_times_every_role() {
     assert_eq!(server.stored(), (0, 0, 0, 0));
 }
 
-async fn assign(f: &Fleet, i: usize, tenant: &str, site: &str) {
-    f.admin
-        .admin()
-        .assign_device(pb::AssignDeviceRequest {
-            serial: f.units[i].serial.clone(),
-            tenant: tenant.into(),
-            site: site.into(),
-            department: "icu".into(),
-            asset_tag: format!("TAG-{i}"),
-        })
-        .await
-        .unwrap();
-}
-
 /// Four booted PM-200 units: 0 and 1 at St Mary, 2 at County, 3 unassigned.
 async fn started() -> Fleet {
     let mut f = Fleet::start().await;
@@ -199,9 +185,9 @@ async fn started() -> Fleet {
     for i in 0..4 {
         f.boot(i).await;
     }
-    assign(&f, 0, "st-mary", "ward-1").await;
-    assign(&f, 1, "st-mary", "ward-2").await;
-    assign(&f, 2, "county", "er").await;
+    f.assign(0, "st-mary", "ward-1").await;
+    f.assign(1, "st-mary", "ward-2").await;
+    f.assign(2, "county", "er").await;
     f
 }
 

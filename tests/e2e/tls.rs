@@ -67,18 +67,11 @@ impl Pki {
     }
 }
 
-/// Connects with rustls directly, trusting the server CA, optionally with a
-/// client certificate; returns the server certificate's fingerprint once a
-/// request/response round trip over the connection worked (an HTTP/2
-/// preface is answered with the server's SETTINGS frame).
-async fn raw_tls(
-    addr: &str,
-    server_ca_pem: &str,
-    identity: Option<(&[u8], &[u8])>,
-) -> Result<Digest, String> {
+/// A rustls client trusting the server CA, with a client certificate if
+/// given.
+fn client_config(server_ca_pem: &str, identity: Option<(&[u8], &[u8])>) -> rustls::ClientConfig {
     use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(server_ca_pem.as_bytes()) {
@@ -88,7 +81,7 @@ async fn raw_tls(
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots);
-    let mut config = match identity {
+    match identity {
         Some((cert, key)) => builder
             .with_client_auth_cert(
                 CertificateDer::pem_slice_iter(cert)
@@ -98,7 +91,21 @@ async fn raw_tls(
             )
             .unwrap(),
         None => builder.with_no_client_auth(),
-    };
+    }
+}
+
+/// Connects with rustls directly, trusting the server CA, optionally with a
+/// client certificate; returns the server certificate's fingerprint once a
+/// request/response round trip over the connection worked (an HTTP/2
+/// preface is answered with the server's SETTINGS frame).
+async fn raw_tls(
+    addr: &str,
+    server_ca_pem: &str,
+    identity: Option<(&[u8], &[u8])>,
+) -> Result<Digest, String> {
+    use rustls_pki_types::ServerName;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut config = client_config(server_ca_pem, identity);
     config.alpn_protocols = vec![b"h2".to_vec()];
     let tcp = tokio::net::TcpStream::connect(addr)
         .await
@@ -465,29 +472,9 @@ async fn https(
     identity: Option<(&[u8], &[u8])>,
     request: &str,
 ) -> String {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use rustls_pki_types::ServerName;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(server_ca_pem.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
-    let mut config = match identity {
-        Some((cert, key)) => builder
-            .with_client_auth_cert(
-                CertificateDer::pem_slice_iter(cert)
-                    .map(Result::unwrap)
-                    .collect(),
-                PrivateKeyDer::from_pem_slice(key).unwrap(),
-            )
-            .unwrap(),
-        None => builder.with_no_client_auth(),
-    };
+    let mut config = client_config(server_ca_pem, identity);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let name = ServerName::try_from("127.0.0.1").unwrap();

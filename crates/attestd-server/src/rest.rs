@@ -256,115 +256,18 @@ pub struct Services {
 
 type St = State<Arc<Services>>;
 
-/// The router of [`REST_ROUTES`] (a test checks that each is routed).
+/// The router of [`REST_ROUTES`]: each route's path and HTTP method come
+/// from the table, its handler from [`handler`] (a test checks that every
+/// route has one).
 pub fn router(services: Arc<Services>) -> axum::Router {
-    axum::Router::new()
-        .route(
-            "/v1/fleet/summary",
-            get(|State(s): St, r: Request| {
-                unary(
-                    s,
-                    r,
-                    "/attestd.v1.Fleet/GetFleetSummary",
-                    |s, q| async move { s.fleet.get_fleet_summary(q).await },
-                )
-            }),
-        )
-        .route(
-            "/v1/fleet/watch",
-            get(|State(s): St, r: Request| watch(s, r)),
-        )
-        .route(
-            "/v1/devices",
-            get(|State(s): St, r: Request| {
-                unary(s, r, "/attestd.v1.Fleet/ListDevices", |s, q| async move {
-                    s.fleet.list_devices(q).await
-                })
-            }),
-        )
-        .route(
-            "/v1/devices/{serial}",
-            get(|State(s): St, r: Request| {
-                unary(s, r, "/attestd.v1.Fleet/GetDevice", |s, q| async move {
-                    s.fleet.get_device(q).await
-                })
-            }),
-        )
-        .route(
-            "/v1/devices/{serial}/history",
-            get(|State(s): St, r: Request| {
-                unary(
-                    s,
-                    r,
-                    "/attestd.v1.Fleet/ListDeviceHistory",
-                    |s, q| async move { s.fleet.list_device_history(q).await },
-                )
-            }),
-        )
-        .route(
-            "/v1/evidence/{evidenceId}",
-            get(|State(s): St, r: Request| {
-                unary(s, r, "/attestd.v1.Fleet/GetEvidence", |s, q| async move {
-                    s.fleet.get_evidence(q).await
-                })
-            }),
-        )
-        .route(
-            "/v1/release/check",
-            post(|State(s): St, r: Request| {
-                unary(
-                    s,
-                    r,
-                    "/attestd.v1.Release/CheckRelease",
-                    |s, q| async move { s.release.check_release(q).await },
-                )
-            }),
-        )
-        .route(
-            "/v1/release/check-batch",
-            post(|State(s): St, r: Request| {
-                unary(
-                    s,
-                    r,
-                    "/attestd.v1.Release/CheckReleaseBatch",
-                    |s, q| async move { s.release.check_release_batch(q).await },
-                )
-            }),
-        )
-        .route(
-            "/v1/result-keys",
-            get(|State(s): St, r: Request| {
-                unary(
-                    s,
-                    r,
-                    "/attestd.v1.Release/GetResultKeys",
-                    |s, q| async move { s.release.get_result_keys(q).await },
-                )
-            }),
-        )
-        .route(
-            "/v1/audit/head",
-            get(|State(s): St, r: Request| {
-                unary(s, r, "/attestd.v1.Audit/GetAuditHead", |s, q| async move {
-                    s.audit.get_audit_head(q).await
-                })
-            }),
-        )
-        .route(
-            "/v1/audit/events",
-            get(|State(s): St, r: Request| {
-                unary(
-                    s,
-                    r,
-                    "/attestd.v1.Audit/ListAuditEvents",
-                    |s, q| async move { s.audit.list_audit_events(q).await },
-                )
-            }),
-        )
-        .route(
-            "/v1/audit/export",
-            get(|State(s): St, r: Request| export(s, r)),
-        )
+    let mut router = axum::Router::new();
+    for r in REST_ROUTES {
+        let Some(h) = handler(r) else {
+            continue;
+        };
+        router = router.route(r.path, h);
+    }
+    router
         .method_not_allowed_fallback(|| async {
             let mut r = refusal(&reject!(
                 FieldInvalid,
@@ -374,6 +277,44 @@ pub fn router(services: Arc<Services>) -> axum::Router {
             r
         })
         .with_state(services)
+}
+
+/// The handler of a route: the gRPC method it calls, by its path.
+fn handler(route: &RestRoute) -> Option<axum::routing::MethodRouter<Arc<Services>>> {
+    // A unary route: decode, call `$svc.$call`, answer JSON.
+    macro_rules! unary {
+        ($svc:ident . $call:ident) => {{
+            let rpc = route.rpc;
+            move |State(s): St, r: Request| {
+                unary(s, r, rpc, |s, q| async move { s.$svc.$call(q).await })
+            }
+        }};
+    }
+    // The route's HTTP method from the table.
+    macro_rules! method {
+        ($h:expr) => {
+            match route.method {
+                "GET" => get($h),
+                "POST" => post($h),
+                _ => return None,
+            }
+        };
+    }
+    Some(match route.rpc {
+        "/attestd.v1.Fleet/GetFleetSummary" => method!(unary!(fleet.get_fleet_summary)),
+        "/attestd.v1.Fleet/WatchFleet" => method!(|State(s): St, r: Request| watch(s, r)),
+        "/attestd.v1.Fleet/ListDevices" => method!(unary!(fleet.list_devices)),
+        "/attestd.v1.Fleet/GetDevice" => method!(unary!(fleet.get_device)),
+        "/attestd.v1.Fleet/ListDeviceHistory" => method!(unary!(fleet.list_device_history)),
+        "/attestd.v1.Fleet/GetEvidence" => method!(unary!(fleet.get_evidence)),
+        "/attestd.v1.Release/CheckRelease" => method!(unary!(release.check_release)),
+        "/attestd.v1.Release/CheckReleaseBatch" => method!(unary!(release.check_release_batch)),
+        "/attestd.v1.Release/GetResultKeys" => method!(unary!(release.get_result_keys)),
+        "/attestd.v1.Audit/GetAuditHead" => method!(unary!(audit.get_audit_head)),
+        "/attestd.v1.Audit/ListAuditEvents" => method!(unary!(audit.list_audit_events)),
+        "/attestd.v1.Audit/ExportAudit" => method!(|State(s): St, r: Request| export(s, r)),
+        _ => return None,
+    })
 }
 
 /// Calls a unary gRPC handler with the request decoded from `req` and
@@ -1024,6 +965,18 @@ mod tests {
                 .map(|seg| if seg.starts_with('{') { "x" } else { seg })
                 .collect();
             assert_eq!(route_for(&concrete.join("/")).map(|x| x.rpc), Some(r.rpc));
+        }
+    }
+
+    #[test]
+    fn every_route_has_a_handler() {
+        for r in REST_ROUTES {
+            assert!(
+                handler(r).is_some(),
+                "{} {} has no handler",
+                r.method,
+                r.path
+            );
         }
     }
 
