@@ -10,19 +10,13 @@ use tokio_postgres::Row;
 use super::write::{decode, Answer, Cx, Fail, InOrder, Op, Step};
 use crate::plan::{self, UnitWrite};
 use crate::{
-    AuditNote, BaselineEntry, DecisionCommit, DeviceEntry, EvidenceCommit, FlagCommit,
-    ReappraisalCommit, RecordCommit, RecordEntry, RecordOutcome, StationEntry, Write, Written,
-    SWEEP_STATION,
+    AuditNote, BaselineEntry, DecisionCommit, DeviceEntry, FlagCommit, ReappraisalCommit,
+    RecordCommit, RecordEntry, RecordOutcome, StationEntry, Write, Written, SWEEP_STATION,
 };
 
 /// The unit, locked, and its model's active baseline version.
 const UNIT_VIEW: &str = "SELECT d.body, (SELECT a.version FROM baseline_active a \
      WHERE a.model = d.model) FROM devices d WHERE d.serial = $1 FOR UPDATE";
-
-/// The unit (locked), its model's active version, and whether an evidence id is stored.
-const EVIDENCE_VIEW: &str = "SELECT d.body, (SELECT a.version FROM baseline_active a \
-     WHERE a.model = d.model), EXISTS (SELECT 1 FROM evidence e WHERE e.evidence_id = $2) \
-     FROM devices d WHERE d.serial = $1 FOR UPDATE";
 
 /// Writes a unit: its row (with the indexed columns) and its digest index.
 const PUT_UNIT: &str = "WITH u AS (INSERT INTO devices \
@@ -32,10 +26,6 @@ const PUT_UNIT: &str = "WITH u AS (INSERT INTO devices \
      gone AS (DELETE FROM unit_digests WHERE serial = $1 AND digest = ANY($7::text[])) \
      INSERT INTO unit_digests (digest, serial) SELECT d, $1 FROM unnest($8::text[]) d \
      ON CONFLICT DO NOTHING";
-
-const INSERT_EVIDENCE: &str = "WITH h AS (INSERT INTO history (serial, ord, kind, ref_id) \
-     VALUES ($2, nextval('history_ord'), 'e', $1)) \
-     INSERT INTO evidence (evidence_id, serial, body, raw) VALUES ($1, $2, $3, $4)";
 
 const INSERT_RECORD: &str = "WITH h AS (INSERT INTO history (serial, ord, kind, ref_id) \
      VALUES ($2, nextval('history_ord'), 'r', $1) RETURNING ord) \
@@ -84,7 +74,21 @@ const KIND_DECISION: i8 = b'd' as i8;
 /// Applies one op.
 pub(super) async fn apply(cx: &mut Cx<'_>, op: &Op) -> Step<Answer> {
     Ok(match op {
-        Op::Write(Write::Evidence(c)) => Answer::Written(Written::Device(evidence(cx, c).await?)),
+        Op::Write(Write::Evidence(c)) => {
+            let one = super::batch::evidence(cx, &[c]).await?.pop();
+            Answer::Written(Written::Device(
+                one.unwrap_or_else(|| Err(Fail::Refused(super::store::unexpected())))?,
+            ))
+        }
+        Op::IssueNonce(n) => {
+            super::batch::issue_nonces(cx, &[n]).await?;
+            Answer::Done
+        }
+        Op::UseNonce(n) => {
+            let one = super::batch::use_nonces(cx, &[n]).await?.pop();
+            one.unwrap_or_else(|| Err(Fail::Refused(super::store::unexpected())))?;
+            Answer::Done
+        }
         Op::Write(Write::Reappraisal(c)) => {
             Answer::Written(Written::Device(reappraisal(cx, c).await?))
         }
@@ -208,7 +212,7 @@ impl UnitRow {
 }
 
 /// Runs `f` if `cond`, else answers 0 rows (for optional pipelined statements).
-async fn when<F>(cond: bool, f: F) -> Result<u64, tokio_postgres::Error>
+pub(super) async fn when<F>(cond: bool, f: F) -> Result<u64, tokio_postgres::Error>
 where
     F: std::future::Future<Output = Result<u64, tokio_postgres::Error>>,
 {
@@ -217,38 +221,6 @@ where
     } else {
         Ok(0)
     }
-}
-
-async fn evidence(cx: &mut Cx<'_>, c: &EvidenceCommit) -> Step<DeviceEntry> {
-    let entry = &c.entry;
-    let s = cx.stmt(EVIDENCE_VIEW).await?;
-    let row = cx
-        .tx
-        .query_opt(&s, &[&entry.serial, &entry.evidence_id])
-        .await?;
-    let (d, active, known) = match &row {
-        Some(r) => (
-            Some(device_of(r)?),
-            r.get::<_, Option<i64>>(1).map(|v| v as u64),
-            r.get::<_, bool>(2),
-        ),
-        None => (None, None, false),
-    };
-    let w = plan::admit_evidence(d.as_ref(), active, known, c)?;
-    let row = unit_row(cx, w);
-    let mut stored = entry.clone();
-    let raw = std::mem::take(&mut stored.raw);
-    let body = stored.encode_to_vec();
-    let (s_unit, s_ev) = (cx.stmt(PUT_UNIT).await?, cx.stmt(INSERT_EVIDENCE).await?);
-    tokio::join!(
-        biased;
-        row.put(cx, &s_unit),
-        async { cx.tx.execute(&s_ev, &[&entry.evidence_id, &entry.serial, &body, &raw]).await },
-    )
-    .in_order()?;
-    cx.head.evidence += 1;
-    cx.audit(&c.audit);
-    Ok(row.new)
 }
 
 async fn reappraisal(cx: &mut Cx<'_>, c: &ReappraisalCommit) -> Step<DeviceEntry> {

@@ -24,7 +24,7 @@ use crate::{Result, StoreError, Write, WriteStats, Written};
 /// head lock is held that long) and its savepoints.
 pub(super) const MAX_GROUP: usize = 64;
 
-type Waiting = (Write, oneshot::Sender<Result<Written>>);
+type Waiting = (Op, oneshot::Sender<Result<Answer>>);
 
 /// Runs write transactions for one store.
 pub(super) struct Committer {
@@ -83,11 +83,19 @@ impl Committer {
     /// Applies one write, in a transaction shared with the writes that
     /// arrive while another transaction of this store is in flight.
     pub(super) async fn grouped(&self, w: Write) -> Result<Written> {
+        match self.grouped_op(Op::Write(w)).await? {
+            Answer::Written(w) => Ok(w),
+            _ => Err(super::store::unexpected()),
+        }
+    }
+
+    /// Applies one op in a shared transaction (see [`Committer::grouped`]).
+    pub(super) async fn grouped_op(&self, op: Op) -> Result<Answer> {
         let (tx, rx) = oneshot::channel();
         self.queue
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push((w, tx));
+            .push((op, tx));
         self.wake.notify_one();
         rx.await.unwrap_or_else(|_| {
             Err(StoreError::Unavailable(
@@ -105,15 +113,9 @@ impl Committer {
 
     /// Commits one group and answers its writes.
     async fn commit_group(&self, group: Vec<Waiting>) {
-        let (writes, senders): (Vec<Write>, Vec<_>) = group.into_iter().unzip();
-        let answers = self
-            .write(writes.into_iter().map(Op::Write).collect())
-            .await;
+        let (ops, senders): (Vec<Op>, Vec<_>) = group.into_iter().unzip();
+        let answers = self.write(ops).await;
         for (s, a) in senders.into_iter().zip(answers) {
-            let a = a.and_then(|a| match a {
-                Answer::Written(w) => Ok(w),
-                _ => Err(super::store::unexpected()),
-            });
             // The caller may have gone; its write stands.
             let _ = s.send(a);
         }

@@ -11,12 +11,11 @@ use std::sync::atomic::Ordering;
 
 use tokio_postgres::types::ToSql;
 
+use super::batch::{IssueNonce, UseNonce};
 use super::read::{corrupt, db, limit, prep};
 use super::store::{count, serials, PgStore};
 use super::write::{Answer, Op};
-use crate::nonces::{
-    expired_nonce, random_nonce, reused_nonce, unknown_nonce, NoncePolicy, NONCE_LEN,
-};
+use crate::nonces::{random_nonce, NoncePolicy, NONCE_LEN};
 use crate::{Result, StoreError, SweepEntry, SWEEP_DIGEST, SWEEP_MODEL, SWEEP_STATION};
 
 /// Every this many `issue_nonce` calls, long-expired nonces are deleted.
@@ -162,21 +161,19 @@ pub(super) async fn issue_nonce(
 ) -> Result<([u8; NONCE_LEN], i64)> {
     let nonce = random_nonce()?;
     let expires_ms = now_ms.saturating_add(policy.lifetime_ms);
-    // One statement: the new nonce, and the serial's oldest unused ones
-    // beyond its bound evicted (the DELETE sees the rows before the INSERT,
-    // so it keeps per_serial - 1 of them). Two challenges of one serial at
-    // the same moment may leave one more outstanding: a bound on resources,
-    // not a security rule.
+    // Stored with the group of writes in flight (one statement for all the
+    // nonces of a group, which also evicts each serial's oldest beyond its
+    // bound: see `batch::issue_nonces`).
     let keep = i64::try_from(policy.per_serial.max(1) - 1).unwrap_or(i64::MAX);
-    let sql = "WITH new AS (INSERT INTO nonces (nonce, serial, issued_at, expires_at)                VALUES ($1, $2, $3, $4))                DELETE FROM nonces WHERE nonce IN (SELECT nonce FROM nonces                WHERE serial = $2 AND NOT used ORDER BY issued_at DESC, nonce DESC OFFSET $5)";
-    let c = store.client().await?;
-    let st = prep(&c, sql).await?;
-    c.execute(
-        &st,
-        &[&nonce.as_slice(), &serial, &now_ms, &expires_ms, &keep],
-    )
-    .await
-    .map_err(db("issuing a nonce"))?;
+    store
+        .grouped(Op::IssueNonce(IssueNonce {
+            nonce: nonce.to_vec(),
+            serial: serial.to_owned(),
+            issued_at: now_ms,
+            expires_at: expires_ms,
+            keep,
+        }))
+        .await?;
     if store
         .nonce_calls
         .fetch_add(1, Ordering::Relaxed)
@@ -187,14 +184,10 @@ pub(super) async fn issue_nonce(
         let sql = "DELETE FROM nonces WHERE nonce IN (SELECT nonce FROM nonces \
                    WHERE expires_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)";
         let cutoff = now_ms.saturating_sub(policy.grace_ms());
-        let swept = match prep(&c, sql).await {
-            Ok(st) => c
-                .execute(&st, &[&cutoff, &NONCE_SWEEP_MAX])
-                .await
-                .map_err(db("deleting expired nonces")),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = swept {
+        if let Err(e) = store
+            .change(sql, &[&cutoff, &NONCE_SWEEP_MAX], "deleting expired nonces")
+            .await
+        {
             tracing::warn!(error = %e, "expired nonces not deleted");
         }
     }
@@ -208,38 +201,17 @@ pub(super) async fn consume_nonce(
     now_ms: i64,
     policy: &NoncePolicy,
 ) -> Result<()> {
-    // Taken in one statement: of two replicas using it at once, the second
-    // waits for the first's row lock and then finds it used.
-    let sql = "UPDATE nonces SET used = true WHERE nonce = $1 AND serial = $2 \
-               AND NOT used AND expires_at >= $3";
-    let c = store.client().await?;
-    let st = prep(&c, sql).await?;
-    let taken = c
-        .execute(&st, &[&nonce, &serial, &now_ms])
+    // Used with the group of writes in flight (one statement for all the
+    // nonces of a group: see `batch::use_nonces`).
+    store
+        .grouped(Op::UseNonce(UseNonce {
+            nonce: nonce.to_vec(),
+            serial: serial.to_owned(),
+            now_ms,
+            grace_ms: policy.grace_ms(),
+        }))
         .await
-        .map_err(db("using a nonce"))?;
-    if taken == 1 {
-        return Ok(());
-    }
-    // Why not: read what is known of it.
-    let sql = "SELECT serial, used, expires_at FROM nonces WHERE nonce = $1";
-    let st = prep(&c, sql).await?;
-    let row = c
-        .query_opt(&st, &[&nonce])
-        .await
-        .map_err(db("reading a nonce"))?;
-    let refusal = match row {
-        None => unknown_nonce("not issued by this service, evicted, or long expired"),
-        Some(r) if r.get::<_, String>(0) != serial => {
-            unknown_nonce(&format!("was not issued for serial {serial}"))
-        }
-        Some(r) if r.get::<_, bool>(1) => reused_nonce(),
-        Some(r) if now_ms - r.get::<_, i64>(2) > policy.grace_ms() => {
-            unknown_nonce("not issued by this service, evicted, or long expired")
-        }
-        Some(_) => expired_nonce(),
-    };
-    Err(StoreError::Rejected(refusal))
+        .map(|_| ())
 }
 
 pub(super) async fn lease(

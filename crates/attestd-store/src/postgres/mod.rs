@@ -8,6 +8,7 @@
 //! and change sequence numbers.
 
 mod apply;
+mod batch;
 mod commit;
 mod config;
 mod jobs;

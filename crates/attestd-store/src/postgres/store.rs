@@ -122,6 +122,12 @@ impl PgStore {
         c.execute(&s, params).await.map_err(db(what))
     }
 
+    /// Applies one op in the transaction of the group in flight (see
+    /// [`super::commit`]).
+    pub(super) async fn grouped(&self, op: Op) -> Result<Answer> {
+        self.committer.grouped_op(op).await
+    }
+
     /// Applies ops in one transaction, now (see [`write`]).
     pub(super) async fn write(&self, ops: Vec<Op>) -> Vec<Result<Answer>> {
         self.committer.write(ops).await

@@ -71,6 +71,10 @@ pub(super) enum Op {
         audit: AuditNote,
     },
     AppendAudit(AuditNote),
+    /// A challenge nonce issued (no head lock needed).
+    IssueNonce(super::batch::IssueNonce),
+    /// A challenge nonce used (no head lock needed).
+    UseNonce(super::batch::UseNonce),
     /// A pending baseline whose time has come (a row of `baseline_pending`).
     Activate {
         effective_at: i64,
@@ -156,6 +160,9 @@ pub(super) fn decode<M: Message + Default>(bytes: &[u8], what: &str) -> Step<M> 
 enum TxFail {
     /// Deadlock or serialization failure: run it again.
     Retry(String),
+    /// A statement written for several ops failed: run them again one by
+    /// one, so that the op it was for answers alone.
+    Unbatch(String),
     Fatal(String),
 }
 
@@ -199,19 +206,25 @@ pub(super) struct Outcome {
 /// Applies `ops` in one transaction; see the module documentation.
 pub(super) async fn run(pool: &Pool, ops: &[Op]) -> Outcome {
     let mut attempt = 0;
+    let mut batched = ops.len() > 1;
     loop {
         attempt += 1;
-        let fail = match once(pool, ops).await {
+        let fail = match once(pool, ops, batched).await {
             Ok(outcome) => return outcome,
             Err(f) => f,
         };
         let msg = match fail {
+            TxFail::Unbatch(msg) if batched => {
+                tracing::warn!(error = %msg, writes = ops.len(), "a batched statement failed; the group is retried op by op");
+                batched = false;
+                continue;
+            }
             TxFail::Retry(msg) if attempt < ATTEMPTS => {
                 tracing::warn!(attempt, error = %msg, "write transaction retried");
                 tokio::time::sleep(Duration::from_millis(5 << attempt)).await;
                 continue;
             }
-            TxFail::Retry(msg) | TxFail::Fatal(msg) => msg,
+            TxFail::Retry(msg) | TxFail::Unbatch(msg) | TxFail::Fatal(msg) => msg,
         };
         tracing::error!(error = %msg, writes = ops.len(), "write transaction failed");
         return Outcome {
@@ -224,12 +237,12 @@ pub(super) async fn run(pool: &Pool, ops: &[Op]) -> Outcome {
     }
 }
 
-async fn once(pool: &Pool, ops: &[Op]) -> std::result::Result<Outcome, TxFail> {
+async fn once(pool: &Pool, ops: &[Op], batched: bool) -> std::result::Result<Outcome, TxFail> {
     let mut client = pool
         .get()
         .await
         .map_err(|e| TxFail::Fatal(pool_message(&e)))?;
-    match tokio::time::timeout(TX_TIMEOUT, transact(&mut client, ops)).await {
+    match tokio::time::timeout(TX_TIMEOUT, transact(&mut client, ops, batched)).await {
         Ok(r) => r,
         Err(_) => {
             // The connection may be stuck: never hand it out again.
@@ -241,28 +254,53 @@ async fn once(pool: &Pool, ops: &[Op]) -> std::result::Result<Outcome, TxFail> {
     }
 }
 
+/// Whether an op writes under the head lock (everything but nonces).
+fn needs_head(op: &Op) -> bool {
+    !matches!(op, Op::IssueNonce(_) | Op::UseNonce(_))
+}
+
 async fn transact(
     client: &mut deadpool_postgres::Client,
     ops: &[Op],
+    batched: bool,
 ) -> std::result::Result<Outcome, TxFail> {
     let tx = client
         .transaction()
         .await
         .map_err(tx_fail("starting a transaction"))?;
-    let head = Head::lock(&tx).await?;
+    // Nonces alone need no order with other writes: no head lock for them.
+    let head = if ops.iter().any(needs_head) {
+        Head::lock(&tx).await?
+    } else {
+        Head::default()
+    };
     let mut cx = Cx::new(&tx, head);
-    let many = ops.len() > 1;
-    let mut answers = Vec::with_capacity(ops.len());
+    let mut answers: Vec<Option<crate::Result<Answer>>> = ops.iter().map(|_| None).collect();
     let mut wrote = false;
-    for (i, op) in ops.iter().enumerate() {
+    if batched {
+        wrote |= batch(&mut cx, ops, &mut answers).await?;
+    }
+    let many = ops
+        .iter()
+        .zip(&answers)
+        .filter(|(_, a)| a.is_none())
+        .count()
+        > 1;
+    let mut first = true;
+    let mut abandon = false;
+    for (op, answer) in ops.iter().zip(answers.iter_mut()) {
+        if answer.is_some() {
+            continue;
+        }
         let mark = cx.mark();
         let r = if many {
             // A savepoint per op, pipelined with the op's first statement.
-            let sp = if i == 0 {
+            let sp = if first {
                 "SAVEPOINT w"
             } else {
                 "RELEASE SAVEPOINT w; SAVEPOINT w"
             };
+            first = false;
             let (s, r) =
                 tokio::join!(biased; tx.batch_execute(sp), super::apply::apply(&mut cx, op));
             s.map_err(tx_fail("setting a savepoint"))?;
@@ -273,30 +311,47 @@ async fn transact(
         let failed = match r {
             Ok(a) => {
                 wrote |= cx.wrote;
-                answers.push(Ok(a));
+                *answer = Some(Ok(a));
                 continue;
             }
             Err(Fail::Refused(e)) => e,
-            Err(Fail::Db(e)) if retryable(&e) || e.is_closed() || !many => {
+            Err(Fail::Db(e)) if retryable(&e) || e.is_closed() => {
                 return Err(tx_fail("writing")(e));
             }
+            Err(Fail::Db(e)) if !many && wrote => {
+                return Err(TxFail::Unbatch(super::pg_error("writing", &e).to_string()));
+            }
+            Err(Fail::Db(e)) if !many => return Err(tx_fail("writing")(e)),
             Err(Fail::Db(e)) => super::pg_error("writing", &e),
         };
         if cx.wrote || matches!(failed, StoreError::Unavailable(_)) {
             if !many {
+                if wrote {
+                    // Others of the batch wrote: only this op may fail.
+                    return Err(TxFail::Unbatch(failed.to_string()));
+                }
                 // Nothing of a lone op may stay: the transaction is dropped
                 // (rolled back) with it.
-                return Ok(Outcome {
-                    answers: vec![Err(failed)],
-                    committed: false,
-                });
+                *answer = Some(Err(failed));
+                abandon = true;
+                break;
             }
             tx.batch_execute("ROLLBACK TO SAVEPOINT w")
                 .await
                 .map_err(tx_fail("rolling back a refused write"))?;
         }
         cx.reset(mark);
-        answers.push(Err(failed));
+        *answer = Some(Err(failed));
+    }
+    let answers: Vec<crate::Result<Answer>> = answers
+        .into_iter()
+        .map(|a| a.unwrap_or_else(|| Err(super::store::unexpected())))
+        .collect();
+    if abandon {
+        return Ok(Outcome {
+            answers,
+            committed: false,
+        });
     }
     if !wrote {
         tx.rollback()
@@ -315,8 +370,71 @@ async fn transact(
     })
 }
 
+/// Runs the ops [`super::batch`] writes for many at once (nonces and
+/// evidence), answering them in `answers`; the others are left `None`.
+/// Returns whether anything was written. A failed statement fails the
+/// transaction: [`TxFail::Unbatch`] (or `Retry`).
+async fn batch(
+    cx: &mut Cx<'_>,
+    ops: &[Op],
+    answers: &mut [Option<crate::Result<Answer>>],
+) -> std::result::Result<bool, TxFail> {
+    let fail = |f: Fail| match f {
+        Fail::Db(e) if retryable(&e) || e.is_closed() => tx_fail("writing")(e),
+        Fail::Db(e) => TxFail::Unbatch(super::pg_error("writing", &e).to_string()),
+        Fail::Refused(e) => TxFail::Unbatch(e.to_string()),
+    };
+    let mut issue = Vec::new();
+    let mut uses = (Vec::new(), Vec::new());
+    let mut evidence = (Vec::new(), Vec::new());
+    for (i, op) in ops.iter().enumerate() {
+        match op {
+            Op::IssueNonce(n) => issue.push((i, n)),
+            Op::UseNonce(n) => {
+                uses.0.push(i);
+                uses.1.push(n);
+            }
+            Op::Write(Write::Evidence(c)) => {
+                evidence.0.push(i);
+                evidence.1.push(c);
+            }
+            _ => {}
+        }
+    }
+    cx.wrote = false;
+    let issued: Vec<&super::batch::IssueNonce> = issue.iter().map(|(_, n)| *n).collect();
+    super::batch::issue_nonces(cx, &issued)
+        .await
+        .map_err(fail)?;
+    for (i, _) in &issue {
+        answers[*i] = Some(Ok(Answer::Done));
+    }
+    let used = super::batch::use_nonces(cx, &uses.1).await.map_err(fail)?;
+    for (i, a) in uses.0.iter().zip(used) {
+        answers[*i] = Some(a.map(|()| Answer::Done).map_err(step_error));
+    }
+    let accepted = super::batch::evidence(cx, &evidence.1)
+        .await
+        .map_err(fail)?;
+    for (i, a) in evidence.0.iter().zip(accepted) {
+        answers[*i] = Some(
+            a.map(|d| Answer::Written(Written::Device(d)))
+                .map_err(step_error),
+        );
+    }
+    Ok(cx.wrote)
+}
+
+/// The answer of an op refused inside a batch (a rule, never a statement).
+fn step_error(f: Fail) -> StoreError {
+    match f {
+        Fail::Refused(e) => e,
+        Fail::Db(e) => super::pg_error("writing", &e),
+    }
+}
+
 /// The head row: sequences, audit head and totals.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
 pub(super) struct Head {
     pub audit_seq: i64,
     pub audit_hash: [u8; 32],

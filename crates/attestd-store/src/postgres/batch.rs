@@ -1,0 +1,357 @@
+//! The ops a group commits in a few statements however many there are:
+//! challenge nonces issued and used, and accepted evidence.
+//!
+//! A boot is a challenge and an evidence write. Written one statement per
+//! op, each costs PostgreSQL a round trip and a commit of its own, and the
+//! evidence writes of a group run one after another under the head lock.
+//! Measured with `pg_stat_statements` on a boot storm, most of the
+//! database's CPU went to round trips rather than to the statements'
+//! work. So here each kind of op of a group is one statement over arrays
+//! (`unnest`): one insert for the nonces issued, one update for those used,
+//! one locking read of every unit the group's evidence is about, then one
+//! statement per table written. Rules are decided in Rust between the read
+//! and the writes, op by op in queue order, each against the unit as the
+//! ops before it left it, so a group answers exactly as its ops would one
+//! at a time; a refused op writes nothing, so no savepoint is needed.
+//!
+//! The same functions serve an op alone (a slice of one), under a
+//! savepoint, when a group is retried op by op ([`super::write`]).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use prost::Message;
+
+use super::apply::when;
+use super::write::{decode, Cx, Fail, InOrder, Step};
+use crate::nonces::{expired_nonce, reused_nonce, unknown_nonce};
+use crate::plan;
+use crate::{DeviceEntry, EvidenceCommit, StoreError};
+
+/// A nonce to store as issued.
+pub(super) struct IssueNonce {
+    pub nonce: Vec<u8>,
+    pub serial: String,
+    pub issued_at: i64,
+    pub expires_at: i64,
+    /// Unused nonces of the serial kept besides this one (older ones are
+    /// evicted).
+    pub keep: i64,
+}
+
+/// A nonce to use once.
+pub(super) struct UseNonce {
+    pub nonce: Vec<u8>,
+    pub serial: String,
+    pub now_ms: i64,
+    /// How long past expiry a nonce still answers "expired" (then "unknown").
+    pub grace_ms: i64,
+}
+
+/// Stores issued nonces and evicts, for each serial, its oldest unused ones
+/// beyond its bound. The DELETE sees the rows as they were before the
+/// INSERT, so it keeps `keep` of the older ones; a serial challenged twice
+/// in one group may keep one more outstanding (a bound on resources, not a
+/// security rule).
+const ISSUE_NONCES: &str = "WITH new AS (INSERT INTO nonces (nonce, serial, issued_at, \
+     expires_at) SELECT * FROM unnest($1::bytea[], $2::text[], $3::bigint[], $4::bigint[])) \
+     DELETE FROM nonces WHERE nonce IN (SELECT o.nonce FROM (SELECT DISTINCT s FROM \
+     unnest($2::text[]) s) u CROSS JOIN LATERAL (SELECT nonce FROM nonces WHERE serial = u.s \
+     AND NOT used ORDER BY issued_at DESC, nonce DESC OFFSET $5) o)";
+
+/// Marks nonces used, each only if issued to that serial, unused and not
+/// expired; returns those it took. Of two replicas using one nonce at once,
+/// the second waits for the first's row lock and then finds it used.
+const USE_NONCES: &str = "UPDATE nonces n SET used = true FROM unnest($1::bytea[], \
+     $2::text[], $3::bigint[]) AS u(nonce, serial, now_ms) WHERE n.nonce = u.nonce AND \
+     n.serial = u.serial AND NOT n.used AND n.expires_at >= u.now_ms RETURNING n.nonce";
+
+/// What is known of nonces that could not be taken, to say why.
+const NONCES_KNOWN: &str =
+    "SELECT nonce, serial, used, expires_at FROM nonces WHERE nonce = ANY($1::bytea[])";
+
+/// The units of a group's evidence, locked, with their models' active
+/// baseline versions.
+const LOCK_UNITS: &str = "SELECT d.serial, d.body, (SELECT a.version FROM baseline_active a \
+     WHERE a.model = d.model) FROM devices d WHERE d.serial = ANY($1::text[]) \
+     ORDER BY d.serial FOR UPDATE OF d";
+
+/// Which of these evidence ids are stored.
+const EVIDENCE_KNOWN: &str = "SELECT evidence_id FROM evidence WHERE evidence_id = ANY($1::text[])";
+
+/// Writes units that exist, with their indexed columns.
+const UPDATE_UNITS: &str = "UPDATE devices d SET status = u.status, tenant = u.tenant, \
+     model = u.model, next_check_at = u.due, body = u.body FROM unnest($1::text[], $2::int[], \
+     $3::text[], $4::text[], $5::bigint[], $6::bytea[]) AS u(serial, status, tenant, model, due, \
+     body) WHERE d.serial = u.serial";
+
+const DROP_DIGESTS: &str = "DELETE FROM unit_digests WHERE (serial, digest) IN \
+     (SELECT * FROM unnest($1::text[], $2::text[]))";
+
+const ADD_DIGESTS: &str = "INSERT INTO unit_digests (serial, digest) \
+     SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING";
+
+/// Evidence and its history entries, the history in queue order.
+const INSERT_EVIDENCE: &str = "WITH h AS (INSERT INTO history (serial, ord, kind, ref_id) \
+     SELECT t.s, nextval('history_ord'), 'e', t.id FROM unnest($1::text[], $2::text[]) \
+     WITH ORDINALITY AS t(id, s, i) ORDER BY t.i) \
+     INSERT INTO evidence (evidence_id, serial, body, raw) \
+     SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bytea[])";
+
+/// Issues `ops` (one statement). Every op answers alike: a failure is the
+/// statement's.
+pub(super) async fn issue_nonces(cx: &mut Cx<'_>, ops: &[&IssueNonce]) -> Step<()> {
+    if ops.is_empty() {
+        return Ok(());
+    }
+    let nonces: Vec<&[u8]> = ops.iter().map(|o| o.nonce.as_slice()).collect();
+    let serials: Vec<&str> = ops.iter().map(|o| o.serial.as_str()).collect();
+    let issued: Vec<i64> = ops.iter().map(|o| o.issued_at).collect();
+    let expires: Vec<i64> = ops.iter().map(|o| o.expires_at).collect();
+    // One bound for the group: the policy is the server's, the same for
+    // every call; the smallest is the safe one if it ever is not.
+    let keep = ops.iter().map(|o| o.keep).min().unwrap_or(0);
+    let s = cx.stmt(ISSUE_NONCES).await?;
+    cx.wrote = true;
+    cx.tx
+        .execute(&s, &[&nonces, &serials, &issued, &expires, &keep])
+        .await?;
+    Ok(())
+}
+
+/// Uses `ops`' nonces: one statement, and one more to say why for those
+/// refused. A nonce given twice in the group is taken by the first.
+pub(super) async fn use_nonces(cx: &mut Cx<'_>, ops: &[&UseNonce]) -> Step<Vec<Step<()>>> {
+    if ops.is_empty() {
+        return Ok(Vec::new());
+    }
+    let nonces: Vec<&[u8]> = ops.iter().map(|o| o.nonce.as_slice()).collect();
+    let serials: Vec<&str> = ops.iter().map(|o| o.serial.as_str()).collect();
+    let now: Vec<i64> = ops.iter().map(|o| o.now_ms).collect();
+    let s = cx.stmt(USE_NONCES).await?;
+    let taken: HashSet<Vec<u8>> = cx
+        .tx
+        .query(&s, &[&nonces, &serials, &now])
+        .await?
+        .iter()
+        .map(|r| r.get::<_, Vec<u8>>(0))
+        .collect();
+    if !taken.is_empty() {
+        cx.wrote = true;
+    }
+    let mut given: HashSet<&[u8]> = HashSet::new();
+    let mut out: Vec<Option<Step<()>>> = ops
+        .iter()
+        .map(|o| {
+            let n = o.nonce.as_slice();
+            if taken.contains(n) && given.insert(n) {
+                Some(Ok(()))
+            } else if given.contains(n) {
+                // Taken by an earlier op of this group.
+                Some(Err(Fail::Refused(StoreError::Rejected(reused_nonce()))))
+            } else {
+                None
+            }
+        })
+        .collect();
+    let refused: Vec<&[u8]> = ops
+        .iter()
+        .zip(&out)
+        .filter(|(_, a)| a.is_none())
+        .map(|(o, _)| o.nonce.as_slice())
+        .collect();
+    if !refused.is_empty() {
+        let s = cx.stmt(NONCES_KNOWN).await?;
+        let known: HashMap<Vec<u8>, (String, bool, i64)> = cx
+            .tx
+            .query(&s, &[&refused])
+            .await?
+            .iter()
+            .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3))))
+            .collect();
+        for (o, a) in ops.iter().zip(out.iter_mut()) {
+            if a.is_none() {
+                *a = Some(Err(Fail::Refused(StoreError::Rejected(why_not(
+                    o,
+                    known.get(&o.nonce),
+                )))));
+            }
+        }
+    }
+    Ok(out
+        .into_iter()
+        .map(|a| a.unwrap_or_else(|| Err(Fail::Refused(super::store::unexpected()))))
+        .collect())
+}
+
+/// Why a nonce was not taken, from what is stored of it.
+fn why_not(o: &UseNonce, known: Option<&(String, bool, i64)>) -> attestd_core::Rejection {
+    const GONE: &str = "not issued by this service, evicted, or long expired";
+    match known {
+        None => unknown_nonce(GONE),
+        Some((serial, _, _)) if *serial != o.serial => {
+            unknown_nonce(&format!("was not issued for serial {}", o.serial))
+        }
+        Some((_, true, _)) => reused_nonce(),
+        Some((_, _, expires)) if o.now_ms - expires > o.grace_ms => unknown_nonce(GONE),
+        Some(_) => expired_nonce(),
+    }
+}
+
+/// Net digest index changes of one unit over several writes.
+#[derive(Default)]
+struct Digests {
+    removed: BTreeMap<String, ()>,
+    added: BTreeMap<String, ()>,
+}
+
+impl Digests {
+    /// Adds one write's changes after the earlier ones.
+    fn follow(&mut self, removed: Vec<String>, added: Vec<String>) {
+        for d in removed {
+            if self.added.remove(&d).is_none() {
+                self.removed.insert(d, ());
+            }
+        }
+        for d in added {
+            if self.removed.remove(&d).is_none() {
+                self.added.insert(d, ());
+            }
+        }
+    }
+}
+
+/// Admits and writes `ops` (evidence, in queue order): one locking read,
+/// the rules op by op, then one statement per table. Answers each op.
+pub(super) async fn evidence(
+    cx: &mut Cx<'_>,
+    ops: &[&EvidenceCommit],
+) -> Step<Vec<Step<DeviceEntry>>> {
+    if ops.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut serials: Vec<&str> = ops.iter().map(|c| c.entry.serial.as_str()).collect();
+    serials.sort_unstable();
+    serials.dedup();
+    let ids: Vec<&str> = ops.iter().map(|c| c.entry.evidence_id.as_str()).collect();
+    let (s_lock, s_known) = (cx.stmt(LOCK_UNITS).await?, cx.stmt(EVIDENCE_KNOWN).await?);
+    let (units, known) = tokio::join!(
+        biased;
+        async { cx.tx.query(&s_lock, &[&serials]).await },
+        async { cx.tx.query(&s_known, &[&ids]).await },
+    )
+    .in_order()?;
+    // Each unit as the ops so far left it, with its active version.
+    let mut state: HashMap<String, (DeviceEntry, Option<u64>)> = HashMap::new();
+    for r in &units {
+        let d: DeviceEntry = decode(r.get::<_, &[u8]>(1), "device")?;
+        let active = r.get::<_, Option<i64>>(2).map(|v| v as u64);
+        state.insert(r.get(0), (d, active));
+    }
+    let mut known: HashSet<String> = known.iter().map(|r| r.get(0)).collect();
+    let mut answers = Vec::with_capacity(ops.len());
+    let mut digests: BTreeMap<String, Digests> = BTreeMap::new();
+    let mut written: BTreeMap<String, ()> = BTreeMap::new();
+    let mut rows = EvidenceRows::default();
+    for c in ops {
+        let e = &c.entry;
+        let (unit, active) = match state.get(&e.serial) {
+            Some((d, a)) => (Some(d), *a),
+            None => (None, None),
+        };
+        let w = match plan::admit_evidence(unit, active, known.contains(&e.evidence_id), c) {
+            Ok(w) => w,
+            Err(r) => {
+                answers.push(Err(r.into()));
+                continue;
+            }
+        };
+        let mut delta = w.delta();
+        cx.unit_delta(&mut delta);
+        digests
+            .entry(e.serial.clone())
+            .or_default()
+            .follow(delta.digests_removed, delta.digests_added);
+        written.insert(e.serial.clone(), ());
+        known.insert(e.evidence_id.clone());
+        rows.push(e);
+        cx.head.evidence += 1;
+        cx.audit(&c.audit);
+        answers.push(Ok(w.new.clone()));
+        if let Some(s) = state.get_mut(&e.serial) {
+            s.0 = w.new;
+        }
+    }
+    if written.is_empty() {
+        return Ok(answers);
+    }
+    let units: Vec<&DeviceEntry> = written
+        .keys()
+        .filter_map(|s| state.get(s).map(|(d, _)| d))
+        .collect();
+    let unit_cols = (
+        units.iter().map(|d| d.serial.as_str()).collect::<Vec<_>>(),
+        units.iter().map(|d| d.status).collect::<Vec<i32>>(),
+        units.iter().map(|d| d.tenant.as_str()).collect::<Vec<_>>(),
+        units.iter().map(|d| d.model.as_str()).collect::<Vec<_>>(),
+        units.iter().map(|d| d.next_check_at).collect::<Vec<i64>>(),
+        units.iter().map(|d| d.encode_to_vec()).collect::<Vec<_>>(),
+    );
+    let (mut drop_s, mut drop_d, mut add_s, mut add_d) = (vec![], vec![], vec![], vec![]);
+    for (serial, d) in &digests {
+        for x in d.removed.keys() {
+            drop_s.push(serial.as_str());
+            drop_d.push(x.as_str());
+        }
+        for x in d.added.keys() {
+            add_s.push(serial.as_str());
+            add_d.push(x.as_str());
+        }
+    }
+    let (s_units, s_drop, s_add, s_ev) = (
+        cx.stmt(UPDATE_UNITS).await?,
+        cx.stmt(DROP_DIGESTS).await?,
+        cx.stmt(ADD_DIGESTS).await?,
+        cx.stmt(INSERT_EVIDENCE).await?,
+    );
+    let tx = cx.tx;
+    let (updated, _, _, _) = tokio::join!(
+        biased;
+        async {
+            let (a, b, c, d, e, f) = &unit_cols;
+            tx.execute(&s_units, &[a, b, c, d, e, f]).await
+        },
+        when(!drop_s.is_empty(), async { tx.execute(&s_drop, &[&drop_s, &drop_d]).await }),
+        when(!add_s.is_empty(), async { tx.execute(&s_add, &[&add_s, &add_d]).await }),
+        async {
+            tx.execute(&s_ev, &[&rows.ids, &rows.serials, &rows.bodies, &rows.raw])
+                .await
+        },
+    )
+    .in_order()?;
+    if updated != units.len() as u64 {
+        // Every unit was read under its lock just before: damage, not a race.
+        return Err(Fail::Refused(super::read::corrupt("device")));
+    }
+    Ok(answers)
+}
+
+/// The columns of the evidence rows a group inserts.
+#[derive(Default)]
+struct EvidenceRows {
+    ids: Vec<String>,
+    serials: Vec<String>,
+    bodies: Vec<Vec<u8>>,
+    raw: Vec<Vec<u8>>,
+}
+
+impl EvidenceRows {
+    /// The stored form: the raw evidence in its own column, not in the body.
+    fn push(&mut self, e: &crate::EvidenceEntry) {
+        let mut stored = e.clone();
+        let raw = std::mem::take(&mut stored.raw);
+        self.ids.push(e.evidence_id.clone());
+        self.serials.push(e.serial.clone());
+        self.bodies.push(stored.encode_to_vec());
+        self.raw.push(raw);
+    }
+}
