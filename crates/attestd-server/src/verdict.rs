@@ -17,7 +17,7 @@ use attestd_core::time::UnixTime;
 use attestd_core::{reject, Rejection};
 use attestd_store::{
     CalibrationFactsEntry, CalibrationParameterEntry, DeviceEntry, EvidenceEntry, InstrumentEntry,
-    Store, SvnEntry, UnitVerdict,
+    StationEntry, Store, SvnEntry, UnitVerdict,
 };
 
 use crate::convert;
@@ -37,11 +37,22 @@ pub type Active = (Option<u64>, Option<Arc<Baseline>>);
 impl BaselineCache {
     /// The active baseline of `model`, parsed once per version.
     pub async fn active(&self, store: &dyn Store, model: &str) -> Result<Active, Rejection> {
-        let Some(version) = store
+        let version = store
             .active_baseline_version(model)
             .await
-            .map_err(store_rejection)?
-        else {
+            .map_err(store_rejection)?;
+        self.version(store, model, version).await
+    }
+
+    /// Baseline `version` of `model` (the active one as the caller read
+    /// it), parsed once per version.
+    pub async fn version(
+        &self,
+        store: &dyn Store,
+        model: &str,
+        version: Option<u64>,
+    ) -> Result<Active, Rejection> {
+        let Some(version) = version else {
             return Ok((None, None));
         };
         let key = (model.to_owned(), version);
@@ -130,6 +141,22 @@ pub fn calibration_facts(e: &CalibrationFactsEntry) -> Option<CalibrationFacts> 
 
 /// What the unit's records and the stations behind them say.
 pub async fn unit_facts(store: &dyn Store, d: &DeviceEntry) -> Result<UnitFacts, Rejection> {
+    let mut stations = Vec::new();
+    for sid in attestd_store::rules::stations_behind(d) {
+        if let Some(st) = store.get_station(sid).await.map_err(store_rejection)? {
+            stations.push(st);
+        }
+    }
+    unit_facts_with(store, d, &stations).await
+}
+
+/// [`unit_facts`] with the stations behind the unit already read (those
+/// registered; an absent one counts as not revoked).
+pub async fn unit_facts_with(
+    store: &dyn Store,
+    d: &DeviceEntry,
+    stations: &[StationEntry],
+) -> Result<UnitFacts, Rejection> {
     let kept = d
         .calibration_facts
         .as_ref()
@@ -168,12 +195,7 @@ pub async fn unit_facts(store: &dyn Store, d: &DeviceEntry) -> Result<UnitFacts,
     };
     let mut revoked_stations = Vec::new();
     for sid in attestd_store::rules::stations_behind(d) {
-        if store
-            .get_station(sid)
-            .await
-            .map_err(store_rejection)?
-            .is_some_and(|s| s.revoked)
-        {
+        if stations.iter().any(|s| s.station_id == sid && s.revoked) {
             revoked_stations.push(sid.to_owned());
         }
     }

@@ -160,6 +160,8 @@ macro_rules! conformance_tests {
             batch::a_batch_leaves_one_audit_entry_per_applied_write,
             jobs::a_nonce_is_used_once_by_its_serial,
             jobs::outstanding_nonces_are_bounded_per_serial,
+            jobs::a_challenge_is_issued_to_an_enrolled_unit_only,
+            jobs::the_unit_context_is_what_the_single_reads_say,
             jobs::a_lease_is_held_by_its_taker_until_it_expires,
             jobs::a_pinned_setting_answers_its_value,
             jobs::a_write_completes_while_another_is_announced,

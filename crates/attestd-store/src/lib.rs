@@ -523,6 +523,19 @@ impl Announcement {
     }
 }
 
+/// A unit with what appraising it reads besides the unit
+/// ([`Store::unit_context`]).
+#[derive(Clone, Debug)]
+pub struct UnitContext {
+    /// The unit.
+    pub device: DeviceEntry,
+    /// Its model's active baseline version, if any.
+    pub active: Option<u64>,
+    /// The registered stations among those behind the unit
+    /// ([`rules::stations_behind`]), in any order.
+    pub stations: Vec<StationEntry>,
+}
+
 /// What a backend reports of its write path (for metrics).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WriteStats {
@@ -557,6 +570,28 @@ pub trait Store: Send + Sync + 'static {
 
     /// An enrolled unit, if any.
     async fn get_device(&self, serial: &str) -> Result<Option<DeviceEntry>>;
+
+    /// An enrolled unit with its model's active baseline version and the
+    /// stations behind it, as appraising evidence reads them; `None` if the
+    /// serial is not enrolled. A backend on a database answers it in one
+    /// round trip; by default, one read after another.
+    async fn unit_context(&self, serial: &str) -> Result<Option<UnitContext>> {
+        let Some(device) = self.get_device(serial).await? else {
+            return Ok(None);
+        };
+        let active = self.active_baseline_version(&device.model).await?;
+        let mut stations = Vec::new();
+        for sid in rules::stations_behind(&device) {
+            if let Some(st) = self.get_station(sid).await? {
+                stations.push(st);
+            }
+        }
+        Ok(Some(UnitContext {
+            device,
+            active,
+            stations,
+        }))
+    }
 
     /// Stores a record, enforcing per-station sequence, idempotence and, for
     /// provisioning, one key per serial and one serial per key.
@@ -689,6 +724,22 @@ pub trait Store: Send + Sync + 'static {
         policy: &nonces::NoncePolicy,
     ) -> Result<([u8; nonces::NONCE_LEN], i64)>;
 
+    /// Issues a challenge nonce (as [`Store::issue_nonce`]) for an enrolled
+    /// unit only: refused with `DEVICE_NOT_FOUND` if `serial` is not
+    /// enrolled, and then nothing is stored. A backend on a database checks
+    /// and stores in one statement; by default, a read and then the issue.
+    async fn issue_challenge(
+        &self,
+        serial: &str,
+        now_ms: i64,
+        policy: &nonces::NoncePolicy,
+    ) -> Result<([u8; nonces::NONCE_LEN], i64)> {
+        if self.get_device(serial).await?.is_none() {
+            return Err(StoreError::Rejected(not_enrolled(serial)));
+        }
+        self.issue_nonce(serial, now_ms, policy).await
+    }
+
     /// Uses a nonce for `serial`, once, on any replica: refused with
     /// NONCE_UNKNOWN (never issued, issued to another serial, evicted, or
     /// expired longer than the grace ago), NONCE_REUSED or NONCE_EXPIRED.
@@ -770,4 +821,9 @@ pub trait Store: Send + Sync + 'static {
     /// Waits for what is in flight and stops taking writes (shutdown).
     /// Later writes fail with `SHUTTING_DOWN`.
     async fn close(&self) {}
+}
+
+/// The refusal of a challenge for a serial that is not enrolled.
+pub fn not_enrolled(serial: &str) -> Rejection {
+    attestd_core::reject!(DeviceNotFound, "serial {serial} is not enrolled")
 }

@@ -10,14 +10,14 @@ use attestd_core::keys::PublicKey;
 use attestd_core::{reject, Reason, Rejection};
 use attestd_proto::v1 as pb;
 use attestd_store::{
-    AppraisalEntry, AuditNote, DeviceEntry, EvidenceCommit, EvidenceEntry, FirmwareEntry,
-    StoreError,
+    AppraisalEntry, AuditNote, EvidenceCommit, EvidenceEntry, FirmwareEntry, StoreError,
+    UnitContext,
 };
 use tonic::{Request, Response, Status};
 
 use crate::app::App;
 use crate::convert;
-use crate::verdict::{merged_svns, svn_pairs, unit_facts, verdict};
+use crate::verdict::{merged_svns, svn_pairs, unit_facts_with, verdict};
 
 /// Prefix of evidence ids.
 pub const EVIDENCE_ID_PREFIX: &str = "ev_";
@@ -38,18 +38,10 @@ impl DeviceService {
         let app = &self.app;
         let serial = Serial::parse(&req.serial, Reason::FieldInvalid, "serial")?;
         app.serial_limit.take(serial.as_str(), app.clock.now_ms())?;
-        if app
-            .store
-            .get_device(serial.as_str())
-            .await
-            .map_err(|e| app.store_err(e))?
-            .is_none()
-        {
-            return Err(reject!(DeviceNotFound, "serial {serial} is not enrolled"));
-        }
+        // DEVICE_NOT_FOUND for a serial not enrolled, with nothing stored.
         let (nonce, expires_ms) = app
             .store
-            .issue_nonce(serial.as_str(), app.clock.now_ms(), &app.nonce_policy())
+            .issue_challenge(serial.as_str(), app.clock.now_ms(), &app.nonce_policy())
             .await
             .map_err(|e| app.store_err(e))?;
         app.metrics.challenges_issued.inc();
@@ -67,9 +59,9 @@ impl DeviceService {
         // A write is on its way: a store that groups writes may wait for it.
         let announced = app.store.announce();
         let want_token = req.want_result_token;
-        let (checked, device) = check(app, req.evidence).await?;
+        let (checked, unit) = check(app, req.evidence).await?;
         let checked = Arc::new(checked);
-        let mut decided = decide(app, &checked, &device).await?;
+        let mut decided = decide(app, &checked, &unit).await?;
         drop(announced);
         for _ in 0..MAX_ATTEMPTS {
             let (commit, answer) = decided;
@@ -94,13 +86,13 @@ impl DeviceService {
                 Err(StoreError::Conflict) => {
                     app.metrics.commit_conflicts.inc();
                     let serial = checked.claims.serial.as_str();
-                    let device = app
+                    let unit = app
                         .store
-                        .get_device(serial)
+                        .unit_context(serial)
                         .await
                         .map_err(|e| app.store_err(e))?
                         .ok_or_else(|| reject!(UnknownDevice, "serial {serial} is not enrolled"))?;
-                    decided = decide(app, &checked, &device).await?;
+                    decided = decide(app, &checked, &unit).await?;
                 }
                 Err(e) => return Err(app.store_err(e)),
             }
@@ -121,19 +113,20 @@ struct Checked {
 
 /// Decodes evidence under hard bounds, authenticates it with the unit's
 /// enrolled key and checks its freshness by nonce; nothing is written but
-/// the nonce's use. Returns it with the unit as read.
-async fn check(app: &Arc<App>, raw: Vec<u8>) -> Result<(Checked, DeviceEntry), Rejection> {
+/// the nonce's use. Returns it with the unit as read (with what appraising
+/// it needs, read at once).
+async fn check(app: &Arc<App>, raw: Vec<u8>) -> Result<(Checked, UnitContext), Rejection> {
     // Decode under hard bounds; nothing from it is trusted yet.
     let serial = Evidence::decode(&raw)?.claims.serial.as_str().to_owned();
     let serial = serial.as_str();
     app.serial_limit.take(serial, app.clock.now_ms())?;
-    let device = app
+    let unit = app
         .store
-        .get_device(serial)
+        .unit_context(serial)
         .await
         .map_err(|e| app.store_err(e))?
         .ok_or_else(|| reject!(UnknownDevice, "serial {serial} is not enrolled"))?;
-    let key = PublicKey::from_enrolled_spki_der(&device.spki_der, "stored device key")?;
+    let key = PublicKey::from_enrolled_spki_der(&unit.device.spki_der, "stored device key")?;
     let now_ms = app.clock.now_ms();
     // Verifying a signature is the costly part: on the blocking pool (the
     // evidence borrows its bytes, so it is decoded again there).
@@ -185,7 +178,7 @@ async fn check(app: &Arc<App>, raw: Vec<u8>) -> Result<(Checked, DeviceEntry), R
             evidence_id,
             now_ms,
         },
-        device,
+        unit,
     ))
 }
 
@@ -194,14 +187,15 @@ async fn check(app: &Arc<App>, raw: Vec<u8>) -> Result<(Checked, DeviceEntry), R
 async fn decide(
     app: &App,
     c: &Checked,
-    device: &DeviceEntry,
+    unit: &UnitContext,
 ) -> Result<(EvidenceCommit, Option<AppraisalEntry>), Rejection> {
+    let device = &unit.device;
     let serial = c.claims.serial.as_str();
     let now_ms = c.now_ms;
     let now = attestd_core::time::UnixTime(now_ms.div_euclid(1000));
     let (baseline_version, baseline) = app
         .baselines
-        .active(app.store.as_ref(), &device.model)
+        .version(app.store.as_ref(), &device.model, unit.active)
         .await?;
     let highest = device.has_bootcount.then_some(device.highest_bootcount);
     if !c.nonce_fresh {
@@ -219,7 +213,7 @@ async fn decide(
             return Err(r);
         }
     }
-    let facts = unit_facts(app.store.as_ref(), device).await?;
+    let facts = unit_facts_with(app.store.as_ref(), device, &unit.stations).await?;
     let prior_svns = svn_pairs(&device.svns);
     let ev_facts = EvidenceFacts {
         claims: &c.claims,

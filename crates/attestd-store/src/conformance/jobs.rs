@@ -178,3 +178,80 @@ pub async fn writes_after_close_fail_shutting_down(s: Arc<dyn Store>) {
         .await
         .expect("closing twice returns");
 }
+
+/// A challenge is issued to an enrolled unit only: an unknown serial is
+/// refused `DEVICE_NOT_FOUND`; an enrolled unit's nonce is used once.
+pub async fn a_challenge_is_issued_to_an_enrolled_unit_only(s: Arc<dyn Store>) {
+    let s = &*s;
+    let p = policy();
+    match s.issue_challenge("U1", 0, &p).await {
+        Err(StoreError::Rejected(r)) => assert_eq!(r.reason, Reason::DeviceNotFound),
+        other => panic!("a challenge for a unit not enrolled: {other:?}"),
+    }
+    line(s, "F1").await;
+    enroll(s, "F1", 1, "U1", 1).await;
+    let (n, expires) = s.issue_challenge("U1", 0, &p).await.unwrap();
+    assert_eq!(expires, 1_000);
+    s.consume_nonce(&n, "U1", 1, &p).await.unwrap();
+    assert_eq!(
+        refused(s.consume_nonce(&n, "U1", 2, &p).await),
+        Reason::NonceReused
+    );
+}
+
+/// The unit context is the unit, its model's active baseline version and
+/// the stations behind it, as the single reads answer them; a station
+/// revoked shows revoked; a serial not enrolled has none.
+pub async fn the_unit_context_is_what_the_single_reads_say(s: Arc<dyn Store>) {
+    let s = &*s;
+    assert!(s.unit_context("U1").await.unwrap().is_none());
+    line(s, "F1").await;
+    line(s, "C1").await;
+    line(s, "C2").await;
+    let d = enroll(s, "F1", 1, "U1", 1).await;
+    let ctx = s
+        .unit_context("U1")
+        .await
+        .unwrap()
+        .expect("an enrolled unit");
+    assert_eq!(ctx.device, d);
+    assert_eq!(ctx.active, None);
+    let ids = |c: &UnitContext| {
+        let mut v: Vec<(String, bool)> = c
+            .stations
+            .iter()
+            .map(|st| (st.station_id.clone(), st.revoked))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(ids(&ctx), [("F1".to_owned(), false)]);
+    // Calibrated by C1, then by C2: C1 is no longer behind the unit.
+    for (st, seq) in [("C1", 1), ("C2", 1)] {
+        match s.commit_record(calibration(st, seq, "U1")).await {
+            Ok(RecordOutcome::Stored(_)) => {}
+            other => panic!("calibrating: {other:?}"),
+        }
+    }
+    s.publish_baseline(baseline(&d.model, 1, 0), 1_000, &note("baseline"))
+        .await
+        .unwrap();
+    s.revoke_station("C2", "test", &note("station.revoke"))
+        .await
+        .unwrap();
+    let ctx = s
+        .unit_context("U1")
+        .await
+        .unwrap()
+        .expect("an enrolled unit");
+    assert_eq!(ctx.device, device(s, "U1").await);
+    assert_eq!(ctx.active, Some(1));
+    assert_eq!(
+        ctx.active,
+        s.active_baseline_version(&d.model).await.unwrap()
+    );
+    assert_eq!(
+        ids(&ctx),
+        [("C2".to_owned(), true), ("F1".to_owned(), false)]
+    );
+}

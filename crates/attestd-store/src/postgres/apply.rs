@@ -81,8 +81,8 @@ pub(super) async fn apply(cx: &mut Cx<'_>, op: &Op) -> Step<Answer> {
             ))
         }
         Op::IssueNonce(n) => {
-            super::batch::issue_nonces(cx, &[n]).await?;
-            Answer::Done
+            let stored = super::batch::issue_nonces(cx, &[n]).await?;
+            Answer::Flag(stored.first().copied().unwrap_or(false))
         }
         Op::UseNonce(n) => {
             let one = super::batch::use_nonces(cx, &[n]).await?.pop();

@@ -36,6 +36,8 @@ pub(super) struct IssueNonce {
     /// Unused nonces of the serial kept besides this one (older ones are
     /// evicted).
     pub keep: i64,
+    /// Issued only if the serial is enrolled (a challenge).
+    pub enrolled_only: bool,
 }
 
 /// A nonce to use once.
@@ -47,16 +49,21 @@ pub(super) struct UseNonce {
     pub grace_ms: i64,
 }
 
-/// Stores issued nonces and evicts, for each serial, its oldest unused ones
-/// beyond its bound. The DELETE sees the rows as they were before the
-/// INSERT, so it keeps `keep` of the older ones; a serial challenged twice
-/// in one group may keep one more outstanding (a bound on resources, not a
-/// security rule).
+/// Stores issued nonces (those for enrolled units only, where asked) and
+/// evicts, for each serial, its oldest unused ones beyond its bound;
+/// returns the nonces stored. The DELETE sees the rows as they were before
+/// the INSERT, so it keeps `keep` of the older ones; a serial challenged
+/// twice in one group may keep one more outstanding (a bound on resources,
+/// not a security rule).
 const ISSUE_NONCES: &str = "WITH new AS (INSERT INTO nonces (nonce, serial, issued_at, \
-     expires_at) SELECT * FROM unnest($1::bytea[], $2::text[], $3::bigint[], $4::bigint[])) \
-     DELETE FROM nonces WHERE nonce IN (SELECT o.nonce FROM (SELECT DISTINCT s FROM \
+     expires_at) SELECT u.nonce, u.serial, u.issued, u.expires FROM unnest($1::bytea[], \
+     $2::text[], $3::bigint[], $4::bigint[], $6::bool[]) AS u(nonce, serial, issued, expires, \
+     enrolled_only) WHERE NOT u.enrolled_only OR EXISTS (SELECT 1 FROM devices d \
+     WHERE d.serial = u.serial) RETURNING nonce), \
+     gone AS (DELETE FROM nonces WHERE nonce IN (SELECT o.nonce FROM (SELECT DISTINCT s FROM \
      unnest($2::text[]) s) u CROSS JOIN LATERAL (SELECT nonce FROM nonces WHERE serial = u.s \
-     AND NOT used ORDER BY issued_at DESC, nonce DESC OFFSET $5) o)";
+     AND NOT used ORDER BY issued_at DESC, nonce DESC OFFSET $5) o)) \
+     SELECT nonce FROM new";
 
 /// Marks nonces used, each only if issued to that serial, unused and not
 /// expired; returns those it took. Of two replicas using one nonce at once,
@@ -97,25 +104,33 @@ const INSERT_EVIDENCE: &str = "WITH h AS (INSERT INTO history (serial, ord, kind
      INSERT INTO evidence (evidence_id, serial, body, raw) \
      SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bytea[])";
 
-/// Issues `ops` (one statement). Every op answers alike: a failure is the
-/// statement's.
-pub(super) async fn issue_nonces(cx: &mut Cx<'_>, ops: &[&IssueNonce]) -> Step<()> {
+/// Issues `ops` (one statement); each answers whether its nonce was stored
+/// (`false`: its serial is not enrolled and it asked for enrolled only).
+pub(super) async fn issue_nonces(cx: &mut Cx<'_>, ops: &[&IssueNonce]) -> Step<Vec<bool>> {
     if ops.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let nonces: Vec<&[u8]> = ops.iter().map(|o| o.nonce.as_slice()).collect();
     let serials: Vec<&str> = ops.iter().map(|o| o.serial.as_str()).collect();
     let issued: Vec<i64> = ops.iter().map(|o| o.issued_at).collect();
     let expires: Vec<i64> = ops.iter().map(|o| o.expires_at).collect();
+    let enrolled_only: Vec<bool> = ops.iter().map(|o| o.enrolled_only).collect();
     // One bound for the group: the policy is the server's, the same for
     // every call; the smallest is the safe one if it ever is not.
     let keep = ops.iter().map(|o| o.keep).min().unwrap_or(0);
     let s = cx.stmt(ISSUE_NONCES).await?;
+    let stored: HashSet<Vec<u8>> = cx
+        .tx
+        .query(
+            &s,
+            &[&nonces, &serials, &issued, &expires, &keep, &enrolled_only],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get::<_, Vec<u8>>(0))
+        .collect();
     cx.wrote = true;
-    cx.tx
-        .execute(&s, &[&nonces, &serials, &issued, &expires, &keep])
-        .await?;
-    Ok(())
+    Ok(ops.iter().map(|o| stored.contains(&o.nonce)).collect())
 }
 
 /// Uses `ops`' nonces: one statement, and one more to say why for those

@@ -18,13 +18,19 @@ struct Migration {
 }
 
 /// In order, numbered 1, 2, 3, ... without gaps (a test checks).
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sql: include_str!("../../migrations/postgres/0001_init.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: include_str!("../../migrations/postgres/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        sql: include_str!("../../migrations/postgres/0002_unit_stations_by_serial.sql"),
+    },
+];
 
 /// The schema version this binary writes: the last migration's.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Key of the advisory lock migrations hold: "attestd" in ASCII, so that it
 /// is recognisable in `pg_locks` and unlikely to meet another program's.
@@ -194,6 +200,41 @@ mod tests {
         c.query_one("select nextval('history_ord')", &[])
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_database_at_version_1_is_brought_to_the_current_version() {
+        let db = TestDb::create();
+        let mut c = client(&db).await;
+        // As a release with only 0001 left it, with a unit's station link.
+        c.batch_execute(CREATE_VERSION_TABLE).await.unwrap();
+        c.batch_execute(MIGRATIONS[0].sql).await.unwrap();
+        c.batch_execute(
+            "insert into schema_version (version) values (1); \
+             insert into unit_stations (station_id, serial) values ('F1', 'U1')",
+        )
+        .await
+        .unwrap();
+        assert_eq!(migrate(&mut c).await.unwrap(), SCHEMA_VERSION);
+        assert_eq!(applied(&c).await, all_versions());
+        let index: i64 = c
+            .query_one(
+                "select count(*) from pg_indexes where indexname = 'unit_stations_by_serial'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(index, 1, "0002 adds the index by serial");
+        let kept: i64 = c
+            .query_one(
+                "select count(*) from unit_stations where serial = 'U1'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(kept, 1);
     }
 
     #[tokio::test]

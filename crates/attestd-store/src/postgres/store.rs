@@ -22,7 +22,8 @@ use crate::{
     Assignment, AuditNote, AuditRecord, BaselineEntry, ChangeEntry, ConcessionEntry, Counts,
     DecisionCommit, DeviceEntry, DeviceQuery, EvidenceCommit, EvidenceEntry, FlagCommit, Group,
     HistoryItem, Page, ReappraisalCommit, RecordCommit, RecordEntry, RecordOutcome, Result,
-    StationEntry, Store, StoreError, SummaryCount, SweepEntry, Write, WriteStats, Written,
+    StationEntry, Store, StoreError, SummaryCount, SweepEntry, UnitContext, Write, WriteStats,
+    Written,
 };
 
 /// The PostgreSQL-backed [`Store`].
@@ -586,7 +587,44 @@ impl Store for PgStore {
         now_ms: i64,
         policy: &crate::nonces::NoncePolicy,
     ) -> Result<([u8; crate::nonces::NONCE_LEN], i64)> {
-        jobs::issue_nonce(self, serial, now_ms, policy).await
+        jobs::issue_nonce(self, serial, now_ms, policy, false).await
+    }
+
+    async fn issue_challenge(
+        &self,
+        serial: &str,
+        now_ms: i64,
+        policy: &crate::nonces::NoncePolicy,
+    ) -> Result<([u8; crate::nonces::NONCE_LEN], i64)> {
+        jobs::issue_nonce(self, serial, now_ms, policy, true).await
+    }
+
+    async fn unit_context(&self, serial: &str) -> Result<Option<UnitContext>> {
+        // The unit, its model's active version and the stations it is
+        // linked to (`unit_stations` holds exactly the stations behind it),
+        // in one round trip.
+        let sql = "SELECT d.body, (SELECT a.version FROM baseline_active a \
+                   WHERE a.model = d.model), ARRAY(SELECT s.body FROM unit_stations us \
+                   JOIN stations s ON s.station_id = us.station_id WHERE us.serial = d.serial) \
+                   FROM devices d WHERE d.serial = $1";
+        let Some(row) = self.row(sql, &[&serial], "reading a unit").await? else {
+            return Ok(None);
+        };
+        let device: DeviceEntry = body(&row, "device")?;
+        let active = row.get::<_, Option<i64>>(1).map(count);
+        let behind = crate::rules::stations_behind(&device);
+        let mut stations = Vec::with_capacity(behind.len());
+        for b in row.get::<_, Vec<&[u8]>>(2) {
+            let st: StationEntry = decode(b, "station")?;
+            if behind.contains(&st.station_id.as_str()) {
+                stations.push(st);
+            }
+        }
+        Ok(Some(UnitContext {
+            device,
+            active,
+            stations,
+        }))
     }
 
     async fn consume_nonce(

@@ -88,7 +88,8 @@ pub(super) enum Answer {
     Written(Written),
     Device(DeviceEntry),
     Station(StationEntry),
-    /// `publish_baseline`: active now; `Activate`: this call activated it.
+    /// `publish_baseline`: active now; `Activate`: this call activated it;
+    /// `IssueNonce`: the nonce was stored.
     Flag(bool),
     Done,
 }
@@ -403,11 +404,11 @@ async fn batch(
     }
     cx.wrote = false;
     let issued: Vec<&super::batch::IssueNonce> = issue.iter().map(|(_, n)| *n).collect();
-    super::batch::issue_nonces(cx, &issued)
+    let stored = super::batch::issue_nonces(cx, &issued)
         .await
         .map_err(fail)?;
-    for (i, _) in &issue {
-        answers[*i] = Some(Ok(Answer::Done));
+    for ((i, _), stored) in issue.iter().zip(stored) {
+        answers[*i] = Some(Ok(Answer::Flag(stored)));
     }
     let used = super::batch::use_nonces(cx, &uses.1).await.map_err(fail)?;
     for (i, a) in uses.0.iter().zip(used) {
