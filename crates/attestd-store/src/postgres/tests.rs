@@ -617,3 +617,104 @@ async fn a_database_with_a_newer_schema_is_refused_and_left_as_it_was() {
     assert_eq!(s.audit_head().await.unwrap(), head);
     assert!(s.get_station("st-a").await.unwrap().is_some());
 }
+
+/// One group of ops written by `postgres::batch` in one transaction: a
+/// nonce given twice is taken by the first only, each refused nonce says
+/// why, a challenge for a serial not enrolled stores nothing, and of three
+/// evidence writes (two on one unit's same snapshot, one on another unit)
+/// the stale one conflicts while the others apply, as one at a time would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_answers_each_nonce_and_evidence_as_alone() {
+    use super::batch::{IssueNonce, UseNonce};
+    use super::write::{Answer, Op};
+    let db = TestDb::create();
+    let s = open(&db).await;
+    fleet(&s, 2).await;
+    let policy = crate::nonces::NoncePolicy {
+        lifetime_ms: 1_000,
+        per_serial: 4,
+        total: 100,
+    };
+    let (a, _) = s.issue_nonce(&serial(0), 0, &policy).await.unwrap();
+    let (b, _) = s.issue_nonce(&serial(1), 0, &policy).await.unwrap();
+    let use_op = |n: &[u8], who: usize| {
+        Op::UseNonce(UseNonce {
+            nonce: n.to_vec(),
+            serial: serial(who),
+            now_ms: 10,
+            grace_ms: policy.grace_ms(),
+        })
+    };
+    let issue_op = |n: u8, who: &str| {
+        Op::IssueNonce(IssueNonce {
+            nonce: vec![n; 32],
+            serial: who.into(),
+            issued_at: 5,
+            expires_at: 1_005,
+            keep: 3,
+            enrolled_only: true,
+        })
+    };
+    let d0 = s.get_device(&serial(0)).await.unwrap().unwrap();
+    let d1 = s.get_device(&serial(1)).await.unwrap().unwrap();
+    let evidence_before = s.counts().await.unwrap().evidence;
+    let answers = s
+        .write(vec![
+            use_op(&a, 0),
+            use_op(&a, 0),
+            use_op(&b, 0),
+            use_op(&[9; 32], 1),
+            issue_op(1, "NOT-ENROLLED"),
+            issue_op(2, &serial(1)),
+            Op::Write(Write::Evidence(evidence(&d0, "ev_a", 1))),
+            Op::Write(Write::Evidence(evidence(&d0, "ev_b", 1))),
+            Op::Write(Write::Evidence(evidence(&d1, "ev_c", 1))),
+        ])
+        .await;
+    let reason = |a: &Result<Answer>| match a {
+        Err(StoreError::Rejected(r)) => r.reason,
+        other => panic!("expected a refusal, got {:?}", other.as_ref().err()),
+    };
+    assert!(matches!(answers[0], Ok(Answer::Done)));
+    assert_eq!(reason(&answers[1]), attestd_core::Reason::NonceReused);
+    assert_eq!(
+        reason(&answers[2]),
+        attestd_core::Reason::NonceUnknown,
+        "another serial's nonce"
+    );
+    assert_eq!(reason(&answers[3]), attestd_core::Reason::NonceUnknown);
+    assert!(matches!(answers[4], Ok(Answer::Flag(false))));
+    assert!(matches!(answers[5], Ok(Answer::Flag(true))));
+    assert!(
+        matches!(&answers[6], Ok(Answer::Written(Written::Device(d))) if d.evidence_count == 1)
+    );
+    assert!(matches!(answers[7], Err(StoreError::Conflict)));
+    assert!(
+        matches!(&answers[8], Ok(Answer::Written(Written::Device(d))) if d.evidence_count == 1)
+    );
+    // What was answered is what is stored.
+    assert_eq!(s.counts().await.unwrap().evidence, evidence_before + 2);
+    assert!(s.get_evidence("ev_b").await.unwrap().is_none());
+    assert_eq!(
+        s.get_device(&serial(0))
+            .await
+            .unwrap()
+            .unwrap()
+            .last_evidence_id,
+        "ev_a"
+    );
+    // b is still its own serial's; the stored challenge nonce is usable once;
+    // the refused challenge stored nothing.
+    s.consume_nonce(&b, &serial(1), 20, &policy).await.unwrap();
+    s.consume_nonce(&[2; 32], &serial(1), 20, &policy)
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.consume_nonce(&[1; 32], "NOT-ENROLLED", 20, &policy).await,
+        Err(StoreError::Rejected(r)) if r.reason == attestd_core::Reason::NonceUnknown
+    ));
+    // One chained audit entry per applied evidence.
+    let entries = s.audit_after(0, 1_000).await.unwrap();
+    verified_head(&entries);
+    assert_eq!(entries.iter().filter(|e| e.action == "evidence").count(), 2);
+}
