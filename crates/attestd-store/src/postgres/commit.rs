@@ -8,8 +8,9 @@
 //! one batch ([`super::write::run`], a savepoint per write) and answers
 //! each, until the queue is empty. An idle store commits a write at once;
 //! a busy one commits together the writes that arrived during the last
-//! commit. Callers only wait for their answer, so one that gives up takes
-//! neither its write nor the others' with it.
+//! commit. Challenge nonces go through a second queue and flusher of
+//! their own (no head lock). Callers only wait for their answer, so one
+//! that gives up takes neither its write nor the others' with it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -33,25 +34,49 @@ pub(super) struct Committer {
     closed: RwLock<bool>,
     commits: AtomicU64,
     writes: AtomicU64,
+    /// Two lanes, each with its own flusher: writes under the head lock,
+    /// and challenge nonces, which need no order with other writes. On one
+    /// lane, nonces would wait for the head lock that every replica's
+    /// writes queue on (measured with three replicas: the boot rate fell
+    /// by half).
+    lanes: [Lane; 2],
+}
+
+/// A queue of ops and the wake-up of the task that commits them.
+struct Lane {
     queue: Mutex<Vec<Waiting>>,
     /// Wakes the flusher (a wake-up while it is busy is kept, not lost).
     wake: Arc<Notify>,
+}
+
+impl Lane {
+    fn new() -> Lane {
+        Lane {
+            queue: Mutex::new(Vec::new()),
+            wake: Arc::new(Notify::new()),
+        }
+    }
+}
+
+/// The lane of an op: 0 for writes under the head lock, 1 for nonces.
+fn lane_of(op: &Op) -> usize {
+    usize::from(!write::needs_head(op))
 }
 
 impl Committer {
     /// A committer and its flusher task (on the current runtime), which
     /// ends when the committer is dropped.
     pub(super) fn start(pool: Pool) -> Arc<Committer> {
-        let wake = Arc::new(Notify::new());
         let c = Arc::new(Committer {
             pool,
             closed: RwLock::new(false),
             commits: AtomicU64::new(0),
             writes: AtomicU64::new(0),
-            queue: Mutex::new(Vec::new()),
-            wake: wake.clone(),
+            lanes: [Lane::new(), Lane::new()],
         });
-        tokio::spawn(flusher(Arc::downgrade(&c), wake));
+        for (i, lane) in c.lanes.iter().enumerate() {
+            tokio::spawn(flusher(Arc::downgrade(&c), i, lane.wake.clone()));
+        }
         c
     }
 
@@ -92,11 +117,12 @@ impl Committer {
     /// Applies one op in a shared transaction (see [`Committer::grouped`]).
     pub(super) async fn grouped_op(&self, op: Op) -> Result<Answer> {
         let (tx, rx) = oneshot::channel();
-        self.queue
+        let lane = &self.lanes[lane_of(&op)];
+        lane.queue
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push((op, tx));
-        self.wake.notify_one();
+        lane.wake.notify_one();
         rx.await.unwrap_or_else(|_| {
             Err(StoreError::Unavailable(
                 "the store stopped before this write was committed".into(),
@@ -104,9 +130,12 @@ impl Committer {
         })
     }
 
-    /// Up to [`MAX_GROUP`] queued writes, oldest first.
-    fn take(&self) -> Vec<Waiting> {
-        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+    /// Up to [`MAX_GROUP`] queued ops of a lane, oldest first.
+    fn take(&self, lane: usize) -> Vec<Waiting> {
+        let mut q = self.lanes[lane]
+            .queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let n = q.len().min(MAX_GROUP);
         q.drain(..n).collect()
     }
@@ -137,19 +166,21 @@ impl Committer {
 impl Drop for Committer {
     fn drop(&mut self) {
         // The flusher wakes, finds the committer gone and ends.
-        self.wake.notify_one();
+        for lane in &self.lanes {
+            lane.wake.notify_one();
+        }
     }
 }
 
 /// Commits queued writes, group after group, whenever woken.
-async fn flusher(committer: Weak<Committer>, wake: Arc<Notify>) {
+async fn flusher(committer: Weak<Committer>, lane: usize, wake: Arc<Notify>) {
     loop {
         wake.notified().await;
         let Some(c) = committer.upgrade() else {
             return;
         };
         loop {
-            let group = c.take();
+            let group = c.take(lane);
             if group.is_empty() {
                 break;
             }

@@ -256,7 +256,7 @@ async fn once(pool: &Pool, ops: &[Op], batched: bool) -> std::result::Result<Out
 }
 
 /// Whether an op writes under the head lock (everything but nonces).
-fn needs_head(op: &Op) -> bool {
+pub(super) fn needs_head(op: &Op) -> bool {
     !matches!(op, Op::IssueNonce(_) | Op::UseNonce(_))
 }
 
