@@ -81,10 +81,12 @@ pub(super) async fn apply(cx: &mut Cx<'_>, op: &Op) -> Step<Answer> {
             ))
         }
         Op::IssueNonce(n) => {
+            cx.wrote = true;
             let stored = super::batch::issue_nonces(cx, &[n]).await?;
             Answer::Flag(stored.first().copied().unwrap_or(false))
         }
         Op::UseNonce(n) => {
+            cx.wrote = true;
             let one = super::batch::use_nonces(cx, &[n]).await?.pop();
             one.unwrap_or_else(|| Err(Fail::Refused(super::store::unexpected())))?;
             Answer::Done

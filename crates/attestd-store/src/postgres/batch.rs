@@ -106,7 +106,9 @@ const INSERT_EVIDENCE: &str = "WITH h AS (INSERT INTO history (serial, ord, kind
 
 /// Issues `ops` (one statement); each answers whether its nonce was stored
 /// (`false`: its serial is not enrolled and it asked for enrolled only).
-pub(super) async fn issue_nonces(cx: &mut Cx<'_>, ops: &[&IssueNonce]) -> Step<Vec<bool>> {
+/// Takes the context shared, so that it can be sent with [`use_nonces`];
+/// the caller notes the write.
+pub(super) async fn issue_nonces(cx: &Cx<'_>, ops: &[&IssueNonce]) -> Step<Vec<bool>> {
     if ops.is_empty() {
         return Ok(Vec::new());
     }
@@ -129,13 +131,13 @@ pub(super) async fn issue_nonces(cx: &mut Cx<'_>, ops: &[&IssueNonce]) -> Step<V
         .iter()
         .map(|r| r.get::<_, Vec<u8>>(0))
         .collect();
-    cx.wrote = true;
     Ok(ops.iter().map(|o| stored.contains(&o.nonce)).collect())
 }
 
 /// Uses `ops`' nonces: one statement, and one more to say why for those
-/// refused. A nonce given twice in the group is taken by the first.
-pub(super) async fn use_nonces(cx: &mut Cx<'_>, ops: &[&UseNonce]) -> Step<Vec<Step<()>>> {
+/// refused. A nonce given twice in the group is taken by the first. The
+/// caller notes the write.
+pub(super) async fn use_nonces(cx: &Cx<'_>, ops: &[&UseNonce]) -> Step<Vec<Step<()>>> {
     if ops.is_empty() {
         return Ok(Vec::new());
     }
@@ -150,9 +152,6 @@ pub(super) async fn use_nonces(cx: &mut Cx<'_>, ops: &[&UseNonce]) -> Step<Vec<S
         .iter()
         .map(|r| r.get::<_, Vec<u8>>(0))
         .collect();
-    if !taken.is_empty() {
-        cx.wrote = true;
-    }
     let mut given: HashSet<&[u8]> = HashSet::new();
     let mut out: Vec<Option<Step<()>>> = ops
         .iter()
@@ -241,20 +240,56 @@ pub(super) async fn evidence(
     cx: &mut Cx<'_>,
     ops: &[&EvidenceCommit],
 ) -> Step<Vec<Step<DeviceEntry>>> {
+    let read = read_evidence(cx.tx, ops).await?;
+    evidence_with(cx, ops, read).await
+}
+
+/// What [`evidence`] decides on: the units of a group's evidence, locked,
+/// and the evidence ids already stored. Read apart so that it can travel
+/// with the head lock (one round trip).
+pub(super) struct EvidenceRead {
+    units: Vec<tokio_postgres::Row>,
+    known: Vec<tokio_postgres::Row>,
+}
+
+/// The locking read of `ops`' units and of their evidence ids.
+pub(super) async fn read_evidence(
+    tx: &deadpool_postgres::Transaction<'_>,
+    ops: &[&EvidenceCommit],
+) -> Result<EvidenceRead, tokio_postgres::Error> {
     if ops.is_empty() {
-        return Ok(Vec::new());
+        return Ok(EvidenceRead {
+            units: Vec::new(),
+            known: Vec::new(),
+        });
     }
     let mut serials: Vec<&str> = ops.iter().map(|c| c.entry.serial.as_str()).collect();
     serials.sort_unstable();
     serials.dedup();
     let ids: Vec<&str> = ops.iter().map(|c| c.entry.evidence_id.as_str()).collect();
-    let (s_lock, s_known) = (cx.stmt(LOCK_UNITS).await?, cx.stmt(EVIDENCE_KNOWN).await?);
+    let (s_lock, s_known) = (
+        tx.prepare_cached(LOCK_UNITS).await?,
+        tx.prepare_cached(EVIDENCE_KNOWN).await?,
+    );
     let (units, known) = tokio::join!(
         biased;
-        async { cx.tx.query(&s_lock, &[&serials]).await },
-        async { cx.tx.query(&s_known, &[&ids]).await },
+        async { tx.query(&s_lock, &[&serials]).await },
+        async { tx.query(&s_known, &[&ids]).await },
     )
     .in_order()?;
+    Ok(EvidenceRead { units, known })
+}
+
+/// [`evidence`] on what [`read_evidence`] read for the same `ops`.
+pub(super) async fn evidence_with(
+    cx: &mut Cx<'_>,
+    ops: &[&EvidenceCommit],
+    read: EvidenceRead,
+) -> Step<Vec<Step<DeviceEntry>>> {
+    if ops.is_empty() {
+        return Ok(Vec::new());
+    }
+    let EvidenceRead { units, known } = read;
     // Each unit as the ops so far left it, with its active version.
     let mut state: HashMap<String, (DeviceEntry, Option<u64>)> = HashMap::new();
     for r in &units {

@@ -28,7 +28,7 @@ use tokio_postgres::Statement;
 use crate::plan::{self, SummaryKey};
 use crate::{
     Assignment, AuditNote, AuditRecord, BaselineEntry, ChangeEntry, ConcessionEntry, DeviceEntry,
-    FlagCommit, Group, StationEntry, StoreError, Write, Written,
+    EvidenceCommit, FlagCommit, Group, StationEntry, StoreError, Write, Written,
 };
 
 /// Whole-transaction attempts before answering `Unavailable`.
@@ -270,16 +270,44 @@ async fn transact(
         .await
         .map_err(tx_fail("starting a transaction"))?;
     // Nonces alone need no order with other writes: no head lock for them.
-    let head = if ops.iter().any(needs_head) {
-        Head::lock(&tx).await?
+    // A batched group's evidence is read (its units locked) in the round
+    // trip of the head lock, sent after it, so the head is still locked
+    // first.
+    let evidence: Vec<&EvidenceCommit> = if batched {
+        ops.iter()
+            .filter_map(|o| match o {
+                Op::Write(Write::Evidence(c)) => Some(c),
+                _ => None,
+            })
+            .collect()
     } else {
-        Head::default()
+        Vec::new()
+    };
+    let (head, read) = if ops.iter().any(needs_head) {
+        let (head, read) = tokio::join!(
+            biased;
+            Head::lock(&tx),
+            super::batch::read_evidence(&tx, &evidence),
+        );
+        (head?, Some(read))
+    } else {
+        (Head::default(), None)
     };
     let mut cx = Cx::new(&tx, head);
     let mut answers: Vec<Option<crate::Result<Answer>>> = ops.iter().map(|_| None).collect();
     let mut wrote = false;
     if batched {
-        wrote |= batch(&mut cx, ops, &mut answers).await?;
+        let read = match read {
+            Some(r) => Some(r.map_err(|e| {
+                if retryable(&e) || e.is_closed() {
+                    tx_fail("locking units")(e)
+                } else {
+                    TxFail::Unbatch(super::pg_error("locking units", &e).to_string())
+                }
+            })?),
+            None => None,
+        };
+        wrote |= batch(&mut cx, ops, &evidence, read, &mut answers).await?;
     }
     let many = ops
         .iter()
@@ -378,6 +406,8 @@ async fn transact(
 async fn batch(
     cx: &mut Cx<'_>,
     ops: &[Op],
+    evidence_ops: &[&EvidenceCommit],
+    read: Option<super::batch::EvidenceRead>,
     answers: &mut [Option<crate::Result<Answer>>],
 ) -> std::result::Result<bool, TxFail> {
     let fail = |f: Fail| match f {
@@ -387,7 +417,7 @@ async fn batch(
     };
     let mut issue = Vec::new();
     let mut uses = (Vec::new(), Vec::new());
-    let mut evidence = (Vec::new(), Vec::new());
+    let mut evidence = Vec::new();
     for (i, op) in ops.iter().enumerate() {
         match op {
             Op::IssueNonce(n) => issue.push((i, n)),
@@ -395,29 +425,34 @@ async fn batch(
                 uses.0.push(i);
                 uses.1.push(n);
             }
-            Op::Write(Write::Evidence(c)) => {
-                evidence.0.push(i);
-                evidence.1.push(c);
-            }
+            Op::Write(Write::Evidence(_)) => evidence.push(i),
             _ => {}
         }
     }
-    cx.wrote = false;
     let issued: Vec<&super::batch::IssueNonce> = issue.iter().map(|(_, n)| *n).collect();
-    let stored = super::batch::issue_nonces(cx, &issued)
-        .await
-        .map_err(fail)?;
+    // Sent together: one round trip for the nonces of the group.
+    let (stored, used) = {
+        let shared: &Cx<'_> = cx;
+        tokio::join!(
+            biased;
+            super::batch::issue_nonces(shared, &issued),
+            super::batch::use_nonces(shared, &uses.1),
+        )
+    };
+    let (stored, used) = (stored.map_err(fail)?, used.map_err(fail)?);
+    cx.wrote = !issue.is_empty() || !uses.0.is_empty();
     for ((i, _), stored) in issue.iter().zip(stored) {
         answers[*i] = Some(Ok(Answer::Flag(stored)));
     }
-    let used = super::batch::use_nonces(cx, &uses.1).await.map_err(fail)?;
     for (i, a) in uses.0.iter().zip(used) {
         answers[*i] = Some(a.map(|()| Answer::Done).map_err(step_error));
     }
-    let accepted = super::batch::evidence(cx, &evidence.1)
-        .await
-        .map_err(fail)?;
-    for (i, a) in evidence.0.iter().zip(accepted) {
+    let accepted = match read {
+        Some(read) => super::batch::evidence_with(cx, evidence_ops, read).await,
+        None => super::batch::evidence(cx, evidence_ops).await,
+    }
+    .map_err(fail)?;
+    for (i, a) in evidence.iter().zip(accepted) {
         answers[*i] = Some(
             a.map(|d| Answer::Written(Written::Device(d)))
                 .map_err(step_error),
