@@ -27,10 +27,14 @@ const MIGRATIONS: &[Migration] = &[
         version: 2,
         sql: include_str!("../../migrations/postgres/0002_unit_stations_by_serial.sql"),
     },
+    Migration {
+        version: 3,
+        sql: include_str!("../../migrations/postgres/0003_nonces_hot_use.sql"),
+    },
 ];
 
 /// The schema version this binary writes: the last migration's.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Key of the advisory lock migrations hold: "attestd" in ASCII, so that it
 /// is recognisable in `pg_locks` and unlikely to meet another program's.
@@ -226,6 +230,15 @@ mod tests {
             .unwrap()
             .get(0);
         assert_eq!(index, 1, "0002 adds the index by serial");
+        let def: String = c
+            .query_one(
+                "select indexdef from pg_indexes where indexname = 'nonces_by_serial'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(!def.contains("WHERE"), "0003 drops the predicate: {def}");
         let kept: i64 = c
             .query_one(
                 "select count(*) from unit_stations where serial = 'U1'",

@@ -64,6 +64,19 @@ impl PgStore {
                     .to_owned(),
             ));
         }
+        // Every boot rewrites a unit row and every challenge a nonce row:
+        // without vacuum the tables and their indices grow with dead rows
+        // and writes slow down. Served anyway (a setting, not a fault).
+        match client.query_one("SHOW autovacuum", &[]).await {
+            Ok(row) => {
+                if let Some(w) = autovacuum_warning(row.get(0)) {
+                    tracing::warn!("{w}");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %super::error_chain(&e), "autovacuum setting not read")
+            }
+        }
         drop(client);
         tracing::info!(schema_version = version, "PostgreSQL store ready");
         Ok(PgStore {
@@ -154,6 +167,19 @@ impl PgStore {
             _ => Err(unexpected()),
         }
     }
+}
+
+/// The warning for a server whose `autovacuum` setting is `setting`, if
+/// it calls for one.
+pub(super) fn autovacuum_warning(setting: &str) -> Option<String> {
+    (setting != "on").then(|| {
+        format!(
+            "autovacuum is {setting} on this PostgreSQL server: attestd rewrites a unit row on \
+             every accepted evidence and a nonce row on every challenge, so without vacuum \
+             its tables and indices fill with dead rows and writes slow down; turn autovacuum \
+             on, or vacuum the database on a schedule"
+        )
+    })
 }
 
 pub(super) fn unexpected() -> StoreError {

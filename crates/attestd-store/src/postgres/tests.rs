@@ -718,3 +718,12 @@ async fn a_group_answers_each_nonce_and_evidence_as_alone() {
     verified_head(&entries);
     assert_eq!(entries.iter().filter(|e| e.action == "evidence").count(), 2);
 }
+
+/// A server with autovacuum off is warned about; one with it on is not.
+#[test]
+fn autovacuum_off_is_warned_about() {
+    let w = super::store::autovacuum_warning("off").expect("a warning");
+    assert!(w.contains("autovacuum is off"), "{w}");
+    assert!(w.contains("dead rows"), "{w}");
+    assert!(super::store::autovacuum_warning("on").is_none());
+}
