@@ -293,8 +293,31 @@ pub async fn redecide(
     d: &DeviceEntry,
     now_ms: i64,
 ) -> Result<Redecided, Rejection> {
-    let (baseline_version, baseline) = baselines.active(store, &d.model).await?;
-    let facts = unit_facts(store, d).await?;
+    let active = store
+        .active_baseline_version(&d.model)
+        .await
+        .map_err(store_rejection)?;
+    let mut stations = Vec::new();
+    for sid in attestd_store::rules::stations_behind(d) {
+        if let Some(st) = store.get_station(sid).await.map_err(store_rejection)? {
+            stations.push(st);
+        }
+    }
+    redecide_with(store, baselines, d, active, &stations, now_ms).await
+}
+
+/// [`redecide`] with the model's active version and the stations behind
+/// the unit already read (`Store::unit_context`).
+pub async fn redecide_with(
+    store: &dyn Store,
+    baselines: &BaselineCache,
+    d: &DeviceEntry,
+    active: Option<u64>,
+    stations: &[StationEntry],
+    now_ms: i64,
+) -> Result<Redecided, Rejection> {
+    let (baseline_version, baseline) = baselines.version(store, &d.model, active).await?;
+    let facts = unit_facts_with(store, d, stations).await?;
     let evidence = if d.last_evidence_id.is_empty() {
         None
     } else {

@@ -22,7 +22,7 @@ use crate::app::App;
 use crate::auth::Principal;
 use crate::convert;
 use crate::service::admin::set_flag;
-use crate::verdict::{redecide, Redecided};
+use crate::verdict::{redecide_with, Redecided};
 
 /// The `attestd.v1.Release` service.
 pub struct ReleaseService {
@@ -85,8 +85,10 @@ async fn decide_one(app: &App, caller: &str, serial: &str) -> Result<Decided, Re
         decided_for: caller.to_owned(),
         ..Default::default()
     };
-    let Some(d) = store
-        .get_device(serial.as_str())
+    // The unit with its active baseline version and stations, in one read
+    // where the store can.
+    let Some(ctx) = store
+        .unit_context(serial.as_str())
         .await
         .map_err(|e| app.store_err(e))?
     else {
@@ -106,7 +108,16 @@ async fn decide_one(app: &App, caller: &str, serial: &str) -> Result<Decided, Re
         evidence,
         appraisal,
         ..
-    } = redecide(store, &app.baselines, &d, now_ms).await?;
+    } = redecide_with(
+        store,
+        &app.baselines,
+        &ctx.device,
+        ctx.active,
+        &ctx.stations,
+        now_ms,
+    )
+    .await?;
+    let d = ctx.device;
     // When the unit's records arrived: kept with the unit, else read.
     let mut latest_record_ms = 0;
     let kept = [
