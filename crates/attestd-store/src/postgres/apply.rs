@@ -10,8 +10,8 @@ use tokio_postgres::Row;
 use super::write::{decode, Answer, Cx, Fail, InOrder, Op, Step};
 use crate::plan::{self, UnitWrite};
 use crate::{
-    AuditNote, BaselineEntry, DecisionCommit, DeviceEntry, FlagCommit, ReappraisalCommit,
-    RecordCommit, RecordEntry, RecordOutcome, StationEntry, Write, Written, SWEEP_STATION,
+    AuditNote, BaselineEntry, DeviceEntry, FlagCommit, ReappraisalCommit, RecordCommit,
+    RecordEntry, RecordOutcome, StationEntry, Write, Written, SWEEP_STATION,
 };
 
 /// The unit, locked, and its model's active baseline version.
@@ -42,7 +42,6 @@ const GET_RECORD: &str = "SELECT body FROM records WHERE record_id = $1";
 const LOCK_STATION: &str = "SELECT body FROM stations WHERE station_id = $1 FOR UPDATE";
 const KEY_OWNER: &str = "SELECT serial FROM device_keys WHERE key_id = $1";
 const LOCK_DEVICE: &str = "SELECT body FROM devices WHERE serial = $1 FOR UPDATE";
-const STATIONS_BY_ID: &str = "SELECT body FROM stations WHERE station_id = ANY($1::text[])";
 const PUT_STATION: &str = "UPDATE stations SET body = $2 WHERE station_id = $1";
 const INSERT_STATION: &str =
     "INSERT INTO stations (station_id, body) VALUES ($1, $2) ON CONFLICT DO NOTHING";
@@ -69,17 +68,11 @@ const OPEN_SWEEP: &str = "INSERT INTO sweeps (kind, key, cursor, reason, generat
      reason = excluded.reason, generation = excluded.generation";
 
 const KIND_REAPPRAISAL: i8 = b'a' as i8;
-const KIND_DECISION: i8 = b'd' as i8;
 
 /// Applies one op.
 pub(super) async fn apply(cx: &mut Cx<'_>, op: &Op) -> Step<Answer> {
     Ok(match op {
-        Op::Write(Write::Evidence(c)) => {
-            let one = super::batch::evidence(cx, &[c]).await?.pop();
-            Answer::Written(Written::Device(
-                one.unwrap_or_else(|| Err(Fail::Refused(super::store::unexpected())))?,
-            ))
-        }
+        Op::Write(Write::Evidence(c)) => one_unit(cx, super::batch::UnitOp::Evidence(c)).await?,
         Op::IssueNonce(n) => {
             cx.wrote = true;
             let stored = super::batch::issue_nonces(cx, &[n]).await?;
@@ -95,10 +88,7 @@ pub(super) async fn apply(cx: &mut Cx<'_>, op: &Op) -> Step<Answer> {
             Answer::Written(Written::Device(reappraisal(cx, c).await?))
         }
         Op::Write(Write::Record(c)) => Answer::Written(Written::Record(record(cx, c).await?)),
-        Op::Write(Write::Decision(d)) => {
-            decision(cx, d).await?;
-            Answer::Written(Written::Done)
-        }
+        Op::Write(Write::Decision(d)) => one_unit(cx, super::batch::UnitOp::Decision(d)).await?,
         Op::Flag(c) => Answer::Device(flag(cx, c).await?),
         Op::Assign {
             serial,
@@ -151,6 +141,13 @@ pub(super) async fn apply(cx: &mut Cx<'_>, op: &Op) -> Step<Answer> {
             Answer::Flag(taken == 1)
         }
     })
+}
+
+/// One evidence or decision through [`super::batch::units`].
+async fn one_unit(cx: &mut Cx<'_>, op: super::batch::UnitOp<'_>) -> Step<Answer> {
+    let one = super::batch::units(cx, &[op]).await?.pop();
+    let d = one.unwrap_or_else(|| Err(Fail::Refused(super::store::unexpected())))?;
+    Ok(super::write::unit_answer(d))
 }
 
 fn device_of(row: &Row) -> Step<DeviceEntry> {
@@ -326,30 +323,6 @@ async fn record(cx: &mut Cx<'_>, c: &RecordCommit) -> Step<RecordOutcome> {
     .in_order()?;
     cx.audit(&p.audit);
     Ok(outcome)
-}
-
-async fn decision(cx: &mut Cx<'_>, c: &DecisionCommit) -> Step<()> {
-    let serial = c.entry.serial.as_str();
-    let (d, active) = unit_view(cx, serial).await?;
-    let behind: Vec<&str> = d.iter().flat_map(crate::rules::stations_behind).collect();
-    let mut revoked = Vec::new();
-    if !behind.is_empty() {
-        let s = cx.stmt(STATIONS_BY_ID).await?;
-        for row in cx.tx.query(&s, &[&behind]).await? {
-            let st: StationEntry = decode(row.get::<_, &[u8]>(0), "station")?;
-            if st.revoked {
-                revoked.push(st.station_id);
-            }
-        }
-    }
-    plan::admit_decision(d.as_ref(), active, revoked, c)?;
-    let s = cx.stmt(INSERT_HISTORY).await?;
-    cx.wrote = true;
-    cx.tx
-        .execute(&s, &[&serial, &KIND_DECISION, &c.entry.encode_to_vec()])
-        .await?;
-    cx.audit(&c.audit);
-    Ok(())
 }
 
 async fn flag(cx: &mut Cx<'_>, c: &FlagCommit) -> Step<DeviceEntry> {

@@ -1,5 +1,6 @@
 //! The ops a group commits in a few statements however many there are:
-//! challenge nonces issued and used, and accepted evidence.
+//! challenge nonces issued and used, accepted evidence and release
+//! decisions.
 //!
 //! A boot is a challenge and an evidence write. Written one statement per
 //! op, each costs PostgreSQL a round trip and a commit of its own, and the
@@ -25,7 +26,7 @@ use super::apply::when;
 use super::write::{decode, Cx, Fail, InOrder, Step};
 use crate::nonces::{expired_nonce, reused_nonce, unknown_nonce};
 use crate::plan;
-use crate::{DeviceEntry, EvidenceCommit, StoreError};
+use crate::{DecisionCommit, DeviceEntry, EvidenceCommit, StationEntry, StoreError};
 
 /// A nonce to store as issued.
 pub(super) struct IssueNonce {
@@ -82,6 +83,13 @@ const LOCK_UNITS: &str = "SELECT d.serial, d.body, (SELECT a.version FROM baseli
      WHERE a.model = d.model) FROM devices d WHERE d.serial = ANY($1::text[]) \
      ORDER BY d.serial FOR UPDATE OF d";
 
+/// [`LOCK_UNITS`] with the bodies of the stations linked to each unit (for
+/// release decisions, which rest on their revocation).
+const LOCK_UNITS_AND_STATIONS: &str = "SELECT d.serial, d.body, (SELECT a.version FROM \
+     baseline_active a WHERE a.model = d.model), ARRAY(SELECT s.body FROM unit_stations us \
+     JOIN stations s ON s.station_id = us.station_id WHERE us.serial = d.serial) \
+     FROM devices d WHERE d.serial = ANY($1::text[]) ORDER BY d.serial FOR UPDATE OF d";
+
 /// Which of these evidence ids are stored.
 const EVIDENCE_KNOWN: &str = "SELECT evidence_id FROM evidence WHERE evidence_id = ANY($1::text[])";
 
@@ -97,12 +105,15 @@ const DROP_DIGESTS: &str = "DELETE FROM unit_digests WHERE (serial, digest) IN \
 const ADD_DIGESTS: &str = "INSERT INTO unit_digests (serial, digest) \
      SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING";
 
-/// Evidence and its history entries, the history in queue order.
-const INSERT_EVIDENCE: &str = "WITH h AS (INSERT INTO history (serial, ord, kind, ref_id) \
-     SELECT t.s, nextval('history_ord'), 'e', t.id FROM unnest($1::text[], $2::text[]) \
-     WITH ORDINALITY AS t(id, s, i) ORDER BY t.i) \
-     INSERT INTO evidence (evidence_id, serial, body, raw) \
+/// Accepted evidence (its history entries are written by
+/// [`INSERT_HISTORY`]).
+const INSERT_EVIDENCE: &str = "INSERT INTO evidence (evidence_id, serial, body, raw) \
      SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bytea[])";
+
+/// History entries in queue order: evidence by reference, decisions by value.
+const INSERT_HISTORY: &str = "INSERT INTO history (serial, ord, kind, ref_id, body) \
+     SELECT t.s, nextval('history_ord'), t.k, t.r, t.b FROM unnest($1::text[], \
+     $2::\"char\"[], $3::text[], $4::bytea[]) WITH ORDINALITY AS t(s, k, r, b, i) ORDER BY t.i";
 
 /// Issues `ops` (one statement); each answers whether its nonce was stored
 /// (`false`: its serial is not enrolled and it asked for enrolled only).
@@ -234,80 +245,150 @@ impl Digests {
     }
 }
 
-/// Admits and writes `ops` (evidence, in queue order): one locking read,
-/// the rules op by op, then one statement per table. Answers each op.
-pub(super) async fn evidence(
-    cx: &mut Cx<'_>,
-    ops: &[&EvidenceCommit],
-) -> Step<Vec<Step<DeviceEntry>>> {
-    let read = read_evidence(cx.tx, ops).await?;
-    evidence_with(cx, ops, read).await
+/// A group's write about one unit that [`units`] admits in queue order.
+#[derive(Clone, Copy)]
+pub(super) enum UnitOp<'a> {
+    Evidence(&'a EvidenceCommit),
+    /// A release decision: stored only on the state it rested on.
+    Decision(&'a DecisionCommit),
 }
 
-/// What [`evidence`] decides on: the units of a group's evidence, locked,
-/// and the evidence ids already stored. Read apart so that it can travel
-/// with the head lock (one round trip).
-pub(super) struct EvidenceRead {
+impl UnitOp<'_> {
+    fn serial(&self) -> &str {
+        match self {
+            UnitOp::Evidence(c) => &c.entry.serial,
+            UnitOp::Decision(c) => &c.entry.serial,
+        }
+    }
+}
+
+/// What [`units`] answers for one op: the unit (evidence) or nothing
+/// (a decision).
+pub(super) type UnitAnswer = Step<Option<DeviceEntry>>;
+
+/// Admits and writes `ops` in queue order: one locking read, the rules op
+/// by op, then one statement per table. Answers each op.
+pub(super) async fn units(cx: &mut Cx<'_>, ops: &[UnitOp<'_>]) -> Step<Vec<UnitAnswer>> {
+    let read = read_units(cx.tx, ops).await?;
+    units_with(cx, ops, read).await
+}
+
+/// What [`units`] decides on: the units of a group's ops, locked (with the
+/// stations behind them when a decision needs them), and the evidence ids
+/// already stored. Read apart so that it can travel with the head lock
+/// (one round trip).
+pub(super) struct UnitsRead {
     units: Vec<tokio_postgres::Row>,
     known: Vec<tokio_postgres::Row>,
+    with_stations: bool,
 }
 
 /// The locking read of `ops`' units and of their evidence ids.
-pub(super) async fn read_evidence(
+pub(super) async fn read_units(
     tx: &deadpool_postgres::Transaction<'_>,
-    ops: &[&EvidenceCommit],
-) -> Result<EvidenceRead, tokio_postgres::Error> {
+    ops: &[UnitOp<'_>],
+) -> Result<UnitsRead, tokio_postgres::Error> {
+    let with_stations = ops.iter().any(|o| matches!(o, UnitOp::Decision(_)));
     if ops.is_empty() {
-        return Ok(EvidenceRead {
+        return Ok(UnitsRead {
             units: Vec::new(),
             known: Vec::new(),
+            with_stations,
         });
     }
-    let mut serials: Vec<&str> = ops.iter().map(|c| c.entry.serial.as_str()).collect();
+    let mut serials: Vec<&str> = ops.iter().map(UnitOp::serial).collect();
     serials.sort_unstable();
     serials.dedup();
-    let ids: Vec<&str> = ops.iter().map(|c| c.entry.evidence_id.as_str()).collect();
+    let ids: Vec<&str> = ops
+        .iter()
+        .filter_map(|o| match o {
+            UnitOp::Evidence(c) => Some(c.entry.evidence_id.as_str()),
+            UnitOp::Decision(_) => None,
+        })
+        .collect();
+    let lock = if with_stations {
+        LOCK_UNITS_AND_STATIONS
+    } else {
+        LOCK_UNITS
+    };
     let (s_lock, s_known) = (
-        tx.prepare_cached(LOCK_UNITS).await?,
+        tx.prepare_cached(lock).await?,
         tx.prepare_cached(EVIDENCE_KNOWN).await?,
     );
     let (units, known) = tokio::join!(
         biased;
         async { tx.query(&s_lock, &[&serials]).await },
-        async { tx.query(&s_known, &[&ids]).await },
+        async {
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            tx.query(&s_known, &[&ids]).await
+        },
     )
     .in_order()?;
-    Ok(EvidenceRead { units, known })
+    Ok(UnitsRead {
+        units,
+        known,
+        with_stations,
+    })
 }
 
-/// [`evidence`] on what [`read_evidence`] read for the same `ops`.
-pub(super) async fn evidence_with(
+/// [`units`] on what [`read_units`] read for the same `ops`.
+pub(super) async fn units_with(
     cx: &mut Cx<'_>,
-    ops: &[&EvidenceCommit],
-    read: EvidenceRead,
-) -> Step<Vec<Step<DeviceEntry>>> {
+    ops: &[UnitOp<'_>],
+    read: UnitsRead,
+) -> Step<Vec<UnitAnswer>> {
     if ops.is_empty() {
         return Ok(Vec::new());
     }
-    let EvidenceRead { units, known } = read;
     // Each unit as the ops so far left it, with its active version.
     let mut state: HashMap<String, (DeviceEntry, Option<u64>)> = HashMap::new();
-    for r in &units {
+    // Stations by id, as read (a group's ops change none).
+    let mut stations: HashMap<String, StationEntry> = HashMap::new();
+    for r in &read.units {
         let d: DeviceEntry = decode(r.get::<_, &[u8]>(1), "device")?;
         let active = r.get::<_, Option<i64>>(2).map(|v| v as u64);
+        if read.with_stations {
+            for b in r.get::<_, Vec<&[u8]>>(3) {
+                let st: StationEntry = decode(b, "station")?;
+                stations.insert(st.station_id.clone(), st);
+            }
+        }
         state.insert(r.get(0), (d, active));
     }
-    let mut known: HashSet<String> = known.iter().map(|r| r.get(0)).collect();
+    let mut known: HashSet<String> = read.known.iter().map(|r| r.get(0)).collect();
     let mut answers = Vec::with_capacity(ops.len());
     let mut digests: BTreeMap<String, Digests> = BTreeMap::new();
     let mut written: BTreeMap<String, ()> = BTreeMap::new();
     let mut rows = EvidenceRows::default();
-    for c in ops {
-        let e = &c.entry;
-        let (unit, active) = match state.get(&e.serial) {
+    let mut history = HistoryRows::default();
+    for op in ops {
+        let (unit, active) = match state.get(op.serial()) {
             Some((d, a)) => (Some(d), *a),
             None => (None, None),
         };
+        let c = match op {
+            UnitOp::Evidence(c) => *c,
+            UnitOp::Decision(c) => {
+                let revoked: Vec<String> = unit
+                    .iter()
+                    .flat_map(|d| crate::rules::stations_behind(d))
+                    .filter(|sid| stations.get(*sid).is_some_and(|st| st.revoked))
+                    .map(str::to_owned)
+                    .collect();
+                match plan::admit_decision(unit, active, revoked, c) {
+                    Ok(()) => {
+                        history.decision(c);
+                        cx.audit(&c.audit);
+                        answers.push(Ok(None));
+                    }
+                    Err(r) => answers.push(Err(r.into())),
+                }
+                continue;
+            }
+        };
+        let e = &c.entry;
         let w = match plan::admit_evidence(unit, active, known.contains(&e.evidence_id), c) {
             Ok(w) => w,
             Err(r) => {
@@ -324,14 +405,15 @@ pub(super) async fn evidence_with(
         written.insert(e.serial.clone(), ());
         known.insert(e.evidence_id.clone());
         rows.push(e);
+        history.evidence(e);
         cx.head.evidence += 1;
         cx.audit(&c.audit);
-        answers.push(Ok(w.new.clone()));
+        answers.push(Ok(Some(w.new.clone())));
         if let Some(s) = state.get_mut(&e.serial) {
             s.0 = w.new;
         }
     }
-    if written.is_empty() {
+    if history.serials.is_empty() {
         return Ok(answers);
     }
     let units: Vec<&DeviceEntry> = written
@@ -357,23 +439,29 @@ pub(super) async fn evidence_with(
             add_d.push(x.as_str());
         }
     }
-    let (s_units, s_drop, s_add, s_ev) = (
+    let (s_units, s_drop, s_add, s_ev, s_hist) = (
         cx.stmt(UPDATE_UNITS).await?,
         cx.stmt(DROP_DIGESTS).await?,
         cx.stmt(ADD_DIGESTS).await?,
         cx.stmt(INSERT_EVIDENCE).await?,
+        cx.stmt(INSERT_HISTORY).await?,
     );
     let tx = cx.tx;
-    let (updated, _, _, _) = tokio::join!(
+    let (updated, _, _, _, _) = tokio::join!(
         biased;
-        async {
+        when(!units.is_empty(), async {
             let (a, b, c, d, e, f) = &unit_cols;
             tx.execute(&s_units, &[a, b, c, d, e, f]).await
-        },
+        }),
         when(!drop_s.is_empty(), async { tx.execute(&s_drop, &[&drop_s, &drop_d]).await }),
         when(!add_s.is_empty(), async { tx.execute(&s_add, &[&add_s, &add_d]).await }),
-        async {
+        when(!rows.ids.is_empty(), async {
             tx.execute(&s_ev, &[&rows.ids, &rows.serials, &rows.bodies, &rows.raw])
+                .await
+        }),
+        async {
+            let h = &history;
+            tx.execute(&s_hist, &[&h.serials, &h.kinds, &h.refs, &h.bodies])
                 .await
         },
     )
@@ -403,5 +491,31 @@ impl EvidenceRows {
         self.serials.push(e.serial.clone());
         self.bodies.push(stored.encode_to_vec());
         self.raw.push(raw);
+    }
+}
+
+/// The columns of the history entries a group appends, in queue order:
+/// evidence by reference, decisions by value.
+#[derive(Default)]
+struct HistoryRows {
+    serials: Vec<String>,
+    kinds: Vec<i8>,
+    refs: Vec<Option<String>>,
+    bodies: Vec<Option<Vec<u8>>>,
+}
+
+impl HistoryRows {
+    fn evidence(&mut self, e: &crate::EvidenceEntry) {
+        self.serials.push(e.serial.clone());
+        self.kinds.push(b'e' as i8);
+        self.refs.push(Some(e.evidence_id.clone()));
+        self.bodies.push(None);
+    }
+
+    fn decision(&mut self, c: &DecisionCommit) {
+        self.serials.push(c.entry.serial.clone());
+        self.kinds.push(b'd' as i8);
+        self.refs.push(None);
+        self.bodies.push(Some(c.entry.encode_to_vec()));
     }
 }

@@ -28,7 +28,7 @@ use tokio_postgres::Statement;
 use crate::plan::{self, SummaryKey};
 use crate::{
     Assignment, AuditNote, AuditRecord, BaselineEntry, ChangeEntry, ConcessionEntry, DeviceEntry,
-    EvidenceCommit, FlagCommit, Group, StationEntry, StoreError, Write, Written,
+    FlagCommit, Group, StationEntry, StoreError, Write, Written,
 };
 
 /// Whole-transaction attempts before answering `Unavailable`.
@@ -270,16 +270,11 @@ async fn transact(
         .await
         .map_err(tx_fail("starting a transaction"))?;
     // Nonces alone need no order with other writes: no head lock for them.
-    // A batched group's evidence is read (its units locked) in the round
-    // trip of the head lock, sent after it, so the head is still locked
-    // first.
-    let evidence: Vec<&EvidenceCommit> = if batched {
-        ops.iter()
-            .filter_map(|o| match o {
-                Op::Write(Write::Evidence(c)) => Some(c),
-                _ => None,
-            })
-            .collect()
+    // A batched group's evidence and decisions are read (their units
+    // locked) in the round trip of the head lock, sent after it, so the
+    // head is still locked first.
+    let unit_ops: Vec<super::batch::UnitOp<'_>> = if batched {
+        ops.iter().filter_map(unit_op).collect()
     } else {
         Vec::new()
     };
@@ -287,7 +282,7 @@ async fn transact(
         let (head, read) = tokio::join!(
             biased;
             Head::lock(&tx),
-            super::batch::read_evidence(&tx, &evidence),
+            super::batch::read_units(&tx, &unit_ops),
         );
         (head?, Some(read))
     } else {
@@ -307,7 +302,7 @@ async fn transact(
             })?),
             None => None,
         };
-        wrote |= batch(&mut cx, ops, &evidence, read, &mut answers).await?;
+        wrote |= batch(&mut cx, ops, &unit_ops, read, &mut answers).await?;
     }
     let many = ops
         .iter()
@@ -399,15 +394,25 @@ async fn transact(
     })
 }
 
-/// Runs the ops [`super::batch`] writes for many at once (nonces and
-/// evidence), answering them in `answers`; the others are left `None`.
+/// Runs the ops [`super::batch`] writes for many at once (nonces, evidence
+/// and release decisions), answering them in `answers`; the others are
+/// left `None`.
 /// Returns whether anything was written. A failed statement fails the
 /// transaction: [`TxFail::Unbatch`] (or `Retry`).
+/// An op [`super::batch::units`] writes (evidence, a release decision).
+fn unit_op(op: &Op) -> Option<super::batch::UnitOp<'_>> {
+    match op {
+        Op::Write(Write::Evidence(c)) => Some(super::batch::UnitOp::Evidence(c)),
+        Op::Write(Write::Decision(d)) => Some(super::batch::UnitOp::Decision(d)),
+        _ => None,
+    }
+}
+
 async fn batch(
     cx: &mut Cx<'_>,
     ops: &[Op],
-    evidence_ops: &[&EvidenceCommit],
-    read: Option<super::batch::EvidenceRead>,
+    unit_ops: &[super::batch::UnitOp<'_>],
+    read: Option<super::batch::UnitsRead>,
     answers: &mut [Option<crate::Result<Answer>>],
 ) -> std::result::Result<bool, TxFail> {
     let fail = |f: Fail| match f {
@@ -417,7 +422,7 @@ async fn batch(
     };
     let mut issue = Vec::new();
     let mut uses = (Vec::new(), Vec::new());
-    let mut evidence = Vec::new();
+    let mut unit_idx = Vec::new();
     for (i, op) in ops.iter().enumerate() {
         match op {
             Op::IssueNonce(n) => issue.push((i, n)),
@@ -425,7 +430,7 @@ async fn batch(
                 uses.0.push(i);
                 uses.1.push(n);
             }
-            Op::Write(Write::Evidence(_)) => evidence.push(i),
+            Op::Write(Write::Evidence(_) | Write::Decision(_)) => unit_idx.push(i),
             _ => {}
         }
     }
@@ -448,17 +453,23 @@ async fn batch(
         answers[*i] = Some(a.map(|()| Answer::Done).map_err(step_error));
     }
     let accepted = match read {
-        Some(read) => super::batch::evidence_with(cx, evidence_ops, read).await,
-        None => super::batch::evidence(cx, evidence_ops).await,
+        Some(read) => super::batch::units_with(cx, unit_ops, read).await,
+        None => super::batch::units(cx, unit_ops).await,
     }
     .map_err(fail)?;
-    for (i, a) in evidence.iter().zip(accepted) {
-        answers[*i] = Some(
-            a.map(|d| Answer::Written(Written::Device(d)))
-                .map_err(step_error),
-        );
+    for (i, a) in unit_idx.iter().zip(accepted) {
+        answers[*i] = Some(a.map(unit_answer).map_err(step_error));
     }
     Ok(cx.wrote)
+}
+
+/// The answer of an op [`super::batch::units`] applied: the unit for
+/// evidence, nothing for a decision.
+pub(super) fn unit_answer(d: Option<DeviceEntry>) -> Answer {
+    match d {
+        Some(d) => Answer::Written(Written::Device(d)),
+        None => Answer::Written(Written::Done),
+    }
 }
 
 /// The answer of an op refused inside a batch (a rule, never a statement).
