@@ -727,3 +727,73 @@ fn autovacuum_off_is_warned_about() {
     assert!(w.contains("dead rows"), "{w}");
     assert!(super::store::autovacuum_warning("on").is_none());
 }
+
+/// Evidence and release decisions of one group are decided in queue order
+/// against the unit as the ops before them left it: a decision after
+/// evidence on the same snapshot conflicts; a decision before it applies,
+/// and the unit's history lists them in that order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_decides_evidence_and_decisions_in_queue_order() {
+    use super::write::{Answer, Op};
+    let db = TestDb::create();
+    let s = open(&db).await;
+    fleet(&s, 2).await;
+    let d0 = s.get_device(&serial(0)).await.unwrap().unwrap();
+    let d1 = s.get_device(&serial(1)).await.unwrap().unwrap();
+    let decision = |id: &str, d: &DeviceEntry| DecisionCommit {
+        entry: ReleaseDecisionEntry {
+            decision_id: id.into(),
+            serial: d.serial.clone(),
+            decision: 1,
+            ..ReleaseDecisionEntry::default()
+        },
+        audit: note("release.decide"),
+        expected_revision: d.revision,
+        expected_baseline: None,
+        expected_revoked_stations: vec![],
+    };
+    let answers = s
+        .write(vec![
+            Op::Write(Write::Evidence(evidence(&d0, "ev_0", 1))),
+            Op::Write(Write::Decision(decision("rd_late", &d0))),
+            Op::Write(Write::Decision(decision("rd_first", &d1))),
+            Op::Write(Write::Evidence(evidence(&d1, "ev_1", 1))),
+        ])
+        .await;
+    assert!(matches!(
+        answers[0],
+        Ok(Answer::Written(Written::Device(_)))
+    ));
+    assert!(
+        matches!(answers[1], Err(StoreError::Conflict)),
+        "decided on the unit before the evidence of the same group"
+    );
+    assert!(matches!(answers[2], Ok(Answer::Written(Written::Done))));
+    assert!(matches!(
+        answers[3],
+        Ok(Answer::Written(Written::Device(_)))
+    ));
+    let kinds = |items: Vec<HistoryItem>| -> Vec<String> {
+        items
+            .into_iter()
+            .filter_map(|i| match i {
+                HistoryItem::Evidence(e) => Some(e.evidence_id),
+                HistoryItem::Decision(d) => Some(d.decision_id),
+                _ => None,
+            })
+            .collect()
+    };
+    let h0 = s.list_history(&serial(0), None, 10).await.unwrap().items;
+    assert_eq!(kinds(h0), ["ev_0"], "the refused decision stored nothing");
+    let h1 = s.list_history(&serial(1), None, 10).await.unwrap().items;
+    assert_eq!(kinds(h1), ["rd_first", "ev_1"], "queue order");
+    let entries = s.audit_after(0, 1_000).await.unwrap();
+    verified_head(&entries);
+    assert_eq!(
+        entries
+            .iter()
+            .filter(|e| e.action == "release.decide")
+            .count(),
+        1
+    );
+}
