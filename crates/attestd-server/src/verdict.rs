@@ -139,20 +139,11 @@ pub fn calibration_facts(e: &CalibrationFactsEntry) -> Option<CalibrationFacts> 
     })
 }
 
-/// What the unit's records and the stations behind them say.
-pub async fn unit_facts(store: &dyn Store, d: &DeviceEntry) -> Result<UnitFacts, Rejection> {
-    let mut stations = Vec::new();
-    for sid in attestd_store::rules::stations_behind(d) {
-        if let Some(st) = store.get_station(sid).await.map_err(store_rejection)? {
-            stations.push(st);
-        }
-    }
-    unit_facts_with(store, d, &stations).await
-}
-
-/// [`unit_facts`] with the stations behind the unit already read (those
-/// registered; an absent one counts as not revoked).
-pub async fn unit_facts_with(
+/// What the unit's records and the stations behind them say, with those
+/// stations already read (`Store::unit_context`,
+/// `attestd_store::read_stations_behind`; an absent one counts as not
+/// revoked).
+pub async fn unit_facts(
     store: &dyn Store,
     d: &DeviceEntry,
     stations: &[StationEntry],
@@ -297,12 +288,9 @@ pub async fn redecide(
         .active_baseline_version(&d.model)
         .await
         .map_err(store_rejection)?;
-    let mut stations = Vec::new();
-    for sid in attestd_store::rules::stations_behind(d) {
-        if let Some(st) = store.get_station(sid).await.map_err(store_rejection)? {
-            stations.push(st);
-        }
-    }
+    let stations = attestd_store::read_stations_behind(store, d)
+        .await
+        .map_err(store_rejection)?;
     redecide_with(store, baselines, d, active, &stations, now_ms).await
 }
 
@@ -317,7 +305,7 @@ pub async fn redecide_with(
     now_ms: i64,
 ) -> Result<Redecided, Rejection> {
     let (baseline_version, baseline) = baselines.version(store, &d.model, active).await?;
-    let facts = unit_facts_with(store, d, stations).await?;
+    let facts = unit_facts(store, d, stations).await?;
     let evidence = if d.last_evidence_id.is_empty() {
         None
     } else {

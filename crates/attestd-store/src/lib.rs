@@ -580,12 +580,7 @@ pub trait Store: Send + Sync + 'static {
             return Ok(None);
         };
         let active = self.active_baseline_version(&device.model).await?;
-        let mut stations = Vec::new();
-        for sid in rules::stations_behind(&device) {
-            if let Some(st) = self.get_station(sid).await? {
-                stations.push(st);
-            }
-        }
+        let stations = read_stations_behind(self, &device).await?;
         Ok(Some(UnitContext {
             device,
             active,
@@ -826,4 +821,19 @@ pub trait Store: Send + Sync + 'static {
 /// The refusal of a challenge for a serial that is not enrolled.
 pub fn not_enrolled(serial: &str) -> Rejection {
     attestd_core::reject!(DeviceNotFound, "serial {serial} is not enrolled")
+}
+
+/// The registered stations behind `unit` ([`rules::stations_behind`]), one
+/// read each; an unregistered one is left out.
+pub async fn read_stations_behind<S: Store + ?Sized>(
+    store: &S,
+    unit: &DeviceEntry,
+) -> Result<Vec<StationEntry>> {
+    let mut stations = Vec::new();
+    for sid in rules::stations_behind(unit) {
+        if let Some(st) = store.get_station(sid).await? {
+            stations.push(st);
+        }
+    }
+    Ok(stations)
 }

@@ -17,7 +17,7 @@ use tonic::{Request, Response, Status};
 
 use crate::app::App;
 use crate::convert;
-use crate::verdict::{merged_svns, svn_pairs, unit_facts_with, verdict};
+use crate::verdict::{merged_svns, svn_pairs, unit_facts, verdict};
 
 /// Prefix of evidence ids.
 pub const EVIDENCE_ID_PREFIX: &str = "ev_";
@@ -213,7 +213,7 @@ async fn decide(
             return Err(r);
         }
     }
-    let facts = unit_facts_with(app.store.as_ref(), device, &unit.stations).await?;
+    let facts = unit_facts(app.store.as_ref(), device, &unit.stations).await?;
     let prior_svns = svn_pairs(&device.svns);
     let ev_facts = EvidenceFacts {
         claims: &c.claims,

@@ -394,11 +394,6 @@ async fn transact(
     })
 }
 
-/// Runs the ops [`super::batch`] writes for many at once (nonces, evidence
-/// and release decisions), answering them in `answers`; the others are
-/// left `None`.
-/// Returns whether anything was written. A failed statement fails the
-/// transaction: [`TxFail::Unbatch`] (or `Retry`).
 /// An op [`super::batch::units`] writes (evidence, a release decision).
 fn unit_op(op: &Op) -> Option<super::batch::UnitOp<'_>> {
     match op {
@@ -408,6 +403,11 @@ fn unit_op(op: &Op) -> Option<super::batch::UnitOp<'_>> {
     }
 }
 
+/// Runs the ops [`super::batch`] writes for many at once (nonces, and
+/// `unit_ops`: the evidence and release decisions, read in `read` with the
+/// head lock), answering them in `answers`; the others are left `None`.
+/// Returns whether anything was written. A failed statement fails the
+/// transaction: [`TxFail::Unbatch`] (or `Retry`).
 async fn batch(
     cx: &mut Cx<'_>,
     ops: &[Op],
@@ -430,7 +430,7 @@ async fn batch(
                 uses.0.push(i);
                 uses.1.push(n);
             }
-            Op::Write(Write::Evidence(_) | Write::Decision(_)) => unit_idx.push(i),
+            _ if unit_op(op).is_some() => unit_idx.push(i),
             _ => {}
         }
     }
@@ -452,13 +452,14 @@ async fn batch(
     for (i, a) in uses.0.iter().zip(used) {
         answers[*i] = Some(a.map(|()| Answer::Done).map_err(step_error));
     }
-    let accepted = match read {
-        Some(read) => super::batch::units_with(cx, unit_ops, read).await,
-        None => super::batch::units(cx, unit_ops).await,
-    }
-    .map_err(fail)?;
-    for (i, a) in unit_idx.iter().zip(accepted) {
-        answers[*i] = Some(a.map(unit_answer).map_err(step_error));
+    // No read: a group of nonces only (no head lock), so no unit ops.
+    if let Some(read) = read {
+        let accepted = super::batch::units_with(cx, unit_ops, read)
+            .await
+            .map_err(fail)?;
+        for (i, a) in unit_idx.iter().zip(accepted) {
+            answers[*i] = Some(a.map(unit_answer).map_err(step_error));
+        }
     }
     Ok(cx.wrote)
 }
