@@ -11,6 +11,7 @@ mod apply;
 mod batch;
 mod commit;
 mod config;
+mod context;
 mod jobs;
 mod migrate;
 mod read;

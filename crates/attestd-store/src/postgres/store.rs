@@ -14,6 +14,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use super::commit::{Committer, MAX_GROUP};
+use super::context::Contexts;
 use super::jobs;
 use super::read::{self, corrupt, db, decode, limit, page, parse_order, prep};
 use super::write::{self, Answer, Op};
@@ -30,6 +31,7 @@ use crate::{
 pub struct PgStore {
     pool: Pool,
     committer: Arc<Committer>,
+    contexts: Arc<Contexts>,
     pub(super) nonce_calls: AtomicU64,
 }
 
@@ -81,9 +83,16 @@ impl PgStore {
         tracing::info!(schema_version = version, "PostgreSQL store ready");
         Ok(PgStore {
             committer: Committer::start(pool.clone()),
+            contexts: Contexts::start(pool.clone()),
             pool,
             nonce_calls: AtomicU64::new(0),
         })
+    }
+
+    /// Statements that read unit contexts so far.
+    #[cfg(test)]
+    pub(super) fn context_statements(&self) -> u64 {
+        self.contexts.statements()
     }
 
     /// The connection pool, for tools and tests that look below the contract.
@@ -626,31 +635,9 @@ impl Store for PgStore {
     }
 
     async fn unit_context(&self, serial: &str) -> Result<Option<UnitContext>> {
-        // The unit, its model's active version and the stations it is
-        // linked to (`unit_stations` holds exactly the stations behind it),
-        // in one round trip.
-        let sql = "SELECT d.body, (SELECT a.version FROM baseline_active a \
-                   WHERE a.model = d.model), ARRAY(SELECT s.body FROM unit_stations us \
-                   JOIN stations s ON s.station_id = us.station_id WHERE us.serial = d.serial) \
-                   FROM devices d WHERE d.serial = $1";
-        let Some(row) = self.row(sql, &[&serial], "reading a unit").await? else {
-            return Ok(None);
-        };
-        let device: DeviceEntry = body(&row, "device")?;
-        let active = row.get::<_, Option<i64>>(1).map(count);
-        let behind = crate::rules::stations_behind(&device);
-        let mut stations = Vec::with_capacity(behind.len());
-        for b in row.get::<_, Vec<&[u8]>>(2) {
-            let st: StationEntry = decode(b, "station")?;
-            if behind.contains(&st.station_id.as_str()) {
-                stations.push(st);
-            }
-        }
-        Ok(Some(UnitContext {
-            device,
-            active,
-            stations,
-        }))
+        // One statement for the units of all the reads queued with this
+        // one (`super::context`).
+        self.contexts.read(serial).await
     }
 
     async fn consume_nonce(

@@ -870,3 +870,55 @@ async fn the_nonce_sweep_walks_the_expiry_index() {
         .get(0);
     assert_eq!(left, 301_100);
 }
+
+/// Concurrent context reads share statements, and each caller gets the
+/// context of its own serial: the unit (as `get_device` reads it), or none
+/// for a serial not enrolled, also when several ask for one serial at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_unit_contexts_are_read_together_and_answered_apart() {
+    let db = TestDb::create();
+    let s = Arc::new(open(&db).await);
+    fleet(&s, 40).await;
+    let calls = 400;
+    let before = s.context_statements();
+    let start = Arc::new(tokio::sync::Barrier::new(calls));
+    let mut tasks = Vec::new();
+    for i in 0..calls {
+        let (s, start) = (s.clone(), start.clone());
+        // 40 enrolled serials and 10 that are not, each asked for 8 times.
+        let sn = serial(i % 50);
+        tasks.push(tokio::spawn(async move {
+            start.wait().await;
+            let ctx = s.unit_context(&sn).await.unwrap();
+            (sn, ctx)
+        }));
+    }
+    let mut answered = 0;
+    for t in tasks {
+        let (sn, ctx) = t.await.unwrap();
+        let single = s.get_device(&sn).await.unwrap();
+        match (ctx, single) {
+            (Some(c), Some(d)) => {
+                assert_eq!(c.device, d, "{sn}");
+                assert_eq!(c.device.serial, sn);
+                let ids: Vec<&str> = c.stations.iter().map(|st| st.station_id.as_str()).collect();
+                assert_eq!(ids, ["line"], "{sn}");
+                assert_eq!(c.active, None);
+            }
+            (None, None) => {}
+            (c, d) => panic!(
+                "{sn}: context {:?} but device {:?}",
+                c.is_some(),
+                d.is_some()
+            ),
+        }
+        answered += 1;
+    }
+    assert_eq!(answered, calls);
+    let statements = s.context_statements() - before;
+    eprintln!("{calls} concurrent reads, {statements} statements");
+    assert!(
+        statements >= 1 && statements * 4 <= calls as u64,
+        "{calls} concurrent reads took {statements} statements"
+    );
+}
