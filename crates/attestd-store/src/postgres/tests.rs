@@ -922,3 +922,57 @@ async fn concurrent_unit_contexts_are_read_together_and_answered_apart() {
         "{calls} concurrent reads took {statements} statements"
     );
 }
+
+/// Release decisions stored one per call (`commit_batch` of one write, as
+/// CheckRelease stores them) share the transaction of the group in flight:
+/// fewer commits than decisions, each stored and answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_single_decisions_share_transactions() {
+    const UNITS: usize = 32;
+    let db = TestDb::create();
+    let s = Arc::new(open(&db).await);
+    fleet(&s, UNITS).await;
+    let before = s.write_stats();
+    let start = Arc::new(tokio::sync::Barrier::new(UNITS));
+    let mut tasks = Vec::new();
+    for n in 0..UNITS {
+        let (s, start) = (s.clone(), start.clone());
+        tasks.push(tokio::spawn(async move {
+            let d = s.get_device(&serial(n)).await.unwrap().unwrap();
+            let c = DecisionCommit {
+                entry: ReleaseDecisionEntry {
+                    decision_id: format!("rd_{n}"),
+                    serial: d.serial.clone(),
+                    decision: 1,
+                    ..ReleaseDecisionEntry::default()
+                },
+                audit: note("release.decide"),
+                expected_revision: d.revision,
+                expected_baseline: None,
+                expected_revoked_stations: vec![],
+            };
+            start.wait().await;
+            s.commit_batch(vec![Write::Decision(c)]).await
+        }));
+    }
+    for t in tasks {
+        let mut r = t.await.unwrap();
+        assert_eq!(r.len(), 1);
+        assert!(matches!(r.pop(), Some(Ok(Written::Done))), "{r:?}");
+    }
+    let after = s.write_stats();
+    assert_eq!(after.writes - before.writes, UNITS as u64);
+    assert!(
+        after.commits - before.commits < UNITS as u64,
+        "grouped: {before:?} -> {after:?}"
+    );
+    for n in 0..UNITS {
+        let items = s.list_history(&serial(n), None, 10).await.unwrap().items;
+        assert!(
+            items.iter().any(
+                |i| matches!(i, HistoryItem::Decision(d) if d.decision_id == format!("rd_{n}"))
+            ),
+            "{n}"
+        );
+    }
+}
