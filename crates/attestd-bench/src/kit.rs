@@ -578,6 +578,44 @@ pub(crate) fn cpu_seconds(pid: u32) -> f64 {
     proc_stat(pid).map_or(0.0, |s| s.own_ticks as f64 / 100.0)
 }
 
+/// The machine's CPU time so far, in clock ticks summed over its CPUs
+/// (the `cpu` line of /proc/stat).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct HostTicks {
+    /// Idle and waiting for I/O.
+    pub idle: u64,
+    /// Taken by the hypervisor for other guests while this one wanted to
+    /// run: a shared host's noise, which no figure here can control.
+    pub steal: u64,
+    /// All of it.
+    pub total: u64,
+}
+
+/// [`HostTicks`] now; `None` when /proc/stat is unreadable (not Linux).
+pub(crate) fn host_ticks() -> Option<HostTicks> {
+    parse_host_ticks(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
+/// The `cpu` line of /proc/stat: user nice system idle iowait irq softirq
+/// steal (guest time is already counted in user and nice).
+fn parse_host_ticks(stat: &str) -> Option<HostTicks> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|v| v.parse().ok())
+        .collect::<Option<_>>()?;
+    if f.len() < 8 {
+        return None;
+    }
+    Some(HostTicks {
+        idle: f[3] + f[4],
+        steal: f[7],
+        total: f.iter().sum(),
+    })
+}
+
 /// CPU seconds used so far by the PostgreSQL server on this machine.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct PgCpu {
@@ -648,4 +686,25 @@ fn proc_stat(pid: u32) -> Option<ProcStat> {
         own_ticks: ticks(11) + ticks(12),
         reaped_children_ticks: ticks(13) + ticks(14),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_ticks_come_from_the_cpu_line() {
+        let stat = "cpu  100 5 50 800 20 1 4 30 7 0\ncpu0 50 2 25 400 10 0 2 15 3 0\n";
+        assert_eq!(
+            parse_host_ticks(stat),
+            Some(HostTicks {
+                idle: 820,
+                steal: 30,
+                total: 1010,
+            })
+        );
+        assert_eq!(parse_host_ticks("cpu0 1 2 3 4 5 6 7 8\n"), None);
+        assert_eq!(parse_host_ticks("cpu  1 2 3\n"), None);
+        assert_eq!(parse_host_ticks("cpu  1 2 x 4 5 6 7 8\n"), None);
+    }
 }

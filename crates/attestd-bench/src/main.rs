@@ -222,6 +222,20 @@ struct CpuNow {
     servers: f64,
     postgres: Option<kit::PgCpu>,
     load_generator: f64,
+    host: Option<kit::HostTicks>,
+}
+
+/// The share (%) of the machine's CPU time between two readings that
+/// `part` counts.
+fn host_share(
+    before: Option<kit::HostTicks>,
+    now: Option<kit::HostTicks>,
+    part: impl Fn(&kit::HostTicks) -> u64,
+) -> Option<f64> {
+    let (b, n) = (before?, now?);
+    let total = n.total.checked_sub(b.total).filter(|t| *t > 0)?;
+    let d = part(&n).checked_sub(part(&b))?;
+    Some(d as f64 * 100.0 / total as f64)
 }
 
 /// A temporary directory for --quick, removed at the end.
@@ -318,6 +332,7 @@ impl Run {
             servers: self.server_pids.iter().map(|p| kit::cpu_seconds(*p)).sum(),
             postgres: self.pg_database.as_deref().map(kit::postgres_cpu_seconds),
             load_generator: kit::cpu_seconds(std::process::id()),
+            host: kit::host_ticks(),
         }
     }
 
@@ -341,6 +356,8 @@ impl Run {
                 .zip(before.postgres)
                 .map(|(n, b)| per(n.database - b.database)),
             load_generator_us: per(now.load_generator - before.load_generator),
+            host_steal_pct: host_share(before.host, now.host, |t| t.steal),
+            host_idle_pct: host_share(before.host, now.host, |t| t.idle),
         })
     }
 

@@ -60,6 +60,14 @@ pub(crate) struct CpuPerOp {
     pub postgres_db_backends_us: Option<f64>,
     /// This load generator.
     pub load_generator_us: f64,
+    /// Of the whole machine's CPU time over the measurement, the share (%)
+    /// the hypervisor gave to other guests (steal): high on a busy shared
+    /// host, where every figure here is lower for reasons of its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_steal_pct: Option<f64>,
+    /// And the share that was idle (or waiting for I/O).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_idle_pct: Option<f64>,
 }
 
 impl Row {
@@ -121,10 +129,11 @@ impl Row {
 
 /// The rows as a table. The CPU columns are microseconds per operation of
 /// the attestd server(s), all of PostgreSQL, the backends of the fleet's
-/// database alone, and the load generator.
+/// database alone, and the load generator; `st %` is the machine's steal
+/// over the measurement (CPU time the hypervisor gave to other guests).
 pub(crate) fn table(rows: &[Row]) -> String {
     let mut out = format!(
-        "{:<11} {:<38} {:>9} {:>6} {:>11} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7} {:>7}  {}\n",
+        "{:<11} {:<38} {:>9} {:>6} {:>11} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7} {:>7} {:>5}  {}\n",
         "scenario",
         "operation",
         "count",
@@ -137,22 +146,25 @@ pub(crate) fn table(rows: &[Row]) -> String {
         "pg us",
         "pg db",
         "gen us",
+        "st %",
         "note"
     );
     for r in rows {
         let us = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.0}"));
-        let (srv, pg, db, generator) = match &r.cpu {
+        let (srv, pg, db, generator, steal) = match &r.cpu {
             Some(c) => (
                 us(Some(c.server_us)),
                 us(c.postgres_us),
                 us(c.postgres_db_backends_us),
                 us(Some(c.load_generator_us)),
+                c.host_steal_pct
+                    .map_or(String::new(), |v| format!("{v:.1}")),
             ),
             None => Default::default(),
         };
         if let Some(v) = r.value {
             out.push_str(&format!(
-                "{:<11} {:<38} {:>9} {:>6} {:>11.2} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7} {:>7}  {}\n",
+                "{:<11} {:<38} {:>9} {:>6} {:>11.2} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7} {:>7} {:>5}  {}\n",
                 r.scenario,
                 r.operation,
                 "",
@@ -165,12 +177,13 @@ pub(crate) fn table(rows: &[Row]) -> String {
                 pg,
                 db,
                 generator,
+                steal,
                 r.note
             ));
             continue;
         }
         out.push_str(&format!(
-            "{:<11} {:<38} {:>9} {:>6} {:>11.1} {:>8.2} {:>8.2} {:>8.2} {:>7} {:>7} {:>7} {:>7}  {}\n",
+            "{:<11} {:<38} {:>9} {:>6} {:>11.1} {:>8.2} {:>8.2} {:>8.2} {:>7} {:>7} {:>7} {:>7} {:>5}  {}\n",
             r.scenario,
             r.operation,
             r.count,
@@ -183,6 +196,7 @@ pub(crate) fn table(rows: &[Row]) -> String {
             pg,
             db,
             generator,
+            steal,
             r.note
         ));
     }
