@@ -13,9 +13,11 @@
 //! that gives up takes neither its write nor the others' with it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 
 use tokio::sync::{oneshot, Notify, RwLock, RwLockReadGuard};
+
+use super::queue::Queue;
 
 use super::write::{self, Answer, Op};
 use super::Pool;
@@ -39,23 +41,7 @@ pub(super) struct Committer {
     /// lane, nonces would wait for the head lock that every replica's
     /// writes queue on (measured with three replicas: the boot rate fell
     /// by half).
-    lanes: [Lane; 2],
-}
-
-/// A queue of ops and the wake-up of the task that commits them.
-struct Lane {
-    queue: Mutex<Vec<Waiting>>,
-    /// Wakes the flusher (a wake-up while it is busy is kept, not lost).
-    wake: Arc<Notify>,
-}
-
-impl Lane {
-    fn new() -> Lane {
-        Lane {
-            queue: Mutex::new(Vec::new()),
-            wake: Arc::new(Notify::new()),
-        }
-    }
+    lanes: [Queue<Op, Result<Answer>>; 2],
 }
 
 /// The lane of an op: 0 for writes under the head lock, 1 for nonces.
@@ -72,10 +58,10 @@ impl Committer {
             closed: RwLock::new(false),
             commits: AtomicU64::new(0),
             writes: AtomicU64::new(0),
-            lanes: [Lane::new(), Lane::new()],
+            lanes: [Queue::new(), Queue::new()],
         });
         for (i, lane) in c.lanes.iter().enumerate() {
-            tokio::spawn(flusher(Arc::downgrade(&c), i, lane.wake.clone()));
+            tokio::spawn(flusher(Arc::downgrade(&c), i, lane.wake()));
         }
         c
     }
@@ -116,28 +102,45 @@ impl Committer {
 
     /// Applies one op in a shared transaction (see [`Committer::grouped`]).
     pub(super) async fn grouped_op(&self, op: Op) -> Result<Answer> {
-        let (tx, rx) = oneshot::channel();
-        let lane = &self.lanes[lane_of(&op)];
-        lane.queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((op, tx));
-        lane.wake.notify_one();
-        rx.await.unwrap_or_else(|_| {
-            Err(StoreError::Unavailable(
-                "the store stopped before this write was committed".into(),
-            ))
-        })
+        self.grouped_ops(vec![op])
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(super::store::unexpected()))
+    }
+
+    /// Applies ops in shared transactions, queued together in this order
+    /// (so a lane's group takes them in order, up to [`MAX_GROUP`] at a
+    /// time, with whatever other writes are queued); answers each as if
+    /// alone.
+    pub(super) async fn grouped_ops(&self, ops: Vec<Op>) -> Vec<Result<Answer>> {
+        let mut by_lane: [Vec<(usize, Op)>; 2] = [Vec::new(), Vec::new()];
+        let n = ops.len();
+        for (i, op) in ops.into_iter().enumerate() {
+            by_lane[lane_of(&op)].push((i, op));
+        }
+        let mut waiting = Vec::with_capacity(n);
+        for (lane, ops) in by_lane.into_iter().enumerate() {
+            if ops.is_empty() {
+                continue;
+            }
+            let (at, ops): (Vec<usize>, Vec<Op>) = ops.into_iter().unzip();
+            waiting.extend(at.into_iter().zip(self.lanes[lane].push_all(ops)));
+        }
+        waiting.sort_by_key(|(i, _)| *i);
+        let mut answers = Vec::with_capacity(n);
+        for (_, rx) in waiting {
+            answers.push(rx.await.unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(
+                    "the store stopped before this write was committed".into(),
+                ))
+            }));
+        }
+        answers
     }
 
     /// Up to [`MAX_GROUP`] queued ops of a lane, oldest first.
     fn take(&self, lane: usize) -> Vec<Waiting> {
-        let mut q = self.lanes[lane]
-            .queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let n = q.len().min(MAX_GROUP);
-        q.drain(..n).collect()
+        self.lanes[lane].take(MAX_GROUP)
     }
 
     /// Commits one group and answers its writes.
@@ -167,7 +170,7 @@ impl Drop for Committer {
     fn drop(&mut self) {
         // The flusher wakes, finds the committer gone and ends.
         for lane in &self.lanes {
-            lane.wake.notify_one();
+            lane.wake().notify_one();
         }
     }
 }

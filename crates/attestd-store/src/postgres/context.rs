@@ -16,10 +16,12 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 
 use tokio::sync::{oneshot, Notify};
 use tokio_postgres::Row;
+
+use super::queue::Queue;
 
 use super::read::{db, decode, prep};
 use super::store::count;
@@ -40,14 +42,11 @@ pub(super) const UNIT_CONTEXTS: &str = "SELECT d.serial, d.body, (SELECT a.versi
      FROM devices d WHERE d.serial = ANY($1::text[])";
 
 type Answer = Result<Option<UnitContext>>;
-type Waiting = (String, oneshot::Sender<Answer>);
 
 /// The queue of one store's context reads and its reader tasks.
 pub(super) struct Contexts {
     pool: Pool,
-    queue: Mutex<Vec<Waiting>>,
-    /// Wakes a reader (a wake-up while all are busy is kept, not lost).
-    wake: Arc<Notify>,
+    queue: Queue<String, Answer>,
     /// Statements run so far (for tests).
     statements: AtomicU64,
 }
@@ -58,40 +57,30 @@ impl Contexts {
     pub(super) fn start(pool: Pool) -> Arc<Contexts> {
         let c = Arc::new(Contexts {
             pool,
-            queue: Mutex::new(Vec::new()),
-            wake: Arc::new(Notify::new()),
+            queue: Queue::new(),
             statements: AtomicU64::new(0),
         });
         for _ in 0..READERS {
-            tokio::spawn(reader(Arc::downgrade(&c), c.wake.clone()));
+            tokio::spawn(reader(Arc::downgrade(&c), c.queue.wake()));
         }
         c
     }
 
     /// The context of `serial`, read with those of the units queued with it.
     pub(super) async fn read(&self, serial: &str) -> Answer {
-        let (tx, rx) = oneshot::channel();
-        self.queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((serial.to_owned(), tx));
-        self.wake.notify_one();
-        rx.await.unwrap_or_else(|_| {
-            Err(StoreError::Unavailable(
-                "the store stopped before this read was answered".into(),
-            ))
-        })
-    }
-
-    /// Up to [`MAX_BATCH`] queued reads, oldest first.
-    fn take(&self) -> Vec<Waiting> {
-        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        let n = q.len().min(MAX_BATCH);
-        q.drain(..n).collect()
+        let answer = self.queue.push_all([serial.to_owned()]).pop();
+        match answer {
+            Some(rx) => rx.await.unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(
+                    "the store stopped before this read was answered".into(),
+                ))
+            }),
+            None => Err(super::store::unexpected()),
+        }
     }
 
     /// Reads one batch and answers each caller.
-    async fn answer(&self, batch: Vec<Waiting>) {
+    async fn answer(&self, batch: Vec<(String, oneshot::Sender<Answer>)>) {
         let mut wanted: HashMap<String, Vec<oneshot::Sender<Answer>>> = HashMap::new();
         for (serial, tx) in batch {
             wanted.entry(serial).or_default().push(tx);
@@ -139,8 +128,9 @@ impl Contexts {
 impl Drop for Contexts {
     fn drop(&mut self) {
         // Each reader wakes, finds the queue gone and ends.
+        let wake = self.queue.wake();
         for _ in 0..READERS {
-            self.wake.notify_one();
+            wake.notify_one();
         }
     }
 }
@@ -186,7 +176,7 @@ async fn reader(contexts: Weak<Contexts>, wake: Arc<Notify>) {
             return;
         };
         loop {
-            let batch = c.take();
+            let batch = c.queue.take(MAX_BATCH);
             if batch.is_empty() {
                 break;
             }

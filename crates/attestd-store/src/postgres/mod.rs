@@ -14,6 +14,7 @@ mod config;
 mod context;
 mod jobs;
 mod migrate;
+mod queue;
 mod read;
 mod store;
 #[cfg(any(test, feature = "pg-test"))]

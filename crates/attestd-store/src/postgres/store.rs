@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use super::commit::{Committer, MAX_GROUP};
+use super::commit::Committer;
 use super::context::Contexts;
 use super::jobs;
 use super::read::{self, corrupt, db, decode, limit, page, parse_order, prep};
@@ -597,32 +597,23 @@ impl Store for PgStore {
         Ok(c)
     }
 
-    async fn commit_batch(&self, mut writes: Vec<Write>) -> Vec<Result<Written>> {
-        if writes.is_empty() {
-            return Vec::new();
-        }
-        // One write (a release check's decision) shares the transaction of
-        // the group in flight, as a single evidence does: alone, each took
-        // the head lock and an fsync for itself (CheckRelease topped out
-        // near 450/s and starved the boots).
-        if writes.len() == 1 {
-            if let Some(w) = writes.pop() {
-                return vec![self.committer.grouped(w).await];
-            }
-        }
-        // At most MAX_GROUP writes per transaction: every writer on every
-        // replica waits for the head lock while one runs, so a re-appraisal
-        // round of a thousand units must not hold it for all of them.
-        let mut out = Vec::with_capacity(writes.len());
-        let mut rest = writes.into_iter().peekable();
-        while rest.peek().is_some() {
-            let ops: Vec<Op> = rest.by_ref().take(MAX_GROUP).map(Op::Write).collect();
-            out.extend(self.write(ops).await.into_iter().map(|a| match a? {
+    async fn commit_batch(&self, writes: Vec<Write>) -> Vec<Result<Written>> {
+        // Queued together on the write lane: the flusher commits them (and
+        // whatever else is queued) in groups of at most MAX_GROUP, so a
+        // re-appraisal round of a thousand units never holds the head lock
+        // for all of them, and a single decision (CheckRelease) shares the
+        // group in flight instead of taking the head lock and an fsync for
+        // itself (alone, CheckRelease topped out near 450/s).
+        let ops = writes.into_iter().map(Op::Write).collect();
+        self.committer
+            .grouped_ops(ops)
+            .await
+            .into_iter()
+            .map(|a| match a? {
                 Answer::Written(w) => Ok(w),
                 _ => Err(unexpected()),
-            }));
-        }
-        out
+            })
+            .collect()
     }
 
     async fn issue_nonce(

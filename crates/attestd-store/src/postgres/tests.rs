@@ -108,6 +108,22 @@ fn evidence(d: &DeviceEntry, id: &str, status: i32) -> EvidenceCommit {
     }
 }
 
+/// A RELEASE decision `id` about unit `d` as read.
+fn decision(id: &str, d: &DeviceEntry) -> DecisionCommit {
+    DecisionCommit {
+        entry: ReleaseDecisionEntry {
+            decision_id: id.into(),
+            serial: d.serial.clone(),
+            decision: 1,
+            ..ReleaseDecisionEntry::default()
+        },
+        audit: note("release.decide"),
+        expected_revision: d.revision,
+        expected_baseline: None,
+        expected_revoked_stations: vec![],
+    }
+}
+
 /// A station and `units` enrolled units.
 async fn fleet(s: &PgStore, units: usize) {
     s.register_station(station("line"), &note("station.register"))
@@ -740,18 +756,6 @@ async fn a_group_decides_evidence_and_decisions_in_queue_order() {
     fleet(&s, 2).await;
     let d0 = s.get_device(&serial(0)).await.unwrap().unwrap();
     let d1 = s.get_device(&serial(1)).await.unwrap().unwrap();
-    let decision = |id: &str, d: &DeviceEntry| DecisionCommit {
-        entry: ReleaseDecisionEntry {
-            decision_id: id.into(),
-            serial: d.serial.clone(),
-            decision: 1,
-            ..ReleaseDecisionEntry::default()
-        },
-        audit: note("release.decide"),
-        expected_revision: d.revision,
-        expected_baseline: None,
-        expected_revoked_stations: vec![],
-    };
     let answers = s
         .write(vec![
             Op::Write(Write::Evidence(evidence(&d0, "ev_0", 1))),
@@ -939,18 +943,7 @@ async fn concurrent_single_decisions_share_transactions() {
         let (s, start) = (s.clone(), start.clone());
         tasks.push(tokio::spawn(async move {
             let d = s.get_device(&serial(n)).await.unwrap().unwrap();
-            let c = DecisionCommit {
-                entry: ReleaseDecisionEntry {
-                    decision_id: format!("rd_{n}"),
-                    serial: d.serial.clone(),
-                    decision: 1,
-                    ..ReleaseDecisionEntry::default()
-                },
-                audit: note("release.decide"),
-                expected_revision: d.revision,
-                expected_baseline: None,
-                expected_revoked_stations: vec![],
-            };
+            let c = decision(&format!("rd_{n}"), &d);
             start.wait().await;
             s.commit_batch(vec![Write::Decision(c)]).await
         }));
