@@ -8,7 +8,7 @@
 //! Measured with `pg_stat_statements` on a boot storm, most of the
 //! database's CPU went to round trips rather than to the statements'
 //! work. So here each kind of op of a group is one statement over arrays
-//! (`unnest`): one insert for the nonces issued, one update for those used,
+//! (`unnest`): one upsert for the nonces issued, one update for those used,
 //! one locking read of every unit the group's evidence is about, then one
 //! statement per table written. Rules are decided in Rust between the read
 //! and the writes, op by op in queue order, each against the unit as the
@@ -32,11 +32,9 @@ use crate::{DecisionCommit, DeviceEntry, EvidenceCommit, StationEntry, StoreErro
 pub(super) struct IssueNonce {
     pub nonce: Vec<u8>,
     pub serial: String,
-    pub issued_at: i64,
     pub expires_at: i64,
-    /// Unused nonces of the serial kept besides this one (older ones are
-    /// evicted).
-    pub keep: i64,
+    /// Unused nonces a serial keeps at most (older ones are evicted).
+    pub per_serial: i32,
     /// Issued only if the serial is enrolled (a challenge).
     pub enrolled_only: bool,
 }
@@ -48,34 +46,47 @@ pub(super) struct UseNonce {
     pub now_ms: i64,
     /// How long past expiry a nonce still answers "expired" (then "unknown").
     pub grace_ms: i64,
+    /// Used nonces a serial remembers at most (to answer "reused").
+    pub per_serial: i32,
 }
 
-/// Stores issued nonces (those for enrolled units only, where asked) and
-/// evicts, for each serial, its oldest unused ones beyond its bound;
-/// returns the nonces stored. The DELETE sees the rows as they were before
-/// the INSERT, so it keeps `keep` of the older ones; a serial challenged
-/// twice in one group may keep one more outstanding (a bound on resources,
-/// not a security rule).
-const ISSUE_NONCES: &str = "WITH new AS (INSERT INTO nonces (nonce, serial, issued_at, \
-     expires_at) SELECT u.nonce, u.serial, u.issued, u.expires FROM unnest($1::bytea[], \
-     $2::text[], $3::bigint[], $4::bigint[], $6::bool[]) AS u(nonce, serial, issued, expires, \
-     enrolled_only) WHERE NOT u.enrolled_only OR EXISTS (SELECT 1 FROM devices d \
-     WHERE d.serial = u.serial) RETURNING nonce), \
-     gone AS (DELETE FROM nonces WHERE nonce IN (SELECT o.nonce FROM (SELECT DISTINCT s FROM \
-     unnest($2::text[]) s) u CROSS JOIN LATERAL (SELECT nonce FROM nonces WHERE serial = u.s \
-     AND NOT used ORDER BY issued_at DESC, nonce DESC OFFSET $5) o)) \
-     SELECT nonce FROM new";
+/// Adds issued nonces to their units' rows (those of enrolled units only,
+/// where asked), each row keeping its newest `$5` unused ones (the oldest
+/// evicted); returns the serials stored. A statement may write a row only
+/// once, so a serial appears at most once per call (see [`rounds`]).
+/// The update leaves the row's one index untouched: a heap-only update.
+pub(super) const ISSUE_NONCES: &str = "INSERT INTO challenges AS c (serial, open, open_exp) \
+     SELECT u.serial, ARRAY[u.nonce], ARRAY[u.expires] FROM unnest($1::bytea[], $2::text[], \
+     $3::bigint[], $4::bool[]) AS u(nonce, serial, expires, enrolled_only) \
+     WHERE NOT u.enrolled_only OR EXISTS (SELECT 1 FROM devices d WHERE d.serial = u.serial) \
+     ON CONFLICT (serial) DO UPDATE SET \
+     open = (c.open || excluded.open)[greatest(1, cardinality(c.open) + 2 - $5::int):], \
+     open_exp = (c.open_exp || excluded.open_exp)[greatest(1, cardinality(c.open_exp) + 2 - $5::int):] \
+     RETURNING c.serial";
 
-/// Marks nonces used, each only if issued to that serial, unused and not
-/// expired; returns those it took. Of two replicas using one nonce at once,
-/// the second waits for the first's row lock and then finds it used.
-const USE_NONCES: &str = "UPDATE nonces n SET used = true FROM unnest($1::bytea[], \
-     $2::text[], $3::bigint[]) AS u(nonce, serial, now_ms) WHERE n.nonce = u.nonce AND \
-     n.serial = u.serial AND NOT n.used AND n.expires_at >= u.now_ms RETURNING n.nonce";
+/// Moves each nonce from its unit's unused ones to its used ones (keeping
+/// the newest `$4`), if it is there and not expired; returns the serials
+/// whose nonce was taken. Every position is computed from the row being
+/// updated (`c`), never from an earlier read: of two replicas using one
+/// nonce at once, the second waits for the first's row and re-checks it,
+/// no longer finds the nonce unused, and takes nothing. One row per serial
+/// per call, as [`ISSUE_NONCES`].
+pub(super) const USE_NONCES: &str = "UPDATE challenges c SET \
+     open = c.open[:array_position(c.open, u.nonce) - 1] \
+         || c.open[array_position(c.open, u.nonce) + 1:], \
+     open_exp = c.open_exp[:array_position(c.open, u.nonce) - 1] \
+         || c.open_exp[array_position(c.open, u.nonce) + 1:], \
+     used = (c.used || u.nonce)[greatest(1, cardinality(c.used) + 2 - $4::int):], \
+     used_exp = (c.used_exp || c.open_exp[array_position(c.open, u.nonce)])\
+         [greatest(1, cardinality(c.used_exp) + 2 - $4::int):] \
+     FROM unnest($1::bytea[], $2::text[], $3::bigint[]) AS u(nonce, serial, now_ms) \
+     WHERE c.serial = u.serial AND c.open_exp[array_position(c.open, u.nonce)] >= u.now_ms \
+     RETURNING c.serial";
 
-/// What is known of nonces that could not be taken, to say why.
-const NONCES_KNOWN: &str =
-    "SELECT nonce, serial, used, expires_at FROM nonces WHERE nonce = ANY($1::bytea[])";
+/// What is known of the nonces of units whose nonce could not be taken,
+/// to say why.
+const CHALLENGES_KNOWN: &str = "SELECT serial, open, open_exp, used, used_exp FROM challenges \
+     WHERE serial = ANY($1::text[])";
 
 /// The units of a group's evidence, locked, with their models' active
 /// baseline versions.
@@ -115,110 +126,160 @@ const INSERT_HISTORY: &str = "INSERT INTO history (serial, ord, kind, ref_id, bo
      SELECT t.s, nextval('history_ord'), t.k, t.r, t.b FROM unnest($1::text[], \
      $2::\"char\"[], $3::text[], $4::bytea[]) WITH ORDINALITY AS t(s, k, r, b, i) ORDER BY t.i";
 
-/// Issues `ops` (one statement); each answers whether its nonce was stored
-/// (`false`: its serial is not enrolled and it asked for enrolled only).
-/// Takes the context shared, so that it can be sent with [`use_nonces`];
-/// the caller notes the write.
-pub(super) async fn issue_nonces(cx: &Cx<'_>, ops: &[&IssueNonce]) -> Step<Vec<bool>> {
-    if ops.is_empty() {
-        return Ok(Vec::new());
+/// The rounds in which a group's nonce ops run: op `i` goes in round `r`
+/// when `r` earlier ops of the group are about its serial. A statement
+/// over arrays may write a row once, so each round has a serial at most
+/// once; a serial's ops keep their order. Nearly every group is one round.
+fn rounds<'a>(serials: impl Iterator<Item = &'a str>) -> Vec<Vec<usize>> {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    for (i, s) in serials.enumerate() {
+        let r = seen.entry(s).or_insert(0);
+        if out.len() <= *r {
+            out.push(Vec::new());
+        }
+        out[*r].push(i);
+        *r += 1;
     }
-    let nonces: Vec<&[u8]> = ops.iter().map(|o| o.nonce.as_slice()).collect();
-    let serials: Vec<&str> = ops.iter().map(|o| o.serial.as_str()).collect();
-    let issued: Vec<i64> = ops.iter().map(|o| o.issued_at).collect();
-    let expires: Vec<i64> = ops.iter().map(|o| o.expires_at).collect();
-    let enrolled_only: Vec<bool> = ops.iter().map(|o| o.enrolled_only).collect();
-    // One bound for the group: the policy is the server's, the same for
-    // every call; the smallest is the safe one if it ever is not.
-    let keep = ops.iter().map(|o| o.keep).min().unwrap_or(0);
-    let s = cx.stmt(ISSUE_NONCES).await?;
-    let stored: HashSet<Vec<u8>> = cx
-        .tx
-        .query(
-            &s,
-            &[&nonces, &serials, &issued, &expires, &keep, &enrolled_only],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get::<_, Vec<u8>>(0))
-        .collect();
-    Ok(ops.iter().map(|o| stored.contains(&o.nonce)).collect())
+    out
 }
 
-/// Uses `ops`' nonces: one statement, and one more to say why for those
-/// refused. A nonce given twice in the group is taken by the first. The
-/// caller notes the write.
+/// Issues `ops` (one statement per round, nearly always one); each answers
+/// whether its nonce was stored (`false`: its serial is not enrolled and
+/// it asked for enrolled only). Takes the context shared, so that it can
+/// be sent with [`use_nonces`]; the caller notes the write.
+pub(super) async fn issue_nonces(cx: &Cx<'_>, ops: &[&IssueNonce]) -> Step<Vec<bool>> {
+    let mut out = vec![false; ops.len()];
+    if ops.is_empty() {
+        return Ok(out);
+    }
+    // One bound for the group: the policy is the server's, the same for
+    // every call; the smallest is the safe one if it ever is not.
+    let per_serial = ops.iter().map(|o| o.per_serial).min().unwrap_or(1).max(1);
+    let s = cx.stmt(ISSUE_NONCES).await?;
+    for round in rounds(ops.iter().map(|o| o.serial.as_str())) {
+        let nonces: Vec<&[u8]> = round.iter().map(|&i| ops[i].nonce.as_slice()).collect();
+        let serials: Vec<&str> = round.iter().map(|&i| ops[i].serial.as_str()).collect();
+        let expires: Vec<i64> = round.iter().map(|&i| ops[i].expires_at).collect();
+        let enrolled_only: Vec<bool> = round.iter().map(|&i| ops[i].enrolled_only).collect();
+        let stored: HashSet<String> = cx
+            .tx
+            .query(
+                &s,
+                &[&nonces, &serials, &expires, &enrolled_only, &per_serial],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect();
+        for &i in &round {
+            out[i] = stored.contains(&ops[i].serial);
+        }
+    }
+    Ok(out)
+}
+
+/// What a unit's row holds of its nonces.
+struct Known {
+    open: Vec<Vec<u8>>,
+    open_exp: Vec<i64>,
+    used: Vec<Vec<u8>>,
+    used_exp: Vec<i64>,
+}
+
+/// Uses `ops`' nonces: one statement per round (nearly always one), and
+/// one more to say why for those refused. A nonce given twice in the group
+/// is taken by the first. The caller notes the write.
 pub(super) async fn use_nonces(cx: &Cx<'_>, ops: &[&UseNonce]) -> Step<Vec<Step<()>>> {
     if ops.is_empty() {
         return Ok(Vec::new());
     }
-    let nonces: Vec<&[u8]> = ops.iter().map(|o| o.nonce.as_slice()).collect();
-    let serials: Vec<&str> = ops.iter().map(|o| o.serial.as_str()).collect();
-    let now: Vec<i64> = ops.iter().map(|o| o.now_ms).collect();
+    let per_serial = ops.iter().map(|o| o.per_serial).min().unwrap_or(1).max(1);
+    let mut taken = vec![false; ops.len()];
     let s = cx.stmt(USE_NONCES).await?;
-    let taken: HashSet<Vec<u8>> = cx
-        .tx
-        .query(&s, &[&nonces, &serials, &now])
-        .await?
-        .iter()
-        .map(|r| r.get::<_, Vec<u8>>(0))
-        .collect();
-    let mut given: HashSet<&[u8]> = HashSet::new();
-    let mut out: Vec<Option<Step<()>>> = ops
-        .iter()
-        .map(|o| {
-            let n = o.nonce.as_slice();
-            if taken.contains(n) && given.insert(n) {
-                Some(Ok(()))
-            } else if given.contains(n) {
-                // Taken by an earlier op of this group.
-                Some(Err(Fail::Refused(StoreError::Rejected(reused_nonce()))))
-            } else {
-                None
-            }
-        })
-        .collect();
-    let refused: Vec<&[u8]> = ops
-        .iter()
-        .zip(&out)
-        .filter(|(_, a)| a.is_none())
-        .map(|(o, _)| o.nonce.as_slice())
-        .collect();
-    if !refused.is_empty() {
-        let s = cx.stmt(NONCES_KNOWN).await?;
-        let known: HashMap<Vec<u8>, (String, bool, i64)> = cx
+    for round in rounds(ops.iter().map(|o| o.serial.as_str())) {
+        let nonces: Vec<&[u8]> = round.iter().map(|&i| ops[i].nonce.as_slice()).collect();
+        let serials: Vec<&str> = round.iter().map(|&i| ops[i].serial.as_str()).collect();
+        let now: Vec<i64> = round.iter().map(|&i| ops[i].now_ms).collect();
+        let took: HashSet<String> = cx
             .tx
-            .query(&s, &[&refused])
+            .query(&s, &[&nonces, &serials, &now, &per_serial])
             .await?
             .iter()
-            .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3))))
+            .map(|r| r.get::<_, String>(0))
             .collect();
-        for (o, a) in ops.iter().zip(out.iter_mut()) {
-            if a.is_none() {
-                *a = Some(Err(Fail::Refused(StoreError::Rejected(why_not(
-                    o,
-                    known.get(&o.nonce),
-                )))));
-            }
+        for &i in &round {
+            taken[i] = took.contains(&ops[i].serial);
         }
     }
-    Ok(out
+    let refused: Vec<&str> = ops
+        .iter()
+        .zip(&taken)
+        .filter(|(_, t)| !**t)
+        .map(|(o, _)| o.serial.as_str())
+        .collect::<HashSet<_>>()
         .into_iter()
-        .map(|a| a.unwrap_or_else(|| Err(Fail::Refused(super::store::unexpected()))))
+        .collect();
+    let mut known: HashMap<String, Known> = HashMap::new();
+    if !refused.is_empty() {
+        // Read after this group's uses: a nonce taken by an earlier op of
+        // the group is found used.
+        let s = cx.stmt(CHALLENGES_KNOWN).await?;
+        for r in cx.tx.query(&s, &[&refused]).await? {
+            known.insert(
+                r.get(0),
+                Known {
+                    open: r.get(1),
+                    open_exp: r.get(2),
+                    used: r.get(3),
+                    used_exp: r.get(4),
+                },
+            );
+        }
+    }
+    Ok(ops
+        .iter()
+        .zip(taken)
+        .map(|(o, t)| {
+            if t {
+                Ok(())
+            } else {
+                Err(Fail::Refused(StoreError::Rejected(why_not(
+                    o,
+                    known.get(&o.serial),
+                ))))
+            }
+        })
         .collect())
 }
 
-/// Why a nonce was not taken, from what is stored of it.
-fn why_not(o: &UseNonce, known: Option<&(String, bool, i64)>) -> attestd_core::Rejection {
-    const GONE: &str = "not issued by this service, evicted, or long expired";
-    match known {
-        None => unknown_nonce(GONE),
-        Some((serial, _, _)) if *serial != o.serial => {
-            unknown_nonce(&format!("was not issued for serial {}", o.serial))
+/// Why a nonce was not taken, from what its unit's row holds.
+fn why_not(o: &UseNonce, known: Option<&Known>) -> attestd_core::Rejection {
+    const GONE: &str = "not issued for this serial, evicted, or long expired";
+    let find = |nonces: &[Vec<u8>], expires: &[i64]| {
+        nonces
+            .iter()
+            .position(|n| *n == o.nonce)
+            .and_then(|i| expires.get(i).copied())
+    };
+    let Some(k) = known else {
+        return unknown_nonce(GONE);
+    };
+    let long_expired = |exp: i64| o.now_ms.saturating_sub(exp) > o.grace_ms;
+    if let Some(exp) = find(&k.used, &k.used_exp) {
+        if long_expired(exp) {
+            unknown_nonce(GONE)
+        } else {
+            reused_nonce()
         }
-        Some((_, true, _)) => reused_nonce(),
-        Some((_, _, expires)) if o.now_ms - expires > o.grace_ms => unknown_nonce(GONE),
-        Some(_) => expired_nonce(),
+    } else if let Some(exp) = find(&k.open, &k.open_exp) {
+        if long_expired(exp) || exp >= o.now_ms {
+            unknown_nonce(GONE)
+        } else {
+            expired_nonce()
+        }
+    } else {
+        unknown_nonce(GONE)
     }
 }
 

@@ -1,13 +1,11 @@
 //! Background work and what replicas coordinate on: the re-appraisal
 //! queues (dirty, due, sweeps), pending baselines, change-feed trimming,
-//! nonces, leases and pinned settings.
+//! challenge nonces, leases and pinned settings.
 //!
 //! Each is one statement (or, for activation, one write transaction), so
 //! replicas doing the same work at once do it once: a sweep advances only
 //! from the cursor and generation its caller read, trimming deletes each
-//! row once, a nonce, a lease or a setting is a primary key.
-
-use std::sync::atomic::Ordering;
+//! row once, a unit's nonces, a lease or a setting is a primary key.
 
 use tokio_postgres::types::ToSql;
 
@@ -17,23 +15,6 @@ use super::store::{count, serials, PgStore};
 use super::write::{Answer, Op};
 use crate::nonces::{random_nonce, NoncePolicy, NONCE_LEN};
 use crate::{Result, StoreError, SweepEntry, SWEEP_DIGEST, SWEEP_MODEL, SWEEP_STATION};
-
-/// Every this many `issue_nonce` calls, long-expired nonces are deleted.
-const NONCE_SWEEP_EVERY: u64 = 256;
-/// Expired nonces deleted at most per sweep.
-const NONCE_SWEEP_MAX: i64 = 1000;
-
-/// Deletes at most `$2` nonces expired before `$1`. By row address: the
-/// rows are locked by the same statement, so their addresses hold
-/// (`nonce IN (...)` was planned as a scan of the whole table). In
-/// `expires_at` order, so that the prepared (generic) plan walks the index
-/// on it from the oldest and stops at the first nonce not yet expired:
-/// without the order, the generic plan was a scan of the whole table (47 ms
-/// at 236k nonces, on one challenge in 256, finding nothing to delete while
-/// no nonce had expired). Guarded by the test
-/// `the_nonce_sweep_walks_the_expiry_index`.
-pub(super) const SWEEP_NONCES: &str = "DELETE FROM nonces WHERE ctid = ANY(ARRAY(SELECT ctid \
-     FROM nonces WHERE expires_at < $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED))";
 
 pub(super) async fn activate_due_baselines(
     store: &PgStore,
@@ -178,15 +159,14 @@ pub(super) async fn issue_nonce(
     let expires_ms = now_ms.saturating_add(policy.lifetime_ms);
     // Stored with the group of writes in flight (one statement for all the
     // nonces of a group, which also evicts each serial's oldest beyond its
-    // bound: see `batch::issue_nonces`).
-    let keep = i64::try_from(policy.per_serial.max(1) - 1).unwrap_or(i64::MAX);
+    // bound: see `batch::issue_nonces`). Nothing to sweep: a unit's nonces
+    // are one row, bounded.
     let stored = store
         .grouped(Op::IssueNonce(IssueNonce {
             nonce: nonce.to_vec(),
             serial: serial.to_owned(),
-            issued_at: now_ms,
             expires_at: expires_ms,
-            keep,
+            per_serial: per_serial(policy),
             enrolled_only,
         }))
         .await?;
@@ -195,23 +175,12 @@ pub(super) async fn issue_nonce(
         Answer::Flag(false) => return Err(StoreError::Rejected(crate::not_enrolled(serial))),
         _ => return Err(super::store::unexpected()),
     }
-    if store
-        .nonce_calls
-        .fetch_add(1, Ordering::Relaxed)
-        .is_multiple_of(NONCE_SWEEP_EVERY)
-    {
-        // Forget nonces expired longer than the grace ago (they answer
-        // NONCE_UNKNOWN from then on, as in memory).
-        let sql = SWEEP_NONCES;
-        let cutoff = now_ms.saturating_sub(policy.grace_ms());
-        if let Err(e) = store
-            .change(sql, &[&cutoff, &NONCE_SWEEP_MAX], "deleting expired nonces")
-            .await
-        {
-            tracing::warn!(error = %e, "expired nonces not deleted");
-        }
-    }
     Ok((nonce, expires_ms))
+}
+
+/// The policy's bound on a unit's outstanding (and remembered used) nonces.
+fn per_serial(policy: &NoncePolicy) -> i32 {
+    i32::try_from(policy.per_serial.max(1)).unwrap_or(i32::MAX)
 }
 
 pub(super) async fn consume_nonce(
@@ -229,6 +198,7 @@ pub(super) async fn consume_nonce(
             serial: serial.to_owned(),
             now_ms,
             grace_ms: policy.grace_ms(),
+            per_serial: per_serial(policy),
         }))
         .await
         .map(|_| ())

@@ -31,10 +31,14 @@ const MIGRATIONS: &[Migration] = &[
         version: 3,
         sql: include_str!("../../migrations/postgres/0003_nonces_hot_use.sql"),
     },
+    Migration {
+        version: 4,
+        sql: include_str!("../../migrations/postgres/0004_challenges_per_unit.sql"),
+    },
 ];
 
 /// The schema version this binary writes: the last migration's.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Key of the advisory lock migrations hold: "attestd" in ASCII, so that it
 /// is recognisable in `pg_locks` and unlikely to meet another program's.
@@ -126,7 +130,7 @@ mod tests {
         "summary",
         "changes",
         "audit",
-        "nonces",
+        "challenges",
     ];
 
     async fn client(db: &TestDb) -> Client {
@@ -215,7 +219,8 @@ mod tests {
         c.batch_execute(MIGRATIONS[0].sql).await.unwrap();
         c.batch_execute(
             "insert into schema_version (version) values (1); \
-             insert into unit_stations (station_id, serial) values ('F1', 'U1')",
+             insert into unit_stations (station_id, serial) values ('F1', 'U1'); \
+             insert into nonces (nonce, serial, issued_at, expires_at) values ('\\x01', 'U1', 0, 1)",
         )
         .await
         .unwrap();
@@ -230,15 +235,21 @@ mod tests {
             .unwrap()
             .get(0);
         assert_eq!(index, 1, "0002 adds the index by serial");
-        let def: String = c
-            .query_one(
-                "select indexdef from pg_indexes where indexname = 'nonces_by_serial'",
+        let tables: Vec<String> = c
+            .query(
+                "select tablename::text from pg_tables where tablename in ('nonces', 'challenges')",
                 &[],
             )
             .await
             .unwrap()
-            .get(0);
-        assert!(!def.contains("WHERE"), "0003 drops the predicate: {def}");
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(
+            tables,
+            ["challenges"],
+            "0004 replaces the nonce rows (one outstanding was dropped) by a row per unit"
+        );
         let kept: i64 = c
             .query_one(
                 "select count(*) from unit_stations where serial = 'U1'",

@@ -7,7 +7,6 @@
 //! [`super::jobs`]; the rest is one statement each, so it reads one
 //! snapshot.
 
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use tokio_postgres::types::ToSql;
@@ -32,7 +31,6 @@ pub struct PgStore {
     pool: Pool,
     committer: Arc<Committer>,
     contexts: Arc<Contexts>,
-    pub(super) nonce_calls: AtomicU64,
 }
 
 impl PgStore {
@@ -66,7 +64,7 @@ impl PgStore {
                     .to_owned(),
             ));
         }
-        // Every boot rewrites a unit row and every challenge a nonce row:
+        // Every boot rewrites a unit row and every challenge a challenge row:
         // without vacuum the tables and their indices grow with dead rows
         // and writes slow down. Served anyway (a setting, not a fault).
         match client.query_one("SHOW autovacuum", &[]).await {
@@ -85,7 +83,6 @@ impl PgStore {
             committer: Committer::start(pool.clone()),
             contexts: Contexts::start(pool.clone()),
             pool,
-            nonce_calls: AtomicU64::new(0),
         })
     }
 
@@ -184,7 +181,7 @@ pub(super) fn autovacuum_warning(setting: &str) -> Option<String> {
     (setting != "on").then(|| {
         format!(
             "autovacuum is {setting} on this PostgreSQL server: attestd rewrites a unit row on \
-             every accepted evidence and a nonce row on every challenge, so without vacuum \
+             every accepted evidence and a challenge row on every challenge, so without vacuum \
              its tables and indices fill with dead rows and writes slow down; turn autovacuum \
              on, or vacuum the database on a schedule"
         )

@@ -659,15 +659,15 @@ async fn a_group_answers_each_nonce_and_evidence_as_alone() {
             serial: serial(who),
             now_ms: 10,
             grace_ms: policy.grace_ms(),
+            per_serial: 4,
         })
     };
     let issue_op = |n: u8, who: &str| {
         Op::IssueNonce(IssueNonce {
             nonce: vec![n; 32],
             serial: who.into(),
-            issued_at: 5,
             expires_at: 1_005,
-            keep: 3,
+            per_serial: 4,
             enrolled_only: true,
         })
     };
@@ -832,47 +832,113 @@ async fn generic_plan(db: &TestDb, text: &str, types: &str, args: &str) -> Strin
     plan
 }
 
-/// The expired-nonce sweep, run on one challenge in 256, walks the index on
-/// expiry and stops at the first nonce not yet expired. Its generic plan
-/// had been a scan of the whole table: 47 ms a sweep at 236k nonces in the
-/// boot storm, with nothing to delete.
+/// A unit's nonces live in one row however many it is issued: in one
+/// group, six challenges keep the newest four (the oldest evicted), and
+/// four uses of that unit's nonces in one group are each taken (a
+/// statement over arrays updates a row once, so a group's ops on one
+/// serial run in rounds). A use finds the row by its key, also in the
+/// generic plan of a pooled connection, before and after `ANALYZE` (a
+/// challenge does by its conflict on the key).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_nonce_sweep_walks_the_expiry_index() {
+async fn a_units_nonces_are_one_row_and_each_of_a_group_is_taken() {
+    use super::batch::{IssueNonce, UseNonce};
+    use super::write::{Answer, Op};
     let db = TestDb::create();
     let s = open(&db).await;
-    // 50k nonces, none expired, their expiries out of physical order (as
-    // updates and deletes leave them): 301000 + a permutation of 0..50000.
+    fleet(&s, 1).await;
+    let issue = |n: u8| {
+        Op::IssueNonce(IssueNonce {
+            nonce: vec![n; 32],
+            serial: serial(0),
+            expires_at: 1_000,
+            per_serial: 4,
+            enrolled_only: true,
+        })
+    };
+    let take = |n: u8| {
+        Op::UseNonce(UseNonce {
+            nonce: vec![n; 32],
+            serial: serial(0),
+            now_ms: 10,
+            grace_ms: 60_000,
+            per_serial: 4,
+        })
+    };
+    let answers = s.write((1..=6).map(issue).collect()).await;
+    assert!(
+        answers.iter().all(|a| matches!(a, Ok(Answer::Flag(true)))),
+        "{:?}",
+        answers.iter().map(|a| a.as_ref().err()).collect::<Vec<_>>()
+    );
+    let shape = |c: tokio_postgres::Row| (c.get::<_, i32>(0), c.get::<_, i32>(1));
+    let c = s.client().await.unwrap();
+    let row = "SELECT cardinality(open), cardinality(used) FROM challenges";
+    assert_eq!(
+        c.query(row, &[])
+            .await
+            .unwrap()
+            .into_iter()
+            .map(shape)
+            .collect::<Vec<_>>(),
+        [(4, 0)]
+    );
+    let answers = s
+        .write(vec![take(2), take(3), take(4), take(5), take(6)])
+        .await;
+    assert!(
+        matches!(&answers[0], Err(StoreError::Rejected(r)) if r.reason == attestd_core::Reason::NonceUnknown),
+        "the second oldest of six was evicted"
+    );
+    for (i, a) in answers.iter().enumerate().skip(1) {
+        assert!(
+            matches!(a, Ok(Answer::Done)),
+            "use {i}: {:?}",
+            a.as_ref().err()
+        );
+    }
+    assert_eq!(
+        c.query(row, &[])
+            .await
+            .unwrap()
+            .into_iter()
+            .map(shape)
+            .collect::<Vec<_>>(),
+        [(0, 4)]
+    );
+    for n in [3, 6] {
+        assert!(matches!(
+            s.consume_nonce(&[n; 32], &serial(0), 20, &crate::nonces::NoncePolicy {
+                lifetime_ms: 1_000,
+                per_serial: 4,
+                total: 100,
+            }).await,
+            Err(StoreError::Rejected(r)) if r.reason == attestd_core::Reason::NonceReused
+        ));
+    }
+    // 50k units' rows; the plan of a use.
     sql(
         &db,
-        "INSERT INTO nonces (nonce, serial, issued_at, expires_at) \
-         SELECT sha256(i::text::bytea), 'SN' || (i % 5000), 1000 + i, \
-         301000 + (i * 7919) % 50000 FROM generate_series(1, 50000) i",
+        "INSERT INTO challenges (serial, open, open_exp) SELECT 'SN' || i, \
+         ARRAY[sha256(i::text::bytea)], ARRAY[1000 + i] FROM generate_series(1, 50000) i",
     )
     .await;
-    // Before the table's statistics are gathered (autovacuum off, or not
-    // yet run) and after.
     for analyzed in [false, true] {
         if analyzed {
-            sql(&db, "ANALYZE nonces").await;
+            sql(&db, "ANALYZE challenges").await;
         }
-        let plan = generic_plan(&db, super::jobs::SWEEP_NONCES, "bigint, bigint", "1, 1000").await;
+        let plan = generic_plan(
+            &db,
+            super::batch::USE_NONCES,
+            "bytea[], text[], bigint[], int",
+            "'{\\\\x01}', '{SN7}', '{5}', 4",
+        )
+        .await;
         assert!(!plan.contains("Seq Scan"), "analyzed: {analyzed}\n{plan}");
         assert!(
-            plan.contains("Index Scan using nonces_expires"),
+            plan.contains("challenges_pkey"),
             "analyzed: {analyzed}\n{plan}"
         );
     }
-    // And it deletes what has expired, oldest first, at most the limit.
-    let c = s.client().await.unwrap();
-    let st = c.prepare(super::jobs::SWEEP_NONCES).await.unwrap();
-    assert_eq!(c.execute(&st, &[&301_100i64, &40i64]).await.unwrap(), 40);
-    assert_eq!(c.execute(&st, &[&301_100i64, &1000i64]).await.unwrap(), 60);
-    let left: i64 = c
-        .query_one("SELECT min(expires_at) FROM nonces", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(left, 301_100);
 }
 
 /// Concurrent context reads share statements, and each caller gets the
