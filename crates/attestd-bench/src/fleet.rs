@@ -504,6 +504,74 @@ pub(crate) async fn storm(
     Ok(StormResult { row, trusted })
 }
 
+/// Boots at a fixed offered rate for `duration` (open loop): boot `k`
+/// starts at `k / rate` seconds, whatever the earlier ones are doing, and
+/// its latency counts from that intended start, so time spent queued
+/// behind a slow server shows (no coordinated omission). At most
+/// `in_flight` boots run at once; once that many are waiting the schedule
+/// slips, and the rate achieved (the row's `rate_per_sec`) falls below
+/// the rate offered. Units are taken in order, as in [`storm`], so no unit
+/// boots twice at once.
+pub(crate) async fn storm_at_rate(
+    ctx: &Ctx,
+    label: &str,
+    which: Which,
+    rate: u32,
+    in_flight: usize,
+    duration: Duration,
+) -> anyhow::Result<StormResult> {
+    let total = which.count(ctx.units);
+    anyhow::ensure!(total > 0, "no units to boot: provision first");
+    let errors = Arc::new(AtomicU64::new(0));
+    let trusted = Arc::new(AtomicU64::new(0));
+    let first = Arc::new(FirstError::default());
+    let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
+    let slots = Arc::new(tokio::sync::Semaphore::new(in_flight.max(1)));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Duration>();
+    let started = Instant::now();
+    let mut k: u64 = 0;
+    while started.elapsed() < duration {
+        let due = started + interval.mul_f64(k as f64);
+        tokio::time::sleep_until(due.into()).await;
+        let permit = slots.clone().acquire_owned().await?;
+        let i = which.unit(k % total);
+        let device = ctx.client(k as usize, None)?;
+        k += 1;
+        let keys = ctx.keys.clone();
+        let (tx, errors, trusted, first) =
+            (tx.clone(), errors.clone(), trusted.clone(), first.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            match boot(&device, &keys, i).await {
+                Ok(tier) => {
+                    let _ = tx.send(due.elapsed());
+                    if tier == pb::TrustTier::Affirming as i32 {
+                        trusted.fetch_add(1, Relaxed);
+                    }
+                }
+                Err(e) => {
+                    errors.fetch_add(1, Relaxed);
+                    first.note(format!("{}: {}", serial(i), e.message()));
+                }
+            }
+        });
+    }
+    drop(tx);
+    let mut all: Histogram<u64> = histogram();
+    while let Some(d) = rx.recv().await {
+        record(&mut all, d);
+    }
+    let elapsed = started.elapsed();
+    let ok = all.len();
+    let trusted = trusted.load(Relaxed);
+    let row =
+        Row::new("boot-storm", label, &all, errors.load(Relaxed), elapsed).with_note(format!(
+            "open loop {rate}/s offered, at most {in_flight} at once; {trusted}/{ok} AFFIRMING {}",
+            first.get()
+        ));
+    Ok(StormResult { row, trusted })
+}
+
 /// A query the `queries` scenario issues.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Query {

@@ -113,6 +113,12 @@ struct Cli {
     /// CheckRelease requests per second during the boot storm (queries).
     #[arg(long, global = true, default_value_t = 1000)]
     release_rate: u32,
+    /// Also boot at this many boots per second, offered in open loop
+    /// (boot-storm): each boot starts on schedule whatever the others are
+    /// doing, latency counted from its scheduled start; the rate achieved
+    /// is reported beside the rate offered. 0: closed loop only.
+    #[arg(long, global = true, default_value_t = 0)]
+    boot_rate: u32,
     /// Small and short: 200 units, 2 s phases, a fresh temporary directory
     /// (with --store-url: an empty database, or --fresh to empty it). For
     /// CI: checks that every scenario runs without errors, not speed. The soak: at most 3 cycles.
@@ -126,6 +132,11 @@ struct Cli {
     #[arg(long, global = true, default_value_t = 0, hide = true)]
     replica: usize,
 }
+
+/// Boots in flight at most in an open-loop phase: far above what a server
+/// that keeps up needs (rate times latency: 2,000/s x 50 ms = 100), so the
+/// bound only stops a server that falls behind from being buried.
+const OPEN_LOOP_IN_FLIGHT: usize = 1024;
 
 impl Cli {
     /// Where the fleet is stored.
@@ -400,6 +411,28 @@ impl Run {
             row.note = format!("{}{note}", row.note);
             row.cpu = cpu;
             self.add(row);
+        }
+        if self.cli.boot_rate > 0 {
+            let rate = self.cli.boot_rate;
+            for (label, alg) in [
+                ("boot ES256 at a fixed rate", KeyAlg::Es256),
+                ("boot Ed25519 at a fixed rate", KeyAlg::Ed25519),
+            ] {
+                let cpu = self.cpu();
+                let r = fleet::storm_at_rate(
+                    ctx,
+                    label,
+                    Which::Alg(alg),
+                    rate,
+                    OPEN_LOOP_IN_FLIGHT,
+                    self.duration(),
+                )
+                .await?;
+                let cpu = self.cpu_per_op(cpu, r.row.count);
+                let mut row = r.row.clone();
+                row.cpu = cpu;
+                self.add(row);
+            }
         }
         Ok(())
     }

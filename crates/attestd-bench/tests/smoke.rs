@@ -7,11 +7,30 @@
 
 #[test]
 fn all_scenarios_run_without_errors_in_quick_mode() {
-    let rows = all_quick(&[]);
+    let rows = all_quick(&["--boot-rate", "40"]);
     // sled: one server, no PostgreSQL CPU.
     for storm in rows.iter().filter(|r| r["cpu"].is_object()) {
         assert_eq!(storm["cpu"]["replicas"], 1, "{storm}");
         assert!(storm["cpu"]["postgres_us"].is_null(), "{storm}");
+    }
+    // With --boot-rate, both kinds of unit also boot at the rate offered:
+    // 40/s for 2 s is about 80 boots (fewer if the schedule slipped), each
+    // AFFIRMING (checked for every storm row above).
+    let open: Vec<_> = rows
+        .iter()
+        .filter(|r| {
+            r["note"]
+                .as_str()
+                .unwrap_or("")
+                .contains("open loop 40/s offered")
+        })
+        .collect();
+    assert_eq!(open.len(), 2, "{rows:?}");
+    for r in open {
+        assert_eq!(r["scenario"], "boot-storm", "{r}");
+        let count = r["count"].as_u64().unwrap();
+        assert!((10..=81).contains(&count), "{r}");
+        assert!(r["cpu"].is_object(), "{r}");
     }
 }
 
