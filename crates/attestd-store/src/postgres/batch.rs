@@ -17,6 +17,13 @@
 //!
 //! The same functions serve an op alone (a slice of one), under a
 //! savepoint, when a group is retried op by op ([`super::write`]).
+//!
+//! One limit of grouping nonces: a group's challenges and its uses are two
+//! statements, challenges first, so a use queued before a challenge of the
+//! same unit may find its nonce evicted by that challenge (`NONCE_UNKNOWN`)
+//! where one at a time it would have been taken. It needs a unit with
+//! `max_nonces_per_serial` nonces outstanding asking for another while
+//! using its oldest; the unit asks again.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -126,20 +133,31 @@ const INSERT_HISTORY: &str = "INSERT INTO history (serial, ord, kind, ref_id, bo
      SELECT t.s, nextval('history_ord'), t.k, t.r, t.b FROM unnest($1::text[], \
      $2::\"char\"[], $3::text[], $4::bytea[]) WITH ORDINALITY AS t(s, k, r, b, i) ORDER BY t.i";
 
-/// The rounds in which a group's nonce ops run: op `i` goes in round `r`
-/// when `r` earlier ops of the group are about its serial. A statement
-/// over arrays may write a row once, so each round has a serial at most
-/// once; a serial's ops keep their order. Nearly every group is one round.
+/// The rounds in which a group's nonce ops of one kind run: op `i` goes
+/// in round `r` when `r` earlier ops of the group are about its serial. A
+/// statement over arrays may write a row once, so each round has a serial
+/// at most once; a serial's ops keep their order. Nearly every group is
+/// one round. Each round is in serial order, so two replicas' statements
+/// lock the rows they share in the same order (not across statements: a
+/// replica's challenges and uses are two statements, so two replicas
+/// could still meet in opposite orders on two units that each have a
+/// challenge in one group and a use in the other; PostgreSQL then breaks
+/// the cycle after `deadlock_timeout` and the group is retried. Nonce
+/// groups take no head lock, so no other write waits on them).
 fn rounds<'a>(serials: impl Iterator<Item = &'a str>) -> Vec<Vec<usize>> {
+    let serials: Vec<&str> = serials.collect();
     let mut seen: HashMap<&str, usize> = HashMap::new();
     let mut out: Vec<Vec<usize>> = Vec::new();
-    for (i, s) in serials.enumerate() {
+    for (i, s) in serials.iter().enumerate() {
         let r = seen.entry(s).or_insert(0);
         if out.len() <= *r {
             out.push(Vec::new());
         }
         out[*r].push(i);
         *r += 1;
+    }
+    for round in &mut out {
+        round.sort_by_key(|&i| serials[i]);
     }
     out
 }
@@ -578,5 +596,20 @@ impl HistoryRows {
         self.kinds.push(b'd' as i8);
         self.refs.push(None);
         self.bodies.push(Some(c.entry.encode_to_vec()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rounds;
+
+    #[test]
+    fn rounds_hold_a_serial_once_each_in_serial_order_and_keep_its_ops_in_order() {
+        let serials = ["B", "A", "B", "C", "A", "B"];
+        assert_eq!(
+            rounds(serials.into_iter()),
+            [vec![1, 0, 3], vec![4, 2], vec![5]]
+        );
+        assert!(rounds(std::iter::empty()).is_empty());
     }
 }
