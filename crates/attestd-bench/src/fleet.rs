@@ -454,16 +454,13 @@ pub(crate) async fn storm(
     let total = which.count(ctx.units);
     anyhow::ensure!(total > 0, "no units to boot: provision first");
     let next = Arc::new(AtomicU64::new(0));
-    let errors = Arc::new(AtomicU64::new(0));
-    let trusted = Arc::new(AtomicU64::new(0));
-    let first = Arc::new(FirstError::default());
+    let tally = Arc::new(Tally::default());
     let started = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..concurrency {
         let device = ctx.client(w, None)?;
         let keys = ctx.keys.clone();
-        let (next, errors, trusted, first) =
-            (next.clone(), errors.clone(), trusted.clone(), first.clone());
+        let (next, tally) = (next.clone(), tally.clone());
         tasks.push(tokio::spawn(async move {
             let mut h = histogram();
             loop {
@@ -475,17 +472,8 @@ pub(crate) async fn storm(
                 }
                 let i = which.unit(k % total);
                 let t = Instant::now();
-                match boot(&device, &keys, i).await {
-                    Ok(tier) => {
-                        record(&mut h, t.elapsed());
-                        if tier == pb::TrustTier::Affirming as i32 {
-                            trusted.fetch_add(1, Relaxed);
-                        }
-                    }
-                    Err(e) => {
-                        errors.fetch_add(1, Relaxed);
-                        first.note(format!("{}: {}", serial(i), e.message()));
-                    }
+                if tally.boot(i, boot(&device, &keys, i).await) {
+                    record(&mut h, t.elapsed());
                 }
             }
             h
@@ -495,13 +483,59 @@ pub(crate) async fn storm(
     for t in tasks {
         all.add(&t.await?)?;
     }
-    let elapsed = started.elapsed();
-    let ok = all.len();
-    let trusted = trusted.load(Relaxed);
-    let row = Row::new("boot-storm", label, &all, errors.load(Relaxed), elapsed).with_note(
-        format!("c={concurrency}; {trusted}/{ok} AFFIRMING {}", first.get()),
-    );
-    Ok(StormResult { row, trusted })
+    Ok(tally.result(label, &all, started, &format!("c={concurrency}")))
+}
+
+/// What a storm's boots came to besides their latencies.
+#[derive(Default)]
+struct Tally {
+    errors: AtomicU64,
+    trusted: AtomicU64,
+    first: FirstError,
+}
+
+impl Tally {
+    /// Counts the outcome of unit `i`'s boot; whether it was answered (so
+    /// its latency counts).
+    fn boot(&self, i: u64, r: Result<i32, tonic::Status>) -> bool {
+        match r {
+            Ok(tier) => {
+                if tier == pb::TrustTier::Affirming as i32 {
+                    self.trusted.fetch_add(1, Relaxed);
+                }
+                true
+            }
+            Err(e) => {
+                self.errors.fetch_add(1, Relaxed);
+                self.first.note(format!("{}: {}", serial(i), e.message()));
+                false
+            }
+        }
+    }
+
+    /// The storm's row, its note led by `how` the load was offered.
+    fn result(
+        &self,
+        label: &str,
+        all: &Histogram<u64>,
+        started: Instant,
+        how: &str,
+    ) -> StormResult {
+        let ok = all.len();
+        let trusted = self.trusted.load(Relaxed);
+        let row = Row::new(
+            "boot-storm",
+            label,
+            all,
+            self.errors.load(Relaxed),
+            started.elapsed(),
+        )
+        .with_note(format!(
+            "{how}; {trusted}/{ok} AFFIRMING {}",
+            self.first.get()
+        ));
+        StormResult { row, trusted }
+    }
 }
 
 /// Boots at a fixed offered rate for `duration` (open loop): boot `k`
@@ -522,9 +556,7 @@ pub(crate) async fn storm_at_rate(
 ) -> anyhow::Result<StormResult> {
     let total = which.count(ctx.units);
     anyhow::ensure!(total > 0, "no units to boot: provision first");
-    let errors = Arc::new(AtomicU64::new(0));
-    let trusted = Arc::new(AtomicU64::new(0));
-    let first = Arc::new(FirstError::default());
+    let tally = Arc::new(Tally::default());
     let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
     let slots = Arc::new(tokio::sync::Semaphore::new(in_flight.max(1)));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Duration>();
@@ -537,22 +569,11 @@ pub(crate) async fn storm_at_rate(
         let i = which.unit(k % total);
         let device = ctx.client(k as usize, None)?;
         k += 1;
-        let keys = ctx.keys.clone();
-        let (tx, errors, trusted, first) =
-            (tx.clone(), errors.clone(), trusted.clone(), first.clone());
+        let (keys, tx, tally) = (ctx.keys.clone(), tx.clone(), tally.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            match boot(&device, &keys, i).await {
-                Ok(tier) => {
-                    let _ = tx.send(due.elapsed());
-                    if tier == pb::TrustTier::Affirming as i32 {
-                        trusted.fetch_add(1, Relaxed);
-                    }
-                }
-                Err(e) => {
-                    errors.fetch_add(1, Relaxed);
-                    first.note(format!("{}: {}", serial(i), e.message()));
-                }
+            if tally.boot(i, boot(&device, &keys, i).await) {
+                let _ = tx.send(due.elapsed());
             }
         });
     }
@@ -561,15 +582,8 @@ pub(crate) async fn storm_at_rate(
     while let Some(d) = rx.recv().await {
         record(&mut all, d);
     }
-    let elapsed = started.elapsed();
-    let ok = all.len();
-    let trusted = trusted.load(Relaxed);
-    let row =
-        Row::new("boot-storm", label, &all, errors.load(Relaxed), elapsed).with_note(format!(
-            "open loop {rate}/s offered, at most {in_flight} at once; {trusted}/{ok} AFFIRMING {}",
-            first.get()
-        ));
-    Ok(StormResult { row, trusted })
+    let how = format!("open loop {rate}/s offered, at most {in_flight} at once");
+    Ok(tally.result(label, &all, started, &how))
 }
 
 /// A query the `queries` scenario issues.

@@ -392,47 +392,36 @@ impl Run {
         if self.rpc_ceiling.is_none() {
             self.ceiling(ctx).await?;
         }
-        for (label, alg) in [
-            ("boot ES256 (challenge + evidence)", KeyAlg::Es256),
-            ("boot Ed25519 (challenge + evidence)", KeyAlg::Ed25519),
-        ] {
+        // Closed loop, then (with --boot-rate) at a fixed rate; each phase's
+        // row with the CPU its boots cost.
+        let mut phases = vec![
+            ("boot ES256 (challenge + evidence)", KeyAlg::Es256, None),
+            ("boot Ed25519 (challenge + evidence)", KeyAlg::Ed25519, None),
+        ];
+        if self.cli.boot_rate > 0 {
+            let rate = Some(self.cli.boot_rate);
+            phases.push(("boot ES256 at a fixed rate", KeyAlg::Es256, rate));
+            phases.push(("boot Ed25519 at a fixed rate", KeyAlg::Ed25519, rate));
+        }
+        for (label, alg, rate) in phases {
             let cpu = self.cpu();
-            let r = fleet::storm(
-                ctx,
-                label,
-                Which::Alg(alg),
-                self.cli.concurrency,
-                Bound::Time(self.duration()),
-            )
-            .await?;
+            let which = Which::Alg(alg);
+            let r = match rate {
+                None => {
+                    let bound = Bound::Time(self.duration());
+                    fleet::storm(ctx, label, which, self.cli.concurrency, bound).await?
+                }
+                Some(rate) => {
+                    let d = self.duration();
+                    fleet::storm_at_rate(ctx, label, which, rate, OPEN_LOOP_IN_FLIGHT, d).await?
+                }
+            };
             let note = self.ceiling_note(r.row.rate_per_sec);
             let cpu = self.cpu_per_op(cpu, r.row.count);
-            let mut row = r.row.clone();
+            let mut row = r.row;
             row.note = format!("{}{note}", row.note);
             row.cpu = cpu;
             self.add(row);
-        }
-        if self.cli.boot_rate > 0 {
-            let rate = self.cli.boot_rate;
-            for (label, alg) in [
-                ("boot ES256 at a fixed rate", KeyAlg::Es256),
-                ("boot Ed25519 at a fixed rate", KeyAlg::Ed25519),
-            ] {
-                let cpu = self.cpu();
-                let r = fleet::storm_at_rate(
-                    ctx,
-                    label,
-                    Which::Alg(alg),
-                    rate,
-                    OPEN_LOOP_IN_FLIGHT,
-                    self.duration(),
-                )
-                .await?;
-                let cpu = self.cpu_per_op(cpu, r.row.count);
-                let mut row = r.row.clone();
-                row.cpu = cpu;
-                self.add(row);
-            }
         }
         Ok(())
     }

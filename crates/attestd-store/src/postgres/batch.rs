@@ -28,6 +28,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use prost::Message;
+use tokio_postgres::types::ToSql;
 
 use super::apply::when;
 use super::write::{decode, Cx, Fail, InOrder, Step};
@@ -162,39 +163,80 @@ fn rounds<'a>(serials: impl Iterator<Item = &'a str>) -> Vec<Vec<usize>> {
     out
 }
 
-/// Issues `ops` (one statement per round, nearly always one); each answers
-/// whether its nonce was stored (`false`: its serial is not enrolled and
-/// it asked for enrolled only). Takes the context shared, so that it can
-/// be sent with [`use_nonces`]; the caller notes the write.
-pub(super) async fn issue_nonces(cx: &Cx<'_>, ops: &[&IssueNonce]) -> Step<Vec<bool>> {
-    let mut out = vec![false; ops.len()];
-    if ops.is_empty() {
+/// A statement parameter made for one round of [`by_rounds`].
+type Param<'a> = Box<dyn ToSql + Sync + Send + 'a>;
+
+/// Runs `sql` once per round of `serials` (see [`rounds`]), with the
+/// parameters `params` makes from the round's ops (indices, in the
+/// round's order), and answers op by op whether the statement returned
+/// the op's serial (its first column).
+async fn by_rounds<'a>(
+    cx: &Cx<'_>,
+    sql: &str,
+    serials: &[&str],
+    params: impl Fn(&[usize]) -> Vec<Param<'a>>,
+) -> Step<Vec<bool>> {
+    let mut out = vec![false; serials.len()];
+    if serials.is_empty() {
         return Ok(out);
     }
-    // One bound for the group: the policy is the server's, the same for
-    // every call; the smallest is the safe one if it ever is not.
-    let per_serial = ops.iter().map(|o| o.per_serial).min().unwrap_or(1).max(1);
-    let s = cx.stmt(ISSUE_NONCES).await?;
-    for round in rounds(ops.iter().map(|o| o.serial.as_str())) {
-        let nonces: Vec<&[u8]> = round.iter().map(|&i| ops[i].nonce.as_slice()).collect();
-        let serials: Vec<&str> = round.iter().map(|&i| ops[i].serial.as_str()).collect();
-        let expires: Vec<i64> = round.iter().map(|&i| ops[i].expires_at).collect();
-        let enrolled_only: Vec<bool> = round.iter().map(|&i| ops[i].enrolled_only).collect();
-        let stored: HashSet<String> = cx
+    let s = cx.stmt(sql).await?;
+    for round in rounds(serials.iter().copied()) {
+        let owned = params(&round);
+        let args: Vec<&(dyn ToSql + Sync)> =
+            owned.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
+        let returned: HashSet<String> = cx
             .tx
-            .query(
-                &s,
-                &[&nonces, &serials, &expires, &enrolled_only, &per_serial],
-            )
+            .query(&s, &args)
             .await?
             .iter()
             .map(|r| r.get::<_, String>(0))
             .collect();
         for &i in &round {
-            out[i] = stored.contains(&ops[i].serial);
+            out[i] = returned.contains(serials[i]);
         }
     }
     Ok(out)
+}
+
+/// The bound of a group's nonce ops: the policy is the server's, the same
+/// for every call; the smallest is the safe one if it ever is not.
+fn group_bound(bounds: impl Iterator<Item = i32>) -> i32 {
+    bounds.min().unwrap_or(1).max(1)
+}
+
+/// Issues `ops` (one statement per round, nearly always one); each answers
+/// whether its nonce was stored (`false`: its serial is not enrolled and
+/// it asked for enrolled only). Takes the context shared, so that it can
+/// be sent with [`use_nonces`]; the caller notes the write.
+pub(super) async fn issue_nonces(cx: &Cx<'_>, ops: &[&IssueNonce]) -> Step<Vec<bool>> {
+    let per_serial = group_bound(ops.iter().map(|o| o.per_serial));
+    let serials: Vec<&str> = ops.iter().map(|o| o.serial.as_str()).collect();
+    by_rounds(cx, ISSUE_NONCES, &serials, |round| -> Vec<Param<'_>> {
+        vec![
+            Box::new(
+                round
+                    .iter()
+                    .map(|&i| ops[i].nonce.as_slice())
+                    .collect::<Vec<_>>(),
+            ),
+            Box::new(
+                round
+                    .iter()
+                    .map(|&i| ops[i].serial.as_str())
+                    .collect::<Vec<_>>(),
+            ),
+            Box::new(round.iter().map(|&i| ops[i].expires_at).collect::<Vec<_>>()),
+            Box::new(
+                round
+                    .iter()
+                    .map(|&i| ops[i].enrolled_only)
+                    .collect::<Vec<_>>(),
+            ),
+            Box::new(per_serial),
+        ]
+    })
+    .await
 }
 
 /// What a unit's row holds of its nonces.
@@ -212,24 +254,27 @@ pub(super) async fn use_nonces(cx: &Cx<'_>, ops: &[&UseNonce]) -> Step<Vec<Step<
     if ops.is_empty() {
         return Ok(Vec::new());
     }
-    let per_serial = ops.iter().map(|o| o.per_serial).min().unwrap_or(1).max(1);
-    let mut taken = vec![false; ops.len()];
-    let s = cx.stmt(USE_NONCES).await?;
-    for round in rounds(ops.iter().map(|o| o.serial.as_str())) {
-        let nonces: Vec<&[u8]> = round.iter().map(|&i| ops[i].nonce.as_slice()).collect();
-        let serials: Vec<&str> = round.iter().map(|&i| ops[i].serial.as_str()).collect();
-        let now: Vec<i64> = round.iter().map(|&i| ops[i].now_ms).collect();
-        let took: HashSet<String> = cx
-            .tx
-            .query(&s, &[&nonces, &serials, &now, &per_serial])
-            .await?
-            .iter()
-            .map(|r| r.get::<_, String>(0))
-            .collect();
-        for &i in &round {
-            taken[i] = took.contains(&ops[i].serial);
-        }
-    }
+    let per_serial = group_bound(ops.iter().map(|o| o.per_serial));
+    let serials: Vec<&str> = ops.iter().map(|o| o.serial.as_str()).collect();
+    let taken = by_rounds(cx, USE_NONCES, &serials, |round| -> Vec<Param<'_>> {
+        vec![
+            Box::new(
+                round
+                    .iter()
+                    .map(|&i| ops[i].nonce.as_slice())
+                    .collect::<Vec<_>>(),
+            ),
+            Box::new(
+                round
+                    .iter()
+                    .map(|&i| ops[i].serial.as_str())
+                    .collect::<Vec<_>>(),
+            ),
+            Box::new(round.iter().map(|&i| ops[i].now_ms).collect::<Vec<_>>()),
+            Box::new(per_serial),
+        ]
+    })
+    .await?;
     let refused: Vec<&str> = ops
         .iter()
         .zip(&taken)
@@ -291,6 +336,8 @@ fn why_not(o: &UseNonce, known: Option<&Known>) -> attestd_core::Rejection {
             reused_nonce()
         }
     } else if let Some(exp) = find(&k.open, &k.open_exp) {
+        // Unused and not expired would have been taken: not reached, and
+        // answered "unknown" rather than a wrong "expired" if it ever were.
         if long_expired(exp) || exp >= o.now_ms {
             unknown_nonce(GONE)
         } else {

@@ -870,18 +870,20 @@ async fn a_units_nonces_are_one_row_and_each_of_a_group_is_taken() {
         "{:?}",
         answers.iter().map(|a| a.as_ref().err()).collect::<Vec<_>>()
     );
-    let shape = |c: tokio_postgres::Row| (c.get::<_, i32>(0), c.get::<_, i32>(1));
+    // Each row's count of unused and of used nonces.
     let c = s.client().await.unwrap();
-    let row = "SELECT cardinality(open), cardinality(used) FROM challenges";
-    assert_eq!(
-        c.query(row, &[])
-            .await
-            .unwrap()
-            .into_iter()
-            .map(shape)
-            .collect::<Vec<_>>(),
-        [(4, 0)]
-    );
+    let rows = async || -> Vec<(i32, i32)> {
+        c.query(
+            "SELECT cardinality(open), cardinality(used) FROM challenges",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+    };
+    assert_eq!(rows().await, [(4, 0)]);
     let answers = s
         .write(vec![take(2), take(3), take(4), take(5), take(6)])
         .await;
@@ -896,15 +898,7 @@ async fn a_units_nonces_are_one_row_and_each_of_a_group_is_taken() {
             a.as_ref().err()
         );
     }
-    assert_eq!(
-        c.query(row, &[])
-            .await
-            .unwrap()
-            .into_iter()
-            .map(shape)
-            .collect::<Vec<_>>(),
-        [(0, 4)]
-    );
+    assert_eq!(rows().await, [(0, 4)]);
     for n in [3, 6] {
         assert!(matches!(
             s.consume_nonce(&[n; 32], &serial(0), 20, &crate::nonces::NoncePolicy {
