@@ -107,9 +107,38 @@ impl fmt::Debug for PgConfig {
 /// its password.
 pub async fn connect(cfg: &PgConfig) -> Result<Pool, StoreError> {
     let mut secrets: Vec<String> = url_password(&cfg.url).into_iter().collect();
-    open(cfg, &mut secrets)
+    open(cfg, &mut secrets, Role::Shared)
         .await
         .map_err(|msg| StoreError::Unavailable(scrub(msg, &secrets)))
+}
+
+/// The unit-context readers' own `size` connections (beside `pool_size`),
+/// set to run every prepared statement with its generic plan.
+///
+/// The context read (`super::context::UNIT_CONTEXTS`, `serial = ANY($1)`)
+/// is prepared once per connection, but PostgreSQL's default
+/// (`plan_cache_mode = auto`) kept planning it again at most executions on
+/// some connections, whichever plan the first five executions happened to
+/// favour: `pg_stat_statements` counted 7,039 plans in 17,772 executions
+/// over one 100k-unit boot storm, the planning as long as the execution.
+/// Its one generic plan (the primary key, probed per serial) is the plan
+/// for every batch. The setting is per connection, so the other statements,
+/// whose filters can be rare values (a status, a tenant), keep PostgreSQL's
+/// choice on the shared pool.
+pub(super) async fn connect_readers(cfg: &PgConfig, size: usize) -> Result<Pool, StoreError> {
+    let mut secrets: Vec<String> = url_password(&cfg.url).into_iter().collect();
+    open(cfg, &mut secrets, Role::Readers(size))
+        .await
+        .map_err(|msg| StoreError::Unavailable(scrub(msg, &secrets)))
+}
+
+/// Which pool [`open`] builds.
+#[derive(Clone, Copy)]
+enum Role {
+    /// The store's pool: `pool_size` connections, the server's plan choice.
+    Shared,
+    /// The context readers' connections (see [`connect_readers`]).
+    Readers(usize),
 }
 
 /// Checks the settings as `connect` would, without connecting: the URL,
@@ -181,9 +210,22 @@ fn settings(
     Ok((pg, tls))
 }
 
-async fn open(cfg: &PgConfig, secrets: &mut Vec<String>) -> Result<Pool, String> {
+async fn open(cfg: &PgConfig, secrets: &mut Vec<String>, role: Role) -> Result<Pool, String> {
     let shown = redact_url(&cfg.url);
     let (mut pg, tls) = settings(cfg, secrets)?;
+    let size = match role {
+        Role::Shared => cfg.pool_size,
+        Role::Readers(n) => {
+            // Added to the URL's own `options`, if it has any.
+            let mut opts = pg
+                .get_options()
+                .map(|o| format!("{o} "))
+                .unwrap_or_default();
+            opts.push_str("-c plan_cache_mode=force_generic_plan");
+            pg.options(&opts);
+            n
+        }
+    };
     let manager_config = ManagerConfig {
         // The pool drops connections tokio-postgres knows are closed; a
         // connection that died silently fails its next query, which the
@@ -203,7 +245,7 @@ async fn open(cfg: &PgConfig, secrets: &mut Vec<String>) -> Result<Pool, String>
     };
     let t = Some(cfg.connect_timeout);
     let pool = Pool::builder(manager)
-        .max_size(cfg.pool_size)
+        .max_size(size)
         .runtime(Runtime::Tokio1)
         .create_timeout(t)
         .wait_timeout(t)
@@ -223,12 +265,14 @@ async fn open(cfg: &PgConfig, secrets: &mut Vec<String>) -> Result<Pool, String>
         }
         Err(e) => return Err(format!("connecting to {shown}: {e}")),
     }
-    tracing::info!(
-        url = %shown,
-        pool_size = cfg.pool_size,
-        tls = tls.is_some(),
-        "connected to PostgreSQL"
-    );
+    if matches!(role, Role::Shared) {
+        tracing::info!(
+            url = %shown,
+            pool_size = cfg.pool_size,
+            tls = tls.is_some(),
+            "connected to PostgreSQL"
+        );
+    }
     Ok(pool)
 }
 

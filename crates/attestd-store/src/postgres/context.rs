@@ -30,8 +30,10 @@ use crate::{DeviceEntry, Result, StationEntry, StoreError, UnitContext};
 
 /// Serials read by one statement at most.
 pub(super) const MAX_BATCH: usize = 256;
-/// Reader tasks (statements in flight at once) per store.
-const READERS: usize = 2;
+/// Reader tasks (statements in flight at once) per store, each with a
+/// connection of its own beside the store's pool
+/// (`super::config::connect_readers`: generic plans).
+pub(super) const READERS: usize = 2;
 
 /// The units named, each with its model's active version and the bodies of
 /// the registered stations linked to it (`unit_stations` holds exactly the
@@ -108,6 +110,12 @@ impl Contexts {
     }
 
     /// Statements run so far.
+    /// The readers' connections, for tests that look at their sessions.
+    #[cfg(test)]
+    pub(super) fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
     #[cfg(test)]
     pub(super) fn statements(&self) -> u64 {
         self.statements.load(Ordering::Relaxed)

@@ -78,12 +78,19 @@ impl PgStore {
             }
         }
         drop(client);
+        let readers = super::config::connect_readers(cfg, super::context::READERS).await?;
         tracing::info!(schema_version = version, "PostgreSQL store ready");
         Ok(PgStore {
             committer: Committer::start(pool.clone()),
-            contexts: Contexts::start(pool.clone()),
+            contexts: Contexts::start(readers),
             pool,
         })
+    }
+
+    /// The unit-context readers' own connections.
+    #[cfg(test)]
+    pub(super) fn context_pool(&self) -> &Pool {
+        self.contexts.pool()
     }
 
     /// Statements that read unit contexts so far.

@@ -987,6 +987,77 @@ async fn concurrent_unit_contexts_are_read_together_and_answered_apart() {
     );
 }
 
+/// The context read runs its generic plan on every execution, whatever
+/// the batch sizes: PostgreSQL's default (`plan_cache_mode = auto`) plans
+/// the first five executions on each connection for their parameters, and
+/// kept doing so on some connections for good. Its readers' connections
+/// are their own; the store's pool keeps the server's default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn context_reads_are_never_planned_again() {
+    let db = TestDb::create();
+    let s = Arc::new(open(&db).await);
+    fleet(&s, 40).await;
+    // Batches of 1 to 40 serials, each read many times over.
+    for round in 1..=40usize {
+        let mut tasks = Vec::new();
+        for i in 0..round {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                s.unit_context(&serial(i)).await.unwrap().is_some()
+            }));
+        }
+        for t in tasks {
+            assert!(t.await.unwrap());
+        }
+    }
+    // Every reader connection at once, so each is looked at.
+    let pool = s.context_pool();
+    let mut conns = Vec::new();
+    for _ in 0..super::context::READERS {
+        conns.push(pool.get().await.unwrap());
+    }
+    let (mut generic, mut custom) = (0i64, 0i64);
+    for c in &conns {
+        let mode: String = c
+            .query_one("SHOW plan_cache_mode", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(mode, "force_generic_plan");
+        for row in c
+            .query(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements \
+                 WHERE statement = $1",
+                &[&super::context::UNIT_CONTEXTS],
+            )
+            .await
+            .unwrap()
+        {
+            generic += row.get::<_, i64>(0);
+            custom += row.get::<_, i64>(1);
+        }
+    }
+    assert!(
+        generic >= 1,
+        "no context read ran on the readers' connections"
+    );
+    assert_eq!(
+        custom, 0,
+        "context reads planned again: {custom} custom plans, {generic} generic"
+    );
+    // The shared pool is left with the server's setting.
+    let c = s.pool().get().await.unwrap();
+    let mode: String = c
+        .query_one("SHOW plan_cache_mode", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_ne!(
+        mode, "force_generic_plan",
+        "the store's pool forces generic plans"
+    );
+}
+
 /// Release decisions stored one per call (`commit_batch` of one write, as
 /// CheckRelease stores them) share the transaction of the group in flight:
 /// fewer commits than decisions, each stored and answered.
