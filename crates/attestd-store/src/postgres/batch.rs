@@ -166,15 +166,22 @@ fn rounds<'a>(serials: impl Iterator<Item = &'a str>) -> Vec<Vec<usize>> {
 /// A statement parameter made for one round of [`by_rounds`].
 type Param<'a> = Box<dyn ToSql + Sync + Send + 'a>;
 
-/// Runs `sql` once per round of `serials` (see [`rounds`]), with the
-/// parameters `params` makes from the round's ops (indices, in the
-/// round's order), and answers op by op whether the statement returned
-/// the op's serial (its first column).
+/// One array parameter: `f` of each op of a round, in the round's order.
+fn column<'a, T: ToSql + Sync + Send + 'a>(round: &[usize], f: impl Fn(usize) -> T) -> Param<'a> {
+    Box::new(round.iter().map(|&i| f(i)).collect::<Vec<T>>())
+}
+
+/// Runs a nonce statement once per round of `serials` (see [`rounds`]):
+/// the round's nonces are `$1`, its serials `$2`, then the parameters
+/// `rest` makes from the round's ops (indices, in the round's order).
+/// Answers op by op whether the statement returned the op's serial (its
+/// first column).
 async fn by_rounds<'a>(
     cx: &Cx<'_>,
     sql: &str,
-    serials: &[&str],
-    params: impl Fn(&[usize]) -> Vec<Param<'a>>,
+    nonces: &[&'a [u8]],
+    serials: &[&'a str],
+    rest: impl Fn(&[usize]) -> Vec<Param<'a>>,
 ) -> Step<Vec<bool>> {
     let mut out = vec![false; serials.len()];
     if serials.is_empty() {
@@ -182,7 +189,11 @@ async fn by_rounds<'a>(
     }
     let s = cx.stmt(sql).await?;
     for round in rounds(serials.iter().copied()) {
-        let owned = params(&round);
+        let mut owned = vec![
+            column(&round, |i| nonces[i]),
+            column(&round, |i| serials[i]),
+        ];
+        owned.extend(rest(&round));
         let args: Vec<&(dyn ToSql + Sync)> =
             owned.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
         let returned: HashSet<String> = cx
@@ -211,28 +222,12 @@ fn group_bound(bounds: impl Iterator<Item = i32>) -> i32 {
 /// be sent with [`use_nonces`]; the caller notes the write.
 pub(super) async fn issue_nonces(cx: &Cx<'_>, ops: &[&IssueNonce]) -> Step<Vec<bool>> {
     let per_serial = group_bound(ops.iter().map(|o| o.per_serial));
+    let nonces: Vec<&[u8]> = ops.iter().map(|o| o.nonce.as_slice()).collect();
     let serials: Vec<&str> = ops.iter().map(|o| o.serial.as_str()).collect();
-    by_rounds(cx, ISSUE_NONCES, &serials, |round| -> Vec<Param<'_>> {
+    by_rounds(cx, ISSUE_NONCES, &nonces, &serials, |round| {
         vec![
-            Box::new(
-                round
-                    .iter()
-                    .map(|&i| ops[i].nonce.as_slice())
-                    .collect::<Vec<_>>(),
-            ),
-            Box::new(
-                round
-                    .iter()
-                    .map(|&i| ops[i].serial.as_str())
-                    .collect::<Vec<_>>(),
-            ),
-            Box::new(round.iter().map(|&i| ops[i].expires_at).collect::<Vec<_>>()),
-            Box::new(
-                round
-                    .iter()
-                    .map(|&i| ops[i].enrolled_only)
-                    .collect::<Vec<_>>(),
-            ),
+            column(round, |i| ops[i].expires_at),
+            column(round, |i| ops[i].enrolled_only),
             Box::new(per_serial),
         ]
     })
@@ -255,24 +250,10 @@ pub(super) async fn use_nonces(cx: &Cx<'_>, ops: &[&UseNonce]) -> Step<Vec<Step<
         return Ok(Vec::new());
     }
     let per_serial = group_bound(ops.iter().map(|o| o.per_serial));
+    let nonces: Vec<&[u8]> = ops.iter().map(|o| o.nonce.as_slice()).collect();
     let serials: Vec<&str> = ops.iter().map(|o| o.serial.as_str()).collect();
-    let taken = by_rounds(cx, USE_NONCES, &serials, |round| -> Vec<Param<'_>> {
-        vec![
-            Box::new(
-                round
-                    .iter()
-                    .map(|&i| ops[i].nonce.as_slice())
-                    .collect::<Vec<_>>(),
-            ),
-            Box::new(
-                round
-                    .iter()
-                    .map(|&i| ops[i].serial.as_str())
-                    .collect::<Vec<_>>(),
-            ),
-            Box::new(round.iter().map(|&i| ops[i].now_ms).collect::<Vec<_>>()),
-            Box::new(per_serial),
-        ]
+    let taken = by_rounds(cx, USE_NONCES, &nonces, &serials, |round| {
+        vec![column(round, |i| ops[i].now_ms), Box::new(per_serial)]
     })
     .await?;
     let refused: Vec<&str> = ops

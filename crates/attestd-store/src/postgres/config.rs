@@ -106,10 +106,7 @@ impl fmt::Debug for PgConfig {
 /// Every failure is [`StoreError::Unavailable`], with the URL shown without
 /// its password.
 pub async fn connect(cfg: &PgConfig) -> Result<Pool, StoreError> {
-    let mut secrets: Vec<String> = url_password(&cfg.url).into_iter().collect();
-    open(cfg, &mut secrets, Role::Shared)
-        .await
-        .map_err(|msg| StoreError::Unavailable(scrub(msg, &secrets)))
+    connect_as(cfg, Role::Shared).await
 }
 
 /// The unit-context readers' own `size` connections (beside `pool_size`),
@@ -126,8 +123,13 @@ pub async fn connect(cfg: &PgConfig) -> Result<Pool, StoreError> {
 /// whose filters can be rare values (a status, a tenant), keep PostgreSQL's
 /// choice on the shared pool.
 pub(super) async fn connect_readers(cfg: &PgConfig, size: usize) -> Result<Pool, StoreError> {
+    connect_as(cfg, Role::Readers(size)).await
+}
+
+/// [`open`], its failure `Unavailable` with the URL's password scrubbed.
+async fn connect_as(cfg: &PgConfig, role: Role) -> Result<Pool, StoreError> {
     let mut secrets: Vec<String> = url_password(&cfg.url).into_iter().collect();
-    open(cfg, &mut secrets, Role::Readers(size))
+    open(cfg, &mut secrets, role)
         .await
         .map_err(|msg| StoreError::Unavailable(scrub(msg, &secrets)))
 }

@@ -109,13 +109,13 @@ impl Contexts {
         }
     }
 
-    /// Statements run so far.
     /// The readers' connections, for tests that look at their sessions.
     #[cfg(test)]
     pub(super) fn pool(&self) -> &Pool {
         &self.pool
     }
 
+    /// Statements run so far.
     #[cfg(test)]
     pub(super) fn statements(&self) -> u64 {
         self.statements.load(Ordering::Relaxed)
