@@ -24,7 +24,7 @@ use hdrhistogram::Histogram;
 use tonic::transport::Channel;
 
 use crate::kit::{Kit, UnitKeys};
-use crate::report::{histogram, record, Row};
+use crate::report::{histogram, record, Row, Timeline};
 
 pub(crate) const MODEL: &str = "PM-200";
 
@@ -463,6 +463,7 @@ pub(crate) async fn storm(
         let (next, tally) = (next.clone(), tally.clone());
         tasks.push(tokio::spawn(async move {
             let mut h = histogram();
+            let mut times = Timeline::default();
             loop {
                 let k = next.fetch_add(1, Relaxed);
                 match bound {
@@ -474,16 +475,22 @@ pub(crate) async fn storm(
                 let t = Instant::now();
                 if tally.boot(i, boot(&device, &keys, i).await) {
                     record(&mut h, t.elapsed());
+                    times.record(started.elapsed(), t.elapsed());
                 }
             }
-            h
+            (h, times)
         }));
     }
     let mut all: Histogram<u64> = histogram();
+    let mut times = Timeline::default();
     for t in tasks {
-        all.add(&t.await?)?;
+        let (h, t) = t.await?;
+        all.add(&h)?;
+        times.add(t);
     }
-    Ok(tally.result(label, &all, started, &format!("c={concurrency}")))
+    let mut r = tally.result(label, &all, started, &format!("c={concurrency}"));
+    r.row.timeline = times.seconds();
+    Ok(r)
 }
 
 /// What a storm's boots came to besides their latencies.
@@ -559,7 +566,8 @@ pub(crate) async fn storm_at_rate(
     let tally = Arc::new(Tally::default());
     let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
     let slots = Arc::new(tokio::sync::Semaphore::new(in_flight.max(1)));
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Duration>();
+    // (ended at, latency)
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Duration, Duration)>();
     let started = Instant::now();
     let mut k: u64 = 0;
     while started.elapsed() < duration {
@@ -573,17 +581,21 @@ pub(crate) async fn storm_at_rate(
         tokio::spawn(async move {
             let _permit = permit;
             if tally.boot(i, boot(&device, &keys, i).await) {
-                let _ = tx.send(due.elapsed());
+                let _ = tx.send((started.elapsed(), due.elapsed()));
             }
         });
     }
     drop(tx);
     let mut all: Histogram<u64> = histogram();
-    while let Some(d) = rx.recv().await {
+    let mut times = Timeline::default();
+    while let Some((ended, d)) = rx.recv().await {
         record(&mut all, d);
+        times.record(ended, d);
     }
     let how = format!("open loop {rate}/s offered, at most {in_flight} at once");
-    Ok(tally.result(label, &all, started, &how))
+    let mut r = tally.result(label, &all, started, &how);
+    r.row.timeline = times.seconds();
+    Ok(r)
 }
 
 /// A query the `queries` scenario issues.

@@ -41,6 +41,65 @@ pub(crate) struct Row {
     /// Anything else worth keeping (a first error, a fraction of a ceiling).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub note: String,
+    /// The latencies second by second (boot storms).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<Second>,
+}
+
+/// The operations that ended in one second of a run.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Second {
+    /// Seconds from the start of the run.
+    pub second: u64,
+    pub count: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+/// When each operation of a run ended and how long it took, kept so that
+/// a tail can be placed in time: spread over the run (queueing), or in a
+/// few seconds (a checkpoint, a vacuum, a stall of the host). Raw pairs
+/// rather than a histogram per second: a few hundred thousand operations
+/// at most, 8 bytes each, and percentiles exact.
+#[derive(Default)]
+pub(crate) struct Timeline {
+    /// (ended at, ms from the start; latency, us)
+    points: Vec<(u32, u32)>,
+}
+
+impl Timeline {
+    pub(crate) fn record(&mut self, ended: Duration, latency: Duration) {
+        let at = u32::try_from(ended.as_millis()).unwrap_or(u32::MAX);
+        let us = u32::try_from(latency.as_micros()).unwrap_or(u32::MAX);
+        self.points.push((at, us));
+    }
+
+    pub(crate) fn add(&mut self, other: Timeline) {
+        self.points.extend(other.points);
+    }
+
+    /// Count and latency percentiles for each second of the run.
+    pub(crate) fn seconds(mut self) -> Vec<Second> {
+        self.points.sort_unstable();
+        let mut out = Vec::new();
+        for chunk in self.points.chunk_by(|a, b| a.0 / 1000 == b.0 / 1000) {
+            let mut us: Vec<u32> = chunk.iter().map(|p| p.1).collect();
+            us.sort_unstable();
+            let at = |q: f64| {
+                let i = ((us.len() as f64 * q).ceil() as usize).clamp(1, us.len()) - 1;
+                f64::from(us[i]) / 1000.0
+            };
+            out.push(Second {
+                second: u64::from(chunk[0].0 / 1000),
+                count: us.len() as u64,
+                p50_ms: at(0.5),
+                p99_ms: at(0.99),
+                max_ms: at(1.0),
+            });
+        }
+        out
+    }
 }
 
 /// CPU time (user + system) per operation in microseconds, by process,
@@ -94,6 +153,7 @@ impl Row {
             value: None,
             cpu: None,
             note: String::new(),
+            timeline: Vec::new(),
         }
     }
 
@@ -113,6 +173,7 @@ impl Row {
             value: Some(value),
             cpu: None,
             note,
+            timeline: Vec::new(),
         }
     }
 

@@ -1100,3 +1100,61 @@ async fn concurrent_single_decisions_share_transactions() {
         );
     }
 }
+
+/// The plan a connection would use for the prepared statement `grows_q`
+/// (as `EXPLAIN EXECUTE` shows it: the cached one, if any).
+async fn cached_plan(c: &deadpool_postgres::Client) -> String {
+    c.query("EXPLAIN EXECUTE grows_q('{k1}')", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A plan made while a table was empty must not stay in use once the table
+/// has grown: every connection plans again after `REPLAN_EVERY` uses.
+#[tokio::test]
+async fn plans_made_on_an_empty_table_are_made_again() {
+    let db = TestDb::create();
+    // Autovacuum off, so that nothing but the pool invalidates the plan.
+    sql(
+        &db,
+        "CREATE TABLE grows (k text PRIMARY KEY, v int) WITH (autovacuum_enabled = false)",
+    )
+    .await;
+    sql(&db, "VACUUM ANALYZE grows").await;
+    // One connection (a readers' pool: generic plans, as EXPLAIN shows them).
+    let pool = super::config::connect_readers(&config(&db.url), 1)
+        .await
+        .unwrap();
+    let c = pool.get().await.unwrap();
+    c.batch_execute("PREPARE grows_q AS SELECT v FROM grows WHERE k = ANY($1::text[])")
+        .await
+        .unwrap();
+    let empty = cached_plan(&c).await;
+    assert!(empty.contains("Seq Scan"), "on the empty table: {empty}");
+    drop(c);
+    sql(
+        &db,
+        "INSERT INTO grows SELECT 'k' || i, i FROM generate_series(1, 100000) i",
+    )
+    .await;
+    // Used again, the connection still has the plan made on the empty table.
+    let c = pool.get().await.unwrap();
+    let stale = cached_plan(&c).await;
+    assert!(stale.contains("Seq Scan"), "before planning again: {stale}");
+    drop(c);
+    let mut uses = 2;
+    while uses < super::config::REPLAN_EVERY {
+        drop(pool.get().await.unwrap());
+        uses += 1;
+    }
+    let c = pool.get().await.unwrap();
+    let fresh = cached_plan(&c).await;
+    assert!(
+        fresh.contains("Index") && !fresh.contains("Seq Scan"),
+        "after {uses} uses the plan follows the table: {fresh}"
+    );
+}
