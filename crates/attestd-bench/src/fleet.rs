@@ -456,6 +456,7 @@ pub(crate) async fn storm(
     let next = Arc::new(AtomicU64::new(0));
     let tally = Arc::new(Tally::default());
     let started = Instant::now();
+    let started_ms = now_ms();
     let mut tasks = Vec::new();
     for w in 0..concurrency {
         let device = ctx.client(w, None)?;
@@ -490,6 +491,7 @@ pub(crate) async fn storm(
     }
     let mut r = tally.result(label, &all, started, &format!("c={concurrency}"));
     r.row.timeline = times.seconds();
+    r.row.started_unix_ms = Some(started_ms);
     Ok(r)
 }
 
@@ -569,6 +571,7 @@ pub(crate) async fn storm_at_rate(
     // (ended at, latency)
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Duration, Duration)>();
     let started = Instant::now();
+    let started_ms = now_ms();
     let mut k: u64 = 0;
     while started.elapsed() < duration {
         let due = started + interval.mul_f64(k as f64);
@@ -595,6 +598,7 @@ pub(crate) async fn storm_at_rate(
     let how = format!("open loop {rate}/s offered, at most {in_flight} at once");
     let mut r = tally.result(label, &all, started, &how);
     r.row.timeline = times.seconds();
+    r.row.started_unix_ms = Some(started_ms);
     Ok(r)
 }
 

@@ -44,6 +44,10 @@ pub(crate) struct Row {
     /// The latencies second by second (boot storms).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub timeline: Vec<Second>,
+    /// When the timeline's second 0 began (Unix time, ms), to set it beside
+    /// the server's and the database's logs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_unix_ms: Option<u64>,
 }
 
 /// The operations that ended in one second of a run.
@@ -154,6 +158,7 @@ impl Row {
             cpu: None,
             note: String::new(),
             timeline: Vec::new(),
+            started_unix_ms: None,
         }
     }
 
@@ -174,6 +179,7 @@ impl Row {
             cpu: None,
             note,
             timeline: Vec::new(),
+            started_unix_ms: None,
         }
     }
 
