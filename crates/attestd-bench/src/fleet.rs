@@ -475,8 +475,9 @@ pub(crate) async fn storm(
                 let i = which.unit(k % total);
                 let t = Instant::now();
                 if tally.boot(i, boot(&device, &keys, i).await) {
-                    record(&mut h, t.elapsed());
-                    times.record(started.elapsed(), t.elapsed());
+                    let took = t.elapsed();
+                    record(&mut h, took);
+                    times.record(started.elapsed(), took);
                 }
             }
             (h, times)

@@ -64,8 +64,8 @@ pub(crate) struct Second {
 /// When each operation of a run ended and how long it took, kept so that
 /// a tail can be placed in time: spread over the run (queueing), or in a
 /// few seconds (a checkpoint, a vacuum, a stall of the host). Raw pairs
-/// rather than a histogram per second: a few hundred thousand operations
-/// at most, 8 bytes each, and percentiles exact.
+/// rather than a histogram per second: 8 bytes an operation (a 15 s storm
+/// at 3,000 boots/s keeps 360 KB), and percentiles exact.
 #[derive(Default)]
 pub(crate) struct Timeline {
     /// (ended at, ms from the start; latency, us)
@@ -83,11 +83,23 @@ impl Timeline {
         self.points.extend(other.points);
     }
 
-    /// Count and latency percentiles for each second of the run.
+    /// Count and latency percentiles for each second of the run, from the
+    /// first to the last in which an operation ended; a second in which none
+    /// ended is there with a count of 0 (a stall). The last second is
+    /// partial: the run's end, where only the operations in flight finish.
     pub(crate) fn seconds(mut self) -> Vec<Second> {
         self.points.sort_unstable();
-        let mut out = Vec::new();
+        let mut out: Vec<Second> = Vec::new();
         for chunk in self.points.chunk_by(|a, b| a.0 / 1000 == b.0 / 1000) {
+            let second = u64::from(chunk[0].0 / 1000);
+            let next = out.last().map_or(second, |s| s.second + 1);
+            out.extend((next..second).map(|second| Second {
+                second,
+                count: 0,
+                p50_ms: 0.0,
+                p99_ms: 0.0,
+                max_ms: 0.0,
+            }));
             let mut us: Vec<u32> = chunk.iter().map(|p| p.1).collect();
             us.sort_unstable();
             let at = |q: f64| {
@@ -95,7 +107,7 @@ impl Timeline {
                 f64::from(us[i]) / 1000.0
             };
             out.push(Second {
-                second: u64::from(chunk[0].0 / 1000),
+                second,
                 count: us.len() as u64,
                 p50_ms: at(0.5),
                 p99_ms: at(0.99),
@@ -268,4 +280,29 @@ pub(crate) fn table(rows: &[Row]) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timeline_gives_each_second_and_shows_a_stall_as_zero() {
+        let mut t = Timeline::default();
+        // Second 0: latencies 1..=100 ms; second 1: nothing; second 2: one.
+        for ms in 1..=100u64 {
+            t.record(
+                Duration::from_millis(10 * ms - 5),
+                Duration::from_millis(ms),
+            );
+        }
+        t.record(Duration::from_millis(2_500), Duration::from_millis(7));
+        let s = t.seconds();
+        assert_eq!(s.len(), 3);
+        assert_eq!((s[0].second, s[0].count), (0, 100));
+        assert_eq!((s[0].p50_ms, s[0].p99_ms, s[0].max_ms), (50.0, 99.0, 100.0));
+        assert_eq!((s[1].second, s[1].count, s[1].max_ms), (1, 0, 0.0));
+        assert_eq!((s[2].second, s[2].count, s[2].p99_ms), (2, 1, 7.0));
+        assert!(Timeline::default().seconds().is_empty());
+    }
 }

@@ -248,21 +248,33 @@ async fn open(cfg: &PgConfig, secrets: &mut Vec<String>, role: Role) -> Result<P
         }
     };
     let t = Some(cfg.connect_timeout);
+    let replan_timeout = cfg.connect_timeout;
     let pool = Pool::builder(manager)
         .max_size(size)
         .runtime(Runtime::Tokio1)
         .create_timeout(t)
         .wait_timeout(t)
         .recycle_timeout(t)
-        .post_recycle(Hook::async_fn(|client, metrics| {
+        .post_recycle(Hook::async_fn(move |client, metrics| {
             Box::pin(async move {
-                if replan_due(metrics.recycle_count) {
-                    client
-                        .batch_execute("DISCARD PLANS")
-                        .await
-                        .map_err(HookError::Backend)?;
+                if !replan_due(metrics.recycle_count) {
+                    return Ok(());
                 }
-                Ok(())
+                // Bounded like every other wait for the database: a
+                // connection that died silently must not hold the checkout.
+                match tokio::time::timeout(replan_timeout, client.batch_execute("DISCARD PLANS"))
+                    .await
+                {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "a PostgreSQL connection failed to plan again; it is closed");
+                        Err(HookError::Backend(e))
+                    }
+                    Err(_) => {
+                        tracing::warn!(timeout = ?replan_timeout, "a PostgreSQL connection did not answer DISCARD PLANS; it is closed");
+                        Err(HookError::message("DISCARD PLANS timed out"))
+                    }
+                }
             })
         }))
         .build()
@@ -298,22 +310,24 @@ async fn open(cfg: &PgConfig, secrets: &mut Vec<String>, role: Role) -> Result<P
 /// when a table is vacuumed or analyzed). A plan made while a table was
 /// nearly empty (a new deployment; `challenges` before the fleet's first
 /// boots) scans the whole table, and stays in use as the table grows until
-/// autovacuum next reaches it. Measured on the first storm after
-/// provisioning 100,000 units: the nonce update scanned `challenges` 2,383
-/// times in 30 s (34 million rows read), the boot rate fell second by
-/// second from 2,400/s to 1,200/s, and PostgreSQL spent 480-860 us per
-/// boot against ~310 once replanned. `DISCARD PLANS` every this many uses
-/// lets the plans follow the tables: in the same storm, 273 scans of the
-/// still small table and ~310 us per boot. A table grows only by writes,
-/// and writes come through uses. Planning again costs each connection a
-/// few plannings per statement, once per this many uses (every few
-/// seconds under a storm).
+/// autovacuum next reaches it. Measured on a storm after `challenges` was
+/// emptied as provisioning leaves it (100,000 units, two 15 s phases): the
+/// nonce update scanned the table 3,070 times (58 million rows read) and
+/// PostgreSQL spent 481-726 us per boot; with this, 169 scans (1.5 million
+/// rows) and 269-283 us (BENCHMARKS.md, "plans made on empty tables").
+/// `DISCARD PLANS` after every this many uses lets the plans follow the
+/// tables: a table grows only by writes, and writes come through uses.
+/// Planning again costs each connection a few plannings per statement, once
+/// per this many uses (every few seconds under a storm). Prepared
+/// statements stay prepared.
 pub(super) const REPLAN_EVERY: usize = 250;
 
-/// Whether a connection checked out for the `recycle_count + 1`-th time
-/// plans again first.
+/// Whether a connection plans again before this checkout, given how many
+/// times it was recycled before (deadpool counts a recycle after its
+/// hooks; a new connection is not recycled): after 250, 500, ... earlier
+/// recycles, i.e. every [`REPLAN_EVERY`] reuses.
 fn replan_due(recycle_count: usize) -> bool {
-    (recycle_count + 1).is_multiple_of(REPLAN_EVERY)
+    recycle_count > 0 && recycle_count.is_multiple_of(REPLAN_EVERY)
 }
 
 /// rustls with the ring provider, trusting only the CAs in `ca_file`.
@@ -351,6 +365,13 @@ mod tests {
     use super::*;
 
     const SECRET: &str = "s3cret";
+
+    #[test]
+    fn connections_plan_again_every_replan_every_reuses() {
+        // `recycle_count` as the hook sees it: reuses before this one.
+        let due: Vec<usize> = (0..=3 * REPLAN_EVERY).filter(|&n| replan_due(n)).collect();
+        assert_eq!(due, vec![REPLAN_EVERY, 2 * REPLAN_EVERY, 3 * REPLAN_EVERY]);
+    }
 
     #[test]
     fn debug_output_hides_the_password() {
