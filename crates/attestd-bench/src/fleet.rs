@@ -456,7 +456,6 @@ pub(crate) async fn storm(
     let next = Arc::new(AtomicU64::new(0));
     let tally = Arc::new(Tally::default());
     let started = Instant::now();
-    let started_ms = now_ms();
     let mut tasks = Vec::new();
     for w in 0..concurrency {
         let device = ctx.client(w, None)?;
@@ -490,10 +489,7 @@ pub(crate) async fn storm(
         all.add(&h)?;
         times.add(t);
     }
-    let mut r = tally.result(label, &all, started, &format!("c={concurrency}"));
-    r.row.timeline = times.seconds();
-    r.row.started_unix_ms = Some(started_ms);
-    Ok(r)
+    Ok(tally.result(label, &all, times, started, &format!("c={concurrency}")))
 }
 
 /// What a storm's boots came to besides their latencies.
@@ -523,27 +519,25 @@ impl Tally {
         }
     }
 
-    /// The storm's row, its note led by `how` the load was offered.
+    /// The storm's row, its note led by `how` the load was offered, with
+    /// its boots second by second (`times`).
     fn result(
         &self,
         label: &str,
         all: &Histogram<u64>,
+        times: Timeline,
         started: Instant,
         how: &str,
     ) -> StormResult {
         let ok = all.len();
         let trusted = self.trusted.load(Relaxed);
-        let row = Row::new(
-            "boot-storm",
-            label,
-            all,
-            self.errors.load(Relaxed),
-            started.elapsed(),
-        )
-        .with_note(format!(
-            "{how}; {trusted}/{ok} AFFIRMING {}",
-            self.first.get()
-        ));
+        let elapsed = started.elapsed();
+        let mut row =
+            Row::new("boot-storm", label, all, self.errors.load(Relaxed), elapsed).with_note(
+                format!("{how}; {trusted}/{ok} AFFIRMING {}", self.first.get()),
+            );
+        row.timeline = times.seconds();
+        row.started_unix_ms = Some(now_ms().saturating_sub(elapsed.as_millis() as u64));
         StormResult { row, trusted }
     }
 }
@@ -572,7 +566,6 @@ pub(crate) async fn storm_at_rate(
     // (ended at, latency, how late the boot's task began)
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Duration, Duration, Duration)>();
     let started = Instant::now();
-    let started_ms = now_ms();
     let mut k: u64 = 0;
     while started.elapsed() < duration {
         let due = started + interval.mul_f64(k as f64);
@@ -608,10 +601,7 @@ pub(crate) async fn storm_at_rate(
         lateness.value_at_quantile(0.5) as f64 / 1000.0,
         lateness.value_at_quantile(0.99) as f64 / 1000.0
     );
-    let mut r = tally.result(label, &all, started, &how);
-    r.row.timeline = times.seconds();
-    r.row.started_unix_ms = Some(started_ms);
-    Ok(r)
+    Ok(tally.result(label, &all, times, started, &how))
 }
 
 /// A query the `queries` scenario issues.
