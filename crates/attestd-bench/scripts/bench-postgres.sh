@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Starts a private PostgreSQL for the bench, set up as the README's
 # "Several replicas on PostgreSQL" asks (autovacuum on, synchronous commit,
-# shared_buffers that hold the fleet's hot tables), beside whatever server
-# the machine already runs, and creates the database attestd_bench in it.
+# shared_buffers that hold the fleet's hot tables, WAL segments kept for
+# recycling), beside whatever server the machine already runs, and creates
+# the database attestd_bench in it. It leaves the kernel's writeback
+# settings alone (the README's vm.dirty_background_bytes is the host's to
+# choose); the bench records them with each run.
 #
 #   crates/attestd-bench/scripts/bench-postgres.sh start [DIR] [PORT] [SHARED_BUFFERS]
 #   crates/attestd-bench/scripts/bench-postgres.sh stop  [DIR]
@@ -33,6 +36,7 @@ port = $port
 unix_socket_directories = '$dir'
 shared_buffers = $buffers
 max_wal_size = 4GB
+min_wal_size = 2GB
 CONF
     fi
     as_pg "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w start >/dev/null

@@ -842,7 +842,33 @@ fn machine() -> serde_json::Value {
         "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
         "cpu_model": model,
         "memory": mem,
+        "writeback": writeback(),
     })
+}
+
+/// The kernel's writeback settings (`/proc/sys/vm`, Linux): when dirty
+/// pages are written back decides whether a database's commits meet a
+/// burst of writes (BENCHMARKS.md: commits of 40-70 ms at the 30 s
+/// writeback of the default settings). Settings this system lacks are left
+/// out.
+fn writeback() -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for name in [
+        "dirty_background_bytes",
+        "dirty_background_ratio",
+        "dirty_bytes",
+        "dirty_ratio",
+        "dirty_expire_centisecs",
+        "dirty_writeback_centisecs",
+    ] {
+        let value = std::fs::read_to_string(format!("/proc/sys/vm/{name}"))
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if let Some(v) = value {
+            out.insert(name.to_owned(), v.into());
+        }
+    }
+    out.into()
 }
 
 /// mimalloc: the request path allocates and frees many small buffers
@@ -913,4 +939,21 @@ fn main() -> anyhow::Result<()> {
         std::process::exit(2);
     }
     Ok(())
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    #[test]
+    fn runs_record_the_kernels_writeback_settings() {
+        let w = super::writeback();
+        for name in ["dirty_expire_centisecs", "dirty_writeback_centisecs"] {
+            let file = std::fs::read_to_string(format!("/proc/sys/vm/{name}")).unwrap_or_default();
+            assert_eq!(
+                w.get(name).and_then(serde_json::Value::as_u64),
+                file.trim().parse::<u64>().ok(),
+                "{name}"
+            );
+            assert!(w.get(name).is_some(), "{name} missing from {w}");
+        }
+    }
 }
