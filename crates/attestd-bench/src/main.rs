@@ -848,8 +848,8 @@ fn machine() -> serde_json::Value {
 
 /// The kernel's writeback settings (`/proc/sys/vm`, Linux): when dirty
 /// pages are written back decides whether a database's commits meet a
-/// burst of writes (BENCHMARKS.md: commits of 40-70 ms at the 30 s
-/// writeback of the default settings). Settings this system lacks are left
+/// burst of writes (BENCHMARKS.md: commits of 35-123 ms at the 30 s
+/// writeback bursts of the default settings). Settings this system lacks are left
 /// out.
 fn writeback() -> serde_json::Value {
     let mut out = serde_json::Map::new();
